@@ -1,0 +1,3 @@
+from synthdistill.cli import main
+
+raise SystemExit(main())

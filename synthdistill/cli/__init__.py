@@ -1,0 +1,73 @@
+"""The command line: parses arguments and wires the stages. Nothing imports it.
+
+Heavy libraries (torch, transformers, trl) are imported inside the stages that need
+them, so `--help`, `packs`, `policy` and `audit` start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from synthdistill.cli import render
+from synthdistill.cli.audit import audit_app
+from synthdistill.cli.packs import packs_app
+from synthdistill.cli.policy import policy_app
+from synthdistill.cli.stages import register_stage_commands
+from synthdistill.errors import SynthdistillError
+
+app = typer.Typer(
+    name="synthdistill",
+    help="Distil a permitted teacher LLM into a small open student, with provenance for every row.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _global_options(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
+    json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    render.OPTIONS.quiet = quiet
+    render.OPTIONS.json = json_output
+    render.OPTIONS.debug = debug
+
+
+register_stage_commands(app)
+app.add_typer(packs_app, name="packs")
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and render any error once, with its exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    # Options may also follow the command (`synthdistill run --json`): hoist the global ones.
+    hoisted = [a for a in argv if a in ("--quiet", "-q", "--json", "--debug")]
+    rest = [a for a in argv if a not in hoisted]
+    try:
+        app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
+        return 0
+    except SynthdistillError as exc:
+        if render.OPTIONS.debug:
+            raise
+        render.error(str(exc))
+        return exc.exit_code
+    except KeyboardInterrupt:
+        render.error("interrupted; run the same command again to resume")
+        return 130
+    except click.exceptions.Abort:
+        render.error("interrupted; run the same command again to resume")
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    finally:
+        render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = False

@@ -1,0 +1,50 @@
+"""Output at the CLI edge: the one place that prints errors, summaries and progress."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+
+@dataclass
+class OutputOptions:
+    quiet: bool = False
+    json: bool = False
+    debug: bool = False
+
+
+OPTIONS = OutputOptions()
+# Human messages and progress go to stderr so that stdout carries only results (and --json).
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def info(message: str) -> None:
+    """A human progress message (hidden by --quiet and --json)."""
+    if not (OPTIONS.quiet or OPTIONS.json):
+        err_console.print(message)
+
+
+def result(message: str) -> None:
+    """A human result line on stdout (hidden by --json, which prints the summary instead)."""
+    if not OPTIONS.json:
+        out_console.print(message)
+
+
+def emit_json(summary: dict[str, Any]) -> None:
+    """The machine-readable summary of a stage, printed only under --json."""
+    if OPTIONS.json:
+        sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+        sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def show_progress() -> bool:
+    return not (OPTIONS.quiet or OPTIONS.json)

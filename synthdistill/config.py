@@ -1,0 +1,191 @@
+"""distill.yaml as pydantic models (design §4): the single source of truth for the config.
+
+`load_config` reads the file, validates it and raises `ConfigError` naming the file,
+the line, the key path and the nearest valid key. Paths in the config are relative to
+the config file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from synthdistill.errors import ConfigError
+from synthdistill.records import Sampling
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TeacherConfig(_Strict):
+    backend: Literal["openai", "openai-batch", "transformers"] = "openai"
+    model: str = Field(description="Model id sent to the API, or a path / embedded model for transformers")
+    base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL, or a list to spread requests over")
+    api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
+    policy: str = Field("auto", description="auto = match policies by model id / host; or a policy id")
+    max_concurrency: int = Field(64, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(120, gt=0)
+    max_retries: int = Field(8, ge=0)
+    batch_size: int = Field(8, ge=1, description="transformers backend: prompts generated together")
+    device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
+
+    @property
+    def base_urls(self) -> list[str]:
+        if self.base_url is None:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> "TeacherConfig":
+        if self.backend in ("openai", "openai-batch") and not self.base_urls:
+            raise ValueError(f"backend '{self.backend}' needs teacher.base_url (e.g. http://127.0.0.1:8000/v1)")
+        return self
+
+
+class UseConfig(_Strict):
+    """What the user intends to do with the outputs, checked against the teacher's policy."""
+
+    commercial: bool = True
+    distribute_student: bool = True
+    competes_with_teacher_provider: bool = False
+    attestation: str | None = None
+
+
+class HarvestConfig(_Strict):
+    packs: list[str] = Field(min_length=1, description="Prompt pack folders, relative to distill.yaml")
+    samples_per_prompt: int = Field(1, ge=1)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, ge=1)
+    top_logprobs: int = Field(20, ge=0, le=100, description="0 = no logprob capture (SFT only)")
+    seed: int | None = 0
+    limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
+    budget_usd: float | None = Field(None, ge=0)
+
+    def sampling(self, overrides: dict[str, Any] | None = None) -> Sampling:
+        """Harvest defaults with a pack's overrides applied."""
+        values = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "top_logprobs", "seed")}
+        values.update(overrides or {})
+        return Sampling(**values)
+
+
+class FilterSpec(_Strict):
+    """One step of the filter pipeline: a registered name and its validated params."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def _parse_filter(item: Any) -> FilterSpec:
+    from synthdistill.filters import parse_filter_spec  # light: pure-python filters
+
+    return parse_filter_spec(item)
+
+
+class DatasetsConfig(_Strict):
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class StudentInit(_Strict):
+    prune_layers_to: int | None = Field(None, ge=1, description="Keep this many evenly spaced layers of `model`")
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | str = "all-linear"
+    merge_on_save: bool = False
+
+
+class KDConfig(_Strict):
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the cross-entropy term")
+    temperature: float = Field(1.0, gt=0.0)
+    tail: Literal["bucket", "zero"] = "bucket"
+
+
+class StudentConfig(_Strict):
+    model: str = Field(description="The student's starting weights: a folder or an embedded model id")
+    name: str | None = Field(None, description="Name of the trained student (checked against name-prefix obligations)")
+    init: StudentInit | None = None
+    method: Literal["sft", "kd"] = "kd"
+    lora: LoraConfig | None = None
+    epochs: float = Field(1, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps")
+    learning_rate: float = Field(5.0e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_length: int = Field(1024, ge=8)
+    seed: int = 0
+    kd: KDConfig = Field(default_factory=KDConfig)
+
+
+class DistillConfig(_Strict):
+    """The whole of distill.yaml."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run folder name: <output_dir>/<name>/")
+    output_dir: str = "outputs"
+    teacher: TeacherConfig
+    use: UseConfig = Field(default_factory=UseConfig)
+    harvest: HarvestConfig
+    filters: list[FilterSpec] = Field(default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")])
+    datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
+    student: StudentConfig | None = None
+
+    _path: Path | None = PrivateAttr(None)
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ValueError("filters must be a list of filter names or {name: {params}}")
+        return [_parse_filter(item) for item in value]
+
+    # -- paths -------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path if self._path is not None else Path("distill.yaml").resolve()
+
+    @property
+    def project_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str | Path) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.project_dir / p)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.resolve(self.output_dir) / self.name
+
+    def require_student(self, stage: str) -> StudentConfig:
+        if self.student is None:
+            raise ConfigError(f"the '{stage}' stage needs a 'student' section", file=self.path)
+        return self.student
+
+
+def load_config(path: str | Path = "distill.yaml") -> DistillConfig:
+    """Read and validate distill.yaml; errors name the file, line and key path."""
+    from synthdistill.yaml_source import load_yaml, validate_document
+
+    path = Path(path).resolve()
+    if not path.exists():
+        raise ConfigError("config file not found (pass -c FILE, or run `synthdistill init DIR`)", file=path)
+    doc = load_yaml(path, ConfigError)
+    config = validate_document(doc, DistillConfig, ConfigError)
+    config._path = path
+    return config
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of distill.yaml for editors, generated from the models."""
+    return DistillConfig.model_json_schema()

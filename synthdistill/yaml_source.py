@@ -1,0 +1,156 @@
+"""Read hand-edited YAML/JSONL files so that every error can name its file and line."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from synthdistill.errors import InputError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _read_text(path: Path, error: type[InputError]) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error("file not found", file=path) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", file=path) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(f"not valid UTF-8 (byte {exc.start}); save the file as UTF-8", file=path, line=line) from None
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> Any:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[path + (key,)] = key_node.start_mark.line + 1
+            out[key] = _walk(value_node, path + (key,), lines)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(item, path + (i,), lines) for i, item in enumerate(node.value)]
+    return None
+
+
+class YamlDocument:
+    """A parsed YAML file plus the line of every key path, for error messages."""
+
+    def __init__(self, path: Path, data: Any, lines: dict[tuple, int]):
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def line_of(self, loc: tuple) -> int | None:
+        """Line of the deepest known prefix of `loc` (pydantic error locations)."""
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get(())
+
+
+def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDocument:
+    """Parse a YAML file; syntax errors become `error` with file and line."""
+    path = Path(path)
+    text = _read_text(path, error)
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or str(exc)
+        raise error(f"invalid YAML: {problem}", file=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise error(f"invalid YAML: {exc}", file=path) from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return YamlDocument(path, data, lines)
+
+
+def read_jsonl(path: str | Path, error: type[InputError] = InputError) -> list[tuple[int, Any]]:
+    """Rows of a JSONL file as (line number, object); blank lines are skipped."""
+    path = Path(path)
+    text = _read_text(path, error)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise error(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
+    return rows
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names valid at `loc` (the parent of an unknown key), walking nested models."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        current = _nested_model(fields[part].annotation)
+        if current is None:
+            return []
+    fields = getattr(current, "model_fields", {})
+    return [f.alias or name for name, f in fields.items()]
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc: YamlDocument) -> tuple[str, int | None]:
+    """Turn the first pydantic error into (message, line), suggesting the closest valid key."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        options = _allowed_keys(model, loc[:-1])
+        close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
+        message = f"unknown key '{dotted}'{hint}"
+    elif err["type"] == "missing":
+        message = f"missing required key '{dotted}'"
+    else:
+        given = err.get("input")
+        shown = json.dumps(given, default=str)[:60] if not isinstance(given, dict) else "a mapping"
+        message = f"'{dotted}': {err['msg']} (got {shown})"
+    extra = len(exc.errors()) - 1
+    if extra:
+        message += f" (and {extra} more error{'s' if extra > 1 else ''})"
+    return message, doc.line_of(loc)
+
+
+def validate_document(doc: YamlDocument, model: type[ModelT], error: type[InputError], context: dict | None = None) -> ModelT:
+    """Validate a parsed document into `model`, raising `error` with file, line and key path."""
+    if not isinstance(doc.data, dict):
+        raise error("expected a mapping of keys at the top level", file=doc.path, line=1)
+    try:
+        return model.model_validate(doc.data, context=context)
+    except ValidationError as exc:
+        message, line = describe_validation_error(exc, model, doc)
+        raise error(message, file=doc.path, line=line) from None
