@@ -8,9 +8,9 @@ the config file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from synthdistill.errors import ConfigError
 from synthdistill.records import Sampling
@@ -81,7 +81,9 @@ class FilterSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-def _parse_filter(item: Any) -> FilterSpec:
+def _parse_filter(item: Any) -> Any:
+    if isinstance(item, FilterSpec):
+        return item
     from synthdistill.filters import parse_filter_spec  # light: pure-python filters
 
     return parse_filter_spec(item)
@@ -134,7 +136,10 @@ class DistillConfig(_Strict):
     teacher: TeacherConfig
     use: UseConfig = Field(default_factory=UseConfig)
     harvest: HarvestConfig
-    filters: list[FilterSpec] = Field(default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")])
+    filters: list[Annotated[FilterSpec, BeforeValidator(_parse_filter)]] = Field(
+        default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")],
+        description="Ordered filter steps: a name, or {name: {params}}",
+    )
     datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
     student: StudentConfig | None = None
 
@@ -147,7 +152,7 @@ class DistillConfig(_Strict):
             return []
         if not isinstance(value, list):
             raise ValueError("filters must be a list of filter names or {name: {params}}")
-        return [_parse_filter(item) for item in value]
+        return value
 
     # -- paths -------------------------------------------------------------
     @property
@@ -189,3 +194,17 @@ def load_config(path: str | Path = "distill.yaml") -> DistillConfig:
 def config_json_schema() -> dict[str, Any]:
     """JSON Schema of distill.yaml for editors, generated from the models."""
     return DistillConfig.model_json_schema()
+
+
+def write_config_schema(path: str | Path | None = None) -> Path:
+    """Regenerate synthdistill/schemas/distill.schema.json (run after changing the models)."""
+    import json
+
+    path = Path(path) if path else Path(__file__).resolve().parent / "schemas" / "distill.schema.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config_json_schema(), indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write_config_schema())

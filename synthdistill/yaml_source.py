@@ -138,7 +138,8 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc:
     else:
         given = err.get("input")
         shown = json.dumps(given, default=str)[:60] if not isinstance(given, dict) else "a mapping"
-        message = f"'{dotted}': {err['msg']} (got {shown})"
+        text = err["msg"].removeprefix("Value error, ")
+        message = f"'{dotted}': {text}" if err["type"] == "value_error" else f"'{dotted}': {text} (got {shown})"
     extra = len(exc.errors()) - 1
     if extra:
         message += f" (and {extra} more error{'s' if extra > 1 else ''})"

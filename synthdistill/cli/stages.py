@@ -1,0 +1,189 @@
+"""The stage commands: init, run, harvest, filter, build, train, eval."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from synthdistill.cli import render
+from synthdistill.errors import InputError
+
+STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to distill.yaml.")]
+FreshOption = Annotated[bool, typer.Option("--fresh", help="Start the harvest over (delete the ledger).")]
+LimitOption = Annotated[Optional[int], typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
+
+
+def _config(path: Path):
+    from synthdistill.config import load_config
+
+    return load_config(path)
+
+
+def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
+    from synthdistill.cli.progress import HarvestProgress
+    from synthdistill.harvest import harvest
+
+    with HarvestProgress() as progress:
+        summary = harvest(config, limit=limit, fresh=fresh, observer=progress)
+    data = summary.model_dump()
+    render.result(
+        f"harvest: {summary.answered} answered, {summary.failed} failed, {summary.already_done} already done "
+        f"({summary.prompts} prompts, {summary.requests_sent} requests sent, {summary.tokens_out} tokens out, "
+        f"{summary.seconds:.1f}s); teacher policy {summary.policy_id}: {summary.decision}"
+    )
+    if summary.failed:
+        render.result(f"  {summary.failed} requests failed after retries; run `synthdistill harvest` again to retry them")
+    return data
+
+
+def do_filter(config) -> dict:
+    from synthdistill.filters.stage import run_filter_stage
+
+    report = run_filter_stage(config)
+    steps = ", ".join(f"{s['name']} -{s['dropped']}" for s in report["steps"]) or "no filters"
+    render.result(f"filter: {report['input']} records → {report['kept']} kept ({steps})")
+    return report
+
+
+def do_build(config) -> dict:
+    from synthdistill.datasets import build_datasets
+
+    summary = build_datasets(config)
+    render.result(f"build: SFT dataset {summary.sft_rows} → {summary.sft_dir}")
+    if summary.kd_rows is not None:
+        render.result(f"build: KD dataset {summary.kd_rows}, coverage {summary.kd_coverage:.1%} → {summary.kd_dir}")
+    else:
+        render.result(f"build: no KD dataset: {summary.kd_skipped_reason}")
+    return summary.model_dump()
+
+
+def do_train(config, method: str | None = None, resume: bool = False) -> dict:
+    from synthdistill.cli.progress import TrainProgress
+    from synthdistill.train import train_student
+
+    with TrainProgress() as progress:
+        summary = train_student(config, method=method, resume=resume, progress=progress)
+    data = summary.model_dump() if hasattr(summary, "model_dump") else dict(summary.__dict__)
+    render.result(
+        f"train: {data.get('method')} student, {data.get('steps')} steps, loss {data.get('train_loss_first'):.4f} → "
+        f"{data.get('train_loss_last'):.4f} → {data.get('output_dir')}"
+    )
+    return data
+
+
+def do_eval(config) -> dict:
+    from synthdistill.evaluate import evaluate_student
+
+    result = evaluate_student(config)
+    untrained, trained = result["untrained"], result["trained"]
+    render.result(
+        f"eval: NLL/token {untrained['nll_per_token']:.3f} → {trained['nll_per_token']:.3f}, "
+        f"top-1 agreement {untrained['top1_agreement']:.3f} → {trained['top1_agreement']:.3f} "
+        f"({result['examples']} held-out examples) → {config.run_dir / 'eval.json'}"
+    )
+    return result
+
+
+def do_audit(config) -> dict:
+    from synthdistill.audit import write_audit
+
+    summary = write_audit(config.run_dir, config=config)
+    render.result(f"audit: {summary.get('artifacts', '?')} artifacts hashed → {config.run_dir / 'audit'}")
+    return summary
+
+
+def register_stage_commands(app: typer.Typer) -> None:
+    @app.command()
+    def init(
+        directory: Annotated[Path, typer.Argument(help="Folder for the new project.")],
+        force: Annotated[bool, typer.Option("--force", help="Write into a folder that already has a distill.yaml.")] = False,
+    ) -> None:
+        """Scaffold a project: distill.yaml, prompts/, policies/ (a working copy of the quickstart)."""
+        from synthdistill.shipped import shipped_dir
+
+        source = shipped_dir("examples") / "quickstart"
+        target = directory.resolve()
+        if (target / "distill.yaml").exists() and not force:
+            raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")
+        target.mkdir(parents=True, exist_ok=True)
+        for item in ("distill.yaml", "prompts", "policies"):
+            src = source / item
+            if src.is_dir():
+                shutil.copytree(src, target / item, dirs_exist_ok=True)
+            elif src.exists():
+                shutil.copy2(src, target / item)
+        render.result(f"wrote a project to {target}; next: synthdistill run -c {target / 'distill.yaml'}")
+        render.emit_json({"project": str(target), "config": str(target / "distill.yaml")})
+
+    @app.command()
+    def run(
+        config: ConfigOption = Path("distill.yaml"),
+        until: Annotated[Optional[str], typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")] = None,
+        fresh: FreshOption = False,
+    ) -> None:
+        """Run every stage in order: harvest, filter, build, train, eval, audit."""
+        if until is not None and until not in STAGES:
+            raise InputError(f"--until must be one of {', '.join(STAGES)} (got '{until}')")
+        cfg = _config(config)
+        summary: dict = {}
+        last = STAGES.index(until) if until else len(STAGES) - 1
+        for stage in STAGES[: last + 1]:
+            if stage == "harvest":
+                summary[stage] = do_harvest(cfg, fresh=fresh)
+            elif stage == "filter":
+                summary[stage] = do_filter(cfg)
+            elif stage == "build":
+                summary[stage] = do_build(cfg)
+            elif stage == "train":
+                summary[stage] = do_train(cfg)
+            elif stage == "eval":
+                summary[stage] = do_eval(cfg)
+            elif stage == "audit":
+                summary[stage] = do_audit(cfg)
+        run_dir = cfg.run_dir
+        render.result(f"\ndone: run folder {run_dir}")
+        for label, path in (
+            ("datasets", run_dir / "datasets"),
+            ("student", run_dir / "student"),
+            ("eval", run_dir / "eval.json"),
+            ("audit", run_dir / "audit"),
+        ):
+            if path.exists():
+                render.result(f"  {label:9} {path}")
+        render.emit_json(summary)
+
+    @app.command("harvest")
+    def harvest_command(config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, fresh: FreshOption = False) -> None:
+        """Ask the teacher for answers and top-k logprobs (resumes; the policy gate runs first)."""
+        render.emit_json(do_harvest(_config(config), limit=limit, fresh=fresh))
+
+    @app.command("filter")
+    def filter_command(config: ConfigOption = Path("distill.yaml")) -> None:
+        """Filter the harvested answers; dropped rows keep their reasons."""
+        render.emit_json(do_filter(_config(config)))
+
+    @app.command("build")
+    def build_command(config: ConfigOption = Path("distill.yaml")) -> None:
+        """Build the SFT and KD datasets."""
+        render.emit_json(do_build(_config(config)))
+
+    @app.command("train")
+    def train_command(
+        config: ConfigOption = Path("distill.yaml"),
+        method: Annotated[Optional[str], typer.Option("--method", help="sft or kd (default: student.method).")] = None,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+    ) -> None:
+        """Fine-tune the student with TRL (SFT or offline logit KD)."""
+        if method is not None and method not in ("sft", "kd"):
+            raise InputError(f"--method must be sft or kd (got '{method}')")
+        render.emit_json(do_train(_config(config), method=method, resume=resume))
+
+    @app.command("eval")
+    def eval_command(config: ConfigOption = Path("distill.yaml")) -> None:
+        """Compare the untrained and the trained student on the held-out split."""
+        render.emit_json(do_eval(_config(config)))

@@ -1,0 +1,234 @@
+"""The build stage: filtered records → SFT and KD datasets (Parquet, Hugging Face layout).
+
+    datasets/sft/  messages, prompt_id, pack, teacher       (splits train / eval)
+    datasets/kd/   input_ids, labels, kd_ids, kd_logprobs, kd_mask (student tokens)
+
+Splits are by prompt, never the same prompt in both. The KD dataset needs captured
+logprobs and a configured student; this version builds it where the teacher's token
+ids are the student's (same tokenizer), which it checks record by record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from synthdistill.config import DistillConfig
+from synthdistill.records import HarvestRecord
+
+SPLITS = ("train", "eval")
+
+
+class BuildSummary(BaseModel):
+    sft_rows: dict[str, int]
+    kd_rows: dict[str, int] | None
+    kd_skipped_reason: str | None
+    kd_coverage: float | None
+    kd_dropped: dict[str, int]
+    sft_dir: str
+    kd_dir: str | None
+
+
+def eval_prompt_ids(prompt_ids: list[str], eval_fraction: float, seed: int) -> set[str]:
+    """The prompts held out for eval: a seeded, order-independent choice of round(n * fraction)."""
+    unique = sorted(set(prompt_ids), key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
+    if eval_fraction <= 0 or len(unique) < 2:
+        return set()
+    count = min(len(unique) - 1, max(1, round(len(unique) * eval_fraction)))
+    return set(unique[:count])
+
+
+def sft_row(record: HarvestRecord) -> dict[str, Any]:
+    messages = [m.model_dump() for m in record.messages] + [{"role": "assistant", "content": record.text}]
+    return {
+        "row_id": record.request_key,
+        "prompt_id": record.prompt_id,
+        "request_key": record.request_key,
+        "pack": record.pack,
+        "teacher": record.model_answered,
+        "messages": messages,
+    }
+
+
+def kd_row(record: HarvestRecord, prompt_ids: list[int], eos_id: int, max_length: int) -> dict[str, Any] | None:
+    """Student-token KD row for a record whose token ids are the student's own (same tokenizer)."""
+    answer_ids = list(record.token_ids or [])
+    targets_ids: list[list[int]] = []
+    targets_logprobs: list[list[float]] = []
+    for position, token in enumerate(answer_ids):
+        ids = list(record.top_ids[position])
+        logprobs = list(record.top_logprobs[position])
+        # Keep the sampled token beside the top-k: it lowers the bias of top-k caching.
+        if token not in ids:
+            ids.append(token)
+            logprobs.append(record.token_logprobs[position])
+        targets_ids.append(ids)
+        targets_logprobs.append(logprobs)
+    if not answer_ids or answer_ids[-1] != eos_id:
+        answer_ids.append(eos_id)  # API teachers do not return their stop token: learn it by CE only
+        targets_ids.append([])
+        targets_logprobs.append([])
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    if len(input_ids) <= len(prompt_ids):
+        return None
+    answer_len = len(input_ids) - len(prompt_ids)
+    kd_ids = [[] for _ in prompt_ids] + targets_ids[:answer_len]
+    kd_logprobs = [[] for _ in prompt_ids] + targets_logprobs[:answer_len]
+    return {
+        "row_id": record.request_key,
+        "prompt_id": record.prompt_id,
+        "request_key": record.request_key,
+        "pack": record.pack,
+        "input_ids": input_ids,
+        "labels": [-100] * len(prompt_ids) + input_ids[len(prompt_ids) :],
+        "kd_ids": kd_ids,
+        "kd_logprobs": kd_logprobs,
+        "kd_mask": [1 if ids else 0 for ids in kd_ids],
+    }
+
+
+def same_tokenizer(record: HarvestRecord, tokenizer, eos_id: int) -> bool:
+    """True when the record's token ids decode, with the student's tokenizer, to its exact text."""
+    if not record.token_ids or record.top_ids is None:
+        return False
+    ids = [t for t in record.token_ids if t != eos_id]
+    return tokenizer.decode(ids, skip_special_tokens=False) == record.text
+
+
+def build_datasets(config: DistillConfig) -> BuildSummary:
+    """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist)."""
+    from synthdistill.dataset_cards import provenance, write_card
+    from synthdistill.filters.stage import read_kept
+
+    records = read_kept(config)
+    held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
+    root = config.run_dir / "datasets"
+    info = provenance(config, records)
+
+    sft_dir = root / "sft"
+    sft_counts = _write_splits(sft_dir, records, held_out, sft_row, _sft_schema())
+    write_card(sft_dir, "sft", config, info, sft_counts)
+
+    kd_counts, reason, coverage, dropped = None, None, None, {}
+    kd_dir = root / "kd"
+    if config.harvest.top_logprobs == 0 or not any(r.has_logprobs for r in records):
+        reason = "no logprobs were captured (harvest.top_logprobs is 0 or the teacher sent none)"
+    elif config.student is None:
+        reason = "no `student` section in the config: KD rows are tokenized for the student"
+    else:
+        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, kd_dir, info)
+    if kd_counts is None and kd_dir.exists():
+        shutil.rmtree(kd_dir)  # a stale KD dataset from an earlier build must not be trained on
+    return BuildSummary(
+        sft_rows=sft_counts,
+        kd_rows=kd_counts,
+        kd_skipped_reason=reason,
+        kd_coverage=coverage,
+        kd_dropped=dropped,
+        sft_dir=str(sft_dir),
+        kd_dir=str(kd_dir) if kd_counts is not None else None,
+    )
+
+
+def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict):
+    from transformers import AutoTokenizer
+
+    from synthdistill.chat_tokens import prompt_token_ids
+    from synthdistill.dataset_cards import write_card
+    from synthdistill.model_store import resolve_model
+
+    student = config.student
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(student.model, config.project_dir))
+    eos_id = tokenizer.eos_token_id
+    rows_by_key: dict[str, dict] = {}
+    dropped: dict[str, int] = {}
+    for record in records:
+        if not same_tokenizer(record, tokenizer, eos_id):
+            dropped["teacher-tokens-not-student-tokens"] = dropped.get("teacher-tokens-not-student-tokens", 0) + 1
+            continue
+        row = kd_row(record, prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages]), eos_id, student.max_length)
+        if row is None:
+            dropped["prompt-longer-than-max-length"] = dropped.get("prompt-longer-than-max-length", 0) + 1
+            continue
+        rows_by_key[record.request_key] = row
+    if not rows_by_key:
+        reason = (
+            "no record's teacher tokens are the student's tokens (different tokenizers); "
+            "cross-tokenizer alignment is not in this version, so only the SFT dataset was built"
+        )
+        return None, None, dropped, reason
+    kept = [r for r in records if r.request_key in rows_by_key]
+    counts = _write_splits(kd_dir, kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema())
+    answer_tokens = sum(len(r.token_ids or []) for r in records if r.has_logprobs)
+    with_targets = sum(sum(row["kd_mask"]) for row in rows_by_key.values())
+    coverage = round(with_targets / answer_tokens, 4) if answer_tokens else 0.0
+    top_k = max((len(ids) for row in rows_by_key.values() for ids in row["kd_ids"]), default=0)
+    tokenizer.save_pretrained(kd_dir / "tokenizer")
+    build = {
+        "student_model": student.model,
+        "tokenizer_match": "exact",
+        "top_k": config.harvest.top_logprobs,
+        "max_candidates": top_k,
+        "logprob_mode": "raw (teacher temperature 1)",
+        "coverage": coverage,
+        "dropped": dropped,
+    }
+    (kd_dir / "build.json").write_text(json.dumps(build, indent=2) + "\n")
+    write_card(kd_dir, "kd", config, {**info, "kd": build}, counts)
+    return counts, coverage, dropped, None
+
+
+def _write_splits(folder: Path, records, held_out: set[str], to_row, schema) -> dict[str, int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = folder / "data"
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    counts = {}
+    for split in SPLITS:
+        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == "eval")]
+        table = pa.Table.from_pylist(rows, schema=schema)
+        pq.write_table(table, data / f"{split}-00000-of-00001.parquet")
+        counts[split] = len(rows)
+    return counts
+
+
+def _sft_schema():
+    import pyarrow as pa
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("row_id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("request_key", pa.string()),
+            ("pack", pa.string()),
+            ("teacher", pa.string()),
+            ("messages", pa.list_(message)),
+        ]
+    )
+
+
+def _kd_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("row_id", pa.string()),
+            ("prompt_id", pa.string()),
+            ("request_key", pa.string()),
+            ("pack", pa.string()),
+            ("input_ids", pa.list_(pa.int32())),
+            ("labels", pa.list_(pa.int32())),
+            ("kd_ids", pa.list_(pa.list_(pa.int32()))),
+            ("kd_logprobs", pa.list_(pa.list_(pa.float16()))),
+            ("kd_mask", pa.list_(pa.int8())),
+        ]
+    )

@@ -1,0 +1,351 @@
+"""pack.yaml as pydantic models (design §5): the single source of truth for the pack format.
+
+The JSON Schema that editors use (`synthdistill/schemas/pack.schema.json`) is generated
+from `PackSpec`; regenerate it with `python -m synthdistill.pack_format` after changing
+a model here (a test fails while the shipped file is stale).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from synthdistill.errors import PackError
+from synthdistill.records import Message, Sampling
+from synthdistill.yaml_source import YamlDocument, _allowed_keys
+
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "pack.schema.json"
+
+# Licences of prompt collections seen in practice (SPDX ids). Anything else must be a
+# `LicenseRef-<name>` so that a reviewer sees at once that it is a custom licence.
+KNOWN_LICENCES = (
+    "CC0-1.0", "PDDL-1.0", "Unlicense",
+    "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0",
+    "ODC-By-1.0", "ODbL-1.0", "CDLA-Permissive-1.0", "CDLA-Permissive-2.0", "CDLA-Sharing-1.0",
+    "Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0",
+    "GPL-2.0-only", "GPL-3.0-only", "LGPL-3.0-only", "AGPL-3.0-only", "GFDL-1.3-only",
+)
+LICENCE_REF = re.compile(r"^LicenseRef-[A-Za-z0-9.\-]+$")
+# Semantic Versioning 2.0.0, the regex recommended at semver.org.
+SEMVER = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+PACK_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _compile(pattern: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+
+
+class AnswerVerify(_Strict):
+    """Capture the answer with `pattern` and compare it with the row's `field`."""
+
+    kind: Literal["answer"]
+    field: str = Field("answer", description="Row field holding the expected answer")
+    pattern: str = Field(
+        r"Answer:\s*\$?(-?[\d.,]*\d)",
+        description="Regex whose first group (or group 'answer') captures the answer; the last match counts",
+    )
+    tolerance: float = Field(1e-6, ge=0, description="Largest accepted |answer - expected| for numbers")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        compiled = _compile(value)
+        if compiled.groups < 1:
+            raise ValueError(f"pattern {value!r} needs a capture group (…) around the answer")
+        return value
+
+
+class JsonSchemaVerify(_Strict):
+    """The answer must be JSON (bare or in one ``` fence) valid against `schema`."""
+
+    kind: Literal["json-schema"]
+    schema_: dict[str, Any] | str = Field(
+        alias="schema", description="A JSON Schema inline, or a .json/.yaml file relative to the pack folder"
+    )
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
+        if isinstance(value, dict):
+            check_json_schema(value)
+        return value
+
+
+class RegexVerify(_Strict):
+    """The answer must match `pattern` (re.search; `(?i)` etc. for flags)."""
+
+    kind: Literal["regex"]
+    pattern: str = Field(description="Regular expression the answer must match")
+    full_match: bool = Field(False, description="Require the whole answer (stripped) to match")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        _compile(value)
+        return value
+
+
+VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify, Field(discriminator="kind")]
+VERIFY_KINDS: dict[str, type[BaseModel]] = {"answer": AnswerVerify, "json-schema": JsonSchemaVerify, "regex": RegexVerify}
+
+
+def check_json_schema(schema: dict[str, Any]) -> None:
+    """Raise ValueError unless `schema` is itself a valid JSON Schema (for its declared draft)."""
+    from jsonschema import SchemaError, validators
+
+    try:
+        validators.validator_for(schema).check_schema(schema)
+    except SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "top level"
+        raise ValueError(f"not a valid JSON Schema at {where}: {exc.message}") from None
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """An absent key means "keep the harvest default", not null: hide the placeholder default."""
+    schema.pop("default", None)
+
+
+class PackSampling(_Strict):
+    """Pack-level overrides of the harvest sampling defaults (keys of records.Sampling)."""
+
+    # `float = None`: leaving a key out keeps the harvest default; writing `null` is an error.
+    temperature: float = Field(None, ge=0.0, le=2.0, json_schema_extra=_no_default)
+    top_p: float = Field(None, gt=0.0, le=1.0, json_schema_extra=_no_default)
+    max_tokens: int = Field(None, ge=1, json_schema_extra=_no_default)
+    top_logprobs: int = Field(None, ge=0, le=100, json_schema_extra=_no_default)
+    seed: int | None = None
+
+    @model_validator(mode="after")
+    def _same_rules_as_sampling(self) -> PackSampling:
+        # records.Sampling is the authority; validating against it keeps both in step.
+        try:
+            Sampling(**self.overrides())
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"]) from None
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """Only the keys the pack sets."""
+        return self.model_dump(exclude_unset=True)
+
+
+class PackSpec(_Strict):
+    """The whole of pack.yaml."""
+
+    name: str = Field(pattern=PACK_NAME, description="Pack name; part of every prompt id")
+    version: str = Field(pattern=SEMVER, description="Semantic version, e.g. 1.2.0")
+    description: str = ""
+    licence: str = Field(description="Licence of the prompts: an SPDX id (CC0-1.0, CC-BY-4.0, …) or LicenseRef-…")
+    source: str = Field("", description="Where the prompts come from: 'written for …', a citation or a URL")
+    tags: list[str] = Field(default_factory=list)
+    system: str | None = Field(None, description="System prompt placed before every prompt")
+    template: str | None = Field(
+        None, description="Jinja2 template of the user turn (sandboxed; undefined variables are errors)"
+    )
+    rows: str | None = Field(None, description="JSONL file (relative to the pack) with one object of variables per line")
+    variables: dict[str, list[Any]] | None = Field(
+        None, description="name → list of values; the template is rendered for every combination"
+    )
+    sampling: PackSampling | None = Field(None, description="Overrides of the harvest sampling defaults")
+    verify: VerifySpec | None = Field(None, description="How to check an answer: answer, json-schema or regex")
+
+    @field_validator("licence")
+    @classmethod
+    def _licence(cls, value: str) -> str:
+        if value in KNOWN_LICENCES or LICENCE_REF.match(value):
+            return value
+        close = difflib.get_close_matches(value, KNOWN_LICENCES, n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(
+            f"unknown licence '{value}'; {hint}use an SPDX id ({', '.join(KNOWN_LICENCES[:6])}, …) "
+            "or LicenseRef-<name> for a custom licence"
+        )
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        for name, values in (value or {}).items():
+            if not values:
+                raise ValueError(f"variable '{name}' has no values")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_of_prompts(self) -> PackSpec:
+        if self.rows is not None and self.variables is not None:
+            raise ValueError("use either `rows:` or `variables:`, not both")
+        if self.rows is None and self.variables is None:
+            raise ValueError("a pack needs `rows:` (a JSONL file) or `variables:` (lists of values)")
+        if self.variables is not None and self.template is None:
+            raise ValueError("`variables:` needs a `template:` to render them into")
+        return self
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        return self.sampling.overrides() if self.sampling else {}
+
+
+def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, int | None]:
+    """The first pydantic error of pack.yaml as (message, line), with "did you mean" for unknown keys."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    parent_model: type[BaseModel] = PackSpec
+    if len(loc) >= 2 and loc[0] == "verify" and loc[1] in VERIFY_KINDS:
+        # pydantic puts the union tag in the location; the file has no such key.
+        parent_model, loc = VERIFY_KINDS[loc[1]], ("verify",) + loc[2:]
+    dotted = ".".join(str(p) for p in loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        inner = loc[1:-1] if parent_model is not PackSpec else loc[:-1]
+        options = _allowed_keys(parent_model, inner)
+        close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
+        message = f"unknown key '{dotted}'{hint}"
+    elif err["type"] == "missing":
+        message = f"missing required key '{dotted}'"
+    else:
+        reason = err["msg"].removeprefix("Value error, ")
+        message = f"'{dotted}': {reason}" if loc else reason
+    return message, doc.line_of(loc)
+
+
+def messages_from_row(system: str | None, raw: Any) -> list[Message]:
+    """A row's own conversation (`{"messages": [...]}`), with the pack's system prompt first.
+
+    Rules: optional system turn first, then user/assistant alternating, ending with a
+    user turn (the one the teacher answers). Raises PackError without a file; the caller
+    adds the row's file and line.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise PackError("`messages` must be a non-empty list of {role, content}")
+    messages = []
+    for i, item in enumerate(raw):
+        try:
+            message = Message.model_validate(item)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise PackError(f"messages[{i}]{'.' + where if where else ''}: {err['msg']}") from None
+        if not message.content.strip():
+            raise PackError(f"messages[{i}] has empty content")
+        messages.append(message)
+    offset = 1 if messages[0].role == "system" else 0
+    if offset and system:
+        raise PackError("row has its own system message and the pack sets `system:`; keep one of them")
+    turns = messages[offset:]
+    for i, message in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message.role != expected:
+            raise PackError(f"messages[{i + offset}] is '{message.role}' where '{expected}' belongs (turns alternate user/assistant)")
+    if not turns or turns[-1].role != "user":
+        raise PackError("`messages` must end with a user turn (the teacher answers it)")
+    return ([Message(role="system", content=system)] if system else []) + messages
+
+
+# What `synthdistill packs new NAME` writes: every key explained, the optional ones
+# commented out. `{schema}` becomes the path of the shipped JSON Schema, `{name}` the name.
+STARTER_PACK_YAML = """\
+# yaml-language-server: $schema={schema}
+# A prompt pack: every row of rows.jsonl becomes one prompt for the teacher.
+# Check it with `synthdistill packs validate <folder>`; see the prompts with `packs render`.
+
+# The name is part of every prompt id: renaming a pack means harvesting it again.
+name: {name}
+version: 0.1.0                # semantic version; bump it when you change the prompts
+description: "What these prompts teach the student."
+licence: CC0-1.0              # licence of the prompts themselves: an SPDX id or LicenseRef-<name>
+source: "written by hand"     # where the prompts come from: an author, a citation or a URL
+tags: [starter]
+
+# Sent before every prompt (leave it out for none).
+system: "You are a helpful assistant. Answer clearly and concisely."
+
+# The user turn, rendered for every row with Jinja2 (sandboxed). A variable that a row
+# does not have is an error; test optional ones with `{{% if hint is defined %}}`.
+template: |
+  {{{{ question }}}}
+  {{% if hint is defined %}}
+  Hint: {{{{ hint }}}}
+  {{% endif %}}
+
+# One JSON object per line. A row may instead carry a whole conversation:
+#   {{"messages": [{{"role": "user", "content": "…"}}, {{"role": "assistant", "content": "…"}}, {{"role": "user", "content": "…"}}]}}
+rows: rows.jsonl
+
+# Instead of rows: every combination of these values (a cartesian product).
+# variables:
+#   topic: [photosynthesis, plate tectonics]
+#   audience: [a child, an expert]
+
+# Override the harvest sampling defaults for this pack only.
+# sampling: {{temperature: 0.2, max_tokens: 256}}
+
+# Check each answer (the `verify` filter and `eval` use it). One of:
+# verify: {{kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)", tolerance: 0.01}}
+# verify: {{kind: json-schema, schema: schema.json}}
+# verify: {{kind: regex, pattern: "^(yes|no)\\\\b"}}
+"""
+
+STARTER_ROWS = [
+    {"question": "Explain in two sentences why the sky is blue."},
+    {"question": "Give three tips for writing a clear email.", "hint": "Think about the subject line."},
+    {"question": "What is the difference between weather and climate?"},
+]
+
+
+def create_pack(name: str, parent_dir: Path) -> Path:
+    """Write a commented starter pack `parent_dir/name/` (pack.yaml + rows.jsonl) that validates."""
+    folder = Path(parent_dir) / name
+    if not re.match(PACK_NAME, name):
+        raise PackError(f"pack name '{name}' may hold only letters, digits, '.', '_' and '-', starting with a letter or digit")
+    if folder.exists():
+        raise PackError("already exists; choose another name or remove it", file=folder)
+    folder.mkdir(parents=True)
+    # A relative schema path keeps working when the project moves with the tool beside it.
+    try:
+        schema = Path(os.path.relpath(SCHEMA_PATH, folder.resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        schema = SCHEMA_PATH.as_posix()
+    (folder / "pack.yaml").write_text(STARTER_PACK_YAML.format(schema=schema, name=name), encoding="utf-8")
+    rows = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in STARTER_ROWS)
+    (folder / "rows.jsonl").write_text(rows, encoding="utf-8")
+    return folder
+
+
+def pack_schema() -> dict[str, Any]:
+    """The JSON Schema of pack.yaml, generated from `PackSpec`."""
+    schema = PackSpec.model_json_schema(by_alias=True)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://synthdistill.dev/schemas/pack.schema.json",
+        "title": "synthdistill prompt pack (pack.yaml)",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }
+
+
+def write_pack_schema(path: Path | None = None) -> Path:
+    """Write the generated schema (default: the shipped file) and return its path."""
+    path = path or SCHEMA_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(pack_schema(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    write_pack_schema()

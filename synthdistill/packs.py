@@ -1,0 +1,409 @@
+"""Prompt packs (design §5): find, load, render and validate them; stable prompt ids.
+
+A pack is a folder with `pack.yaml` (format in `pack_format`) and a JSONL file of rows,
+or a `variables:` cartesian product. Each row becomes one `records.Prompt` whose id
+hashes the pack name and the rendered messages, so editing one row changes only that
+row's id. Everything is checked without sending a request; every problem is a
+`PackError` naming the file and line and what to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import itertools
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import ValidationError
+
+from synthdistill.errors import PackError
+from synthdistill.pack_format import (
+    AnswerVerify,
+    JsonSchemaVerify,
+    PackSpec,
+    RegexVerify,
+    check_json_schema,
+    create_pack,
+    describe_spec_error,
+    messages_from_row,
+    write_pack_schema,
+)
+from synthdistill.records import Message, Prompt, prompt_id_for
+from synthdistill.shipped import shipped_dir
+from synthdistill.yaml_source import YamlDocument, _read_text, load_yaml, read_jsonl
+
+__all__ = [
+    "Pack",
+    "ValidationReport",
+    "create_pack",
+    "load_pack",
+    "resolve_pack_path",
+    "validate_pack",
+    "write_pack_schema",
+]
+
+PACK_FILE = "pack.yaml"
+TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".jsonl", ".md", ".txt", ".jinja", ".j2"}
+MAX_REPORTED = 50  # row problems kept per pack; the rest are counted
+
+
+@dataclass
+class Pack:
+    """A loaded pack: its metadata (`spec`), rendered `prompts` and resolved verifier."""
+
+    spec: PackSpec
+    path: Path
+    prompts: list[Prompt]
+    verify: AnswerVerify | JsonSchemaVerify | RegexVerify | None
+    extra_files: list[Path] = field(default_factory=list)  # referenced files outside the folder
+
+    name = property(lambda self: self.spec.name)
+    version = property(lambda self: self.spec.version)
+    licence = property(lambda self: self.spec.licence)
+    source = property(lambda self: self.spec.source)
+    description = property(lambda self: self.spec.description)
+    tags = property(lambda self: list(self.spec.tags))
+
+    def files(self) -> list[Path]:
+        """Every file of the pack: the folder's files (no hidden ones) and referenced files."""
+        inside = [
+            p
+            for p in self.path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(self.path).parts)
+        ]
+        return sorted(set(inside) | set(self.extra_files))
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of each file, keyed by its path relative to the pack folder."""
+        return {
+            Path(os.path.relpath(p, self.path)).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in self.files()
+        }
+
+    def content_sha256(self) -> str:
+        """One sha256 over the pack's files and their names (for the audit)."""
+        lines = "".join(f"{name}\0{digest}\n" for name, digest in sorted(self.file_hashes().items()))
+        return hashlib.sha256(lines.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class ValidationReport:
+    """What `packs validate` found in one pack folder."""
+
+    path: Path
+    name: str | None = None
+    version: str | None = None
+    prompts: int = 0
+    errors: list[PackError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    more_errors: int = 0  # problems beyond the MAX_REPORTED kept
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "name": self.name,
+            "version": self.version,
+            "ok": self.ok,
+            "prompts": self.prompts,
+            "errors": [str(e) for e in self.errors],
+            "more_errors": self.more_errors,
+            "warnings": self.warnings,
+        }
+
+
+def resolve_pack_path(reference: str, project_dir: Path | None) -> Path:
+    """A pack folder: `reference` as a folder (relative to project_dir), else a shipped pack name.
+
+    `prompts/<name>` also finds the shipped pack `<name>` when the project has no such folder.
+    """
+    candidate = Path(reference).expanduser()
+    if not candidate.is_absolute() and project_dir is not None:
+        candidate = Path(project_dir) / candidate
+    if candidate.name == PACK_FILE and candidate.is_file():
+        candidate = candidate.parent
+    if candidate.is_dir():
+        if not (candidate / PACK_FILE).is_file():
+            raise PackError(f"no {PACK_FILE} in this folder; create one with `synthdistill packs new`", file=candidate)
+        return candidate
+    shipped = shipped_dir("prompts")
+    for name in (reference, Path(reference).name if Path(reference).parent == Path("prompts") else None):
+        if name and (shipped / name / PACK_FILE).is_file():
+            return shipped / name
+    names = shipped_pack_names()
+    close = difflib.get_close_matches(Path(reference).name, names, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise PackError(
+        f"pack '{reference}' not found: no such folder and no shipped pack of that name; {hint}"
+        f"shipped packs: {', '.join(names) or 'none'}",
+        file=candidate,
+    )
+
+
+def shipped_pack_names() -> list[str]:
+    """Names of the folders under the shipped prompts/ that hold a pack.yaml."""
+    root = shipped_dir("prompts")
+    return sorted(p.parent.name for p in root.glob(f"*/{PACK_FILE}")) if root.is_dir() else []
+
+
+def load_pack(path: Path) -> Pack:
+    """Load and render a pack; raise PackError at the first problem (all are in validate_pack)."""
+    pack, problems, _ = _build(Path(path))
+    if problems:
+        first = problems[0]
+        if len(problems) > 1:
+            more = f" (and {len(problems) - 1} more problems; run `synthdistill packs validate {path}`)"
+            raise PackError(first.message + more, file=first.file, line=first.line)
+        raise first
+    return pack
+
+
+def validate_pack(path: Path) -> ValidationReport:
+    """Every check of `packs validate`, with no request sent; problems are collected, not raised."""
+    report = ValidationReport(path=Path(path))
+    try:
+        pack, problems, warnings = _build(Path(path))
+    except PackError as exc:
+        report.errors.append(exc)
+        return report
+    report.name, report.version, report.prompts = pack.name, pack.version, len(pack.prompts)
+    report.errors = problems[:MAX_REPORTED]
+    report.more_errors = max(0, len(problems) - MAX_REPORTED)
+    report.warnings = warnings
+    return report
+
+
+# --- building a pack -------------------------------------------------------------------
+
+
+def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
+    """Load a pack; fatal problems raise, row problems are returned with the warnings."""
+    if not (path / PACK_FILE).is_file():
+        raise PackError(f"no {PACK_FILE} here; is this a pack folder?", file=path)
+    doc = load_yaml(path / PACK_FILE, error=PackError)
+    spec = _validate_spec(doc)
+    template = _compile_template(spec, doc)
+    verify, extra_files = _resolve_verify(spec, path, doc)
+    _check_text_files(path)
+    problems: list[PackError] = []
+    prompts: list[Prompt] = []
+    if spec.rows is not None:
+        rows_file = path / spec.rows
+        if not rows_file.is_file():
+            raise PackError(f"rows file '{spec.rows}' not found (looked in {path})", file=doc.path, line=doc.line_of(("rows",)))
+        if path.resolve() not in rows_file.resolve().parents:
+            extra_files.append(rows_file)
+        items = [(rows_file, line, f"{spec.rows}:{line}", row) for line, row in read_jsonl(rows_file, error=PackError)]
+        if not items:
+            raise PackError("rows file has no rows", file=rows_file)
+    else:
+        line = doc.line_of(("variables",))
+        items = [(doc.path, line, f"{PACK_FILE}:variables[{i}]", row) for i, row in enumerate(_combinations(spec.variables))]
+    seen: dict[str, str] = {}
+    for file, line, source, row in items:
+        try:
+            prompt = _prompt_for(spec, template, verify, row, source)
+        except PackError as exc:
+            problems.append(PackError(exc.message, file=file, line=line if spec.rows is not None else doc.line_of(("template",))))
+            if spec.variables is not None:
+                break  # every combination fails the same way
+            continue
+        if prompt.prompt_id in seen:
+            problems.append(PackError(f"same prompt as {seen[prompt.prompt_id]} (prompt_id {prompt.prompt_id}); remove one of them", file=file, line=line))
+            continue
+        seen[prompt.prompt_id] = source
+        prompts.append(prompt)
+    pack = Pack(spec=spec, path=path, prompts=prompts, verify=verify, extra_files=extra_files)
+    return pack, problems, _warnings(spec, path)
+
+
+def _validate_spec(doc: YamlDocument) -> PackSpec:
+    if not isinstance(doc.data, dict):
+        raise PackError("expected a mapping of keys (name, version, licence, template, rows, …)", file=doc.path, line=1)
+    try:
+        return PackSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        message, line = describe_spec_error(exc, doc)
+        raise PackError(message, file=doc.path, line=line) from None
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> ImmutableSandboxedEnvironment:
+    # trim/lstrip_blocks: `{% if %}` lines in a block scalar leave no blank lines behind.
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def _compile_template(spec: PackSpec, doc: YamlDocument) -> Template | None:
+    if spec.template is None:
+        return None
+    try:
+        return _environment().from_string(spec.template)
+    except TemplateSyntaxError as exc:
+        raise PackError(
+            f"template line {exc.lineno}: {exc.message}; fix the Jinja2 syntax", file=doc.path, line=doc.line_of(("template",))
+        ) from None
+
+
+def _resolve_verify(spec: PackSpec, path: Path, doc: YamlDocument):
+    """The verifier with a file-referenced JSON schema loaded inline (so it needs no folder)."""
+    verify, extra = spec.verify, []
+    if isinstance(verify, JsonSchemaVerify) and isinstance(verify.schema_, str):
+        schema_file = path / verify.schema_
+        line = doc.line_of(("verify", "schema"))
+        if not schema_file.is_file():
+            raise PackError(f"verify.schema file '{verify.schema_}' not found (looked in {path})", file=doc.path, line=line)
+        schema_doc = load_yaml(schema_file, error=PackError)  # YAML is a superset of JSON
+        if not isinstance(schema_doc.data, dict):
+            raise PackError("a JSON Schema must be an object", file=schema_file, line=1)
+        try:
+            check_json_schema(schema_doc.data)
+        except ValueError as exc:
+            raise PackError(str(exc), file=schema_file) from None
+        if path.resolve() not in schema_file.resolve().parents:
+            extra.append(schema_file)
+        verify = verify.model_copy(update={"schema_": schema_doc.data})
+    return verify, extra
+
+
+def _check_text_files(path: Path) -> None:
+    for file in sorted(path.rglob("*")):
+        if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES and not file.name.startswith("."):
+            _read_text(file, PackError)  # raises with the line of the first bad byte
+
+
+def _combinations(variables: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    names = list(variables)
+    return [dict(zip(names, values)) for values in itertools.product(*(variables[n] for n in names))]
+
+
+def _prompt_for(spec: PackSpec, template: Template | None, verify, row: Any, source: str) -> Prompt:
+    """One row → one Prompt; PackError (without file/line, the caller adds them) if it cannot."""
+    if not isinstance(row, dict):
+        raise PackError(f"a row must be a JSON object, got {type(row).__name__}")
+    if "messages" in row:
+        messages = messages_from_row(spec.system, row["messages"])
+        variables = {k: v for k, v in row.items() if k != "messages"}
+    else:
+        if template is None:
+            raise PackError("row has no `messages` and the pack has no `template:` to render it with")
+        content = _render(template, row)
+        messages = ([Message(role="system", content=spec.system)] if spec.system else []) + [Message(role="user", content=content)]
+        variables = dict(row)
+    if isinstance(verify, AnswerVerify) and variables.get(verify.field) in (None, ""):
+        raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected answer")
+    return Prompt(
+        prompt_id=prompt_id_for(spec.name, messages),
+        pack=spec.name,
+        pack_version=spec.version,
+        messages=messages,
+        variables=variables,
+        sampling_overrides=spec.sampling_overrides(),
+        source=source,
+    )
+
+
+def _render(template: Template, row: dict[str, Any]) -> str:
+    try:
+        content = template.render(**row).strip()
+    except UndefinedError as exc:
+        missing = re.match(r"'([^']+)' is undefined", str(exc.message))
+        if not missing:
+            raise PackError(f"template cannot render this row: {exc.message}") from None
+        name = missing.group(1)
+        close = difflib.get_close_matches(name, list(row), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; add it to the row or fix the template"
+        raise PackError(f"template uses '{name}', which this row does not have (row keys: {', '.join(row) or 'none'}){hint}") from None
+    except TemplateError as exc:  # SecurityError included: the sandbox refused something
+        raise PackError(f"template cannot render this row: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a user template can raise anything (e.g. 'a' + 1)
+        raise PackError(f"template cannot render this row: {type(exc).__name__}: {exc}") from None
+    if not content:
+        raise PackError("row renders to an empty prompt")
+    return content
+
+
+def _warnings(spec: PackSpec, path: Path) -> list[str]:
+    warnings = []
+    if spec.name != path.resolve().name:
+        warnings.append(f"pack name '{spec.name}' differs from its folder name '{path.resolve().name}'")
+    if not spec.source.strip():
+        warnings.append("`source:` is empty; say where the prompts come from (the audit shows it)")
+    if not spec.description.strip():
+        warnings.append("`description:` is empty")
+    return warnings
+
+
+# --- helpers of the `packs` commands -------------------------------------------------
+
+
+def discover_packs(project_dir: Path) -> list[tuple[str, Path]]:
+    """(origin, folder) of the shipped packs and of the packs under `project_dir/prompts`."""
+    found: list[tuple[str, Path]] = []
+    seen: set[Path] = set()
+    for origin, root in (("shipped", shipped_dir("prompts")), ("project", Path(project_dir) / "prompts")):
+        for pack_file in sorted(root.glob(f"*/{PACK_FILE}")) if root.is_dir() else []:
+            if pack_file.parent.resolve() not in seen:
+                seen.add(pack_file.parent.resolve())
+                found.append((origin, pack_file.parent))
+    return found
+
+
+def load_tokenizer(reference: str | None = None):
+    """A transformers tokenizer for `reference` (a folder or embedded model; default SmolLM2)."""
+    from transformers import AutoTokenizer  # heavy: only `packs stats` needs it
+
+    from synthdistill.model_store import resolve_model
+
+    return AutoTokenizer.from_pretrained(str(resolve_model(reference or "HuggingFaceTB/SmolLM2-135M-Instruct")))
+
+
+def prompt_token_length(tokenizer: Any, prompt: Prompt) -> int:
+    """Tokens of the prompt as the model sees it (chat template with generation prompt)."""
+    messages = [m.model_dump() for m in prompt.messages]
+    if getattr(tokenizer, "chat_template", None):
+        from synthdistill.chat_tokens import prompt_token_ids
+
+        return len(prompt_token_ids(tokenizer, messages))
+    return sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
+
+
+def pack_stats(pack: Pack, tokenizer: Any) -> dict[str, Any]:
+    """Prompt count, token length distribution and near-identical prompts of a pack."""
+    lengths = sorted(prompt_token_length(tokenizer, p) for p in pack.prompts)
+    first_by_text: dict[str, str] = {}
+    duplicates = []
+    for prompt in pack.prompts:
+        # Case, spacing and punctuation differences make a different id but the same prompt.
+        key = re.sub(r"[\W_]+", " ", " ".join(m.content for m in prompt.messages)).casefold().strip()
+        if key in first_by_text:
+            duplicates.append({"source": prompt.source, "same_as": first_by_text[key]})
+        else:
+            first_by_text[key] = prompt.source
+    n = len(lengths)
+    return {
+        "pack": pack.name,
+        "version": pack.version,
+        "prompts": n,
+        "turns": {"multi_turn": sum(1 for p in pack.prompts if sum(m.role == "user" for m in p.messages) > 1)},
+        "tokens": {
+            "min": lengths[0],
+            "median": float(statistics.median(lengths)),
+            "p90": lengths[max(0, math.ceil(0.9 * n) - 1)],  # nearest rank
+            "max": lengths[-1],
+            "total": sum(lengths),
+        },
+        "duplicates": len(duplicates),
+        "duplicate_sources": duplicates,
+    }

@@ -1,0 +1,357 @@
+"""The teacher behind an OpenAI-compatible chat completions API (vLLM, llama.cpp, SGLang, OpenAI, …).
+
+One HTTP attempt per `complete` call: the harvester's scheduler owns retries, so
+every fault is classified here and raised at once:
+
+    429                          RetryableTeacherError("429", retry_after=Retry-After / x-ratelimit-reset-*)
+    408, 409, 5xx                RetryableTeacherError("<status>")
+    timeout                      RetryableTeacherError("timeout")
+    refused / reset / dropped    RetryableTeacherError("connection")  (a refused base URL cools down)
+    not JSON, no choices         RetryableTeacherError("malformed")
+    logprobs asked, none sent    RetryableTeacherError("missing-logprobs")
+    401, 403                     TeacherAuthError (names the env var, never the key)
+    other 4xx                    TeacherError with the server's message
+
+The API key lives only in the client's Authorization header; every message that
+leaves this module passes through `_scrub`, so a server that echoes the key cannot
+leak it into an error.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherAuthError, TeacherError
+from synthdistill.records import Completion, TeacherRequest, Usage
+from synthdistill.teachers.logprob_formats import LogprobFormatError, parse_logprobs
+
+log = logging.getLogger(__name__)
+
+STYLES = ("openai", "together", "vllm")
+COOLDOWN_S = 30.0
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in a Go-style duration as sent in x-ratelimit-reset-* ("1s", "6m0s", "20ms"), or a bare number."""
+    text = text.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+def _http_date_seconds(value: str, now: datetime) -> float | None:
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
+
+
+def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds to wait before retrying, from the headers of a 429/503 answer; None when they say nothing.
+
+    `retry-after-ms` (OpenAI) wins over `Retry-After` (seconds or an HTTP date), which
+    wins over the x-ratelimit-reset-requests/-tokens durations; of those, the limit
+    whose `x-ratelimit-remaining-*` is 0 is the one that was hit.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lowered:
+        try:
+            return max(0.0, float(lowered["retry-after-ms"]) / 1000.0)
+        except ValueError:
+            pass
+    if "retry-after" in lowered:
+        value = lowered["retry-after"].strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            seconds = _http_date_seconds(value, now or datetime.now(timezone.utc))
+            if seconds is not None:
+                return seconds
+    resets = {}
+    for kind in ("requests", "tokens"):
+        raw = lowered.get(f"x-ratelimit-reset-{kind}")
+        seconds = parse_duration(raw) if raw is not None else None
+        if seconds is not None:
+            resets[kind] = seconds
+    exhausted = [s for kind, s in resets.items() if lowered.get(f"x-ratelimit-remaining-{kind}", "").strip() == "0"]
+    chosen = exhausted or list(resets.values())
+    return max(chosen) if chosen else None
+
+
+def endpoint_host(base_url: str) -> str:
+    """host:port of a base URL (the default port filled in), as recorded in provenance."""
+    url = httpx.URL(base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"{url.host}:{port}"
+
+
+def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
+    """The JSON body of one chat completions request; `style` decides how logprobs are asked for."""
+    sampling = request.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [m.model_dump() for m in request.messages],
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "n": 1,
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    k = sampling.top_logprobs
+    if k > 0:
+        if style == "together":
+            body["logprobs"] = k  # Together takes the count itself, not a boolean
+        else:
+            body["logprobs"] = True
+            body["top_logprobs"] = k
+        if style == "vllm":
+            body["return_tokens_as_token_ids"] = True
+    return body
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _malformed(message: str) -> RetryableTeacherError:
+    return RetryableTeacherError("malformed", message)
+
+
+def parse_chat_response(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer") -> Completion:
+    """A chat completions answer as a Completion; raises RetryableTeacherError for a bad answer.
+
+    `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000").
+    """
+    if not isinstance(payload, dict):
+        raise _malformed(f"{source} is a JSON {type(payload).__name__}, expected an object")
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        detail = payload.get("error")
+        raise _malformed(f"{source} has no choices" + (f" (error: {str(detail)[:200]})" if detail else ""))
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _malformed(f"{source}: choices[0] has no message")
+    text = message.get("content")
+    if text is None and isinstance(message.get("refusal"), str):
+        text = message["refusal"]
+    if not isinstance(text, str):
+        raise _malformed(f"{source}: choices[0].message.content is not a string")
+    try:
+        logprobs = parse_logprobs(choice.get("logprobs"))
+    except LogprobFormatError as exc:
+        raise _malformed(f"{source}: {exc}") from None
+    if want_logprobs and logprobs is None:
+        raise RetryableTeacherError("missing-logprobs", f"logprobs were asked for but the {source} has none")
+    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    model = payload.get("model")
+    fingerprint = payload.get("system_fingerprint")
+    finish_reason = choice.get("finish_reason")
+    return Completion(
+        text=text,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        model=model if isinstance(model, str) and model else fallback_model,
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        usage=Usage(
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+        ),
+        logprobs=logprobs if want_logprobs else None,
+    )
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's own words from an error answer (OpenAI `error.message`, FastAPI `detail`, or the text)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        error = payload.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:500]
+        for key in ("error", "detail", "message"):
+            if payload.get(key):
+                return str(payload[key])[:500]
+    text = response.text.strip()
+    return text[:500] if text else response.reason_phrase
+
+
+class Endpoints:
+    """Round-robin over base URLs; one refused by connection errors is skipped for `cooldown_s` while others remain."""
+
+    def __init__(self, base_urls: list[str], cooldown_s: float = COOLDOWN_S, clock: Callable[[], float] = time.monotonic):
+        if not base_urls:
+            raise ConfigError("teacher.base_url is empty: the openai backend needs at least one URL")
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._next = 0
+        self._down_until: dict[str, float] = {}
+
+    def _choose(self) -> int:
+        now = self._clock()
+        n = len(self.base_urls)
+        for step in range(n):
+            index = (self._next + step) % n
+            if self._down_until.get(self.base_urls[index], 0.0) <= now:
+                return index
+        # every URL is cooling down: try the one that comes back first
+        return min(range(n), key=lambda i: self._down_until[self.base_urls[i]])
+
+    def peek(self) -> str:
+        """The URL the next request would go to."""
+        return self.base_urls[self._choose()]
+
+    def pick(self) -> str:
+        """The URL for the next request; advances the round-robin."""
+        index = self._choose()
+        self._next = (index + 1) % len(self.base_urls)
+        return self.base_urls[index]
+
+    def mark_down(self, base_url: str) -> None:
+        """Skip `base_url` for the cool-down period (a no-op with a single URL: there is nowhere else to go)."""
+        if len(self.base_urls) > 1:
+            self._down_until[base_url] = self._clock() + self.cooldown_s
+            log.warning("teacher endpoint %s refused the connection; skipping it for %.0f s",
+                        endpoint_host(base_url), self.cooldown_s)
+
+
+class OpenAIHTTPTeacher:
+    """Teacher over an OpenAI-compatible HTTP API (chat completions), one attempt per call."""
+
+    backend = "openai"
+
+    def __init__(self, config, api_key: str | None = None, *, style: str = "openai",
+                 cooldown_s: float = COOLDOWN_S, transport: httpx.AsyncBaseTransport | None = None):
+        if style not in STYLES:
+            raise ConfigError(f"unknown logprobs style '{style}' (expected one of: {', '.join(STYLES)})")
+        self.config = config
+        self.model: str = config.model
+        self.style = style
+        self._api_key = api_key or None
+        self._endpoints = Endpoints(config.base_urls, cooldown_s)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        # request_key → base URL of its last attempt, so endpoint_for names the host that answered
+        self._used: OrderedDict[str, str] = OrderedDict()
+        self._used_cap = max(4096, 16 * config.max_concurrency)
+
+    def __repr__(self) -> str:
+        hosts = ", ".join(endpoint_host(u) for u in self._endpoints.base_urls)
+        return f"OpenAIHTTPTeacher(model={self.model!r}, endpoints=[{hosts}], key={'set' if self._api_key else 'none'})"
+
+    def endpoint_for(self, request: TeacherRequest) -> str:
+        """host:port that `request` went to (its last attempt), or would go to next."""
+        used = self._used.get(request.request_key)
+        return endpoint_host(used if used is not None else self._endpoints.peek())
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._api_key, "[redacted]") if self._api_key else text
+
+    def _http(self) -> httpx.AsyncClient:
+        # built lazily so it belongs to the event loop that uses it
+        if self._client is None:
+            limit = self.config.max_concurrency
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            self._client = httpx.AsyncClient(
+                headers=headers,
+                timeout=httpx.Timeout(self.config.timeout_s, pool=None),
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                http1=True,
+                http2=False,
+                follow_redirects=False,
+                trust_env=False,
+                transport=self._transport,
+            )
+        return self._client
+
+    def _remember(self, request_key: str, base_url: str) -> None:
+        self._used[request_key] = base_url
+        self._used.move_to_end(request_key)
+        while len(self._used) > self._used_cap:
+            self._used.popitem(last=False)
+
+    async def complete(self, request: TeacherRequest) -> Completion:
+        """Send one chat completions request and parse the answer (one attempt, no retry)."""
+        base_url = self._endpoints.pick()
+        self._remember(request.request_key, base_url)
+        host = endpoint_host(base_url)
+        body = build_chat_body(self.model, request, self.style)
+        try:
+            response = await self._http().post(f"{base_url}/chat/completions", json=body)
+        except httpx.TimeoutException as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                self._endpoints.mark_down(base_url)
+            raise RetryableTeacherError(
+                "timeout", f"no answer from {host} within {self.config.timeout_s:g} s ({type(exc).__name__})"
+            ) from None
+        except httpx.UnsupportedProtocol as exc:
+            raise TeacherError(f"teacher base_url {base_url!r} is not an http(s) URL: {exc}") from None
+        except httpx.ConnectError as exc:
+            self._endpoints.mark_down(base_url)
+            raise RetryableTeacherError("connection", f"cannot connect to {host}: {self._scrub(str(exc))}") from None
+        except httpx.TransportError as exc:
+            raise RetryableTeacherError(
+                "connection", f"connection to {host} failed: {type(exc).__name__}: {self._scrub(str(exc))}"
+            ) from None
+        except httpx.DecodingError as exc:
+            raise _malformed(f"answer from {host} could not be decoded: {exc}") from None
+        if not 200 <= response.status_code < 300:
+            raise self._status_error(response, host)
+        try:
+            payload = response.json()
+        except ValueError:
+            raise _malformed(f"answer from {host} is not JSON: {self._scrub(response.text[:120])!r}") from None
+        try:
+            return parse_chat_response(
+                payload, want_logprobs=request.sampling.top_logprobs > 0, fallback_model=self.model,
+                source=f"answer from {host}",
+            )
+        except RetryableTeacherError as exc:
+            # the server's own words may be quoted in the message: scrub them
+            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2:])) from None
+
+    def _status_error(self, response: httpx.Response, host: str) -> Exception:
+        """The exception for a non-200 answer."""
+        status = response.status_code
+        message = self._scrub(error_message(response))
+        if status in (401, 403):
+            if self.config.api_key_env:
+                hint = f"check the API key in the environment variable {self.config.api_key_env}"
+            else:
+                hint = "no API key was sent: set teacher.api_key_env to the NAME of the variable holding it"
+            return TeacherAuthError(f"teacher at {host} refused the request (HTTP {status}): {message}; {hint}")
+        if status == 429 or status in (408, 409) or status >= 500:
+            return RetryableTeacherError(
+                str(status), f"HTTP {status} from {host}: {message}", retry_after=parse_retry_after(response.headers)
+            )
+        return TeacherError(f"teacher at {host} rejected the request (HTTP {status}): {message}")
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None

@@ -1,0 +1,203 @@
+"""The in-process teacher: a transformers model on this machine (the embedded default).
+
+Concurrent `complete` calls are gathered into batches (same sampling parameters)
+and generated together in a worker thread. Logprobs are taken from the raw logits
+(before temperature / top-p), as vLLM's default `logprobs-mode` does, and the
+end-of-turn token is kept as the answer's last position: it is a real prediction
+the student should learn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
+
+GATHER_WINDOW_S = 0.02
+
+
+@dataclass
+class _Pending:
+    request: TeacherRequest
+    future: asyncio.Future
+
+
+class TransformersTeacher:
+    backend = "transformers"
+
+    def __init__(self, config, base_dir: Path | None = None):
+        self.config = config
+        self.model = config.model
+        self.base_dir = base_dir
+        self.batch_size = config.batch_size
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task | None = None
+        self._loaded = None
+        self._load_lock = threading.Lock()
+
+    def endpoint_for(self, request: TeacherRequest) -> str | None:
+        return None
+
+    # -- model -----------------------------------------------------------------
+    def _load(self):
+        with self._load_lock:
+            if self._loaded is None:
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+                from transformers.utils import logging as transformers_logging
+
+                from synthdistill.model_store import resolve_model
+
+                # Our own progress bar reports the harvest; the loader's bars would tear it.
+                transformers_logging.disable_progress_bar()
+
+                folder = resolve_model(self.model, self.base_dir)
+                device = self.config.device
+                if device == "auto":
+                    device = "cuda" if torch.cuda.is_available() else "cpu"
+                tokenizer = AutoTokenizer.from_pretrained(folder)
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token_id is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+                model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+                torch.set_num_threads(max(1, torch.get_num_threads()))
+                self._loaded = (model, tokenizer, device)
+        return self._loaded
+
+    def generate_batch(self, requests: list[TeacherRequest]) -> list[Completion]:
+        """Generate answers for requests that share sampling parameters (blocking)."""
+        import torch
+
+        from synthdistill.chat_tokens import prompt_token_ids
+
+        model, tokenizer, device = self._load()
+        sampling = requests[0].sampling
+        prompts = [prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages]) for r in requests]
+        width = max(len(p) for p in prompts)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+        eos_ids = _eos_ids(model, tokenizer)
+        generator_seed = sampling.seed if sampling.seed is not None else 0
+        torch.manual_seed(generator_seed + sum(int(r.request_key[:8], 16) for r in requests) % (2**31))
+        sample = sampling.temperature > 0
+        with torch.no_grad():
+            out = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention,
+                max_new_tokens=sampling.max_tokens,
+                do_sample=sample,
+                temperature=sampling.temperature if sample else None,
+                top_p=sampling.top_p if sample else None,
+                top_k=None,
+                eos_token_id=eos_ids,
+                pad_token_id=pad,
+                return_dict_in_generate=True,
+                output_logits=sampling.top_logprobs > 0,
+            )
+        generated = out.sequences[:, width:].tolist()
+        logprobs = None
+        if sampling.top_logprobs > 0:
+            # [steps, batch, vocab] raw logits → logprobs at temperature 1.
+            raw = torch.stack(out.logits, dim=0).float().log_softmax(dim=-1)
+            top_values, top_indices = raw.topk(sampling.top_logprobs, dim=-1)
+            logprobs = (raw, top_values.tolist(), top_indices.tolist())
+        completions = []
+        for row, ids in enumerate(generated):
+            length, finish = _answer_length(ids, eos_ids)
+            answer_ids = ids[:length]
+            text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
+            token_logprobs = None
+            if logprobs is not None:
+                raw, top_values, top_indices = logprobs
+                chosen = [raw[step, row, token].item() for step, token in enumerate(answer_ids)]
+                top_ids = [top_indices[step][row] for step in range(length)]
+                token_logprobs = TokenLogprobs(
+                    tokens=[tokenizer.decode([t]) for t in answer_ids],
+                    token_ids=answer_ids,
+                    token_logprobs=chosen,
+                    top_tokens=[[tokenizer.decode([t]) for t in ids_at] for ids_at in top_ids],
+                    top_ids=top_ids,
+                    top_logprobs=[top_values[step][row] for step in range(length)],
+                )
+            completions.append(
+                Completion(
+                    text=text,
+                    finish_reason=finish,
+                    model=self.model,
+                    system_fingerprint=None,
+                    usage=Usage(prompt_tokens=len(prompts[row]), completion_tokens=length),
+                    logprobs=token_logprobs,
+                )
+            )
+        return completions
+
+    # -- batching --------------------------------------------------------------
+    async def complete(self, request: TeacherRequest) -> Completion:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._serve())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(request, future))
+        return await future
+
+    async def _serve(self) -> None:
+        assert self._queue is not None
+        await asyncio.to_thread(self._load)
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = asyncio.get_running_loop().time() + GATHER_WINDOW_S
+            while len(batch) < self.batch_size:
+                timeout = deadline - asyncio.get_running_loop().time()
+                if timeout <= 0:
+                    break
+                try:
+                    candidate = await asyncio.wait_for(self._queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                batch.append(candidate)
+            # Only requests with identical sampling parameters share a generate() call.
+            groups: dict[str, list[_Pending]] = {}
+            for pending in batch:
+                groups.setdefault(pending.request.sampling.model_dump_json(), []).append(pending)
+            for group in groups.values():
+                try:
+                    results = await asyncio.to_thread(self.generate_batch, [p.request for p in group])
+                except Exception as exc:  # a failed batch fails its requests, not the worker
+                    for pending in group:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
+                    continue
+                for pending, result in zip(group, results):
+                    if not pending.future.done():
+                        pending.future.set_result(result)
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._loaded = None
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured] if configured is not None else []
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _answer_length(ids: list[int], eos_ids: list[int]) -> tuple[int, str]:
+    """Tokens that belong to the answer (through the first end token) and the finish reason."""
+    for i, token in enumerate(ids):
+        if token in eos_ids:
+            return i + 1, "stop"
+    return len(ids), "length"

@@ -1,0 +1,544 @@
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 with fault injection, for tests.
+
+Importable::
+
+    with FakeOpenAIServer(fail_first_n_per_prompt=1, fail_kinds=["429"]) as server:
+        ... server.base_url  ("http://127.0.0.1:PORT/v1"), server.stats(), server.configure(...)
+
+Runnable (serves until killed)::
+
+    python tests/openai_server.py --port 0 --fault-rate 0.2   →  prints "READY http://127.0.0.1:PORT/v1"
+
+Answers are deterministic: the text is "Answer to: " + the last user message, a
+"token" is a whitespace-separated word (with the whitespace before it), and the
+logprobs are functions of the position (`token_logprob`, `alternatives`), so tests
+can check every number. Faults (see `Faults`) are set at start or at run time with
+`POST /_control`; `GET /_stats` counts requests by outcome and the answers each
+prompt got; `POST /_reset` clears the counters. HTTP/1.1 keep-alive, asyncio: one
+thread serves hundreds of concurrent connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import sys
+import threading
+import time
+import zlib
+from collections import Counter
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FAULT_KINDS = ("429", "500", "503", "drop", "malformed", "slow", "no-logprobs")
+OUTCOMES = FAULT_KINDS + ("ok",)
+PREFIX = "Answer to: "
+MALFORMED_BODY = b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assist'
+
+
+class Faults(BaseModel):
+    """What the server does wrong, and how. Every field can be changed with POST /_control."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rates: dict[str, float] = Field(default_factory=dict, description="fault kind → probability per request")
+    fault_rate: float = Field(0.0, ge=0, le=1, description="probability spread evenly over fault_kinds")
+    fault_kinds: list[str] = Field(default_factory=lambda: ["429", "500", "503", "drop", "malformed"])
+    schedule: list[str] = Field(default_factory=list, description="outcomes of the first requests, in order")
+    fail_first_n_per_prompt: int = Field(0, ge=0, description="each prompt's first N attempts fail")
+    fail_kinds: list[str] = Field(default_factory=lambda: ["500"], description="their faults, cycled")
+    retry_after: float | str | None = Field(1, description="Retry-After header of a 429 (None: not sent)")
+    ratelimit_headers: dict[str, str] = Field(default_factory=dict, description="added to 429s and answers")
+    latency_s: float = Field(0.0, ge=0, description="delay before every answer")
+    slow_s: float = Field(5.0, ge=0, description="delay of a 'slow' fault")
+    require_key: str | None = None
+    auth_status: int = Field(401, description="401 or 403 for a missing/wrong key")
+    model: str | None = Field(None, description="model name answered (default: the one asked)")
+    models: list[str] | None = Field(None, description="known models; others get 404")
+    system_fingerprint: str = "fp_fake_openai"
+    seed: int = 0
+
+    def model_post_init(self, _context: Any) -> None:
+        unknown = [k for k in [*self.rates, *self.fault_kinds, *self.fail_kinds] if k not in FAULT_KINDS]
+        unknown += [k for k in self.schedule if k not in OUTCOMES]
+        if unknown:
+            raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(OUTCOMES)}")
+
+    def effective_rates(self) -> list[tuple[str, float]]:
+        rates = Counter({k: v for k, v in self.rates.items()})
+        for kind in self.fault_kinds:
+            rates[kind] += self.fault_rate / len(self.fault_kinds)
+        return [(k, rates[k]) for k in FAULT_KINDS if rates[k] > 0]
+
+
+# -- the deterministic answer -------------------------------------------------------------
+
+
+def answer_text(prompt: str) -> str:
+    """The full answer to a prompt (before any max_tokens cut)."""
+    return PREFIX + prompt
+
+
+def split_tokens(text: str) -> list[str]:
+    """Tokens: whitespace-separated words with the whitespace before them; they join back to `text`."""
+    tokens = re.findall(r"\s*\S+", text)
+    rest = text[len("".join(tokens)):]
+    if rest:
+        tokens = tokens[:-1] + [tokens[-1] + rest] if tokens else [rest]
+    return tokens
+
+
+def token_logprob(position: int) -> float:
+    """Logprob of the answer's token at `position`: 0, -0.25, -0.5, -0.75, 0, … (exact in binary)."""
+    return -0.25 * (position % 4) + 0.0
+
+
+def token_id(token: str) -> int:
+    """A stable fake vocabulary id."""
+    return zlib.crc32(token.encode("utf-8")) % 100_000
+
+
+def alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
+    """The top-k at a position: the sampled token first, then "alt1", "alt2", … each 1 nat lower."""
+    if k <= 0:
+        return []
+    lp = token_logprob(position)
+    return [(token, lp)] + [(f"alt{j}", lp - j) for j in range(1, k)]
+
+
+def _openai_entry(token: str, lp: float, as_ids: bool) -> dict:
+    return {"token": f"token_id:{token_id(token)}" if as_ids else token, "logprob": lp, "bytes": None}
+
+
+def openai_logprobs(tokens: list[str], k: int, as_ids: bool = False) -> dict:
+    """Chat `logprobs` in OpenAI shape (bytes null, as llama.cpp sends); vLLM `token_id:N` when as_ids."""
+    content = []
+    for t, token in enumerate(tokens):
+        entry = _openai_entry(token, token_logprob(t), as_ids)
+        entry["top_logprobs"] = [_openai_entry(a, lp, as_ids) for a, lp in alternatives(token, t, k)]
+        content.append(entry)
+    return {"content": content}
+
+
+def legacy_logprobs(tokens: list[str], k: int, with_ids: bool) -> dict:
+    """Legacy shape (OpenAI Completions; Together when `with_ids`)."""
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    result = {
+        "tokens": tokens,
+        "token_logprobs": [token_logprob(t) for t in range(len(tokens))],
+        "top_logprobs": [dict(alternatives(token, t, k)) for t, token in enumerate(tokens)],
+        "text_offset": offsets,
+    }
+    if with_ids:
+        result["token_ids"] = [token_id(token) for token in tokens]
+    return result
+
+
+def _logprob_request(body: dict) -> tuple[str | None, int]:
+    """(shape, k) asked for: "openai", "legacy" (an integer `logprobs`) or None."""
+    asked = body.get("logprobs")
+    if isinstance(asked, bool):
+        return ("openai", int(body.get("top_logprobs") or 0)) if asked else (None, 0)
+    if isinstance(asked, int) and asked > 0:
+        return "legacy", asked
+    return None, 0
+
+
+def _prompt_of(path: str, body: dict) -> str:
+    if path.endswith("/chat/completions"):
+        messages = body["messages"]
+        users = [m for m in messages if m.get("role") == "user"] or messages
+        content = users[-1].get("content")
+        return content if isinstance(content, str) else json.dumps(content)
+    prompt = body["prompt"]
+    return prompt[0] if isinstance(prompt, list) else prompt
+
+
+def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = True) -> dict:
+    """The deterministic JSON answer to a valid chat or legacy completions request."""
+    prompt = _prompt_of(path, body)
+    tokens = split_tokens(answer_text(prompt))
+    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+    finish = "stop"
+    if isinstance(max_tokens, int) and max_tokens < len(tokens):
+        tokens, finish = tokens[:max_tokens], "length"
+    text = "".join(tokens)
+    shape, k = _logprob_request(body) if with_logprobs else (None, 0)
+    chat = path.endswith("/chat/completions")
+    if shape is None:
+        logprobs = None
+    elif chat and shape == "openai":
+        logprobs = openai_logprobs(tokens, k, as_ids=bool(body.get("return_tokens_as_token_ids")))
+    else:
+        logprobs = legacy_logprobs(tokens, k, with_ids=chat)
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text}
+        prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    else:
+        choice["text"] = text
+        prompt_words = len(prompt.split())
+    return {
+        "id": f"cmpl-{zlib.crc32(prompt.encode('utf-8')):08x}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": faults.model or body.get("model", "fake-model"),
+        "system_fingerprint": faults.system_fingerprint,
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(tokens),
+                  "total_tokens": prompt_words + len(tokens)},
+    }
+
+
+def _error(message: str, kind: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+class _Request:
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool):
+        self.method, self.path, self.headers, self.body, self.keep_alive = method, path, headers, body, keep_alive
+
+
+async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request | None:
+    """One HTTP/1.1 request, or None at a clean end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = lines[0].split(" ", 2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    if headers.get("expect", "").lower() == "100-continue":
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunks.append(await reader.readexactly(size + 2))
+            if size == 0:
+                break
+        body = b"".join(c[:-2] for c in chunks)
+    else:
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+    return _Request(method, target.split("?", 1)[0], headers, body, keep_alive)
+
+
+def _retry_after_header(value: float | str) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class FakeOpenAIServer:
+    """The server; a context manager that serves from a background thread on a free port.
+
+    `configure(**faults)` and `reset()` act at once (tests need not go through HTTP);
+    `stats()` is the same object `GET /_stats` returns.
+    """
+
+    def __init__(self, port: int = 0, **faults: Any):
+        self.faults = Faults(**faults)
+        self.port = port
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Clear counters, per-prompt attempts and the schedule position; reseed the RNG."""
+        with self._lock:
+            self._rng = random.Random(self.faults.seed)
+            self._requests = 0
+            self._outcomes: Counter[str] = Counter()
+            self._answered: Counter[str] = Counter()
+            self._attempts: Counter[str] = Counter()
+            self._schedule_pos = 0
+            self._in_flight = 0
+            self._max_in_flight = 0
+
+    def configure(self, **updates: Any) -> Faults:
+        """Change faults at run time (unknown names or kinds raise ValueError / ValidationError)."""
+        with self._lock:
+            faults = Faults(**{**self.faults.model_dump(), **updates})
+            if faults.seed != self.faults.seed:
+                self._rng = random.Random(faults.seed)
+            if "schedule" in updates:
+                self._schedule_pos = 0
+            self.faults = faults
+            return faults
+
+    def stats(self) -> dict[str, Any]:
+        """Requests, outcomes, answers and attempts per prompt, concurrency seen."""
+        with self._lock:
+            return {
+                "requests": self._requests,
+                "by_outcome": dict(self._outcomes),
+                "answered": dict(self._answered),
+                "attempts": dict(self._attempts),
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+            }
+
+    def _decide(self, prompt: str) -> str:
+        """This attempt's outcome: the schedule, then fail_first_n_per_prompt, then the seeded rates."""
+        with self._lock:
+            f = self.faults
+            self._attempts[prompt] += 1
+            attempt = self._attempts[prompt]
+            if self._schedule_pos < len(f.schedule):
+                self._schedule_pos += 1
+                return f.schedule[self._schedule_pos - 1]
+            if attempt <= f.fail_first_n_per_prompt:
+                return f.fail_kinds[(attempt - 1) % len(f.fail_kinds)]
+            draw, edge = self._rng.random(), 0.0
+            for kind, rate in f.effective_rates():
+                edge += rate
+                if draw < edge:
+                    return kind
+            return "ok"
+
+    def _record(self, outcome: str, prompt: str | None = None) -> None:
+        with self._lock:
+            self._outcomes[outcome] += 1
+            if prompt is not None:
+                self._answered[prompt] += 1
+
+    # -- HTTP ----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start_async(self) -> str:
+        """Bind 127.0.0.1:port in the running loop; returns the base URL."""
+        self._server = await asyncio.start_server(self._connection, "127.0.0.1", self.port, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.base_url
+
+    async def close_async(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        try:
+            while True:
+                request = await _read_request(reader, writer)
+                if request is None or not await self._dispatch(request, reader, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _send(self, writer, status: int, payload: dict | bytes, keep_alive: bool,
+                    headers: dict[str, str] | None = None) -> bool:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
+                f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        head += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+        await writer.drain()
+        return keep_alive
+
+    async def _dispatch(self, req: _Request, reader, writer) -> bool:
+        route = (req.method, req.path)
+        if route == ("GET", "/_stats"):
+            return await self._send(writer, 200, self.stats(), req.keep_alive)
+        if route == ("POST", "/_reset"):
+            self.reset()
+            return await self._send(writer, 200, {"reset": True}, req.keep_alive)
+        if route == ("POST", "/_control"):
+            try:
+                faults = self.configure(**json.loads(req.body or b"{}"))
+            except (ValueError, TypeError) as exc:
+                return await self._send(writer, 400, _error(str(exc), "invalid_request_error"), req.keep_alive)
+            return await self._send(writer, 200, faults.model_dump(), req.keep_alive)
+        if route == ("GET", "/v1/models"):
+            names = self.faults.models or [self.faults.model or "fake-model"]
+            data = [{"id": n, "object": "model", "owned_by": "fake"} for n in names]
+            return await self._send(writer, 200, {"object": "list", "data": data}, req.keep_alive)
+        if req.method == "POST" and req.path in ("/v1/chat/completions", "/v1/completions"):
+            with self._lock:
+                self._requests += 1
+                self._in_flight += 1
+                self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            try:
+                return await self._api(req, reader, writer)
+            finally:
+                with self._lock:
+                    self._in_flight -= 1
+        return await self._send(writer, 404, _error(f"no route {req.method} {req.path}", "not_found"), req.keep_alive)
+
+    def _refusal(self, req: _Request, body: Any) -> tuple[int, dict] | None:
+        """(status, error) for a request the API itself refuses: bad body, wrong key, unknown model."""
+        chat = req.path.endswith("/chat/completions")
+        if not isinstance(body, dict) or (chat and not isinstance(body.get("messages"), list)) or (
+            chat and not body["messages"]) or (not chat and not isinstance(body.get("prompt"), (str, list))):
+            return 400, _error("request body needs 'messages' (chat) or 'prompt' (completions)",
+                               "invalid_request_error")
+        f = self.faults
+        if f.require_key is not None:
+            given = req.headers.get("authorization", "")
+            key = given[7:] if given.startswith("Bearer ") else ""
+            if key != f.require_key:
+                # like several real servers, echo the key we were given: the client must redact it
+                text = f"Incorrect API key provided: {key}" if key else "You didn't provide an API key."
+                return f.auth_status, _error(text, "invalid_request_error", "invalid_api_key")
+        if f.models is not None and body.get("model") not in f.models:
+            return 404, _error(f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+                               "invalid_request_error", "model_not_found")
+        return None
+
+    async def _api(self, req: _Request, reader, writer) -> bool:
+        try:
+            body = json.loads(req.body)
+        except ValueError:
+            body = None
+        refusal = self._refusal(req, body)
+        if refusal is not None:
+            self._record(str(refusal[0]))
+            return await self._send(writer, refusal[0], refusal[1], req.keep_alive)
+        f = self.faults
+        prompt = _prompt_of(req.path, body)
+        kind = self._decide(prompt)
+        limits = dict(f.ratelimit_headers)
+        if kind == "drop":
+            self._record(kind)
+            return False  # the connection handler closes the socket: no answer at all
+        if kind == "429":
+            self._record(kind)
+            if f.retry_after is not None:
+                limits["Retry-After"] = _retry_after_header(f.retry_after)
+            error = _error("Rate limit reached (injected)", "rate_limit_error", "rate_limit_exceeded")
+            return await self._send(writer, 429, error, req.keep_alive, limits)
+        if kind in ("500", "503"):
+            self._record(kind)
+            status = int(kind)
+            return await self._send(writer, status, _error(f"{HTTPStatus(status).phrase} (injected)", "server_error"),
+                                    req.keep_alive)
+        if kind == "malformed":
+            self._record(kind)
+            return await self._send(writer, 200, MALFORMED_BODY, req.keep_alive)
+        delay = f.latency_s + (f.slow_s if kind == "slow" else 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+            if reader.at_eof() or writer.is_closing():
+                self._record("abandoned")  # the client gave up (timed out) while we were slow
+                return False
+        answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        asked = _logprob_request(body)[0] is not None
+        if kind == "no-logprobs" and asked:
+            self._record(kind)
+        else:
+            self._record("slow" if kind == "slow" else "ok", prompt)
+        return await self._send(writer, 200, answer, req.keep_alive, limits)
+
+    # -- background thread -----------------------------------------------------------------
+    def start(self) -> "FakeOpenAIServer":
+        """Serve from a daemon thread; returns once the port is bound."""
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.close_async())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-openai-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake OpenAI server did not start within 10 s")
+        if failure:
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+
+    def __enter__(self) -> "FakeOpenAIServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server with fault injection.")
+    parser.add_argument("--port", type=int, default=0, help="0 = a free port")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="probability of a fault per request")
+    parser.add_argument("--fault-kinds", default="429,500,503,drop,malformed", help="comma-separated")
+    parser.add_argument("--fail-first-n-per-prompt", type=int, default=0)
+    parser.add_argument("--fail-kinds", default="500", help="comma-separated, cycled")
+    parser.add_argument("--schedule", default="", help="comma-separated outcomes of the first requests")
+    parser.add_argument("--retry-after", type=float, default=1.0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--slow", type=float, default=5.0, help="seconds of a 'slow' fault")
+    parser.add_argument("--require-key", default=None)
+    parser.add_argument("--auth-status", type=int, default=401)
+    parser.add_argument("--model", default=None, help="model name answered")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faults", default="{}", help="JSON object of further Faults fields")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until killed; prints "READY <base_url>" once listening."""
+    args = _arguments(argv)
+    split = lambda text: [part for part in text.split(",") if part]  # noqa: E731
+    faults = {
+        "fault_rate": args.fault_rate, "fault_kinds": split(args.fault_kinds),
+        "fail_first_n_per_prompt": args.fail_first_n_per_prompt, "fail_kinds": split(args.fail_kinds),
+        "schedule": split(args.schedule), "retry_after": args.retry_after, "latency_s": args.latency,
+        "slow_s": args.slow, "require_key": args.require_key, "auth_status": args.auth_status,
+        "model": args.model, "seed": args.seed, **json.loads(args.faults),
+    }
+    server = FakeOpenAIServer(port=args.port, **faults)
+
+    async def serve() -> None:
+        url = await server.start_async()
+        print(f"READY {url}", flush=True)
+        await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
