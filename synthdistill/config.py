@@ -120,6 +120,9 @@ class StudentConfig(_Strict):
     lora: LoraConfig | None = None
     epochs: float = Field(1, gt=0)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Save a checkpoint every N steps (train --resume continues from the last one)"
+    )
     learning_rate: float = Field(5.0e-5, gt=0)
     batch_size: int = Field(8, ge=1)
     gradient_accumulation: int = Field(1, ge=1)
@@ -161,6 +164,11 @@ class DistillConfig(_Strict):
 
     @property
     def project_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths in the config are read from (same as `project_dir`)."""
         return self.path.parent
 
     def resolve(self, relative: str | Path) -> Path:

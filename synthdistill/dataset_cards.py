@@ -69,7 +69,8 @@ def _hf_licence(packs: list[dict]) -> dict[str, str]:
     return {"license": "other", "license_name": " AND ".join(licences) or "unknown"}
 
 
-def _obligations_section(decision: dict[str, Any]) -> str:
+def obligations_section(decision: dict[str, Any]) -> str:
+    """The teacher-terms section (decision, clause, obligations) of a dataset or model card."""
     try:
         from synthdistill.policy import obligations_markdown
     except ImportError:  # policy module absent: fall back to the raw decision
@@ -123,7 +124,7 @@ def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, A
         f"{funnel.get('input', '?')} harvested → {funnel.get('kept', '?')} kept.",
         *[f"- `{step['name']}`: dropped {step['dropped']} {step['reasons'] or ''}" for step in funnel.get("steps", [])],
         "",
-        _obligations_section(info.get("decision") or {}),
+        obligations_section(info.get("decision") or {}),
     ]
     if kind == "kd":
         kd = info.get("kd", {})

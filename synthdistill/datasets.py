@@ -4,8 +4,15 @@
     datasets/kd/   input_ids, labels, kd_ids, kd_logprobs, kd_mask (student tokens)
 
 Splits are by prompt, never the same prompt in both. The KD dataset needs captured
-logprobs and a configured student; this version builds it where the teacher's token
-ids are the student's (same tokenizer), which it checks record by record.
+logprobs and a configured student. Record by record: where the teacher's token ids are
+the student's (same tokenizer) the targets are exact; otherwise the teacher's tokens are
+aligned to the student's by byte offsets (synthdistill/alignment.py) and positions that
+do not line up are masked. `coverage` is the share of answer tokens with KD targets.
+
+Both datasets are plain Parquet with a dataset card: load them with
+`datasets.load_dataset(str(folder))` (the card's `configs` name the splits) or
+`load_dataset("parquet", data_files={"train": ..., "eval": ...})`; `load_from_disk` reads
+`save_to_disk` folders only, so call `.save_to_disk()` on the loaded DatasetDict for that.
 """
 
 from __future__ import annotations
@@ -18,10 +25,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from synthdistill.alignment import AnswerTargets, align_answer, exact_targets
 from synthdistill.config import DistillConfig
 from synthdistill.records import HarvestRecord
 
 SPLITS = ("train", "eval")
+# A position keeps its KD targets only if the teacher candidates that are not one student
+# token carry at most this probability (synthdistill/alignment.py, rule 4).
+MAX_UNMAPPED_MASS = 0.1
+# Student ids fit two bytes up to this vocabulary size (SmolLM2: 49152); larger ones take four.
+UINT16_VOCAB = 65536
 
 
 class BuildSummary(BaseModel):
@@ -55,20 +68,13 @@ def sft_row(record: HarvestRecord) -> dict[str, Any]:
     }
 
 
-def kd_row(record: HarvestRecord, prompt_ids: list[int], eos_id: int, max_length: int) -> dict[str, Any] | None:
-    """Student-token KD row for a record whose token ids are the student's own (same tokenizer)."""
-    answer_ids = list(record.token_ids or [])
-    targets_ids: list[list[int]] = []
-    targets_logprobs: list[list[float]] = []
-    for position, token in enumerate(answer_ids):
-        ids = list(record.top_ids[position])
-        logprobs = list(record.top_logprobs[position])
-        # Keep the sampled token beside the top-k: it lowers the bias of top-k caching.
-        if token not in ids:
-            ids.append(token)
-            logprobs.append(record.token_logprobs[position])
-        targets_ids.append(ids)
-        targets_logprobs.append(logprobs)
+def kd_row(
+    record: HarvestRecord, prompt_ids: list[int], targets: AnswerTargets, eos_id: int, max_length: int
+) -> dict[str, Any] | None:
+    """A KD row: kd arrays aligned with `input_ids` (index t holds the targets of token t itself)."""
+    answer_ids = list(targets.student_ids)
+    targets_ids = [list(ids) for ids in targets.kd_ids]
+    targets_logprobs = [list(lps) for lps in targets.kd_logprobs]
     if not answer_ids or answer_ids[-1] != eos_id:
         answer_ids.append(eos_id)  # API teachers do not return their stop token: learn it by CE only
         targets_ids.append([])
@@ -96,8 +102,28 @@ def same_tokenizer(record: HarvestRecord, tokenizer, eos_id: int) -> bool:
     """True when the record's token ids decode, with the student's tokenizer, to its exact text."""
     if not record.token_ids or record.top_ids is None:
         return False
+    if any(not 0 <= t < len(tokenizer) for row in record.top_ids for t in row):
+        return False
     ids = [t for t in record.token_ids if t != eos_id]
     return tokenizer.decode(ids, skip_special_tokens=False) == record.text
+
+
+def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_id) -> AnswerTargets | None:
+    """KD targets on the student's tokens: exact ids when the tokenizer is the teacher's, else aligned."""
+    if not record.has_logprobs or record.tokens is None or record.top_tokens is None:
+        return None
+    if same_tokenizer(record, tokenizer, eos_id):
+        return exact_targets(record.token_ids, record.token_logprobs, record.top_ids, record.top_logprobs)
+    return align_answer(
+        record.text,
+        record.tokens,
+        record.token_logprobs,
+        record.top_tokens,
+        record.top_logprobs,
+        tokenizer,
+        max_unmapped_mass=MAX_UNMAPPED_MASS,
+        single_token_id=single_token_id,
+    )
 
 
 def build_datasets(config: DistillConfig) -> BuildSummary:
@@ -138,49 +164,69 @@ def build_datasets(config: DistillConfig) -> BuildSummary:
 def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict):
     from transformers import AutoTokenizer
 
+    from synthdistill.alignment import single_token_mapper
     from synthdistill.chat_tokens import prompt_token_ids
     from synthdistill.dataset_cards import write_card
-    from synthdistill.model_store import resolve_model
+    from synthdistill.model_store import resolve_tokenizer
 
     student = config.student
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(student.model, config.project_dir))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(student.model, config.project_dir))
     eos_id = tokenizer.eos_token_id
+    mapper = single_token_mapper(tokenizer)
     rows_by_key: dict[str, dict] = {}
     dropped: dict[str, int] = {}
+    matches: dict[str, int] = {}
+    masked: dict[str, int] = {}
+    answer_tokens = 0
     for record in records:
-        if not same_tokenizer(record, tokenizer, eos_id):
-            dropped["teacher-tokens-not-student-tokens"] = dropped.get("teacher-tokens-not-student-tokens", 0) + 1
+        targets = record_targets(record, tokenizer, eos_id, mapper)
+        if targets is None:
+            _count(dropped, "no-logprobs")
             continue
-        row = kd_row(record, prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages]), eos_id, student.max_length)
+        answer_tokens += len(targets.student_ids)
+        _count(matches, targets.spelling)
+        for reason, n in targets.masked.items():
+            _count(masked, reason, n)
+        prompt_ids = prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages])
+        row = kd_row(record, prompt_ids, targets, eos_id, student.max_length)
         if row is None:
-            dropped["prompt-longer-than-max-length"] = dropped.get("prompt-longer-than-max-length", 0) + 1
+            _count(dropped, "prompt-longer-than-max-length")
             continue
         rows_by_key[record.request_key] = row
     if not rows_by_key:
-        reason = (
-            "no record's teacher tokens are the student's tokens (different tokenizers); "
-            "cross-tokenizer alignment is not in this version, so only the SFT dataset was built"
-        )
-        return None, None, dropped, reason
-    kept = [r for r in records if r.request_key in rows_by_key]
-    counts = _write_splits(kd_dir, kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema())
-    answer_tokens = sum(len(r.token_ids or []) for r in records if r.has_logprobs)
+        return None, None, dropped, "no record has logprobs the student's tokens can use"
     with_targets = sum(sum(row["kd_mask"]) for row in rows_by_key.values())
     coverage = round(with_targets / answer_tokens, 4) if answer_tokens else 0.0
+    if coverage == 0.0:
+        return None, coverage, dropped, (
+            "no answer token got KD targets: the teacher's tokens never line up with the student's "
+            f"(masked positions: {masked})"
+        )
+    id_type = "uint16" if len(tokenizer) <= UINT16_VOCAB else "int32"
+    kept = [r for r in records if r.request_key in rows_by_key]
+    counts = _write_splits(kd_dir, kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema(id_type))
     top_k = max((len(ids) for row in rows_by_key.values() for ids in row["kd_ids"]), default=0)
     tokenizer.save_pretrained(kd_dir / "tokenizer")
     build = {
         "student_model": student.model,
-        "tokenizer_match": "exact",
+        "tokenizer_match": matches,  # records per case: exact-ids, or the spelling of aligned teacher tokens
         "top_k": config.harvest.top_logprobs,
         "max_candidates": top_k,
+        "kd_ids_dtype": id_type,
         "logprob_mode": "raw (teacher temperature 1)",
+        "max_unmapped_mass": MAX_UNMAPPED_MASS,
         "coverage": coverage,
+        "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
+        "masked_positions": masked,
         "dropped": dropped,
     }
     (kd_dir / "build.json").write_text(json.dumps(build, indent=2) + "\n")
     write_card(kd_dir, "kd", config, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
+
+
+def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n
 
 
 def _write_splits(folder: Path, records, held_out: set[str], to_row, schema) -> dict[str, int]:
@@ -216,7 +262,8 @@ def _sft_schema():
     )
 
 
-def _kd_schema():
+def _kd_schema(id_type: str = "int32"):
+    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py)."""
     import pyarrow as pa
 
     return pa.schema(
@@ -227,7 +274,7 @@ def _kd_schema():
             ("pack", pa.string()),
             ("input_ids", pa.list_(pa.int32())),
             ("labels", pa.list_(pa.int32())),
-            ("kd_ids", pa.list_(pa.list_(pa.int32()))),
+            ("kd_ids", pa.list_(pa.list_(getattr(pa, id_type)()))),
             ("kd_logprobs", pa.list_(pa.list_(pa.float16()))),
             ("kd_mask", pa.list_(pa.int8())),
         ]

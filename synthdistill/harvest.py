@@ -1,16 +1,21 @@
-"""The harvest scheduler: gate, plan, send with bounded concurrency, retry, store, resume.
+"""The harvest scheduler: gate, plan, send with bounded concurrency, store, resume.
 
-Where retrying is done: here (`_ask_with_retries`). Teachers make one attempt per
-call and classify faults; the scheduler decides whether, when and how often to try
-again, honouring Retry-After, and records requests whose retries ran out.
+    gate (a refusal sends nothing) → plan one request per (prompt, sample) → skip those
+    the ledger holds → `max_concurrency` workers, each: reserve budget → wait for the
+    rate limiter → ask with retries (retrying.py) → commit the answer or the failure.
+
+Every answer is committed to the SQLite ledger as it lands, so `kill -9` loses at most
+the requests in flight and a re-run sends only what the ledger lacks, including the
+failures of earlier runs. A 401/403 stops every worker at once; `harvest.budget_usd`
+stops sending, cleanly, before the next request could exceed it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -18,16 +23,19 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import MissingSecretError, RetryableTeacherError, TeacherAuthError, TeacherError
+from synthdistill.errors import MissingSecretError, RetryableTeacherError
+from synthdistill.pricing import Budget, Price, check_budget_priced, load_price_table, price_for, prompt_tokens_upper_bound
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import HarvestRecord, Prompt, TeacherRequest, request_key_for
+from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
 from synthdistill.store import HarvestStore, utc_now
-
-MAX_BACKOFF_S = 60.0
 
 
 class HarvestObserver(Protocol):
-    """Receives progress events (the CLI draws a progress bar from them)."""
+    """Receives progress events (the CLI draws a progress bar from them).
+
+    An observer may also define `paused(seconds, reason)` and `spent(cost_usd)`; both are optional.
+    """
 
     def planned(self, total: int, already_done: int) -> None: ...
     def answered(self, record: HarvestRecord) -> None: ...
@@ -61,10 +69,16 @@ class HarvestSummary(BaseModel):
     already_done: int
     answered: int
     failed: int
+    retried_failures: int  # failures of earlier runs sent again by this one
     requests_sent: int
     tokens_in: int
     tokens_out: int
-    cost_usd: float | None
+    cost_usd: float | None  # spent by this run; None when no price is known for the teacher
+    total_cost_usd: float | None  # every answer in the ledger, earlier runs' included
+    budget_usd: float | None
+    stopped: str | None  # "budget" when the budget stopped the run before every request was sent
+    not_sent: int  # requests left for a later run (budget stop)
+    pauses: int  # times every sender paused because the server kept failing
     seconds: float
     errors_by_kind: dict[str, int]
     policy_id: str | None
@@ -116,45 +130,6 @@ def read_api_key(config: DistillConfig) -> str | None:
     return value
 
 
-def backoff_seconds(attempt: int, retry_after: float | None) -> float:
-    """Exponential backoff with full jitter, never shorter than the server's Retry-After."""
-    exponential = min(MAX_BACKOFF_S, 0.5 * (2 ** (attempt - 1)))
-    wait = random.uniform(0, exponential)
-    return max(wait, retry_after or 0.0)
-
-
-@dataclass
-class _Tally:
-    requests_sent: int = 0
-    answered: int = 0
-    failed: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    errors_by_kind: dict[str, int] = field(default_factory=dict)
-
-    def error(self, kind: str) -> None:
-        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
-
-
-async def _ask_with_retries(teacher, item: PlannedRequest, max_retries: int, limiter: RateLimiter, tally: _Tally, observer):
-    """(completion, attempts, latency_ms) or raise the last RetryableTeacherError when retries run out."""
-    attempt = 0
-    while True:
-        attempt += 1
-        await limiter.acquire(item.request.sampling.max_tokens + sum(len(m.content) for m in item.prompt.messages) // 4)
-        tally.requests_sent += 1
-        started = time.perf_counter()
-        try:
-            completion = await teacher.complete(item.request)
-            return completion, attempt, (time.perf_counter() - started) * 1000.0
-        except RetryableTeacherError as exc:
-            tally.error(exc.kind)
-            if attempt > max_retries:
-                raise
-            observer.retrying(exc.kind)
-            await asyncio.sleep(backoff_seconds(attempt, exc.retry_after))
-
-
 def _record(config, item: PlannedRequest, teacher, completion, attempts: int, latency_ms: float, decision) -> HarvestRecord:
     logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
     return HarvestRecord(
@@ -183,6 +158,122 @@ def _record(config, item: PlannedRequest, teacher, completion, attempts: int, la
     )
 
 
+def estimated_tokens(item: PlannedRequest) -> int:
+    """What the tokens-per-minute bucket charges a request: a rough prompt size plus all of max_tokens."""
+    return sum(len(m.content) for m in item.prompt.messages) // 4 + item.request.sampling.max_tokens
+
+
+def teacher_price(config: DistillConfig) -> Price | None:
+    """The teacher's price per token (in-process teachers cost nothing)."""
+    if config.teacher.backend == "transformers":
+        return Price(model=config.teacher.model, input_per_million=0.0, output_per_million=0.0)
+    return price_for(config.teacher.model, config.teacher.base_urls, load_price_table(config.project_dir))
+
+
+@dataclass
+class _Tally:
+    requests_sent: int = 0
+    answered: int = 0
+    failed: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def error(self, kind: str) -> None:
+        self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
+
+
+class _Run:
+    """One run over the pending requests: the shared queue, budget, retry policy and tallies."""
+
+    def __init__(self, config: DistillConfig, store: HarvestStore, decision, budget: Budget, observer,
+                 failed_before: set[str]):
+        self.config, self.store, self.decision = config, store, decision
+        self.budget, self.observer, self.failed_before = budget, observer, failed_before
+        self.teacher = None
+        self.tally = _Tally()
+        self.not_sent = 0
+        self.retried_failures = 0
+        self.limiter = RateLimiter(config.teacher.requests_per_minute, config.teacher.tokens_per_minute)
+        self.brake = FailureBrake()
+        self.policy = RetryPolicy(
+            self.limiter, self.brake, config.teacher.max_retries,
+            on_send=self._sent, on_retry=self._retrying, on_pause=self._paused,
+        )
+
+    def _sent(self) -> None:
+        self.tally.requests_sent += 1
+
+    def _retrying(self, exc: RetryableTeacherError) -> None:
+        self.tally.error(exc.kind)
+        self.observer.retrying(exc.kind)
+
+    def _paused(self, seconds: float, reason: str) -> None:
+        paused = getattr(self.observer, "paused", None)
+        if paused is not None:
+            paused(seconds, reason)
+
+    async def run(self, teacher, pending: list[PlannedRequest]) -> None:
+        """Send every pending request with `teacher` (returns early on a budget stop; raises on 401/403)."""
+        self.teacher = teacher
+        if hasattr(teacher, "on_rate_limits"):
+            teacher.on_rate_limits = self.limiter.observe
+        queue = deque(pending)
+        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.config.teacher.max_concurrency, len(pending)))]
+        try:
+            # the first auth failure (or crash) cancels every other worker at once
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        self.not_sent = len(queue)
+
+    async def _worker(self, queue: deque[PlannedRequest]) -> None:
+        while queue and not self.budget.exhausted:
+            item = queue.popleft()
+            sampling = item.request.sampling
+            reserved = self.budget.reserve(prompt_tokens_upper_bound(item.prompt.messages), sampling.max_tokens)
+            if reserved is None:
+                queue.appendleft(item)  # not sent: left for a later run with more budget
+                return
+            self.retried_failures += item.request.request_key in self.failed_before
+            try:
+                completion, attempts, latency = await self.policy.ask(self.teacher, item.request, estimated_tokens(item))
+            except RequestFailed as exc:
+                self.budget.release(reserved)
+                self._failed(item, exc)
+                continue
+            except BaseException:
+                self.budget.release(reserved)
+                raise
+            record = _record(self.config, item, self.teacher, completion, attempts, latency, self.decision)
+            cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
+            if self.store.put_done(record):
+                self.tally.answered += 1
+                self.tally.tokens_in += record.usage.prompt_tokens
+                self.tally.tokens_out += record.usage.completion_tokens
+                self.observer.answered(record)
+                spent = getattr(self.observer, "spent", None)
+                if spent is not None and self.budget.cost_usd is not None:
+                    spent(cost)
+
+    def _failed(self, item: PlannedRequest, exc: RequestFailed) -> None:
+        self.tally.error(exc.kind)
+        self.store.put_failed(item.request.request_key, item.prompt.prompt_id, item.prompt.pack,
+                              item.request.sample_index, exc.kind, exc.message, exc.attempts)
+        self.tally.failed += 1
+        self.observer.failed(exc.kind)
+
+
+def _reset_ledger(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
 async def harvest_async(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request."""
     from synthdistill.policy import gate
@@ -194,36 +285,47 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
     prompts = load_prompts(config, limit)
     planned = plan_requests(config, prompts)
     api_key = read_api_key(config)
+    price = teacher_price(config)
+    check_budget_priced(price, config.harvest.budget_usd, config.teacher.model, config.path)
 
     path = ledger_path(config)
-    if fresh and path.exists():
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
+    if fresh:
+        _reset_ledger(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / "decision.json").write_text(decision.model_dump_json(indent=2) + "\n")
 
-    tally = _Tally()
     with HarvestStore(path) as store:
+        spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0
+        budget = Budget(price, config.harvest.budget_usd, spent_before)
         run_id = store.start_run()
         done = store.done_keys()
+        failed_before = {f["request_key"] for f in store.failures()}
         pending = [item for item in planned if item.request.request_key not in done]
         observer.planned(len(planned), len(planned) - len(pending))
+        run = _Run(config, store, decision, budget, observer, failed_before)
         if pending:
             teacher = make_teacher(config.teacher, api_key=api_key, base_dir=config.project_dir)
             try:
-                await _run_pending(config, teacher, pending, store, decision, tally, observer)
+                await run.run(teacher, pending)
             finally:
                 await teacher.aclose()
+        tally = run.tally
         summary = HarvestSummary(
             prompts=len(prompts),
             requests_planned=len(planned),
             already_done=len(planned) - len(pending),
             answered=tally.answered,
             failed=tally.failed,
+            retried_failures=run.retried_failures,
             requests_sent=tally.requests_sent,
             tokens_in=tally.tokens_in,
             tokens_out=tally.tokens_out,
-            cost_usd=0.0 if config.teacher.backend == "transformers" else None,
+            cost_usd=budget.cost_usd,
+            total_cost_usd=budget.total_usd,
+            budget_usd=config.harvest.budget_usd,
+            stopped="budget" if budget.exhausted else None,
+            not_sent=run.not_sent,
+            pauses=run.brake.pauses,
             seconds=round(time.perf_counter() - started, 3),
             errors_by_kind=tally.errors_by_kind,
             policy_id=decision.policy_id,
@@ -232,54 +334,6 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
         )
         store.finish_run(run_id, summary.model_dump())
     return summary
-
-
-async def _run_pending(config, teacher, pending, store: HarvestStore, decision, tally: _Tally, observer) -> None:
-    limiter = RateLimiter(config.teacher.requests_per_minute, config.teacher.tokens_per_minute)
-    queue: asyncio.Queue[PlannedRequest] = asyncio.Queue()
-    for item in pending:
-        queue.put_nowait(item)
-
-    async def worker() -> None:
-        while True:
-            try:
-                item = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            try:
-                completion, attempts, latency = await _ask_with_retries(
-                    teacher, item, config.teacher.max_retries, limiter, tally, observer
-                )
-            except (RetryableTeacherError, TeacherError) as exc:
-                if isinstance(exc, TeacherAuthError):
-                    raise
-                kind = getattr(exc, "kind", type(exc).__name__)
-                store.put_failed(
-                    item.request.request_key, item.prompt.prompt_id, item.prompt.pack,
-                    item.request.sample_index, kind, str(exc), config.teacher.max_retries + 1,
-                )
-                tally.failed += 1
-                observer.failed(kind)
-                continue
-            record = _record(config, item, teacher, completion, attempts, latency, decision)
-            if store.put_done(record):
-                tally.answered += 1
-                tally.tokens_in += record.usage.prompt_tokens
-                tally.tokens_out += record.usage.completion_tokens
-                observer.answered(record)
-
-    workers = [asyncio.create_task(worker()) for _ in range(min(config.teacher.max_concurrency, len(pending)))]
-    try:
-        # The first auth failure (or crash) cancels every other worker at once.
-        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                raise task.exception()
-    finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-
 
 def harvest(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""

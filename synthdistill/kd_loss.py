@@ -25,6 +25,7 @@ the backward pass recomputes the softmax chunk by chunk.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -33,6 +34,9 @@ IGNORE_INDEX = -100
 # Floor for the student's tail mass: log(0) would give -inf and NaN gradients once the
 # top-k cover (numerically) all of the student's mass.
 _TINY_MASS = 1e-12
+# A teacher tail below this is summation noise of the stored logprobs (k covering the
+# vocabulary sums to 1 +- 1e-7): tempering would amplify it (1e-7 ** (1/2) = 3e-4), so it is 0.
+_TAIL_NOISE = 1e-6
 
 
 class _GatherLogSumExp(torch.autograd.Function):
@@ -117,8 +121,9 @@ def sparse_kl(
     student_top = torch.logsumexp(student, dim=-1)
     if tail == "zero":
         return _kl_rows(torch.log_softmax(teacher / temperature, dim=-1), student - student_top[:, None])
-    # Teacher: mass outside the stored top-k (0 when rounding pushed the sum past 1).
+    # Teacher: mass outside the stored top-k (0 when it is rounding noise or the sum passed 1).
     teacher_tail = _log_tail(torch.logsumexp(teacher, dim=-1), 0.0)
+    teacher_tail = torch.where(teacher_tail > math.log(_TAIL_NOISE), teacher_tail, neg_inf)
     teacher = torch.log_softmax(torch.cat([teacher, teacher_tail[:, None]], dim=-1) / temperature, dim=-1)
     student = torch.cat([student, _log_tail(student_top, _TINY_MASS)[:, None]], dim=-1)
     return _kl_rows(teacher, student)

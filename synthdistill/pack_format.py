@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthdistill.errors import PackError
-from synthdistill.records import Message, Sampling
+from synthdistill.records import Sampling
 from synthdistill.yaml_source import YamlDocument, _allowed_keys
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "pack.schema.json"
@@ -25,12 +25,33 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "pack.schema.json"
 # Licences of prompt collections seen in practice (SPDX ids). Anything else must be a
 # `LicenseRef-<name>` so that a reviewer sees at once that it is a custom licence.
 KNOWN_LICENCES = (
-    "CC0-1.0", "PDDL-1.0", "Unlicense",
-    "CC-BY-3.0", "CC-BY-4.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0",
-    "CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0",
-    "ODC-By-1.0", "ODbL-1.0", "CDLA-Permissive-1.0", "CDLA-Permissive-2.0", "CDLA-Sharing-1.0",
-    "Apache-2.0", "MIT", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0",
-    "GPL-2.0-only", "GPL-3.0-only", "LGPL-3.0-only", "AGPL-3.0-only", "GFDL-1.3-only",
+    "CC0-1.0",
+    "PDDL-1.0",
+    "Unlicense",
+    "CC-BY-3.0",
+    "CC-BY-4.0",
+    "CC-BY-SA-3.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-4.0",
+    "CC-BY-NC-SA-4.0",
+    "CC-BY-ND-4.0",
+    "CC-BY-NC-ND-4.0",
+    "ODC-By-1.0",
+    "ODbL-1.0",
+    "CDLA-Permissive-1.0",
+    "CDLA-Permissive-2.0",
+    "CDLA-Sharing-1.0",
+    "Apache-2.0",
+    "MIT",
+    "BSD-2-Clause",
+    "BSD-3-Clause",
+    "ISC",
+    "MPL-2.0",
+    "GPL-2.0-only",
+    "GPL-3.0-only",
+    "LGPL-3.0-only",
+    "AGPL-3.0-only",
+    "GFDL-1.3-only",
 )
 LICENCE_REF = re.compile(r"^LicenseRef-[A-Za-z0-9.\-]+$")
 # Semantic Versioning 2.0.0, the regex recommended at semver.org.
@@ -104,7 +125,11 @@ class RegexVerify(_Strict):
 
 
 VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify, Field(discriminator="kind")]
-VERIFY_KINDS: dict[str, type[BaseModel]] = {"answer": AnswerVerify, "json-schema": JsonSchemaVerify, "regex": RegexVerify}
+VERIFY_KINDS: dict[str, type[BaseModel]] = {
+    "answer": AnswerVerify,
+    "json-schema": JsonSchemaVerify,
+    "regex": RegexVerify,
+}
 
 
 def check_json_schema(schema: dict[str, Any]) -> None:
@@ -160,7 +185,9 @@ class PackSpec(_Strict):
     template: str | None = Field(
         None, description="Jinja2 template of the user turn (sandboxed; undefined variables are errors)"
     )
-    rows: str | None = Field(None, description="JSONL file (relative to the pack) with one object of variables per line")
+    rows: str | None = Field(
+        None, description="JSONL file (relative to the pack) with one object of variables per line"
+    )
     variables: dict[str, list[Any]] | None = Field(
         None, description="name → list of values; the template is rendered for every combination"
     )
@@ -203,7 +230,9 @@ class PackSpec(_Strict):
 
 def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, int | None]:
     """The first pydantic error of pack.yaml as (message, line), with "did you mean" for unknown keys."""
-    err = exc.errors()[0]
+    errors = exc.errors()
+    # A misspelt key also makes the real key "missing": name the typo, which is the fix.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = tuple(err["loc"])
     parent_model: type[BaseModel] = PackSpec
     if len(loc) >= 2 and loc[0] == "verify" and loc[1] in VERIFY_KINDS:
@@ -223,39 +252,6 @@ def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, i
         reason = err["msg"].removeprefix("Value error, ")
         message = f"'{dotted}': {reason}" if loc else reason
     return message, doc.line_of(loc)
-
-
-def messages_from_row(system: str | None, raw: Any) -> list[Message]:
-    """A row's own conversation (`{"messages": [...]}`), with the pack's system prompt first.
-
-    Rules: optional system turn first, then user/assistant alternating, ending with a
-    user turn (the one the teacher answers). Raises PackError without a file; the caller
-    adds the row's file and line.
-    """
-    if not isinstance(raw, list) or not raw:
-        raise PackError("`messages` must be a non-empty list of {role, content}")
-    messages = []
-    for i, item in enumerate(raw):
-        try:
-            message = Message.model_validate(item)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise PackError(f"messages[{i}]{'.' + where if where else ''}: {err['msg']}") from None
-        if not message.content.strip():
-            raise PackError(f"messages[{i}] has empty content")
-        messages.append(message)
-    offset = 1 if messages[0].role == "system" else 0
-    if offset and system:
-        raise PackError("row has its own system message and the pack sets `system:`; keep one of them")
-    turns = messages[offset:]
-    for i, message in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if message.role != expected:
-            raise PackError(f"messages[{i + offset}] is '{message.role}' where '{expected}' belongs (turns alternate user/assistant)")
-    if not turns or turns[-1].role != "user":
-        raise PackError("`messages` must end with a user turn (the teacher answers it)")
-    return ([Message(role="system", content=system)] if system else []) + messages
 
 
 # What `synthdistill packs new NAME` writes: every key explained, the optional ones
@@ -313,7 +309,9 @@ def create_pack(name: str, parent_dir: Path) -> Path:
     """Write a commented starter pack `parent_dir/name/` (pack.yaml + rows.jsonl) that validates."""
     folder = Path(parent_dir) / name
     if not re.match(PACK_NAME, name):
-        raise PackError(f"pack name '{name}' may hold only letters, digits, '.', '_' and '-', starting with a letter or digit")
+        raise PackError(
+            f"pack name '{name}' may hold only letters, digits, '.', '_' and '-', starting with a letter or digit"
+        )
     if folder.exists():
         raise PackError("already exists; choose another name or remove it", file=folder)
     folder.mkdir(parents=True)
@@ -333,7 +331,6 @@ def pack_schema() -> dict[str, Any]:
     schema = PackSpec.model_json_schema(by_alias=True)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://synthdistill.dev/schemas/pack.schema.json",
         "title": "synthdistill prompt pack (pack.yaml)",
         **{k: v for k, v in schema.items() if k != "title"},
     }

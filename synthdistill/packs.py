@@ -5,24 +5,21 @@ or a `variables:` cartesian product. Each row becomes one `records.Prompt` whose
 hashes the pack name and the rendered messages, so editing one row changes only that
 row's id. Everything is checked without sending a request; every problem is a
 `PackError` naming the file and line and what to fix.
+
+Rows become prompts in `pack_rows`; `packs stats` lives in `pack_stats`; the format
+itself (pydantic models, JSON Schema, the starter pack) in `pack_format`.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import hashlib
-import itertools
-import math
 import os
-import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
 from synthdistill.errors import PackError
@@ -34,10 +31,9 @@ from synthdistill.pack_format import (
     check_json_schema,
     create_pack,
     describe_spec_error,
-    messages_from_row,
-    write_pack_schema,
 )
-from synthdistill.records import Message, Prompt, prompt_id_for
+from synthdistill.pack_rows import combinations, prompt_for, template_environment
+from synthdistill.records import Prompt
 from synthdistill.shipped import shipped_dir
 from synthdistill.yaml_source import YamlDocument, _read_text, load_yaml, read_jsonl
 
@@ -45,10 +41,11 @@ __all__ = [
     "Pack",
     "ValidationReport",
     "create_pack",
+    "discover_packs",
+    "expand_references",
     "load_pack",
     "resolve_pack_path",
     "validate_pack",
-    "write_pack_schema",
 ]
 
 PACK_FILE = "pack.yaml"
@@ -78,7 +75,8 @@ class Pack:
         inside = [
             p
             for p in self.path.rglob("*")
-            if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(self.path).parts)
+            if p.is_file()
+            and not any(part.startswith(".") or part == "__pycache__" for part in p.relative_to(self.path).parts)
         ]
         return sorted(set(inside) | set(self.extra_files))
 
@@ -192,7 +190,7 @@ def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
     """Load a pack; fatal problems raise, row problems are returned with the warnings."""
     if not (path / PACK_FILE).is_file():
         raise PackError(f"no {PACK_FILE} here; is this a pack folder?", file=path)
-    doc = load_yaml(path / PACK_FILE, error=PackError)
+    doc = _load_pack_yaml(path / PACK_FILE)
     spec = _validate_spec(doc)
     template = _compile_template(spec, doc)
     verify, extra_files = _resolve_verify(spec, path, doc)
@@ -202,7 +200,9 @@ def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
     if spec.rows is not None:
         rows_file = path / spec.rows
         if not rows_file.is_file():
-            raise PackError(f"rows file '{spec.rows}' not found (looked in {path})", file=doc.path, line=doc.line_of(("rows",)))
+            raise PackError(
+                f"rows file '{spec.rows}' not found (looked in {path})", file=doc.path, line=doc.line_of(("rows",))
+            )
         if path.resolve() not in rows_file.resolve().parents:
             extra_files.append(rows_file)
         items = [(rows_file, line, f"{spec.rows}:{line}", row) for line, row in read_jsonl(rows_file, error=PackError)]
@@ -210,23 +210,62 @@ def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
             raise PackError("rows file has no rows", file=rows_file)
     else:
         line = doc.line_of(("variables",))
-        items = [(doc.path, line, f"{PACK_FILE}:variables[{i}]", row) for i, row in enumerate(_combinations(spec.variables))]
+        items = [
+            (doc.path, line, f"{PACK_FILE}:variables[{i}]", row) for i, row in enumerate(combinations(spec.variables))
+        ]
     seen: dict[str, str] = {}
     for file, line, source, row in items:
         try:
-            prompt = _prompt_for(spec, template, verify, row, source)
+            prompt = prompt_for(spec, template, row, source)
         except PackError as exc:
-            problems.append(PackError(exc.message, file=file, line=line if spec.rows is not None else doc.line_of(("template",))))
+            problems.append(
+                PackError(exc.message, file=file, line=line if spec.rows is not None else doc.line_of(("template",)))
+            )
             if spec.variables is not None:
                 break  # every combination fails the same way
             continue
         if prompt.prompt_id in seen:
-            problems.append(PackError(f"same prompt as {seen[prompt.prompt_id]} (prompt_id {prompt.prompt_id}); remove one of them", file=file, line=line))
+            problems.append(
+                PackError(
+                    f"same prompt as {seen[prompt.prompt_id]} (prompt_id {prompt.prompt_id}); remove one of them",
+                    file=file,
+                    line=line,
+                )
+            )
             continue
         seen[prompt.prompt_id] = source
         prompts.append(prompt)
     pack = Pack(spec=spec, path=path, prompts=prompts, verify=verify, extra_files=extra_files)
-    return pack, problems, _warnings(spec, path)
+    return pack, _merge_repeats(problems), _warnings(spec, path)
+
+
+def _merge_repeats(problems: list[PackError]) -> list[PackError]:
+    """One error per distinct message: a template that fails every row is one problem, not thousands."""
+    lines: dict[tuple[str | None, str], list[int | None]] = {}
+    for problem in problems:
+        lines.setdefault((problem.file, problem.message), []).append(problem.line)
+    merged = []
+    for (file, message), found in lines.items():
+        others = [str(n) for n in found[1:] if n is not None]
+        if others:
+            shown = ", ".join(others[:10]) + (", …" if len(others) > 10 else "")
+            message += f" (also line{'s' if len(others) > 1 else ''} {shown})"
+        merged.append(PackError(message, file=file, line=found[0]))
+    return merged
+
+
+def _load_pack_yaml(path: Path) -> YamlDocument:
+    try:
+        return load_yaml(path, error=PackError)
+    except PackError as exc:
+        # An unquoted `template: {{ x }}` is a YAML flow mapping, which YAML explains badly.
+        if "unhashable key" in exc.message:
+            raise PackError(
+                exc.message + "; quote a value that starts with '{', e.g. template: \"{{ question }}\"",
+                file=exc.file,
+                line=exc.line,
+            ) from None
+        raise
 
 
 def _validate_spec(doc: YamlDocument) -> PackSpec:
@@ -239,20 +278,16 @@ def _validate_spec(doc: YamlDocument) -> PackSpec:
         raise PackError(message, file=doc.path, line=line) from None
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> ImmutableSandboxedEnvironment:
-    # trim/lstrip_blocks: `{% if %}` lines in a block scalar leave no blank lines behind.
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-
-
 def _compile_template(spec: PackSpec, doc: YamlDocument) -> Template | None:
     if spec.template is None:
         return None
     try:
-        return _environment().from_string(spec.template)
+        return template_environment().from_string(spec.template)
     except TemplateSyntaxError as exc:
         raise PackError(
-            f"template line {exc.lineno}: {exc.message}; fix the Jinja2 syntax", file=doc.path, line=doc.line_of(("template",))
+            f"template line {exc.lineno}: {exc.message}; fix the Jinja2 syntax",
+            file=doc.path,
+            line=doc.line_of(("template",)),
         ) from None
 
 
@@ -263,7 +298,9 @@ def _resolve_verify(spec: PackSpec, path: Path, doc: YamlDocument):
         schema_file = path / verify.schema_
         line = doc.line_of(("verify", "schema"))
         if not schema_file.is_file():
-            raise PackError(f"verify.schema file '{verify.schema_}' not found (looked in {path})", file=doc.path, line=line)
+            raise PackError(
+                f"verify.schema file '{verify.schema_}' not found (looked in {path})", file=doc.path, line=line
+            )
         schema_doc = load_yaml(schema_file, error=PackError)  # YAML is a superset of JSON
         if not isinstance(schema_doc.data, dict):
             raise PackError("a JSON Schema must be an object", file=schema_file, line=1)
@@ -281,57 +318,6 @@ def _check_text_files(path: Path) -> None:
     for file in sorted(path.rglob("*")):
         if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES and not file.name.startswith("."):
             _read_text(file, PackError)  # raises with the line of the first bad byte
-
-
-def _combinations(variables: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    names = list(variables)
-    return [dict(zip(names, values)) for values in itertools.product(*(variables[n] for n in names))]
-
-
-def _prompt_for(spec: PackSpec, template: Template | None, verify, row: Any, source: str) -> Prompt:
-    """One row → one Prompt; PackError (without file/line, the caller adds them) if it cannot."""
-    if not isinstance(row, dict):
-        raise PackError(f"a row must be a JSON object, got {type(row).__name__}")
-    if "messages" in row:
-        messages = messages_from_row(spec.system, row["messages"])
-        variables = {k: v for k, v in row.items() if k != "messages"}
-    else:
-        if template is None:
-            raise PackError("row has no `messages` and the pack has no `template:` to render it with")
-        content = _render(template, row)
-        messages = ([Message(role="system", content=spec.system)] if spec.system else []) + [Message(role="user", content=content)]
-        variables = dict(row)
-    if isinstance(verify, AnswerVerify) and variables.get(verify.field) in (None, ""):
-        raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected answer")
-    return Prompt(
-        prompt_id=prompt_id_for(spec.name, messages),
-        pack=spec.name,
-        pack_version=spec.version,
-        messages=messages,
-        variables=variables,
-        sampling_overrides=spec.sampling_overrides(),
-        source=source,
-    )
-
-
-def _render(template: Template, row: dict[str, Any]) -> str:
-    try:
-        content = template.render(**row).strip()
-    except UndefinedError as exc:
-        missing = re.match(r"'([^']+)' is undefined", str(exc.message))
-        if not missing:
-            raise PackError(f"template cannot render this row: {exc.message}") from None
-        name = missing.group(1)
-        close = difflib.get_close_matches(name, list(row), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else "; add it to the row or fix the template"
-        raise PackError(f"template uses '{name}', which this row does not have (row keys: {', '.join(row) or 'none'}){hint}") from None
-    except TemplateError as exc:  # SecurityError included: the sandbox refused something
-        raise PackError(f"template cannot render this row: {exc}") from None
-    except Exception as exc:  # noqa: BLE001 - a user template can raise anything (e.g. 'a' + 1)
-        raise PackError(f"template cannot render this row: {type(exc).__name__}: {exc}") from None
-    if not content:
-        raise PackError("row renders to an empty prompt")
-    return content
 
 
 def _warnings(spec: PackSpec, path: Path) -> list[str]:
@@ -360,50 +346,21 @@ def discover_packs(project_dir: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def load_tokenizer(reference: str | None = None):
-    """A transformers tokenizer for `reference` (a folder or embedded model; default SmolLM2)."""
-    from transformers import AutoTokenizer  # heavy: only `packs stats` needs it
+def expand_references(references: list[str], project_dir: Path) -> tuple[list[str], list[str]]:
+    """(pack references, skipped files) as `packs validate` takes them.
 
-    from synthdistill.model_store import resolve_model
-
-    return AutoTokenizer.from_pretrained(str(resolve_model(reference or "HuggingFaceTB/SmolLM2-135M-Instruct")))
-
-
-def prompt_token_length(tokenizer: Any, prompt: Prompt) -> int:
-    """Tokens of the prompt as the model sees it (chat template with generation prompt)."""
-    messages = [m.model_dump() for m in prompt.messages]
-    if getattr(tokenizer, "chat_template", None):
-        from synthdistill.chat_tokens import prompt_token_ids
-
-        return len(prompt_token_ids(tokenizer, messages))
-    return sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
-
-
-def pack_stats(pack: Pack, tokenizer: Any) -> dict[str, Any]:
-    """Prompt count, token length distribution and near-identical prompts of a pack."""
-    lengths = sorted(prompt_token_length(tokenizer, p) for p in pack.prompts)
-    first_by_text: dict[str, str] = {}
-    duplicates = []
-    for prompt in pack.prompts:
-        # Case, spacing and punctuation differences make a different id but the same prompt.
-        key = re.sub(r"[\W_]+", " ", " ".join(m.content for m in prompt.messages)).casefold().strip()
-        if key in first_by_text:
-            duplicates.append({"source": prompt.source, "same_as": first_by_text[key]})
+    A folder without pack.yaml that holds packs stands for each of them (`packs validate
+    prompts`); a plain file other than pack.yaml is skipped, so that `prompts/*` works
+    beside a README.
+    """
+    packs: list[str] = []
+    skipped: list[str] = []
+    for reference in references:
+        candidate = Path(reference) if Path(reference).is_absolute() else Path(project_dir) / reference
+        if candidate.is_file() and candidate.name != PACK_FILE:
+            skipped.append(reference)
+        elif candidate.is_dir() and not (candidate / PACK_FILE).exists() and any(candidate.glob(f"*/{PACK_FILE}")):
+            packs.extend(str(Path(reference) / p.parent.name) for p in sorted(candidate.glob(f"*/{PACK_FILE}")))
         else:
-            first_by_text[key] = prompt.source
-    n = len(lengths)
-    return {
-        "pack": pack.name,
-        "version": pack.version,
-        "prompts": n,
-        "turns": {"multi_turn": sum(1 for p in pack.prompts if sum(m.role == "user" for m in p.messages) > 1)},
-        "tokens": {
-            "min": lengths[0],
-            "median": float(statistics.median(lengths)),
-            "p90": lengths[max(0, math.ceil(0.9 * n) - 1)],  # nearest rank
-            "max": lengths[-1],
-            "total": sum(lengths),
-        },
-        "duplicates": len(duplicates),
-        "duplicate_sources": duplicates,
-    }
+            packs.append(reference)
+    return packs, skipped

@@ -149,6 +149,14 @@ class HarvestStore:
         names = ["request_key", "prompt_id", "pack", "sample_index", "error_kind", "error", "attempts"]
         return [dict(zip(names, row)) for row in rows]
 
+    def usage_totals(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) of every stored answer: what the ledger has cost so far."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(json_extract(record, '$.usage.prompt_tokens')), 0), "
+            "COALESCE(SUM(json_extract(record, '$.usage.completion_tokens')), 0) FROM requests WHERE status = 'done'"
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
     def counts(self) -> dict[str, int]:
         counts = {"done": 0, "failed": 0}
         for status, n in self._db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"):

@@ -82,7 +82,10 @@ def _verify_expected(spec: AnswerVerify, variables: dict[str, Any], text: str) -
         difference = abs(given_number - expected_number)
         if difference <= spec.tolerance:
             return True, f"answer {given.strip()} equals expected {expected}"
-        return False, f"answer {given.strip()} != expected {expected} (off by {difference:g}, tolerance {spec.tolerance:g})"
+        return (
+            False,
+            f"answer {given.strip()} != expected {expected} (off by {difference:g}, tolerance {spec.tolerance:g})",
+        )
     if _normalise(given) == _normalise(expected):
         return True, f"answer '{given.strip()}' equals expected '{expected}'"
     return False, f"answer '{given.strip()}' != expected '{expected}'"

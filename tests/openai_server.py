@@ -33,9 +33,11 @@ from collections import Counter
 from http import HTTPStatus
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FAULT_KINDS = ("429", "500", "503", "drop", "malformed", "slow", "no-logprobs")
+# answered with that HTTP status and an OpenAI-style error body
+STATUS_KINDS = ("400", "404", "408", "409", "422", "500", "502", "503", "504")
+FAULT_KINDS = ("429", *STATUS_KINDS, "drop", "malformed", "slow", "no-logprobs")
 OUTCOMES = FAULT_KINDS + ("ok",)
 PREFIX = "Answer to: "
 MALFORMED_BODY = b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assist'
@@ -52,7 +54,7 @@ class Faults(BaseModel):
     schedule: list[str] = Field(default_factory=list, description="outcomes of the first requests, in order")
     fail_first_n_per_prompt: int = Field(0, ge=0, description="each prompt's first N attempts fail")
     fail_kinds: list[str] = Field(default_factory=lambda: ["500"], description="their faults, cycled")
-    retry_after: float | str | None = Field(1, description="Retry-After header of a 429 (None: not sent)")
+    retry_after: float | str | None = Field(1.0, description="Retry-After header of a 429 (None: not sent)")
     ratelimit_headers: dict[str, str] = Field(default_factory=dict, description="added to 429s and answers")
     latency_s: float = Field(0.0, ge=0, description="delay before every answer")
     slow_s: float = Field(5.0, ge=0, description="delay of a 'slow' fault")
@@ -63,11 +65,15 @@ class Faults(BaseModel):
     system_fingerprint: str = "fp_fake_openai"
     seed: int = 0
 
-    def model_post_init(self, _context: Any) -> None:
+    @model_validator(mode="after")
+    def _known_kinds(self) -> "Faults":
         unknown = [k for k in [*self.rates, *self.fault_kinds, *self.fail_kinds] if k not in FAULT_KINDS]
         unknown += [k for k in self.schedule if k not in OUTCOMES]
         if unknown:
             raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(OUTCOMES)}")
+        if not self.fail_kinds or not self.fault_kinds:
+            raise ValueError("fail_kinds and fault_kinds need at least one kind")
+        return self
 
     def effective_rates(self) -> list[tuple[str, float]]:
         rates = Counter({k: v for k, v in self.rates.items()})
@@ -196,6 +202,17 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
         "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(tokens),
                   "total_tokens": prompt_words + len(tokens)},
     }
+
+
+def _well_formed(path: str, body: Any) -> bool:
+    """Whether a request body has what `build_answer` reads: messages (chat) or a prompt (legacy)."""
+    if not isinstance(body, dict):
+        return False
+    if path.endswith("/chat/completions"):
+        messages = body.get("messages")
+        return isinstance(messages, list) and bool(messages) and all(isinstance(m, dict) for m in messages)
+    prompt = body.get("prompt")
+    return isinstance(prompt, str) or (isinstance(prompt, list) and bool(prompt) and isinstance(prompt[0], str))
 
 
 def _error(message: str, kind: str, code: str | None = None) -> dict:
@@ -393,9 +410,7 @@ class FakeOpenAIServer:
 
     def _refusal(self, req: _Request, body: Any) -> tuple[int, dict] | None:
         """(status, error) for a request the API itself refuses: bad body, wrong key, unknown model."""
-        chat = req.path.endswith("/chat/completions")
-        if not isinstance(body, dict) or (chat and not isinstance(body.get("messages"), list)) or (
-            chat and not body["messages"]) or (not chat and not isinstance(body.get("prompt"), (str, list))):
+        if not _well_formed(req.path, body):
             return 400, _error("request body needs 'messages' (chat) or 'prompt' (completions)",
                                "invalid_request_error")
         f = self.faults
@@ -433,10 +448,11 @@ class FakeOpenAIServer:
                 limits["Retry-After"] = _retry_after_header(f.retry_after)
             error = _error("Rate limit reached (injected)", "rate_limit_error", "rate_limit_exceeded")
             return await self._send(writer, 429, error, req.keep_alive, limits)
-        if kind in ("500", "503"):
+        if kind in STATUS_KINDS:
             self._record(kind)
             status = int(kind)
-            return await self._send(writer, status, _error(f"{HTTPStatus(status).phrase} (injected)", "server_error"),
+            error_type = "server_error" if status >= 500 else "invalid_request_error"
+            return await self._send(writer, status, _error(f"{HTTPStatus(status).phrase} (injected)", error_type),
                                     req.keep_alive)
         if kind == "malformed":
             self._record(kind)

@@ -46,3 +46,13 @@ def test_migrations_are_recorded_once(tmp_path):
     names = [row[0] for row in sqlite3.connect(path).execute("SELECT name FROM migrations")]
     assert names == [name for name, _ in MIGRATIONS]
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_usage_totals_sum_the_answers_only(tmp_path):
+    with HarvestStore(tmp_path / "ledger.sqlite") as store:
+        assert store.usage_totals() == (0, 0)
+        store.put_done(make_record(question="a"))
+        store.put_done(make_record(question="b"))
+        failed = make_record(question="c")
+        store.put_failed(failed.request_key, failed.prompt_id, failed.pack, 0, "500", "boom", attempts=1)
+        assert store.usage_totals() == (10, 6)  # make_record: 5 prompt + 3 completion tokens each

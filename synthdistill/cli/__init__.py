@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
+
+try:  # typer >= 0.22 vendors click as typer._click; older typer raises click's own exceptions
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
 
 from synthdistill.cli import render
 from synthdistill.cli.audit import audit_app
@@ -61,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         render.error("interrupted; run the same command again to resume")
         return 130
-    except click.exceptions.Abort:
+    except typer.Abort:
         render.error("interrupted; run the same command again to resume")
         return 130
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
+    except ClickException as exc:  # usage errors: unknown option, extra argument, missing argument
         exc.show()
         return exc.exit_code
     finally:

@@ -1,5 +1,65 @@
-"""`synthdistill audit ...` (filled in by the audit work)."""
+"""`synthdistill audit [-c FILE]`, `audit verify RUN_DIR` and `audit trace ID [-c FILE]`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from synthdistill.cli import render
+
 audit_app = typer.Typer(help="Write and verify the audit of a run.", invoke_without_command=True)
+
+
+
+def _plain(text: str) -> None:
+    """Print text as is (no markup, no wrapping): prompts and paths may hold brackets."""
+    if not render.OPTIONS.json:
+        typer.echo(text)
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to distill.yaml.")]
+
+
+@audit_app.callback(invoke_without_command=True)
+def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> None:
+    """Write outputs/<name>/audit/: manifest.json, report.md, report.html, bom.cdx.json."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from synthdistill.cli.stages import _config, do_audit
+
+    render.emit_json(do_audit(_config(config)))
+
+
+@audit_app.command("verify")
+def verify(run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. outputs/quickstart.")]) -> None:
+    """Recompute every hash of audit/manifest.json; exit 1 naming each changed, missing or extra file."""
+    from synthdistill.audit import verify_audit
+
+    problems = verify_audit(run_dir)
+    render.emit_json({"run_dir": str(run_dir.resolve()), "ok": not problems, "problems": [p.to_dict() for p in problems]})
+    if problems:
+        for problem in problems:
+            _plain(str(problem))
+        render.error(f"{len(problems)} file(s) differ from the audit manifest of {run_dir}")
+        raise typer.Exit(1)
+    render.result(f"verify: every hash in {run_dir / 'audit' / 'manifest.json'} matches")
+
+
+@audit_app.command("trace")
+def trace_command(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="A prompt id or a training-row id (or a unique prefix).")],
+    config: ConfigOption = Path("distill.yaml"),
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="The run folder (default: from the config).")] = None,
+) -> None:
+    """Show where a prompt or training row came from: pack, prompt, teacher, time, decision, filters."""
+    from synthdistill.audit import render_trace, trace
+
+    if run_dir is None:
+        from synthdistill.cli.stages import _config
+
+        run_dir = _config(config).run_dir
+    result = trace(run_dir, ident)
+    _plain(render_trace(result))
+    render.emit_json(result)

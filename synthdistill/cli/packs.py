@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from synthdistill import packs
+from synthdistill import pack_stats, packs
 from synthdistill.cli import render
 from synthdistill.errors import PackError
 
@@ -34,13 +34,14 @@ def list_packs() -> None:
     """The shipped packs and the packs under ./prompts."""
     entries: list[dict[str, Any]] = []
     for origin, folder in packs.discover_packs(Path.cwd()):
-        report = packs.validate_pack(folder)
-        entry = {"name": report.name or folder.name, "version": report.version, "origin": origin, "path": str(folder)}
-        if report.ok:
+        entry: dict[str, Any] = {"name": folder.name, "origin": origin, "path": str(folder)}
+        try:
             pack = packs.load_pack(folder)
-            entry.update(licence=pack.licence, prompts=len(pack.prompts), description=pack.description, tags=pack.tags)
+        except PackError as exc:  # one broken pack must not hide the others
+            entry.update(version=None, licence=None, prompts=None, description="", tags=[], error=str(exc))
         else:
-            entry.update(licence=None, prompts=None, description="", tags=[], error=str(report.errors[0]))
+            entry.update(name=pack.name, version=pack.version, licence=pack.licence, prompts=len(pack.prompts))
+            entry.update(description=pack.description, tags=pack.tags)
         entries.append(entry)
     render.emit_json({"packs": entries})
     if not entries:
@@ -103,11 +104,24 @@ def _prompt_lines(prompt) -> list[str]:
 
 
 @packs_app.command("validate")
-def validate(paths: Annotated[list[str], typer.Argument(help="Pack folders (or shipped pack names) to check.")]) -> None:
+def validate(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Pack folders, folders of packs, or shipped pack names (default: every pack `list` shows)."
+        ),
+    ] = None,
+) -> None:
     """Check packs completely without sending a request: YAML, keys, rows, templates, verifiers, licence."""
+    if paths:
+        references, skipped = packs.expand_references(paths, Path.cwd())
+    else:
+        references, skipped = [str(folder) for _, folder in packs.discover_packs(Path.cwd())], []
+    for name in skipped:
+        render.info(escape(f"skipped {name}: a file, not a pack folder"))
     reports = []
     errors: list[PackError] = []
-    for reference in paths:
+    for reference in references:
         try:
             folder = packs.resolve_pack_path(reference, Path.cwd())
         except PackError as exc:
@@ -119,14 +133,20 @@ def validate(paths: Annotated[list[str], typer.Argument(help="Pack folders (or s
         for warning in report.warnings:
             render.info(escape(f"warning: {_where(report.path)}: {warning}"))
         if report.ok:
-            render.result(escape(f"ok  {_where(report.path)}  {report.name} {report.version}: {report.prompts} prompts"))
+            render.result(
+                escape(f"ok  {_where(report.path)}  {report.name} {report.version}: {report.prompts} prompts")
+            )
         elif report.more_errors:
             render.info(f"{report.more_errors} more problems in {escape(_where(report.path))} not shown")
     render.emit_json({"ok": not errors, "packs": [r.to_dict() for r in reports]})
+    if not references:
+        raise PackError(
+            "no packs to validate; name pack folders, or create one with `synthdistill packs new NAME`", file=Path.cwd()
+        )
     if errors:
         # Every problem is shown once; the last one is raised so that the exit code is 2.
         for error in errors[:-1]:
-            render.error(escape(str(error)))
+            render.error(str(error))
         raise errors[-1]
 
 
@@ -170,15 +190,15 @@ def stats(
     """Prompt count, token length distribution (min/median/p90/max) and near-duplicate prompts."""
     loaded = _load(pack)
     render.info("loading tokenizer…")
-    summary = packs.pack_stats(loaded, packs.load_tokenizer(tokenizer))
-    summary["tokenizer"] = tokenizer or packs.DEFAULT_TOKENIZER
+    summary = pack_stats.pack_stats(loaded, pack_stats.load_tokenizer(tokenizer))
+    summary["tokenizer"] = tokenizer or pack_stats.DEFAULT_TOKENIZER
     render.emit_json(summary)
     tokens = summary["tokens"]
+    multi = summary["turns"]["multi_turn"]
     lines = [
-        f"{summary['pack']} {summary['version']}: {summary['prompts']} prompts "
-        f"({summary['turns']['multi_turn']} multi-turn)",
-        f"prompt tokens ({summary['tokenizer']}, chat template included): min {tokens['min']}, "
-        f"median {tokens['median']:g}, p90 {tokens['p90']}, max {tokens['max']}, total {tokens['total']}",
+        f"{summary['pack']} {summary['version']}: {summary['prompts']} prompts ({multi} multi-turn)",
+        f"prompt tokens ({summary['tokenizer']}, chat template included): min {tokens['min']}, median "
+        + f"{tokens['median']:g}, p90 {tokens['p90']}, max {tokens['max']}, total {tokens['total']}",
         f"near-duplicates (same text up to case, spacing, punctuation): {summary['duplicates']}",
     ]
     lines += [f"  {d['source']} repeats {d['same_as']}" for d in summary["duplicate_sources"][:20]]

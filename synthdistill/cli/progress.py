@@ -27,8 +27,10 @@ class HarvestProgress:
         )
         self.task = None
         self.started = time.perf_counter()
-        self.answered = 0
+        # counts are named *_count: `answered` is the observer method
+        self.answered_count = 0
         self.tokens = 0
+        self.cost_usd: float | None = None
         self.errors: dict[str, int] = {}
 
     def __enter__(self) -> "HarvestProgress":
@@ -40,7 +42,9 @@ class HarvestProgress:
 
     def _refresh(self, advance: int = 0) -> None:
         elapsed = max(1e-6, time.perf_counter() - self.started)
-        rate = f"{self.answered / elapsed:.2f} req/s {self.tokens / elapsed:.0f} tok/s"
+        rate = f"{self.answered_count / elapsed:.2f} req/s {self.tokens / elapsed:.0f} tok/s"
+        if self.cost_usd is not None:
+            rate += f" ${self.cost_usd:.4f}"
         errors = " ".join(f"{k}:{v}" for k, v in sorted(self.errors.items())) or "no errors"
         self.progress.update(self.task, advance=advance, rate=rate, errors=errors)
 
@@ -49,7 +53,7 @@ class HarvestProgress:
         self.started = time.perf_counter()
 
     def answered(self, record) -> None:
-        self.answered += 1
+        self.answered_count += 1
         self.tokens += record.usage.completion_tokens
         self._refresh(1)
 
@@ -59,6 +63,14 @@ class HarvestProgress:
 
     def retrying(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+        self._refresh(0)
+
+    def spent(self, cost_usd: float) -> None:
+        self.cost_usd = (self.cost_usd or 0.0) + cost_usd
+        self._refresh(0)
+
+    def paused(self, seconds: float, reason: str) -> None:
+        self.errors["paused"] = self.errors.get("paused", 0) + 1
         self._refresh(0)
 
 

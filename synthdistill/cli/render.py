@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 
 @dataclass
@@ -32,7 +33,8 @@ def info(message: str) -> None:
 def result(message: str) -> None:
     """A human result line on stdout (hidden by --json, which prints the summary instead)."""
     if not OPTIONS.json:
-        out_console.print(message)
+        # soft_wrap: a result line (a prompt, a table row) is never broken at 80 columns.
+        out_console.print(message, soft_wrap=True)
 
 
 def emit_json(summary: dict[str, Any]) -> None:
@@ -43,7 +45,8 @@ def emit_json(summary: dict[str, Any]) -> None:
 
 
 def error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    """One error line; `message` is plain text (brackets in paths such as `test[x]0/` are kept)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
 def show_progress() -> bool:

@@ -42,11 +42,14 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
 
 
 def do_filter(config) -> dict:
+    from rich.markup import escape
+
+    from synthdistill.filters.funnel import funnel_lines
     from synthdistill.filters.stage import run_filter_stage
 
     report = run_filter_stage(config)
-    steps = ", ".join(f"{s['name']} -{s['dropped']}" for s in report["steps"]) or "no filters"
-    render.result(f"filter: {report['input']} records → {report['kept']} kept ({steps})")
+    for line in funnel_lines(report):
+        render.result(escape(line))  # reasons may hold [brackets], which rich would read as markup
     return report
 
 
@@ -93,7 +96,12 @@ def do_audit(config) -> dict:
     from synthdistill.audit import write_audit
 
     summary = write_audit(config.run_dir, config=config)
-    render.result(f"audit: {summary.get('artifacts', '?')} artifacts hashed → {config.run_dir / 'audit'}")
+    render.result(
+        f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
+        f"{summary['decision']} → {summary['report_html']}"
+    )
+    if summary["secret_found_in"]:
+        render.error(f"the API key's value was found in: {', '.join(summary['secret_found_in'])}")
     return summary
 
 

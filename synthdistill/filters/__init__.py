@@ -1,34 +1,137 @@
 """The filter pipeline: ordered steps, each a pure function over records.
 
 A filter is `fn(records, params) -> list[reason | None]`: one verdict per record,
-None to keep it, a short reason string to drop it. The pipeline counts kept/dropped
-per step and keeps every dropped record with its filter and reason.
+None to keep it, a reason string to drop it. A reason is `category` or
+`category: detail` ("refusal: matched 'as an AI'"); the funnel counts categories,
+`dropped.jsonl` keeps the whole reason. A filter that changes the records it keeps
+(`pii` with `action: redact`) returns a `FilterOutcome(verdicts, records, notes)`
+instead: `records[i]` replaces the i-th input, `notes[i]` says why it was changed.
+
+Filters that need files (`verify` reads the packs' verifiers, `decontaminate` the
+held-out sets) do no I/O themselves: their `prepare(params, context)` hook loads
+what they need into the params, and `filters/stage.py` calls it. `run_filters` is
+pure: records in, kept + dropped records and a per-step report out.
+
+Your own filter: name it by import path in distill.yaml,
+
+    filters:
+      - finished
+      - mypkg.quality:short_answers          # no params
+      - mypkg.quality:min_words: {words: 5}  # params
+
+`mypkg.quality` must be importable (installed, or on PYTHONPATH). The function is
+called as `fn(records, params)` and returns verdicts or a `FilterOutcome`; `params`
+is the mapping as written, or, when the function has a `Params` attribute (a pydantic
+model), that model validated from it (so bad params are config errors).
 """
 
 from __future__ import annotations
 
+import difflib
+import importlib
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 from pydantic import BaseModel, ValidationError
 
+from synthdistill.filters.confidence import ConfidenceParams, confidence
+from synthdistill.filters.decontaminate import DecontaminateParams, decontaminate, load_references
 from synthdistill.filters.dedup import DedupParams, dedup
 from synthdistill.filters.finished import FinishedParams, finished
+from synthdistill.filters.length import LengthParams, length
+from synthdistill.filters.pii import PiiParams, pii
+from synthdistill.filters.refusal import RefusalParams, refusal
+from synthdistill.filters.repetition import RepetitionParams, repetition
+from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
 from synthdistill.records import DroppedRecord, HarvestRecord
 
-FilterFunction = Callable[[list[HarvestRecord], Any], list[str | None]]
+
+class FilterOutcome(NamedTuple):
+    """What a filter that rewrites records returns (a plain verdict list is enough otherwise)."""
+
+    verdicts: list[str | None]
+    records: list[HarvestRecord]  # the records as they go on (e.g. redacted); same length
+    notes: list[str | None] | None = None  # why a kept record was changed, per record
+
+
+FilterFunction = Callable[[list[HarvestRecord], Any], "list[str | None] | FilterOutcome"]
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """What `prepare` hooks may read: the project folder and the config's packs."""
+
+    project_dir: Path
+    config_path: Path
+    packs: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class RegisteredFilter:
-    params: type[BaseModel]
+    params: type[BaseModel] | None  # None: a plug-in without a Params model gets the raw mapping
     function: FilterFunction
+    prepare: Callable[[Any, FilterContext], Any] | None = None  # file reads, run by the stage
 
 
 FILTERS: dict[str, RegisteredFilter] = {
     "finished": RegisteredFilter(FinishedParams, finished),
+    "refusal": RegisteredFilter(RefusalParams, refusal),
+    "length": RegisteredFilter(LengthParams, length),
+    "repetition": RegisteredFilter(RepetitionParams, repetition),
     "dedup": RegisteredFilter(DedupParams, dedup),
+    "confidence": RegisteredFilter(ConfidenceParams, confidence),
+    "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers),
+    "decontaminate": RegisteredFilter(DecontaminateParams, decontaminate, prepare=load_references),
+    "pii": RegisteredFilter(PiiParams, pii),
 }
+
+
+def reason_category(reason: str) -> str:
+    """The part of a drop reason the funnel counts: before the first ': '."""
+    return reason.split(": ", 1)[0]
+
+
+def resolve_filter(name: str) -> RegisteredFilter:
+    """A built-in filter by name, or a plug-in by `module:function`; ValueError says what is wrong."""
+    if name in FILTERS:
+        return FILTERS[name]
+    if ":" not in name:
+        close = difflib.get_close_matches(str(name), FILTERS, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known filters: {', '.join(FILTERS)}"
+        raise ValueError(f"unknown filter '{name}'{hint} (a plug-in is named 'module:function')")
+    module_name, _, attribute = name.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any failure importing user code is a config problem
+        raise ValueError(f"filter '{name}': cannot import '{module_name}': {type(exc).__name__}: {exc}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"filter '{name}': '{module_name}' has no function '{attribute}'")
+    params_model = getattr(function, "Params", None)
+    if not (isinstance(params_model, type) and issubclass(params_model, BaseModel)):
+        params_model = None
+    return RegisteredFilter(params_model, function)
+
+
+def validate_params(name: str, registered: RegisteredFilter, params: Any) -> Any:
+    """The params model of a step (or the raw mapping for a plug-in without one)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params of filter '{name}' must be a mapping")
+    if registered.params is None:
+        return dict(params)
+    try:
+        return registered.params.model_validate(params)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        known = ", ".join(registered.params.model_fields) or "none"
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(where, list(registered.params.model_fields), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known params: {known}"
+            raise ValueError(f"filter '{name}': unknown param '{where}'; {hint}") from None
+        raise ValueError(f"filter '{name}': {where}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def parse_filter_spec(item: Any):
@@ -39,24 +142,32 @@ def parse_filter_spec(item: Any):
         name, params = item, {}
     elif isinstance(item, dict) and len(item) == 1:
         name, params = next(iter(item.items()))
-        params = params or {}
+        params = {} if params is None else params
     else:
         raise ValueError("each filter is a name or a one-key mapping {name: {params}}")
-    if name not in FILTERS:
-        import difflib
+    name = str(name)
+    validated = validate_params(name, resolve_filter(name), params)
+    dumped = validated.model_dump() if isinstance(validated, BaseModel) else validated
+    return FilterSpec(name=name, params=dumped)
 
-        close = difflib.get_close_matches(str(name), FILTERS, n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; known filters: {', '.join(FILTERS)}"
-        raise ValueError(f"unknown filter '{name}'{hint}")
-    if not isinstance(params, dict):
-        raise ValueError(f"params of filter '{name}' must be a mapping")
-    try:
-        validated = FILTERS[name].params.model_validate(params)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ValueError(f"filter '{name}': {where}: {err['msg']}") from None
-    return FilterSpec(name=name, params=validated.model_dump())
+
+@dataclass(frozen=True)
+class FilterStep:
+    """A resolved step: its function and validated (and, where needed, prepared) params."""
+
+    name: str
+    params: Any
+    function: FilterFunction
+    config_params: dict[str, Any]
+
+
+def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
+    """A FilterSpec → FilterStep; with a context, run the filter's `prepare` hook (reads files)."""
+    registered = resolve_filter(spec.name)
+    params = validate_params(spec.name, registered, spec.params)
+    if context is not None and registered.prepare is not None:
+        params = registered.prepare(params, context)
+    return FilterStep(spec.name, params, registered.function, dict(spec.params))
 
 
 @dataclass
@@ -66,7 +177,17 @@ class StepReport:
     input: int
     kept: int
     dropped: int
-    reasons: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)  # drop reason category → count
+    modified: int = 0  # kept records the step changed (e.g. redacted)
+    modified_reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class ModifiedRecord:
+    filter: str
+    note: str
+    request_key: str
 
 
 @dataclass
@@ -74,27 +195,51 @@ class FilterResult:
     kept: list[HarvestRecord]
     dropped: list[DroppedRecord]
     steps: list[StepReport]
+    modified: list[ModifiedRecord] = field(default_factory=list)
 
 
 def run_filters(records: list[HarvestRecord], specs: list) -> FilterResult:
-    """Apply the filter steps in order; each sees only what the steps before it kept."""
+    """Apply the steps (FilterSpecs or prepared FilterSteps) in order; each sees what the ones before kept."""
     kept = list(records)
-    dropped: list[DroppedRecord] = []
-    steps: list[StepReport] = []
+    result = FilterResult(kept=[], dropped=[], steps=[])
     for spec in specs:
-        registered = FILTERS[spec.name]
-        params = registered.params.model_validate(spec.params)
-        verdicts = registered.function(kept, params)
-        if len(verdicts) != len(kept):
-            raise RuntimeError(f"filter {spec.name} returned {len(verdicts)} verdicts for {len(kept)} records")
+        step = spec if isinstance(spec, FilterStep) else resolve_step(spec)
+        started = time.perf_counter()
+        verdicts, replaced, notes = _outcome(step, step.function(kept, step.params), kept)
         survivors: list[HarvestRecord] = []
-        reasons: dict[str, int] = {}
-        for record, reason in zip(kept, verdicts):
-            if reason is None:
-                survivors.append(record)
-            else:
-                reasons[reason] = reasons.get(reason, 0) + 1
-                dropped.append(DroppedRecord(filter=spec.name, reason=reason, record=record))
-        steps.append(StepReport(spec.name, spec.params, len(kept), len(survivors), len(kept) - len(survivors), reasons))
+        report = StepReport(step.name, step.config_params, len(kept), 0, 0)
+        for original, record, reason, note in zip(kept, replaced, verdicts, notes):
+            if reason is not None:
+                category = reason_category(reason)
+                report.reasons[category] = report.reasons.get(category, 0) + 1
+                result.dropped.append(DroppedRecord(filter=step.name, reason=reason, record=original))
+                continue
+            survivors.append(record)
+            if record is not original:
+                category = reason_category(note or "modified")
+                report.modified += 1
+                report.modified_reasons[category] = report.modified_reasons.get(category, 0) + 1
+                result.modified.append(ModifiedRecord(step.name, note or "modified", record.request_key))
+        report.kept, report.dropped = len(survivors), len(kept) - len(survivors)
+        report.seconds = round(time.perf_counter() - started, 4)
+        result.steps.append(report)
         kept = survivors
-    return FilterResult(kept=kept, dropped=dropped, steps=steps)
+    result.kept = kept
+    return result
+
+
+def _outcome(step: FilterStep, output: Any, records: list[HarvestRecord]):
+    """(verdicts, records, notes) from what a filter returned, checked for length."""
+    if isinstance(output, tuple):
+        outcome = FilterOutcome(*output)
+        verdicts, replaced = list(outcome.verdicts), list(outcome.records)
+        notes = list(outcome.notes) if outcome.notes is not None else [None] * len(records)
+    else:
+        verdicts, replaced, notes = list(output), records, [None] * len(records)
+    for what, values in (("verdicts", verdicts), ("records", replaced), ("notes", notes)):
+        if len(values) != len(records):
+            raise RuntimeError(f"filter {step.name} returned {len(values)} {what} for {len(records)} records")
+    bad = next((v for v in verdicts if v is not None and not isinstance(v, str)), None)
+    if bad is not None:
+        raise RuntimeError(f"filter {step.name} returned a verdict {bad!r}; use None to keep, a reason string to drop")
+    return verdicts, replaced, notes

@@ -1,4 +1,10 @@
-"""The filter stage's I/O: ledger in, `filtered/{kept,dropped}.jsonl` and `report.json` out."""
+"""The filter stage's I/O: ledger in; `filtered/` out.
+
+    filtered/kept.jsonl       the records that passed every step (redacted where `pii` redacts)
+    filtered/dropped.jsonl    every dropped record with its filter and reason
+    filtered/modified.jsonl   {filter, note, request_key} of each kept record a step changed
+    filtered/report.json      the funnel: per-step input/kept/dropped, reason counts, seconds
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import StageError
-from synthdistill.filters import run_filters
+from synthdistill.errors import ConfigError, StageError
+from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
 from synthdistill.records import HarvestRecord
 
 
@@ -17,34 +23,50 @@ def filtered_dir(config: DistillConfig) -> Path:
 
 
 def run_filter_stage(config: DistillConfig) -> dict:
-    """Filter every harvested record; write kept and dropped records (with reasons) and the funnel."""
+    """Filter every harvested record; write kept, dropped (with reasons) and modified records and the funnel.
+
+    The stage does the I/O: it reads the ledger, lets each filter's `prepare` hook read
+    what it needs (pack verifiers, held-out files), and writes `filtered/`.
+    """
     from synthdistill.harvest import ledger_path
     from synthdistill.store import HarvestStore
 
     ledger = ledger_path(config)
     if not ledger.exists():
         raise StageError(f"no harvest at {ledger}; run `synthdistill harvest -c {config.path.name}` first")
+    context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=list(config.harvest.packs))
+    steps = [_prepared(spec, context, config) for spec in config.filters]
     with HarvestStore(ledger) as store:
         records = list(store.records())
-    result = run_filters(records, config.filters)
+    result = run_filters(records, steps)
 
     out = filtered_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     _write_jsonl(out / "kept.jsonl", (r.model_dump_json() for r in result.kept))
     _write_jsonl(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped))
+    _write_jsonl(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified))
     reasons: dict[str, int] = {}
     for dropped in result.dropped:
-        key = f"{dropped.filter}:{dropped.reason}"
+        key = f"{dropped.filter}:{reason_category(dropped.reason)}"
         reasons[key] = reasons.get(key, 0) + 1
     report = {
         "input": len(records),
         "kept": len(result.kept),
         "dropped": len(result.dropped),
+        "modified": len(result.modified),
         "steps": [asdict(step) for step in result.steps],
         "drop_reasons": reasons,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _prepared(spec, context: FilterContext, config: DistillConfig):
+    """A step with its files read; a plug-in that vanished since the config loaded is a ConfigError."""
+    try:
+        return resolve_step(spec, context)
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=config.path) from None
 
 
 def read_kept(config: DistillConfig) -> list[HarvestRecord]:

@@ -5,12 +5,16 @@ every fault is classified here and raised at once:
 
     429                          RetryableTeacherError("429", retry_after=Retry-After / x-ratelimit-reset-*)
     408, 409, 5xx                RetryableTeacherError("<status>")
-    timeout                      RetryableTeacherError("timeout")
-    refused / reset / dropped    RetryableTeacherError("connection")  (a refused base URL cools down)
+    no answer within timeout_s   RetryableTeacherError("timeout")     (a deadline on the whole request)
+    refused / reset / dropped    RetryableTeacherError("connection")
     not JSON, no choices         RetryableTeacherError("malformed")
     logprobs asked, none sent    RetryableTeacherError("missing-logprobs")
     401, 403                     TeacherAuthError (names the env var, never the key)
     other 4xx                    TeacherError with the server's message
+
+With several base URLs, one that refuses connections or fails 3 times in a row
+cools down and the others take its requests (`Endpoints`). Every answer's
+`x-ratelimit-*` headers go to `on_rate_limits` (the harvester's rate limiter).
 
 The API key lives only in the client's Authorization header; every message that
 leaves this module passes through `_scrub`, so a server that echoes the key cannot
@@ -19,9 +23,9 @@ leak it into an error.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -31,6 +35,7 @@ from typing import Any
 import httpx
 
 from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherAuthError, TeacherError
+from synthdistill.rate_limit import RateLimitHeaders, parse_duration, parse_rate_limit_headers
 from synthdistill.records import Completion, TeacherRequest, Usage
 from synthdistill.teachers.logprob_formats import LogprobFormatError, parse_logprobs
 
@@ -38,21 +43,9 @@ log = logging.getLogger(__name__)
 
 STYLES = ("openai", "together", "vllm")
 COOLDOWN_S = 30.0
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
-_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
-
-
-def parse_duration(text: str) -> float | None:
-    """Seconds in a Go-style duration as sent in x-ratelimit-reset-* ("1s", "6m0s", "20ms"), or a bare number."""
-    text = text.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+FAILURES_BEFORE_COOLDOWN = 3
+# faults that say an endpoint is unwell (5xx count too); 429 and missing logprobs do not
+ENDPOINT_FAULTS = ("timeout", "connection", "malformed", "408")
 
 
 def _http_date_seconds(value: str, now: datetime) -> float | None:
@@ -200,16 +193,24 @@ def error_message(response: httpx.Response) -> str:
 
 
 class Endpoints:
-    """Round-robin over base URLs; one refused by connection errors is skipped for `cooldown_s` while others remain."""
+    """Round-robin over base URLs with failover.
 
-    def __init__(self, base_urls: list[str], cooldown_s: float = COOLDOWN_S, clock: Callable[[], float] = time.monotonic):
+    A URL that refuses connections, or fails `failures_before_cooldown` times in a row
+    (5xx, timeouts, dropped connections), is skipped for `cooldown_s` while another
+    remains; when every URL is cooling down, the one that comes back first is used.
+    """
+
+    def __init__(self, base_urls: list[str], cooldown_s: float = COOLDOWN_S, clock: Callable[[], float] = time.monotonic,
+                 failures_before_cooldown: int = FAILURES_BEFORE_COOLDOWN):
         if not base_urls:
             raise ConfigError("teacher.base_url is empty: the openai backend needs at least one URL")
         self.base_urls = [u.rstrip("/") for u in base_urls]
         self.cooldown_s = cooldown_s
+        self.failures_before_cooldown = failures_before_cooldown
         self._clock = clock
         self._next = 0
         self._down_until: dict[str, float] = {}
+        self._failures_in_a_row: dict[str, int] = {}
 
     def _choose(self) -> int:
         now = self._clock()
@@ -231,12 +232,25 @@ class Endpoints:
         self._next = (index + 1) % len(self.base_urls)
         return self.base_urls[index]
 
-    def mark_down(self, base_url: str) -> None:
+    def is_down(self, base_url: str) -> bool:
+        return self._down_until.get(base_url, 0.0) > self._clock()
+
+    def mark_down(self, base_url: str, reason: str = "refused the connection") -> None:
         """Skip `base_url` for the cool-down period (a no-op with a single URL: there is nowhere else to go)."""
         if len(self.base_urls) > 1:
             self._down_until[base_url] = self._clock() + self.cooldown_s
-            log.warning("teacher endpoint %s refused the connection; skipping it for %.0f s",
-                        endpoint_host(base_url), self.cooldown_s)
+            self._failures_in_a_row[base_url] = 0
+            log.warning("teacher endpoint %s %s; skipping it for %.0f s", endpoint_host(base_url), reason, self.cooldown_s)
+
+    def failed(self, base_url: str) -> None:
+        """A server-side fault at `base_url`; enough in a row and it cools down."""
+        count = self._failures_in_a_row.get(base_url, 0) + 1
+        self._failures_in_a_row[base_url] = count
+        if count >= self.failures_before_cooldown:
+            self.mark_down(base_url, f"failed {count} times in a row")
+
+    def succeeded(self, base_url: str) -> None:
+        self._failures_in_a_row[base_url] = 0
 
 
 class OpenAIHTTPTeacher:
@@ -258,6 +272,8 @@ class OpenAIHTTPTeacher:
         # request_key → base URL of its last attempt, so endpoint_for names the host that answered
         self._used: OrderedDict[str, str] = OrderedDict()
         self._used_cap = max(4096, 16 * config.max_concurrency)
+        # the harvester's rate limiter listens here to adapt to x-ratelimit-* headers
+        self.on_rate_limits: Callable[[RateLimitHeaders], None] | None = None
 
     def __repr__(self) -> str:
         hosts = ", ".join(endpoint_host(u) for u in self._endpoints.base_urls)
@@ -298,13 +314,25 @@ class OpenAIHTTPTeacher:
         """Send one chat completions request and parse the answer (one attempt, no retry)."""
         base_url = self._endpoints.pick()
         self._remember(request.request_key, base_url)
+        try:
+            completion = await self._attempt(base_url, request)
+        except RetryableTeacherError as exc:
+            if exc.kind in ENDPOINT_FAULTS or exc.kind.startswith("5"):
+                self._endpoints.failed(base_url)
+            raise
+        self._endpoints.succeeded(base_url)
+        return completion
+
+    async def _attempt(self, base_url: str, request: TeacherRequest) -> Completion:
         host = endpoint_host(base_url)
         body = build_chat_body(self.model, request, self.style)
         try:
-            response = await self._http().post(f"{base_url}/chat/completions", json=body)
-        except httpx.TimeoutException as exc:
+            # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)
+            async with asyncio.timeout(self.config.timeout_s):
+                response = await self._http().post(f"{base_url}/chat/completions", json=body)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             if isinstance(exc, httpx.ConnectTimeout):
-                self._endpoints.mark_down(base_url)
+                self._endpoints.mark_down(base_url, "did not accept the connection in time")
             raise RetryableTeacherError(
                 "timeout", f"no answer from {host} within {self.config.timeout_s:g} s ({type(exc).__name__})"
             ) from None
@@ -319,6 +347,7 @@ class OpenAIHTTPTeacher:
             ) from None
         except httpx.DecodingError as exc:
             raise _malformed(f"answer from {host} could not be decoded: {exc}") from None
+        self._observe_limits(response.headers)
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, host)
         try:
@@ -333,6 +362,12 @@ class OpenAIHTTPTeacher:
         except RetryableTeacherError as exc:
             # the server's own words may be quoted in the message: scrub them
             raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2:])) from None
+
+    def _observe_limits(self, headers: httpx.Headers) -> None:
+        if self.on_rate_limits is not None:
+            limits = parse_rate_limit_headers(headers)
+            if limits is not None:
+                self.on_rate_limits(limits)
 
     def _status_error(self, response: httpx.Response, host: str) -> Exception:
         """The exception for a non-200 answer."""

@@ -1,0 +1,71 @@
+"""The audit of a run folder (design §9): manifest, reports, ML-BOM, verification and row lineage.
+
+    write_audit(run_dir, config)  → audit/manifest.json, report.md, report.html, bom.cdx.json
+    verify_audit(run_dir)         → every changed, missing or extra file (empty list: all match)
+    trace(run_dir, id)            → a prompt's or training row's pack, teacher, decision and filters
+
+The audit reads the run folder with json, sqlite3 (read-only) and pyarrow; it never
+imports torch, transformers or datasets, and works on a run at any stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synthdistill.audit.bom import build_bom
+from synthdistill.audit.hashing import AUDIT_DIR, hash_file
+from synthdistill.audit.lineage import render_trace, trace
+from synthdistill.audit.manifest import build_manifest
+from synthdistill.audit.report_render import render_html, render_markdown
+from synthdistill.audit.report_sections import report_sections
+from synthdistill.audit.verify import Problem, verify_audit
+from synthdistill.errors import StageError
+
+__all__ = ["Problem", "render_trace", "trace", "verify_audit", "write_audit"]
+
+REPORT_FILES = ("report.md", "report.html", "bom.cdx.json")
+
+
+def _write(path: Path, text: str) -> None:
+    # Beside and rename: a crash never leaves a half-written report in place.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
+    """Write the audit folder of a run and return a summary with its paths.
+
+    The reports and the BOM are written first and their hashes go into the manifest
+    (`audit_files`), which is written last.
+    """
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise StageError(f"no run folder at {run_dir}; run `synthdistill harvest` first")
+    manifest = build_manifest(run_dir, config)
+    out = run_dir / AUDIT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    sections = report_sections(manifest)
+    _write(out / "report.md", render_markdown(manifest, sections))
+    _write(out / "report.html", render_html(manifest, sections))
+    _write(out / "bom.cdx.json", json.dumps(build_bom(manifest), indent=2, ensure_ascii=False) + "\n")
+    for name in REPORT_FILES:
+        sha, size, _ = hash_file(out / name)
+        manifest["audit_files"].append({"path": name, "sha256": sha, "size": size})
+    _write(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+    teacher = manifest["teachers"][0]
+    return {
+        "audit_dir": str(out),
+        "manifest": str(out / "manifest.json"),
+        "report_md": str(out / "report.md"),
+        "report_html": str(out / "report.html"),
+        "bom": str(out / "bom.cdx.json"),
+        "artifacts": len(manifest["artifacts"]),
+        "teacher": teacher.get("model"),
+        "policy_id": teacher.get("policy_id"),
+        "decision": teacher.get("decision"),
+        "obligations": [o.get("id") for o in teacher.get("obligations") or []],
+        "secret_found_in": manifest["secrets"]["found_in"],
+    }

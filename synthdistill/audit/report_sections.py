@@ -1,0 +1,223 @@
+"""What the audit report says, as plain data: sections of key/value lists, tables and text.
+
+Written for a reader who never saw the config: who the teacher is, which terms govern
+its outputs, what was decided and why, and which obligations pass on. `report_render`
+turns the same sections into Markdown and into a self-contained HTML page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Link:
+    text: str
+    url: str
+
+
+Cell = str | Link
+
+
+@dataclass
+class Block:
+    kind: str  # text | kv | table | funnel | details
+    text: str = ""
+    rows: list[list[Cell]] = field(default_factory=list)
+    headers: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    summary: str = ""
+
+
+@dataclass
+class Section:
+    title: str
+    anchor: str
+    blocks: list[Block]
+
+
+def _yes_no(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, "not declared")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def headline(manifest: dict[str, Any]) -> list[list[Cell]]:
+    """The four facts a reviewer looks for first."""
+    teacher = (manifest.get("teachers") or [{}])[0]
+    licence = teacher.get("licence") or {}
+    return [
+        ["Teacher", teacher.get("model") or "unknown"],
+        ["Terms", f"{teacher.get('policy_title') or 'no policy recorded'} ({licence.get('spdx') or 'no licence id'})"],
+        ["Decision", teacher.get("decision") or "not recorded (no harvest yet)"],
+        ["Obligations", f"{len(teacher.get('obligations') or [])} (listed below)"],
+    ]
+
+
+def teacher_section(teacher: dict[str, Any]) -> list[Block]:
+    licence, document, use = teacher.get("licence") or {}, teacher.get("document") or {}, teacher.get("use") or {}
+    conditions = {k: v for k, v in (teacher.get("conditions") or {}).items() if v is not None}
+    doc_cell: Cell = Link(document["url"], document["url"]) if document.get("url") else "not recorded"
+    rows: list[list[Cell]] = [
+        ["Teacher model (requested)", teacher.get("model") or "unknown"],
+        ["Answered as", ", ".join(teacher.get("models_answered") or []) or "no answers yet"],
+        ["Backend", f"{teacher.get('backend') or '?'}" + (f", endpoints {', '.join(teacher['endpoints'])}" if teacher.get("endpoints") else "")],
+        ["Governing terms", f"{teacher.get('policy_title') or 'none'} (policy `{teacher.get('policy_id')}`, {teacher.get('policy_kind') or 'kind not recorded'}, {teacher.get('policy_origin') or 'origin not recorded'})"],
+        ["Licence", f"{licence.get('name') or 'not recorded'} ({licence.get('spdx') or 'no SPDX id'})"],
+        ["Document", doc_cell],
+        ["Document version / retrieved", f"{document.get('version') or '?'} / {document.get('retrieved') or '?'}"],
+        ["Outputs may train other models", teacher.get("outputs_for_training") or "not recorded"],
+        ["Commercial use of outputs", teacher.get("commercial_use") or "not recorded"],
+        ["Decision", teacher.get("decision") or "not recorded"],
+        ["Why", teacher.get("reason") or "not recorded"],
+        ["Deciding clause", teacher.get("clause") or "not recorded"],
+        ["Attestation", teacher.get("attestation") or "none given"],
+        ["Declared use", f"commercial: {_yes_no(use.get('commercial'))}; distribute the student: "
+         f"{_yes_no(use.get('distribute_student'))}; competes with the teacher's provider: {_yes_no(use.get('competes_with_teacher_provider'))}"],
+    ]
+    if conditions:
+        rows.append(["Conditions", "; ".join(f"{k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in conditions.items())])
+    for other in teacher.get("also_governed_by") or []:
+        rows.append(["Also governed by", f"{other.get('title')} (policy `{other.get('policy_id')}`): {other.get('outcome')}; {other.get('clause')}"])
+    if teacher.get("notes"):
+        rows.append(["Notes", teacher["notes"]])
+    return [Block("kv", rows=rows)]
+
+
+def obligations_section(teacher: dict[str, Any]) -> list[Block]:
+    obligations = teacher.get("obligations") or []
+    if not obligations:
+        return [Block("text", text="The teacher's terms carry no obligations for this use.")]
+    rows = []
+    for o in obligations:
+        check = o.get("check") or {}
+        checked = f"yes: the student's name must begin with \"{check['name_prefix']}\"" if check.get("name_prefix") else "no (you must do it)"
+        rows.append([o.get("id") or "", o.get("text") or "", o.get("policy_id") or teacher.get("policy_id") or "", checked])
+    return [
+        Block("text", text="These duties pass to whoever uses or distributes the datasets and the student:"),
+        Block("table", headers=["id", "obligation", "from policy", "checked by the tool"], rows=rows),
+    ]
+
+
+def _triple(t: dict[str, Any] | None) -> str:
+    if not t:
+        return ""
+    return f"{t['use']} / {'attribution' if t['attribution'] else 'no attribution'} / {'share-alike' if t['share_alike'] else 'no share-alike'}"
+
+
+def licences_section(manifest: dict[str, Any]) -> list[Block]:
+    rows: list[list[Cell]] = []
+    for t in manifest.get("teachers", []):
+        licence, document = t.get("licence") or {}, t.get("document") or {}
+        rows.append([f"teacher outputs: {t.get('model')}", f"{licence.get('name') or t.get('policy_title') or 'none'} ({licence.get('spdx') or '?'})",
+                     str(document.get("version") or ""), Link(document["url"], document["url"]) if document.get("url") else "", t.get("decision") or ""])
+    for p in manifest["inputs"].get("packs", []):
+        if p.get("name"):
+            rows.append([f"prompt pack: {p['name']} {p.get('version', '')}", p.get("licence") or "?", p.get("version") or "", p.get("source") or "", "input"])
+    stages = manifest.get("stages") or {}
+    for kind, info in (stages.get("datasets") or {}).items():
+        rows.append([f"dataset: {kind}", str(info.get("licence") or "?"), info.get("written_at") or "", "machine-generated", _triple(info.get("provenance_triple"))])
+    if stages.get("student"):
+        card = stages["student"].get("card") or {}
+        rows.append(["student model", str(card.get("license") or "?"), stages["student"].get("written_at") or "", f"base: {card.get('base_model') or '?'}", "trained"])
+    return [Block("table", headers=["component", "licence / terms", "version / date", "source", "status"], rows=rows)]
+
+
+def provenance_section(manifest: dict[str, Any]) -> list[Block]:
+    datasets = (manifest.get("stages") or {}).get("datasets") or {}
+    if not datasets:
+        return [Block("text", text="No dataset has been built yet.")]
+    rows = [[kind, t["use"], str(t["attribution"]), str(t["share_alike"]), "; ".join(t["because"])]
+            for kind, info in datasets.items() if (t := info.get("provenance_triple"))]
+    return [
+        Block("text", text="The Data Provenance Initiative's triple for each dataset: the most restrictive of its prompt "
+              "licences and the teacher's terms."),
+        Block("table", headers=["dataset", "use", "attribution", "share-alike", "because"], rows=rows),
+    ]
+
+
+def _reasons(step: dict[str, Any]) -> str:
+    text = ", ".join(f"{k}: {v}" for k, v in step["reasons"].items())
+    if step.get("modified"):
+        changed = ", ".join(f"{k}: {v}" for k, v in (step.get("modified_reasons") or {}).items())
+        text += f"{'; ' if text else ''}{step['modified']} kept but modified ({changed})"
+    return text
+
+
+def funnel_section(manifest: dict[str, Any]) -> list[Block]:
+    steps = manifest.get("funnel") or []
+    if not steps:
+        return [Block("text", text="No stage has produced counts yet.")]
+    rows = [[s["stage"], str(s["count"]), str(s["dropped"]), _reasons(s)] for s in steps]
+    return [Block("funnel", steps=steps), Block("table", headers=["stage", "rows", "dropped", "drop reasons"], rows=rows)]
+
+
+def datasets_section(manifest: dict[str, Any]) -> list[Block]:
+    stages = manifest.get("stages") or {}
+    rows = [[kind, info["path"], ", ".join(f"{k}: {v}" for k, v in info["splits"].items()), str(info["rows"])]
+            for kind, info in (stages.get("datasets") or {}).items()]
+    blocks = [Block("table", headers=["dataset", "folder", "splits", "rows"], rows=rows)] if rows else [Block("text", text="No datasets yet.")]
+    student, evaluation = stages.get("student"), stages.get("eval")
+    if student:
+        card = student.get("card") or {}
+        blocks.append(Block("kv", rows=[["Student", f"{student['path']}/ ({student['files']} files, {_size(student['bytes'])})"],
+                                        ["Starting weights", str(card.get("base_model") or "?")],
+                                        ["Student licence", str(card.get("license") or "?")]]))
+    if evaluation:
+        rows = []
+        for label in ("untrained", "trained"):
+            m = evaluation.get(label) or {}
+            rows.append([label, str(m.get("nll_per_token")), str(m.get("top1_agreement")), str(m.get("kd_kl"))])
+        blocks.append(Block("text", text=f"Evaluation ({evaluation.get('method')}, {evaluation.get('examples')} held-out examples):"))
+        blocks.append(Block("table", headers=["student", "NLL / token", "top-1 agreement", "KD KL"], rows=rows))
+    return blocks
+
+
+def record_sections(manifest: dict[str, Any]) -> list[Section]:
+    """Timeline, inputs, secrets, environment and artifacts."""
+    times = [[k.replace("_", " "), v] for k, v in manifest["timestamps"].items() if v]
+    times.append(["audit written", manifest["generated_at"]])
+    inputs = manifest["inputs"]
+    rows: list[list[Cell]] = []
+    if inputs.get("config"):
+        rows.append(["config", inputs["config"]["path"], inputs["config"]["sha256"]])
+    rows += [[f"pack {p.get('name')}", p.get("path") or "", p.get("sha256") or ""] for p in inputs.get("packs", [])]
+    rows += [[f"policy {p.get('id')}", p.get("path") or "", p.get("sha256") or ""] for p in inputs.get("policies", [])]
+    versions = manifest["versions"]
+    env = [["synthdistill", versions["tool"]["version"]], ["Python", f"{versions['python']} ({versions['platform']})"]]
+    env += [[name, v] for name, v in versions["libraries"].items() if v]
+    artifacts = [[a["path"], _size(a["size"]), a["sha256"]] for a in manifest["artifacts"]]
+    return [
+        Section("Timeline", "timeline", [Block("kv", rows=times)]),
+        Section("Inputs and their hashes", "inputs", [Block("table", headers=["input", "path", "sha256"], rows=rows)]),
+        Section("Secrets", "secrets", [Block("text", text=manifest["secrets"]["note"] + ".")]),
+        Section("Environment", "environment", [Block("kv", rows=env)]),
+        Section(f"Artifacts ({len(artifacts)} files)", "artifacts", [
+            Block("text", text="Every file of the run folder with its sha256; `synthdistill audit verify RUN_DIR` rechecks them. "
+                  f"Not hashed: {manifest['hashing']['excluded']}."),
+            Block("details", summary=f"{len(artifacts)} files", headers=["path", "size", "sha256"], rows=artifacts),
+        ]),
+    ]
+
+
+def report_sections(manifest: dict[str, Any]) -> list[Section]:
+    """Every section of the report, in reading order."""
+    teachers = manifest.get("teachers") or [{}]
+    sections = [Section("At a glance", "glance", [Block("kv", rows=headline(manifest))])]
+    for teacher in teachers:
+        sections.append(Section("Teacher and terms", "teacher", teacher_section(teacher)))
+        sections.append(Section("Obligations", "obligations", obligations_section(teacher)))
+    sections += [
+        Section("Licences", "licences", licences_section(manifest)),
+        Section("Data provenance (use / attribution / share-alike)", "provenance", provenance_section(manifest)),
+        Section("Funnel", "funnel", funnel_section(manifest)),
+        Section("Datasets, student and evaluation", "datasets", datasets_section(manifest)),
+    ]
+    return sections + record_sections(manifest)

@@ -1,0 +1,96 @@
+"""`audit verify`: recompute every hash of a manifest and name each changed, missing or extra file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from synthdistill.audit.hashing import AUDIT_DIR, artifact_paths, hash_file
+from synthdistill.errors import StageError
+
+MANIFEST = Path(AUDIT_DIR) / "manifest.json"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One difference between the manifest and the run folder."""
+
+    kind: str  # changed | missing | extra
+    path: str  # relative to the run folder (inputs outside it: absolute)
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.path} ({self.detail})"
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise StageError(f"no audit manifest at {path}; run `synthdistill audit -c distill.yaml` first")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise StageError(f"the audit manifest {path} is not valid JSON: {exc}") from None
+
+
+def _compare(path: Path, shown: str, sha256: str, size: int) -> Problem | None:
+    if not path.is_file():
+        return Problem("missing", shown, "listed in the manifest, not on disk")
+    actual_sha, actual_size, _ = hash_file(path)
+    if actual_sha != sha256:
+        return Problem("changed", shown, f"sha256 {sha256[:12]}… in the manifest, {actual_sha[:12]}… now; {size} → {actual_size} bytes")
+    return None
+
+
+def verify_audit(run_dir: Path) -> list[Problem]:
+    """Every difference between `audit/manifest.json` and the run folder; empty when all hashes match.
+
+    Checked: each artifact (changed / missing), each file of the run folder the manifest
+    does not list (extra), the audit's own report and BOM files, and the config, packs and
+    policy files the run used where they still exist (an input that moved is not a problem).
+    """
+    run_dir = Path(run_dir).resolve()
+    manifest = read_manifest(run_dir)
+    problems: list[Problem] = []
+    listed = {entry["path"]: entry for entry in manifest.get("artifacts", [])}
+    for shown, entry in listed.items():
+        problem = _compare(run_dir / shown, shown, entry["sha256"], entry["size"])
+        if problem:
+            problems.append(problem)
+    for relative in artifact_paths(run_dir):
+        if relative.as_posix() not in listed:
+            problems.append(Problem("extra", relative.as_posix(), "on disk, not in the manifest"))
+    for entry in manifest.get("audit_files", []):
+        shown = f"{AUDIT_DIR}/{entry['path']}"
+        problem = _compare(run_dir / shown, shown, entry["sha256"], entry["size"])
+        if problem:
+            problems.append(problem)
+    problems.extend(_input_problems(manifest.get("inputs") or {}))
+    return problems
+
+
+def _input_problems(inputs: dict) -> list[Problem]:
+    problems = []
+    config = inputs.get("config")
+    if config and Path(config["path"]).is_file():
+        problem = _compare(Path(config["path"]), config["path"], config["sha256"], config["size"])
+        if problem:
+            problems.append(problem)
+    for pack in inputs.get("packs", []):
+        folder = Path(pack.get("path") or "")
+        for name, sha in (pack.get("files") or {}).items():
+            if pack.get("path") and (folder / name).is_file():
+                actual, _, _ = hash_file(folder / name)
+                if actual != sha:
+                    problems.append(Problem("changed", str(folder / name), f"pack '{pack['name']}' file differs from the run's"))
+    for policy in inputs.get("policies", []):
+        path = Path(policy.get("path") or "")
+        if policy.get("path") and policy.get("sha256") and path.is_file():
+            actual, _, _ = hash_file(path)
+            if actual != policy["sha256"]:
+                problems.append(Problem("changed", str(path), f"policy '{policy['id']}' differs from the one that decided"))
+    return problems

@@ -1,0 +1,194 @@
+"""Untrained vs trained student on the held-out split (design §9): eval.json and eval.png.
+
+Metrics, each over the teacher's held-out answers:
+- `nll_per_token`: mean negative log-likelihood of the teacher's answer tokens;
+- `top1_agreement`: share of answer positions where the student's most likely token is the
+  teacher's most likely one (the top KD candidate where logprobs exist, else the answer token);
+- `kd_kl`: KL(teacher top-k + tail || student) on KD positions (None without a KD dataset);
+- `verifier_pass_rate`: per pack with a verifier, the share of the student's own greedy
+  answers to held-out prompts that pass it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from synthdistill.chat_tokens import IGNORE_INDEX
+from synthdistill.config import DistillConfig
+from synthdistill.errors import StageError
+from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+
+EVAL_BATCH = 8
+# Generation on a CPU is slow: the verifier pass rate looks at this many held-out prompts per pack.
+MAX_GENERATIONS_PER_PACK = 32
+
+
+def eval_rows(config: DistillConfig, tokenizer) -> tuple[list[dict[str, Any]], bool]:
+    """Held-out token rows (KD rows when the KD dataset exists) and whether they carry KD targets."""
+    student = config.require_student("eval")
+    datasets_dir = config.run_dir / "datasets"
+    if (datasets_dir / "kd").exists():
+        return kd_token_rows(read_rows(datasets_dir / "kd", "eval")), True
+    return sft_token_rows(read_rows(datasets_dir / "sft", "eval"), tokenizer, student.max_length), False
+
+
+def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
+    """Sums over one batch: nll, agreeing positions, label positions, KL sum, KD positions."""
+    import torch
+
+    from synthdistill.kd_loss import sparse_kl
+
+    logits = logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    positions = labels != IGNORE_INDEX
+    logp = torch.log_softmax(logits, dim=-1)
+    safe_labels = labels.clamp(min=0)
+    nll = -logp.gather(-1, safe_labels[..., None]).squeeze(-1)[positions].sum()
+    teacher_top1 = safe_labels
+    sums = {"nll": float(nll), "label_tokens": int(positions.sum()), "kl": 0.0, "kd_tokens": 0}
+    if "kd_ids" in batch:
+        kd_ids, kd_logprobs = batch["kd_ids"][:, 1:], batch["kd_logprobs"][:, 1:]
+        kd_positions = batch["kd_mask"][:, 1:] & torch.isfinite(kd_logprobs).any(-1)
+        best = kd_ids.gather(-1, kd_logprobs.argmax(-1, keepdim=True)).squeeze(-1)
+        teacher_top1 = torch.where(kd_positions, best, safe_labels)
+        if kd_positions.any():
+            valid = torch.isfinite(kd_logprobs[kd_positions])
+            kl = sparse_kl(
+                logits.gather(-1, kd_ids)[kd_positions],
+                torch.logsumexp(logits[kd_positions], dim=-1),
+                kd_logprobs[kd_positions],
+                valid,
+                1.0,
+                "bucket",
+            )
+            sums["kl"], sums["kd_tokens"] = float(kl.sum()), int(kd_positions.sum())
+    sums["agree"] = int((logits.argmax(-1) == teacher_top1)[positions].sum())
+    return sums
+
+
+def score_model(model_dir: Path, rows: list[dict[str, Any]], pad_token_id: int, has_kd: bool) -> dict[str, Any]:
+    """nll_per_token, top1_agreement and kd_kl of one model over the held-out rows."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    collate = PaddingCollator(pad_token_id)
+    totals = {"nll": 0.0, "agree": 0, "label_tokens": 0, "kl": 0.0, "kd_tokens": 0}
+    with torch.no_grad():
+        for start in range(0, len(rows), EVAL_BATCH):
+            batch = collate(rows[start : start + EVAL_BATCH])
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            for key, value in batch_metrics(logits, batch).items():
+                totals[key] += value
+    tokens = max(totals["label_tokens"], 1)
+    return {
+        "nll_per_token": round(totals["nll"] / tokens, 6),
+        "top1_agreement": round(totals["agree"] / tokens, 6),
+        "kd_kl": round(totals["kl"] / totals["kd_tokens"], 6) if has_kd and totals["kd_tokens"] else None,
+        "answer_tokens": totals["label_tokens"],
+    }
+
+
+def verifier_pass_rates(config: DistillConfig, model_dir: Path, held_out: set[str]) -> dict[str, float]:
+    """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthdistill.chat_tokens import prompt_token_ids
+    from synthdistill.packs import load_pack, resolve_pack_path
+    from synthdistill.verifiers import verify_answer
+
+    packs = [load_pack(resolve_pack_path(ref, config.base_dir)) for ref in config.harvest.packs]
+    packs = [p for p in packs if p.verify is not None]
+    if not packs:
+        return {}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
+    rates = {}
+    for pack in packs:
+        prompts = [p for p in pack.prompts if p.id in held_out][:MAX_GENERATIONS_PER_PACK]
+        if not prompts:
+            continue
+        max_new = (pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None)
+        passed = 0
+        for prompt in prompts:
+            ids = prompt_token_ids(tokenizer, [m.model_dump() for m in prompt.messages])
+            with torch.no_grad():
+                output = model.generate(
+                    torch.tensor([ids]),
+                    max_new_tokens=max_new or config.harvest.max_tokens,
+                    do_sample=False,
+                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+                )
+            text = tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+            passed += verify_answer(pack.verify, prompt.variables or {}, text)[0]
+        rates[pack.name] = round(passed / len(prompts), 6)
+    return rates
+
+
+def evaluate_student(config: DistillConfig) -> dict[str, Any]:
+    """Score the starting weights and the trained student; write eval.json and eval.png."""
+    from transformers import AutoTokenizer
+
+    from synthdistill.model_store import quiet_model_loading
+    from synthdistill.student_init import prepare_student
+    from synthdistill.train import read_train_summary, student_dir
+
+    quiet_model_loading()
+    student = config.require_student("eval")
+    trained_dir = student_dir(config)
+    summary = read_train_summary(config)
+    if summary is None:
+        raise StageError(f"no trained student in {trained_dir}: run `synthdistill train` first")
+    untrained_dir = prepare_student(config)
+    tokenizer = AutoTokenizer.from_pretrained(untrained_dir)
+    rows, has_kd = eval_rows(config, tokenizer)
+    if not rows:
+        raise StageError(
+            "the eval split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
+        )
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    held_out = {row["prompt_id"] for row in read_rows(config.run_dir / "datasets" / "sft", "eval", ["prompt_id"])}
+    result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
+    for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
+        metrics = score_model(model_dir, rows, pad, has_kd)
+        metrics["verifier_pass_rate"] = verifier_pass_rates(config, model_dir, held_out)
+        result[label] = metrics
+    result["untrained_model"] = str(untrained_dir)
+    result["trained_model"] = str(trained_dir)
+    result["train_steps"] = summary["steps"]
+    result["plot"] = "eval.png"
+    (config.run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_plot(config.run_dir / "eval.png", summary.get("loss_history", []), result)
+    return result
+
+
+def write_plot(path: Path, loss_history: list[dict[str, float]], result: dict[str, Any]) -> None:
+    """Training loss beside the untrained-vs-trained metrics."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    steps = [entry.get("step", i + 1) for i, entry in enumerate(loss_history)]
+    left.plot(steps, [entry["loss"] for entry in loss_history], label="loss")
+    for part in ("ce", "kl"):
+        if loss_history and part in loss_history[0]:
+            left.plot(steps, [entry.get(part, float("nan")) for entry in loss_history], label=part, alpha=0.7)
+    left.set(title=f"training ({result['method']})", xlabel="step", ylabel="loss")
+    left.legend()
+    names = [m for m in ("nll_per_token", "top1_agreement", "kd_kl") if result["trained"].get(m) is not None]
+    width = 0.38
+    for offset, label in ((-width / 2, "untrained"), (width / 2, "trained")):
+        right.bar([i + offset for i in range(len(names))], [result[label][m] for m in names], width, label=label)
+    right.set_xticks(range(len(names)), names)
+    right.set(title=f"held-out teacher answers ({result['examples']} examples)")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

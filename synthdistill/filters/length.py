@@ -1,0 +1,55 @@
+"""`length`: drop answers shorter or longer than the bounds, in characters or tokens."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from synthdistill.records import HarvestRecord
+
+CHARS_PER_TOKEN = 4  # estimate used only when the teacher reported no token count
+
+
+class LengthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_chars: int = Field(1, ge=0)
+    max_chars: int | None = Field(None, ge=1)
+    min_tokens: int | None = Field(None, ge=0)
+    max_tokens: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "LengthParams":
+        for low, high in (("min_chars", "max_chars"), ("min_tokens", "max_tokens")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"{low} ({lo}) is greater than {high} ({hi})")
+        return self
+
+
+def answer_tokens(record: HarvestRecord) -> int:
+    """Tokens of the answer: logprob positions, else the teacher's usage count, else an estimate."""
+    if record.token_logprobs is not None:
+        return len(record.token_logprobs)
+    if record.usage.completion_tokens:
+        return record.usage.completion_tokens
+    return -(-len(record.text) // CHARS_PER_TOKEN)
+
+
+def length(records: list[HarvestRecord], params: LengthParams) -> list[str | None]:
+    """'too-short: …' or 'too-long: …' for answers outside the bounds."""
+    verdicts: list[str | None] = []
+    need_tokens = params.min_tokens is not None or params.max_tokens is not None
+    for record in records:
+        chars = len(record.text.strip())
+        tokens = answer_tokens(record) if need_tokens else 0
+        if chars < params.min_chars:
+            verdicts.append(f"too-short: {chars} chars < min_chars {params.min_chars}")
+        elif params.max_chars is not None and chars > params.max_chars:
+            verdicts.append(f"too-long: {chars} chars > max_chars {params.max_chars}")
+        elif params.min_tokens is not None and tokens < params.min_tokens:
+            verdicts.append(f"too-short: {tokens} tokens < min_tokens {params.min_tokens}")
+        elif params.max_tokens is not None and tokens > params.max_tokens:
+            verdicts.append(f"too-long: {tokens} tokens > max_tokens {params.max_tokens}")
+        else:
+            verdicts.append(None)
+    return verdicts

@@ -1,0 +1,73 @@
+"""The trained student's model card (design §9): lineage, teacher, policy decision, obligations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from synthdistill.config import DistillConfig
+from synthdistill.dataset_cards import HF_LICENCES, obligations_section
+from synthdistill.model_store import embedded_model
+
+
+def _student_licence(reference: str) -> dict[str, str]:
+    model = embedded_model(reference)
+    if model is not None and model.licence in HF_LICENCES:
+        return {"license": HF_LICENCES[model.licence]}
+    # A local folder's licence is not ours to guess: the reviewer must fill it in.
+    return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
+
+
+def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], decision: dict[str, Any]) -> Path:
+    """Write README.md with Hub metadata into the student folder."""
+    student = config.require_student("train")
+    datasets = [f"{config.name}/datasets/{summary['method'] if summary['method'] == 'kd' else 'sft'}"]
+    metadata = {
+        "base_model": student.model,
+        "base_model_relation": "finetune",
+        "datasets": datasets,
+        **_student_licence(student.model),
+        "library_name": "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["synthdistill", "distillation", f"{summary['method']}-student"],
+    }
+    init = student.init.prune_layers_to if student.init else None
+    lineage = [
+        f"- Starting weights: `{student.model}`"
+        + (f", depth-pruned to {init} evenly spaced layers before training" if init else ""),
+        f"- Teacher: `{config.teacher.model}` ({config.teacher.backend} backend)",
+        f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (prompt packs: "
+        + ", ".join(f"`{p}`" for p in config.harvest.packs)
+        + ")",
+        f"- Method: {summary['method']}"
+        + (
+            f" (loss = {student.kd.alpha}·CE + (1−{student.kd.alpha})·T²·KL over the teacher's top-k "
+            f"+ {student.kd.tail} tail, T = {student.kd.temperature})"
+            if summary["method"] == "kd"
+            else " (cross-entropy on the teacher's answers)"
+        ),
+        f"- Steps: {summary['steps']} ({summary['examples']} training rows, {summary['epochs']:.2f} epochs), "
+        f"loss {summary['train_loss_first']:.4f} → {summary['train_loss_last']:.4f}",
+    ]
+    if student.lora:
+        lineage.append(
+            f"- LoRA r={student.lora.r}, alpha={student.lora.alpha}"
+            + (" (merged into the weights)" if student.lora.merge_on_save else " (adapter only)")
+        )
+    body = [
+        f"# {student.name or config.name}",
+        "",
+        "A student model distilled with synthdistill.",
+        "",
+        "## Lineage",
+        "",
+        *lineage,
+        "",
+        obligations_section(decision or {}),
+    ]
+    text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
+    path = out / "README.md"
+    path.write_text(text)
+    return path

@@ -1,0 +1,123 @@
+"""Rows of a pack → `records.Prompt`s: the sandboxed Jinja2 template, the `variables:`
+product, and rows that carry a whole conversation (`messages`).
+
+Every function here raises `PackError` *without* a file or line; `packs` adds the
+row's file and line, which only it knows.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import itertools
+import re
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import ValidationError
+
+from synthdistill.errors import PackError
+from synthdistill.pack_format import AnswerVerify, PackSpec
+from synthdistill.records import Message, Prompt, prompt_id_for
+
+
+@functools.lru_cache(maxsize=1)
+def template_environment() -> ImmutableSandboxedEnvironment:
+    """The one Jinja2 environment of packs: sandboxed, and an undefined variable is an error."""
+    # trim/lstrip_blocks: `{% if %}` lines in a block scalar leave no blank lines behind.
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, autoescape=False
+    )
+
+
+def combinations(variables: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the `variables:` values, the first variable varying slowest."""
+    names = list(variables)
+    return [dict(zip(names, values)) for values in itertools.product(*(variables[n] for n in names))]
+
+
+def prompt_for(spec: PackSpec, template: Template | None, row: Any, source: str) -> Prompt:
+    """One row → one Prompt, or PackError saying what is wrong with the row."""
+    if not isinstance(row, dict):
+        raise PackError(f"a row must be a JSON object, got {type(row).__name__}")
+    if "messages" in row:
+        messages = messages_from_row(spec.system, row["messages"])
+        variables = {k: v for k, v in row.items() if k != "messages"}
+    else:
+        if template is None:
+            raise PackError("row has no `messages` and the pack has no `template:` to render it with")
+        content = render_row(template, row)
+        messages = ([Message(role="system", content=spec.system)] if spec.system else []) + [
+            Message(role="user", content=content)
+        ]
+        variables = dict(row)
+    verify = spec.verify
+    if isinstance(verify, AnswerVerify) and variables.get(verify.field) in (None, ""):
+        raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected answer")
+    return Prompt(
+        prompt_id=prompt_id_for(spec.name, messages),
+        pack=spec.name,
+        pack_version=spec.version,
+        messages=messages,
+        variables=variables,
+        sampling_overrides=spec.sampling_overrides(),
+        source=source,
+    )
+
+
+def render_row(template: Template, row: dict[str, Any]) -> str:
+    """The user turn for `row`; an undefined variable names itself and the row's keys."""
+    try:
+        content = template.render(**row).strip()
+    except UndefinedError as exc:
+        missing = re.match(r"'([^']+)' is undefined", str(exc.message))
+        if not missing:
+            raise PackError(f"template cannot render this row: {exc.message}") from None
+        name = missing.group(1)
+        close = difflib.get_close_matches(name, list(row), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else "; add it to the row or fix the template"
+        raise PackError(
+            f"template uses '{name}', which this row does not have (row keys: {', '.join(row) or 'none'}){hint}"
+        ) from None
+    except TemplateError as exc:  # SecurityError included: the sandbox refused something
+        raise PackError(f"template cannot render this row: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a user template can raise anything (e.g. 'a' + 1)
+        raise PackError(f"template cannot render this row: {type(exc).__name__}: {exc}") from None
+    if not content:
+        raise PackError("row renders to an empty prompt")
+    return content
+
+
+def messages_from_row(system: str | None, raw: Any) -> list[Message]:
+    """A row's own conversation (`{"messages": [...]}`), with the pack's system prompt first.
+
+    Rules: optional system turn first, then user/assistant alternating, ending with a
+    user turn (the one the teacher answers).
+    """
+    if not isinstance(raw, list) or not raw:
+        raise PackError("`messages` must be a non-empty list of {role, content}")
+    messages = []
+    for i, item in enumerate(raw):
+        try:
+            message = Message.model_validate(item)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise PackError(f"messages[{i}]{'.' + where if where else ''}: {err['msg']}") from None
+        if not message.content.strip():
+            raise PackError(f"messages[{i}] has empty content")
+        messages.append(message)
+    offset = 1 if messages[0].role == "system" else 0
+    if offset and system:
+        raise PackError("row has its own system message and the pack sets `system:`; keep one of them")
+    turns = messages[offset:]
+    for i, message in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if message.role != expected:
+            raise PackError(
+                f"messages[{i + offset}] is '{message.role}' where '{expected}' belongs (turns alternate user/assistant)"
+            )
+    if not turns or turns[-1].role != "user":
+        raise PackError("`messages` must end with a user turn (the teacher answers it)")
+    return ([Message(role="system", content=system)] if system else []) + messages

@@ -1,0 +1,271 @@
+"""Train the student with TRL: `SFTTrainer` for sft, a subclass with the sparse KD loss for kd.
+
+Training reads the built datasets alone (never a teacher). Checkable obligations of the
+teacher's terms (a student name prefix) are enforced before a single step runs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from synthdistill.config import DistillConfig
+from synthdistill.errors import StageError
+from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+
+TRAIN_SUMMARY = "train.json"
+
+
+class TrainSummary(BaseModel):
+    """What `train` did; saved as student/train.json beside the weights."""
+
+    method: str
+    steps: int
+    epochs: float
+    examples: int
+    train_loss_first: float | None
+    train_loss_last: float | None
+    seconds: float
+    start_model: str
+    output_dir: str
+    resumed_from: str | None = None
+    lora: bool = False
+    device: str
+    loss_history: list[dict[str, float]]
+
+
+def student_dir(config: DistillConfig) -> Path:
+    """Where the trained student is saved."""
+    return config.run_dir / "student"
+
+
+def student_name(config: DistillConfig) -> str:
+    """The trained student's name (student.name, else the run name)."""
+    return config.require_student("train").name or config.name
+
+
+def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[dict[str, Any]]:
+    """Token rows of the train split for `method` (kd needs the KD dataset, sft the SFT one)."""
+    student = config.require_student("train")
+    datasets_dir = config.run_dir / "datasets"
+    if method == "kd":
+        if not (datasets_dir / "kd").exists():
+            raise StageError(
+                f"{datasets_dir / 'kd'} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
+                "and a student; run `synthdistill build`, or train with --method sft"
+            )
+        return kd_token_rows(read_rows(datasets_dir / "kd", "train"))
+    return sft_token_rows(read_rows(datasets_dir / "sft", "train"), tokenizer, student.max_length)
+
+
+def _kd_trainer_class():
+    from trl import SFTTrainer
+
+    from synthdistill.kd_loss import kd_loss
+
+    class KDTrainer(SFTTrainer):
+        """SFTTrainer whose loss is `alpha*CE + (1-alpha)*T^2*KL` over the stored teacher top-k (+ tail)."""
+
+        kd_settings = None
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
+            labels = inputs.pop("labels")
+            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+            settings = self.kd_settings
+            loss, parts = kd_loss(
+                outputs.logits,
+                labels,
+                kd["kd_ids"],
+                kd["kd_logprobs"],
+                kd["kd_mask"],
+                alpha=settings.alpha,
+                temperature=settings.temperature,
+                tail=settings.tail,
+            )
+            self._kd_parts.append((float(parts["ce"]), float(parts["kl"])))
+            return (loss, outputs) if return_outputs else loss
+
+        def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+            parts = getattr(self, "_kd_parts", [])
+            if "loss" in logs and parts:
+                logs["ce"] = sum(p[0] for p in parts) / len(parts)
+                logs["kl"] = sum(p[1] for p in parts) / len(parts)
+                parts.clear()
+            super().log(logs, *args, **kwargs)
+
+    return KDTrainer
+
+
+def _progress_callback(progress: Callable[[dict], None] | None):
+    from transformers import TrainerCallback
+
+    class _Forward(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if progress is not None:
+                progress({"step": state.global_step, "max_steps": state.max_steps})
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if progress is not None and logs and "loss" in logs:
+                progress({"step": state.global_step, "max_steps": state.max_steps, "loss": logs["loss"]})
+
+    return _Forward()
+
+
+def _training_args(config: DistillConfig, method: str, checkpoints: Path, use_gpu: bool):
+    import torch
+    from trl import SFTConfig
+
+    student = config.require_student("train")
+    return SFTConfig(
+        output_dir=str(checkpoints),
+        use_cpu=not use_gpu,
+        bf16=use_gpu and torch.cuda.is_bf16_supported(),
+        report_to="none",
+        per_device_train_batch_size=student.batch_size,
+        gradient_accumulation_steps=student.gradient_accumulation,
+        learning_rate=student.learning_rate,
+        num_train_epochs=student.epochs,
+        max_steps=student.max_steps or -1,
+        logging_steps=1,
+        save_strategy="steps" if student.checkpoint_every else "no",
+        save_steps=student.checkpoint_every or 500,
+        seed=student.seed,
+        data_seed=student.seed,
+        # Small students on CPU: recomputing activations costs more than the memory it saves.
+        activation_checkpointing=use_gpu,
+        max_length=student.max_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def _peft_config(config: DistillConfig):
+    lora = config.require_student("train").lora
+    if lora is None:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules, task_type="CAUSAL_LM"
+    )
+
+
+def _resume_point(checkpoints: Path, resume: bool) -> str | None:
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up stale optimizer state
+        return None
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last is None:
+        raise StageError(
+            f"train --resume: no checkpoint in {checkpoints}; set student.checkpoint_every and train without --resume first"
+        )
+    return last
+
+
+def train_student(
+    config: DistillConfig,
+    method: str | None = None,
+    resume: bool = False,
+    progress: Callable[[dict], None] | None = None,
+) -> TrainSummary:
+    """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTTrainer
+
+    from synthdistill.dataset_cards import read_decision
+    from synthdistill.model_card import write_model_card
+    from synthdistill.model_store import quiet_model_loading
+    from synthdistill.student_init import prepare_student
+
+    quiet_model_loading()
+    student = config.require_student("train")
+    method = method or student.method
+    decision = read_decision(config)
+    if decision:
+        from synthdistill.policy import enforce_obligations
+
+        enforce_obligations(decision, student_name(config))
+    start = prepare_student(config)
+    tokenizer = AutoTokenizer.from_pretrained(start)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    rows = load_training_rows(config, method, tokenizer)
+    if not rows:
+        raise StageError(f"the {method} train split is empty: nothing to train on (see {config.run_dir / 'filtered'})")
+
+    use_gpu = torch.cuda.is_available()
+    out = student_dir(config)
+    checkpoints = out / "checkpoints"
+    resume_from = _resume_point(checkpoints, resume)
+    model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
+    trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
+    trainer = trainer_class(
+        model=model,
+        args=_training_args(config, method, checkpoints, use_gpu),
+        train_dataset=Dataset.from_list(rows),
+        data_collator=PaddingCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        peft_config=_peft_config(config),
+        callbacks=[_progress_callback(progress)],
+    )
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts to stdout; progress goes through `progress`
+    if method == "kd":
+        trainer.kd_settings = student.kd
+        trainer._kd_parts = []
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    seconds = time.perf_counter() - started
+
+    _save_student(trainer, tokenizer, out, merge=bool(student.lora and student.lora.merge_on_save))
+    history = [
+        {key: float(value) for key, value in entry.items() if isinstance(value, (int, float))}
+        for entry in trainer.state.log_history
+        if "loss" in entry
+    ]
+    losses = [entry["loss"] for entry in history]
+    summary = TrainSummary(
+        method=method,
+        steps=trainer.state.global_step,
+        epochs=float(trainer.state.epoch or 0.0),
+        examples=len(rows),
+        train_loss_first=losses[0] if losses else None,
+        train_loss_last=losses[-1] if losses else None,
+        seconds=round(seconds, 2),
+        start_model=str(start),
+        output_dir=str(out),
+        resumed_from=resume_from,
+        lora=student.lora is not None,
+        device="cuda" if use_gpu else "cpu",
+        loss_history=history,
+    )
+    (out / TRAIN_SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n")
+    write_model_card(out, config, summary.model_dump(), decision)
+    return summary
+
+
+def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:
+    model = trainer.model
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def read_train_summary(config: DistillConfig) -> dict[str, Any] | None:
+    """student/train.json, or None before training."""
+    path = student_dir(config) / TRAIN_SUMMARY
+    return json.loads(path.read_text()) if path.exists() else None

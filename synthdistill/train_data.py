@@ -1,0 +1,82 @@
+"""What training reads: the built datasets as token rows, and the collator that pads them.
+
+Training reads datasets alone (design §2): the SFT rows are tokenized here for the
+student (prompt masked, answer learned); the KD rows arrive already tokenized.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from synthdistill.chat_tokens import IGNORE_INDEX, answer_token_ids, prompt_token_ids, training_example
+from synthdistill.errors import StageError
+
+KD_COLUMNS = ("input_ids", "labels", "kd_ids", "kd_logprobs", "kd_mask")
+
+
+def split_file(dataset_dir: Path, split: str) -> Path:
+    """The Parquet file of one split of a built dataset."""
+    return dataset_dir / "data" / f"{split}-00000-of-00001.parquet"
+
+
+def read_rows(dataset_dir: Path, split: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of one split as Python dicts (pyarrow; no datasets cache involved)."""
+    import pyarrow.parquet as pq
+
+    path = split_file(dataset_dir, split)
+    if not path.exists():
+        raise StageError(f"{path} does not exist: run `synthdistill build` first")
+    return pq.read_table(path, columns=columns).to_pylist()
+
+
+def sft_token_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> list[dict[str, list[int]]]:
+    """SFT conversations → input_ids and labels (loss on the final assistant answer only)."""
+    out = []
+    for row in rows:
+        messages = row["messages"]
+        prompt_ids = prompt_token_ids(tokenizer, messages[:-1])
+        example = training_example(prompt_ids, answer_token_ids(tokenizer, messages[-1]["content"]), max_length)
+        if example is not None:
+            out.append(example)
+    return out
+
+
+def kd_token_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """KD rows restricted to the training columns."""
+    return [{key: row[key] for key in KD_COLUMNS} for row in rows]
+
+
+class PaddingCollator:
+    """Pads token rows into a batch; KD candidates pad with id 0 and logprob -inf (never a target)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        length = max(len(row["input_ids"]) for row in rows)
+        batch = {
+            "input_ids": torch.tensor([_pad(r["input_ids"], length, self.pad_token_id) for r in rows]),
+            "attention_mask": torch.tensor([_pad([1] * len(r["input_ids"]), length, 0) for r in rows]),
+            "labels": torch.tensor([_pad(r["labels"], length, IGNORE_INDEX) for r in rows]),
+        }
+        if "kd_ids" in rows[0]:
+            k = max((len(c) for r in rows for c in r["kd_ids"]), default=1) or 1
+            ids, logprobs = [], []
+            for row in rows:
+                ids.append([_pad(c, k, 0) for c in row["kd_ids"]] + [[0] * k] * (length - len(row["kd_ids"])))
+                logprobs.append(
+                    [_pad([float(x) for x in c], k, -math.inf) for c in row["kd_logprobs"]]
+                    + [[-math.inf] * k] * (length - len(row["kd_logprobs"]))
+                )
+            batch["kd_ids"] = torch.tensor(ids, dtype=torch.long)
+            batch["kd_logprobs"] = torch.tensor(logprobs, dtype=torch.float32)
+            batch["kd_mask"] = torch.tensor([_pad(r["kd_mask"], length, 0) for r in rows], dtype=torch.bool)
+        return batch
+
+
+def _pad(values: list, length: int, fill) -> list:
+    return list(values) + [fill] * (length - len(values))

@@ -1,0 +1,83 @@
+"""Real TRL training steps on a tiny student: parameters change and the loss falls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from synthdistill.config import load_config
+from synthdistill.datasets import build_datasets
+from synthdistill.errors import StageError
+from synthdistill.train import train_student
+from tests.training_fixtures import write_kept_project, write_tiny_llama
+
+
+@pytest.fixture(scope="module")
+def tiny_student(smollm2_dir, tmp_path_factory):
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir)
+
+
+@pytest.fixture
+def tokenizer(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.mark.parametrize("method", ["kd", "sft"])
+def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_student, tokenizer, method):
+    config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method=method))
+    build = build_datasets(config)
+    assert build.sft_rows == {"train": 8, "eval": 2}
+    assert build.kd_rows == {"train": 8, "eval": 2}
+    events = []
+
+    summary = train_student(config, progress=events.append)
+
+    assert summary.method == method
+    assert summary.steps == 12
+    assert summary.examples == 8
+    assert summary.train_loss_last < summary.train_loss_first * 0.8
+    before, after = _weights(tiny_student), _weights(config.run_dir / "student")
+    assert set(before) == set(after)
+    unchanged = [name for name in before if (before[name] == after[name]).all()]
+    assert unchanged == []
+    assert events[-1]["step"] == 12 and any("loss" in e for e in events)
+    saved = json.loads((config.run_dir / "student" / "train.json").read_text())
+    assert saved["steps"] == 12 and len(saved["loss_history"]) == 12
+    if method == "kd":
+        assert {"ce", "kl"} <= set(saved["loss_history"][0])
+    card = (config.run_dir / "student" / "README.md").read_text()
+    assert "base_model_relation: finetune" in card
+    assert f"Method: {method}" in card
+
+
+def test_kd_without_a_kd_dataset_says_what_to_do(tmp_path, tiny_student, tokenizer):
+    config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method="kd"))
+    with pytest.raises(StageError, match="run `synthdistill build`, or train with --method sft"):
+        train_student(config)
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_student, tokenizer):
+    path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft", max_steps=4, checkpoint_every=2)
+    config = load_config(path)
+    build_datasets(config)
+    first = train_student(config)
+    assert first.steps == 4
+    checkpoints = sorted(p.name for p in (config.run_dir / "student" / "checkpoints").glob("checkpoint-*"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+
+    text = path.read_text().replace("max_steps: 4", "max_steps: 6")
+    path.write_text(text)
+    resumed = train_student(load_config(path), resume=True)
+    assert resumed.resumed_from.endswith("checkpoint-4")
+    assert resumed.steps == 6
+    # the history restored from checkpoint-4 continues with steps 5 and 6, each logged once
+    assert [entry["step"] for entry in resumed.loss_history] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

@@ -1,0 +1,100 @@
+"""Real tiny students and real kept records, for the build → train → eval tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.records_fixtures import make_record
+
+ANSWERS = [
+    ("Name a colour.", "Blue is a calm colour."),
+    ("Name a fruit.", "An apple is a sweet fruit."),
+    ("Name an animal.", "A cat is a small animal."),
+    ("Name a planet.", "Mars is a red planet."),
+    ("Name a tree.", "An oak is a tall tree."),
+    ("Name a metal.", "Iron is a strong metal."),
+    ("Name a season.", "Summer is a warm season."),
+    ("Name a drink.", "Tea is a hot drink."),
+    ("Name a bird.", "A robin is a small bird."),
+    ("Name a flower.", "A rose is a red flower."),
+]
+
+
+def write_tiny_llama(folder: Path, tokenizer_dir: Path, layers: int = 4) -> Path:
+    """A randomly initialised 4-layer Llama (hidden 64) with SmolLM2's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def teacher_logprobs(tokenizer, text: str, k: int = 4) -> dict:
+    """Logprob fields as the in-process teacher stores them: the answer's ids (+ eos) and a top-k."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    top_ids = [[token] + [(token + j * 7) % len(tokenizer) for j in range(1, k)] for token in ids]
+    top_logprobs = [[-0.2, -2.5, -3.0, -3.5][:k] for _ in ids]
+    return {
+        "tokens": [tokenizer.decode([t]) for t in ids],
+        "token_ids": ids,
+        "token_logprobs": [-0.2] * len(ids),
+        "top_tokens": [[tokenizer.decode([t]) for t in row] for row in top_ids],
+        "top_ids": top_ids,
+        "top_logprobs": top_logprobs,
+    }
+
+
+def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str = "kd", **student) -> Path:
+    """A project whose run folder holds a filter stage's output (kept.jsonl); returns distill.yaml."""
+    records = [
+        make_record(q, a, model="HuggingFaceTB/SmolLM2-135M-Instruct", logprobs=teacher_logprobs(tokenizer, a))
+        for q, a in ANSWERS
+    ]
+    config = {
+        "name": "tiny",
+        "teacher": {"backend": "transformers", "model": "HuggingFaceTB/SmolLM2-135M-Instruct"},
+        "harvest": {"packs": ["prompts/demo"], "top_logprobs": 4},
+        "datasets": {"eval_fraction": 0.2, "seed": 0},
+        "student": {
+            "model": str(student_dir),
+            "method": method,
+            "epochs": 1,
+            "max_steps": 12,
+            "learning_rate": 1e-2,
+            "batch_size": 4,
+            "max_length": 64,
+            **student,
+        },
+    }
+    pack = root / "prompts" / "demo"
+    pack.mkdir(parents=True)
+    (pack / "pack.yaml").write_text(
+        "name: demo\nversion: 1.0.0\nlicence: CC0-1.0\nsource: tests\ntemplate: '{{ q }}'\nrows: rows.jsonl\n"
+    )
+    (pack / "rows.jsonl").write_text("".join(json.dumps({"q": q}) + "\n" for q, _ in ANSWERS))
+    path = root / "distill.yaml"
+    path.write_text(yaml.safe_dump(config))
+    kept = root / "outputs" / "tiny" / "filtered"
+    kept.mkdir(parents=True)
+    (kept / "kept.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
+    (kept / "report.json").write_text(json.dumps({"input": len(records), "kept": len(records), "steps": []}))
+    return path
