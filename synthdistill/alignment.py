@@ -29,8 +29,10 @@ The reason of each masked position is counted.
 Teacher tokens are decoded text pieces (OpenAI, llama.cpp and vLLM return those); their
 concatenation must spell the answer. When it does not, the pieces are tried as raw vocab
 pieces, byte-level BPE (`Ġ` for a space) or SentencePiece (`▁`, `<0x0A>`), and the first
-spelling that reproduces the answer is used for the candidates too. If none does, the
-tokens are aligned up to the first one that departs from the text.
+spelling that reproduces the answer is used for the candidates too. If none does, they
+are read as text: pieces holding U+FFFD (part of a character, decoded one token at a
+time) get no span and the walk resumes after them where that is unambiguous; any other
+departure from the text (such as a stop token the text lacks) ends the walk.
 
 Layout: the targets of list index j belong to the student token j itself; the loss pairs
 them with the student's logits at j - 1 (synthdistill/kd_loss.py).
@@ -43,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-# A candidate or token piece that cannot be decoded to text under the chosen spelling.
+# Reads one teacher piece as bytes; None when the piece cannot be in that spelling.
 Spelling = Callable[[str], bytes | None]
 
 

@@ -102,7 +102,8 @@ def same_tokenizer(record: HarvestRecord, tokenizer, eos_id: int) -> bool:
     """True when the record's token ids decode, with the student's tokenizer, to its exact text."""
     if not record.token_ids or record.top_ids is None:
         return False
-    if any(not 0 <= t < len(tokenizer) for row in record.top_ids for t in row):
+    vocab = len(tokenizer)  # ids of a larger vocabulary cannot be the student's
+    if any(not 0 <= t < vocab for row in [record.token_ids, *record.top_ids] for t in row):
         return False
     ids = [t for t in record.token_ids if t != eos_id]
     return tokenizer.decode(ids, skip_special_tokens=False) == record.text
@@ -184,7 +185,7 @@ def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict
             _count(dropped, "no-logprobs")
             continue
         answer_tokens += len(targets.student_ids)
-        _count(matches, targets.spelling)
+        _count(matches, targets.spelling if targets.spelling == "exact-ids" else f"aligned-{targets.spelling}")
         for reason, n in targets.masked.items():
             _count(masked, reason, n)
         prompt_ids = prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages])
@@ -209,7 +210,8 @@ def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict
     tokenizer.save_pretrained(kd_dir / "tokenizer")
     build = {
         "student_model": student.model,
-        "tokenizer_match": matches,  # records per case: exact-ids, or the spelling of aligned teacher tokens
+        # records per case: exact-ids, or aligned-<how the teacher's pieces were read>
+        "tokenizer_match": matches,
         "top_k": config.harvest.top_logprobs,
         "max_candidates": top_k,
         "kd_ids_dtype": id_type,

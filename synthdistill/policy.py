@@ -30,16 +30,24 @@ teacher no policy matches, with the reason and how to proceed; it returns the
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from synthdistill.config import DistillConfig, UseConfig
 from synthdistill.errors import ConfigError, ObligationViolation, PolicyDenied
-from synthdistill.policy_format import LoadedPolicy, Obligation, Policy, close_ids, find_policy, load_policies
+from synthdistill.policy_format import (
+    LoadedPolicy,
+    Match,
+    Obligation,
+    Policy,
+    close_ids,
+    find_policy,
+    governing_matches,
+    host_of,
+    load_policies,
+)
 
 Outcome = Literal["allow", "allow-with-obligations", "needs-attestation", "deny"]
 SEVERITY: dict[str, int] = {"allow": 0, "allow-with-obligations": 1, "needs-attestation": 2, "deny": 3}
@@ -107,59 +115,6 @@ class Decision(_Strict):
         return self.outcome in ALLOWED
 
 
-# -- matching ----------------------------------------------------------------
-
-
-def host_of(url: str) -> str | None:
-    """The host of a base URL, lower-case (None when the URL has none)."""
-    return urlsplit(url if "//" in url else f"//{url}").hostname
-
-
-def _literal_length(glob: str) -> int:
-    return sum(1 for ch in glob if ch not in "*?[]")
-
-
-def _best_glob(globs: list[str], names: list[str]) -> int | None:
-    """Literal length of the most specific glob matching any of `names` (case-insensitive), or None."""
-    scores = [_literal_length(g) for g in globs for n in names if fnmatch.fnmatchcase(n.lower(), g.lower())]
-    return max(scores, default=None)
-
-
-def _model_names(model: str) -> list[str]:
-    # Mirrors and local folders keep the model's own name as their last path segment.
-    tail = model.rstrip("/").rsplit("/", 1)[-1]
-    return [model, tail] if tail != model else [model]
-
-
-@dataclass(frozen=True)
-class Match:
-    loaded: LoadedPolicy
-    matched_by: str
-    rank: tuple[int, int, int]
-
-
-def match_policy(loaded: LoadedPolicy, model: str, hosts: list[str]) -> Match | None:
-    """How `loaded` matches the teacher, or None."""
-    model_score = _best_glob(loaded.policy.applies_to.models, _model_names(model))
-    host_score = _best_glob(loaded.policy.applies_to.hosts, hosts)
-    if model_score is None and host_score is None:
-        return None
-    by = "+".join(k for k, s in (("model", model_score), ("host", host_score)) if s is not None)
-    rank = (loaded.origin == "project", host_score is not None, (model_score or 0) + (host_score or 0))
-    return Match(loaded, by, rank)
-
-
-def governing_matches(policies: list[LoadedPolicy], model: str, hosts: list[str]) -> list[Match]:
-    """The best-matching weights licence and provider terms (either may be missing)."""
-    best: dict[str, Match] = {}
-    for loaded in policies:
-        found = match_policy(loaded, model, hosts)
-        kind = loaded.policy.kind
-        if found and (kind not in best or found.rank > best[kind].rank):
-            best[kind] = found
-    return [best[k] for k in ("weights-licence", "api-terms") if k in best]
-
-
 # -- deciding (pure) -----------------------------------------------------------
 
 
@@ -179,20 +134,23 @@ def obligations_in_force(policy: Policy, use: UseConfig) -> list[Obligation]:
 def decide(policy: Policy, use: UseConfig) -> Verdict:
     """Decide one policy against the declared use. Pure."""
     name = f"policy '{policy.id}' ({policy.title})"
-    if policy.outputs_for_training == "forbidden":
+    rule = policy.outputs_for_training
+    if rule == "forbidden":
         return Verdict("deny", f"{name} forbids using the teacher's outputs to train other models", [])
     if policy.commercial_use == "forbidden" and use.commercial:
-        return Verdict("deny", f"{name} allows training on the outputs for non-commercial use only, and use.commercial is true", [])
-    if policy.outputs_for_training == "non-competing" and use.competes_with_teacher_provider:
-        return Verdict("deny", f"{name} forbids training models that compete with the provider, and use.competes_with_teacher_provider is true", [])
+        why = "allows training on the outputs for non-commercial use only, and use.commercial is true"
+        return Verdict("deny", f"{name} {why}", [])
+    if rule == "non-competing" and use.competes_with_teacher_provider:
+        why = "forbids training models that compete with the provider, and use.competes_with_teacher_provider is true"
+        return Verdict("deny", f"{name} {why}", [])
     obligations = obligations_in_force(policy, use)
     if policy.requires_attestation and not (use.attestation or "").strip():
-        why = "the clause needs your judgement" if policy.outputs_for_training == "non-competing" else "it rests on facts that need your confirmation"
+        why = "the clause needs your judgement" if rule == "non-competing" else "it rests on facts that need your confirmation"
         return Verdict("needs-attestation", f"{name} needs use.attestation: {why}", obligations)
     allows = f"{name} allows training on the teacher's outputs"
     if policy.requires_attestation:
         return Verdict("allow-with-obligations", f"{allows} on your attestation", obligations, attested=True)
-    if policy.outputs_for_training == "derivative":
+    if rule == "derivative":
         return Verdict("allow-with-obligations", f"{allows}; the student is a derivative and its terms pass on", obligations)
     if obligations:
         return Verdict("allow-with-obligations", f"{allows}, with obligations that pass on", obligations)
@@ -210,10 +168,14 @@ def _how_to_proceed(policy: Policy, verdict: Verdict, project_hint: str) -> list
     if policy.commercial_use == "forbidden" and policy.outputs_for_training != "forbidden":
         steps.append("for research only, set use.commercial: false")
     if policy.outputs_for_training == "non-competing":
-        steps.append("if the student does not compete with the provider, set use.competes_with_teacher_provider: false and give use.attestation")
+        steps.append(
+            "if the student does not compete with the provider, set use.competes_with_teacher_provider: false "
+            "and give use.attestation"
+        )
     steps.append("choose a teacher whose terms permit this use (`synthdistill policy list`)")
     steps.append(
-        f"if you hold other terms (e.g. a separate licence), record them in a project policy with id '{policy.id}' in {project_hint}"
+        f"if you hold other terms (e.g. a separate licence), record them in a project policy with id "
+        f"'{policy.id}' in {project_hint}"
     )
     return steps
 
@@ -230,12 +192,49 @@ def _governing(match: Match, verdict: Verdict) -> GoverningPolicy:
 def _name_warnings(obligations: list[DecisionObligation], student_name: str | None) -> list[str]:
     if student_name is None:  # no student configured yet: nothing to check
         return []
-    warnings = []
-    for obligation in obligations:
-        problem = name_problem(obligation.model_dump(), student_name)
-        if problem:
-            warnings.append(f"{problem}; `train` will refuse it")
-    return warnings
+    problems = (name_problem(o.model_dump(), student_name) for o in obligations)
+    return [f"{p}; `train` will refuse it" for p in problems if p]
+
+
+def _select(policies: list[LoadedPolicy], choice: str, model: str, hosts: list[str]) -> list[Match]:
+    """The governing policies: the one `teacher.policy` names, or the best matches."""
+    if choice == "auto":
+        return governing_matches(policies, model, hosts)
+    chosen = find_policy(policies, choice)
+    if chosen is None:
+        close = close_ids(policies, choice)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `synthdistill policy list`"
+        raise ConfigError(f"teacher.policy: no policy has id '{choice}'{hint}")
+    return [Match(chosen, "policy-id", (1, 1, 0))]
+
+
+def _unmatched(model: str, hosts: list[str], project_hint: str, common: dict[str, Any]) -> Decision:
+    where = f" at {', '.join(hosts)}" if hosts else ""
+    return Decision(
+        outcome="deny", reason=f"no policy matches teacher '{model}'{where}",
+        how_to_proceed=[
+            f"add a policy file for the teacher's licence or terms to {project_hint} "
+            "(copy one shown by `synthdistill policy show smollm2`)",
+            "or set teacher.policy to the id of the policy that governs it (`synthdistill policy list`)",
+            "then declare your `use` (commercial, distribute_student, competes_with_teacher_provider) "
+            "and, where asked, use.attestation",
+        ],
+        **common,
+    )
+
+
+def _carried(verdicts: list[tuple[Match, Verdict]], use: UseConfig) -> list[DecisionObligation]:
+    """The obligations of every governing policy, plus the attestation when one was needed."""
+    carried = [
+        DecisionObligation(id=o.id, text=o.text, check=o.check.model_dump() if o.check else None, policy_id=m.loaded.id)
+        for m, v in verdicts
+        for o in v.obligations
+    ]
+    attesting = [m.loaded.id for m, v in verdicts if v.attested]
+    if attesting:
+        text = f"Outputs are used on the user's attestation: {use.attestation!r}"
+        carried.append(DecisionObligation(id="attestation", text=text, policy_id=attesting[0]))
+    return carried
 
 
 def evaluate(
@@ -249,45 +248,23 @@ def evaluate(
 ) -> Decision:
     """The decision for a teacher and a declared use, refusals included. Pure (no I/O)."""
     hosts = sorted({h for h in (host_of(u) for u in base_urls) if h})
-    common = dict(use=use.model_dump(), teacher_model=teacher_model, teacher_host=hosts[0] if hosts else None,
-                  teacher_hosts=hosts, attestation=use.attestation)
-    if policy_choice != "auto":
-        chosen = find_policy(policies, policy_choice)
-        if chosen is None:
-            close = close_ids(policies, policy_choice)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `synthdistill policy list`"
-            raise ConfigError(f"teacher.policy: no policy has id '{policy_choice}'{hint}")
-        matches = [Match(chosen, "policy-id", (1, 1, 0))]
-    else:
-        matches = governing_matches(policies, teacher_model, hosts)
+    common: dict[str, Any] = dict(
+        use=use.model_dump(), teacher_model=teacher_model, teacher_host=hosts[0] if hosts else None,
+        teacher_hosts=hosts, attestation=use.attestation,
+    )
+    matches = _select(policies, policy_choice, teacher_model, hosts)
     if not matches:
-        where = f" at {', '.join(hosts)}" if hosts else ""
-        return Decision(
-            outcome="deny", reason=f"no policy matches teacher '{teacher_model}'{where}",
-            how_to_proceed=[
-                f"add a policy file for the teacher's licence or terms to {project_hint} (copy one shown by `synthdistill policy show smollm2`)",
-                "or set teacher.policy to the id of the policy that governs it (`synthdistill policy list`)",
-                "then declare your `use` (commercial, distribute_student, competes_with_teacher_provider) and, where asked, use.attestation",
-            ],
-            **common,
-        )
+        return _unmatched(teacher_model, hosts, project_hint, common)
     verdicts = [(m, decide(m.loaded.policy, use)) for m in matches]
-    # The most restrictive decides; on a tie, the weights licence (listed first).
-    deciding, verdict = max(verdicts, key=lambda mv: SEVERITY[mv[1].outcome])
-    obligations = [
-        DecisionObligation(id=o.id, text=o.text, check=o.check.model_dump() if o.check else None, policy_id=m.loaded.id)
-        for m, v in verdicts for o in v.obligations
-    ]
-    attested = any(v.attested for _, v in verdicts)
-    if attested:
-        obligations.append(DecisionObligation(
-            id="attestation", text=f"Outputs are used on the user's attestation: {use.attestation!r}",
-            policy_id=next(m.loaded.id for m, v in verdicts if v.attested)))
+    # The most restrictive decides; on a tie one that needed attestation, then the weights licence (listed first).
+    deciding, verdict = max(verdicts, key=lambda mv: (SEVERITY[mv[1].outcome], mv[1].attested))
+    allowed = verdict.outcome in ALLOWED
+    obligations = _carried(verdicts, use)
     policy = deciding.loaded.policy
     return Decision(
         outcome=verdict.outcome, reason=verdict.reason,
-        how_to_proceed=[] if verdict.outcome in ALLOWED else _how_to_proceed(policy, verdict, project_hint),
-        attested=attested and verdict.outcome in ALLOWED,
+        how_to_proceed=[] if allowed else _how_to_proceed(policy, verdict, project_hint),
+        attested=allowed and any(v.attested for _, v in verdicts),
         policy_id=policy.id, policy_title=policy.title, policy_kind=policy.kind, clause=policy.clause,
         outputs_for_training=policy.outputs_for_training, obligations=obligations,
         conditions=policy.conditions.model_dump(exclude_none=True),
@@ -296,7 +273,7 @@ def evaluate(
         also_governed_by=[_governing(m, v) for m, v in verdicts if m is not deciding],
         requires_attestation=any(m.loaded.policy.requires_attestation for m in matches),
         licence=policy.licence.model_dump(), document=policy.document.model_dump(), notes=policy.notes,
-        warnings=_name_warnings(obligations, student_name) if verdict.outcome in ALLOWED else [],
+        warnings=_name_warnings(obligations, student_name) if allowed else [],
         **common,
     )
 
@@ -328,8 +305,8 @@ def _config_line(config: DistillConfig, loc: tuple) -> int | None:
 def gate(config: DistillConfig) -> Decision:
     """Decide before the first request; raise PolicyDenied (exit 3) unless the teacher is allowed."""
     policies = load_policies(config.project_dir)
-    # "" = a student without a name: its name-prefix obligations are unmet (None = no student yet).
-    student_name = (config.student.name or "") if config.student else None
+    # The name `train` will give the student (student.name, else the run name); None = no student yet.
+    student_name = (config.student.name or config.name) if config.student else None
     try:
         decision = evaluate(
             policies, config.teacher.model, config.teacher.base_urls, config.use, config.teacher.policy,
@@ -348,31 +325,32 @@ def name_problem(obligation: dict[str, Any], student_name: str | None) -> str | 
     if not prefix:
         return None
     source = obligation.get("policy_id") or "the teacher's policy"
+    text = obligation.get("text", "")
     if not student_name:
-        return f"policy '{source}' requires the student's name to begin with {prefix!r} ({obligation.get('text', '')}); set student.name"
+        return f"policy '{source}' requires the student's name to begin with {prefix!r} ({text}); set student.name"
     # A hub id (org/name) is judged by its name part.
     if student_name.rstrip("/").rsplit("/", 1)[-1].startswith(prefix):
         return None
-    return f"student name {student_name!r} must begin with {prefix!r}: policy '{source}' obliges it ({obligation.get('text', '')})"
+    return f"student name {student_name!r} must begin with {prefix!r}: policy '{source}' obliges it ({text})"
 
 
 def enforce_obligations(decision: dict[str, Any], student_name: str | None) -> None:
     """Raise ObligationViolation (exit 3) when the student breaks a checkable obligation of the decision."""
     problems = [p for p in (name_problem(o, student_name) for o in decision.get("obligations", [])) if p]
     if problems:
-        raise ObligationViolation("; ".join(problems) + ". Rename the student (student.name in distill.yaml) and train again.")
+        advice = ". Rename the student (student.name in distill.yaml) and train again."
+        raise ObligationViolation("; ".join(problems) + advice)
 
 
 def _yes(value: Any) -> str:
     return "yes" if value else "no"
 
 
-def obligations_markdown(decision: dict[str, Any]) -> str:
-    """The "## Teacher terms" section of dataset and model cards, from a decision dict."""
+def _terms_lines(decision: dict[str, Any]) -> list[str]:
     teacher = f"`{decision.get('teacher_model', 'unknown')}`"
     if decision.get("teacher_hosts"):
         teacher += f" at {', '.join(decision['teacher_hosts'])}"
-    lines = ["## Teacher terms", "", f"- Teacher: {teacher}"]
+    lines = [f"- Teacher: {teacher}"]
     if decision.get("policy_id"):
         file = f"{decision.get('origin', '')} file {decision.get('policy_file', '')}".strip()
         sha = (decision.get("policy_sha256") or "")[:12]
@@ -380,30 +358,35 @@ def obligations_markdown(decision: dict[str, Any]) -> str:
     lines.append(f"- Decision: **{decision.get('outcome', 'unknown')}** — {decision.get('reason', '')}")
     if decision.get("clause"):
         lines.append(f"- Deciding clause: {decision['clause']}")
-    document = decision.get("document") or {}
-    if document:
-        lines.append(f"- Document: {document.get('url')} (version {document.get('version')}, retrieved {document.get('retrieved')})")
-    licence = decision.get("licence") or {}
-    if licence:
+    if document := decision.get("document"):
+        version = f"version {document.get('version')}, retrieved {document.get('retrieved')}"
+        lines.append(f"- Document: {document.get('url')} ({version})")
+    if licence := decision.get("licence"):
         lines.append(f"- Licence: {licence.get('name')} (`{licence.get('spdx')}`)")
     for other in decision.get("also_governed_by", []):
         lines.append(f"- Also governed by: `{other['policy_id']}` — {other['title']} ({other['outcome']})")
-    use = decision.get("use") or {}
-    if use:
+    if use := decision.get("use"):
         lines.append(
-            f"- Declared use: commercial {_yes(use.get('commercial'))}, distribute student {_yes(use.get('distribute_student'))}, "
+            f"- Declared use: commercial {_yes(use.get('commercial'))}, "
+            f"distribute student {_yes(use.get('distribute_student'))}, "
             f"competes with teacher provider {_yes(use.get('competes_with_teacher_provider'))}"
         )
     if decision.get("attestation"):
         lines.append(f"- Attestation: \"{decision['attestation']}\"")
     for key, value in (decision.get("conditions") or {}).items():
-        lines.append(f"- Condition: {key.replace('_', ' ')} = {value:,}" if isinstance(value, int) else f"- Condition: {key}: {value}")
+        shown = f"{value:,}" if isinstance(value, int) else value
+        lines.append(f"- Condition: {key.replace('_', ' ')} = {shown}")
+    return lines
+
+
+def obligations_markdown(decision: dict[str, Any]) -> str:
+    """The "## Teacher terms" section of dataset and model cards, from a decision dict."""
+    lines = ["## Teacher terms", "", *_terms_lines(decision), "", "### Obligations", ""]
     obligations = decision.get("obligations") or []
-    lines += ["", "### Obligations", ""]
     if not obligations:
         lines.append("None pass on to this dataset or model.")
     for obligation in obligations:
-        check = obligation.get("check") or {}
-        checked = f" (checked: name begins with \"{check['name_prefix']}\")" if check.get("name_prefix") else ""
+        prefix = (obligation.get("check") or {}).get("name_prefix")
+        checked = f' (checked: name begins with "{prefix}")' if prefix else ""
         lines.append(f"- **{obligation['id']}** ({obligation.get('policy_id', '')}): {obligation['text']}{checked}")
     return "\n".join(lines) + "\n"

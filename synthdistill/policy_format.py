@@ -1,4 +1,4 @@
-"""Policy files (design §6): the pydantic models, loading, and the generated JSON Schema.
+"""Policy files (design §6): the pydantic models, loading, matching a teacher, and the JSON Schema.
 
 One YAML file per governing document (a weights licence or a provider's terms). The
 models below are the single source of truth: `synthdistill/schemas/policy.schema.json`
@@ -12,12 +12,14 @@ overrides the shipped one.
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -204,6 +206,61 @@ def close_ids(policies: list[LoadedPolicy], text: str, n: int = 3) -> list[str]:
     """Policy ids that look like `text` (for "did you mean" hints)."""
     ids = [p.id for p in policies]
     return difflib.get_close_matches(text.lower(), ids, n=n, cutoff=0.5)
+
+
+# -- matching a teacher (pure) ------------------------------------------------
+
+
+def host_of(url: str) -> str | None:
+    """The host of a base URL, lower-case (None when the URL has none)."""
+    return urlsplit(url if "//" in url else f"//{url}").hostname
+
+
+def _literal_length(glob: str) -> int:
+    return sum(1 for ch in glob if ch not in "*?[]")
+
+
+def _best_glob(globs: list[str], names: list[str]) -> int | None:
+    """Literal length of the most specific glob matching any of `names` (case-insensitive), or None."""
+    scores = [_literal_length(g) for g in globs for n in names if fnmatch.fnmatchcase(n.lower(), g.lower())]
+    return max(scores, default=None)
+
+
+def _model_names(model: str) -> list[str]:
+    # Mirrors and local folders keep the model's own name as their last path segment.
+    tail = model.rstrip("/").rsplit("/", 1)[-1]
+    return [model, tail] if tail != model else [model]
+
+
+@dataclass(frozen=True)
+class Match:
+    """A policy that matches a teacher; `rank` orders candidates (project, host match, glob specificity)."""
+
+    loaded: LoadedPolicy
+    matched_by: str
+    rank: tuple[int, int, int]
+
+
+def match_policy(loaded: LoadedPolicy, model: str, hosts: list[str]) -> Match | None:
+    """How `loaded` matches the teacher, or None."""
+    model_score = _best_glob(loaded.policy.applies_to.models, _model_names(model))
+    host_score = _best_glob(loaded.policy.applies_to.hosts, hosts)
+    if model_score is None and host_score is None:
+        return None
+    by = "+".join(k for k, s in (("model", model_score), ("host", host_score)) if s is not None)
+    rank = (loaded.origin == "project", host_score is not None, (model_score or 0) + (host_score or 0))
+    return Match(loaded, by, rank)
+
+
+def governing_matches(policies: list[LoadedPolicy], model: str, hosts: list[str]) -> list[Match]:
+    """The best-matching weights licence and provider terms (either may be missing)."""
+    best: dict[str, Match] = {}
+    for loaded in policies:
+        found = match_policy(loaded, model, hosts)
+        kind = loaded.policy.kind
+        if found and (kind not in best or found.rank > best[kind].rank):
+            best[kind] = found
+    return [best[k] for k in ("weights-licence", "api-terms") if k in best]
 
 
 def policy_json_schema() -> dict[str, Any]:

@@ -17,7 +17,7 @@ from tests.openai_server import FakeOpenAIServer
 TEACHER = "fake-teacher-7b"
 ANSWERED_AS = "fake-teacher-7b-2026-01"
 QUESTIONS = [
-    "Name a colour.",                                   # the first request: fails with a 500
+    "Name a colour.",  # the first request: fails with a 500
     "What is two plus two?",
     "Say hello.",
     "Why is the sky blue on a clear summer day near noon?",  # cut off at max_tokens

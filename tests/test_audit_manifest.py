@@ -62,8 +62,12 @@ def test_inputs_config_packs_and_policies_with_hashes(audited):
     [policy] = inputs["policies"]
     policy_file = run.project / "policies" / "fake.yaml"
     assert policy == {
-        "id": "fake-teacher", "path": str(policy_file), "origin": "project", "sha256": _sha(policy_file),
-        "sha256_now": _sha(policy_file), "unchanged_since_harvest": True,
+        "id": "fake-teacher",
+        "path": str(policy_file),
+        "origin": "project",
+        "sha256": _sha(policy_file),
+        "sha256_now": _sha(policy_file),
+        "unchanged_since_harvest": True,
     }
 
 
@@ -71,7 +75,11 @@ def test_teacher_decision_clause_attestation_and_obligations(audited):
     _, summary, manifest = audited
     [teacher] = manifest["teachers"]
     assert (teacher["model"], teacher["models_answered"], teacher["backend"]) == (TEACHER, [ANSWERED_AS], "openai")
-    assert (teacher["decision"], teacher["policy_id"], teacher["policy_origin"]) == ("allow-with-obligations", "fake-teacher", "project")
+    assert (teacher["decision"], teacher["policy_id"], teacher["policy_origin"]) == (
+        "allow-with-obligations",
+        "fake-teacher",
+        "project",
+    )
     assert teacher["clause"] == "§2.1: Outputs may be used to train other models if they credit the Fake Teacher."
     assert teacher["attestation"] is None
     assert [(o["id"], o["text"]) for o in teacher["obligations"]] == [
@@ -80,7 +88,11 @@ def test_teacher_decision_clause_attestation_and_obligations(audited):
     ]
     assert teacher["licence"] == {"spdx": "LicenseRef-fake-teacher-1.0", "name": "Fake Teacher Licence 1.0"}
     assert teacher["document"]["url"] == "https://example.org/fake-teacher/LICENSE"
-    assert (summary["teacher"], summary["decision"], summary["obligations"]) == (TEACHER, "allow-with-obligations", ["attribution", "name-prefix"])
+    assert (summary["teacher"], summary["decision"], summary["obligations"]) == (
+        TEACHER,
+        "allow-with-obligations",
+        ["attribution", "name-prefix"],
+    )
 
 
 def test_counts_at_every_stage_and_drop_reasons(audited):
@@ -93,7 +105,12 @@ def test_counts_at_every_stage_and_drop_reasons(audited):
         ("SFT dataset rows", KEPT, 0, {}),
     ]
     harvest = manifest["stages"]["harvest"]
-    assert (harvest["requests"], harvest["answered"], harvest["failed"], harvest["prompts"]) == (6, 5, 1, len(QUESTIONS))
+    assert (harvest["requests"], harvest["answered"], harvest["failed"], harvest["prompts"]) == (
+        6,
+        5,
+        1,
+        len(QUESTIONS),
+    )
     assert harvest["with_logprobs"] == 5
     assert manifest["stages"]["filter"]["drop_reasons"] == {"finished:truncated": 2}
     sft = manifest["stages"]["datasets"]["sft"]
@@ -123,7 +140,12 @@ def test_dataset_provenance_triple(audited):
 def test_provenance_triples_take_the_most_restrictive_source():
     assert licence_triple("CC-BY-NC-SA-4.0", "pack 'x'")["use"] == "non-commercial"
     assert licence_triple("LicenseRef-mine", "pack 'x'")["use"] == "unspecified"
-    derivative = {"outcome": "allow-with-obligations", "policy_id": "gemma", "outputs_for_training": "derivative", "obligations": []}
+    derivative = {
+        "outcome": "allow-with-obligations",
+        "policy_id": "gemma",
+        "outputs_for_training": "derivative",
+        "obligations": [],
+    }
     assert teacher_triple(derivative, None)["share_alike"] == 1
     research = {"outcome": "allow", "policy_id": "mistral-research", "obligations": []}
     combined = dataset_triple([("a", "CC0-1.0"), ("b", "CC-BY-SA-4.0")], research, {"commercial_use": "forbidden"})

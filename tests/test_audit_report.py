@@ -59,10 +59,19 @@ def test_report_html_is_self_contained_with_an_svg_funnel_and_the_licence_table(
 def test_report_html_loads_in_headless_chromium_without_errors(audit_dir, tmp_path):
     result = subprocess.run(
         [
-            "chromium", "--headless", "--disable-gpu", "--no-sandbox", "--enable-logging=stderr", "--v=0",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}", "--dump-dom", (audit_dir / "report.html").as_uri(),
+            "chromium",
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--dump-dom",
+            (audit_dir / "report.html").as_uri(),
         ],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
@@ -110,8 +119,10 @@ def test_bom_validates_against_the_cyclonedx_1_6_schema(audit_dir):
     sft = by_ref["dataset:sft"]
     assert sft["type"] == "data" and sft["licenses"] == [{"expression": "CC-BY-4.0"}]
     assert sorted(f["name"] for f in sft["components"]) == [
-        "datasets/sft/README.md", "datasets/sft/data/eval-00000-of-00001.parquet",
-        "datasets/sft/data/train-00000-of-00001.parquet", "datasets/sft/provenance.json",
+        "datasets/sft/README.md",
+        "datasets/sft/data/eval-00000-of-00001.parquet",
+        "datasets/sft/data/train-00000-of-00001.parquet",
+        "datasets/sft/provenance.json",
     ]
     assert {"ref": "dataset:sft", "dependsOn": ["teacher", "pack:audit-demo"]} in bom["dependencies"]
 
@@ -126,13 +137,25 @@ def test_bom_of_a_trained_student_validates(audit_dir):
     run_dir = audit_dir.parent
     student = run_dir / "student"
     student.mkdir()
-    (student / "README.md").write_text("---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\nlicense: apache-2.0\n---\n# s\n")
+    (student / "README.md").write_text(
+        "---\nbase_model: HuggingFaceTB/SmolLM2-135M-Instruct\nlicense: apache-2.0\n---\n# tiny-student\n"
+    )
     (student / "model.safetensors").write_bytes(b"weights")
-    (run_dir / "eval.json").write_text(json.dumps({"method": "sft", "examples": 1, "untrained": {"nll_per_token": 2.0}, "trained": {"nll_per_token": 1.0}}))
+    train = {"method": "sft", "steps": 4, "examples": 2, "train_loss_first": 2.5, "train_loss_last": 1.5}
+    (student / "train.json").write_text(json.dumps(train))
+    (run_dir / "eval.json").write_text(
+        json.dumps(
+            {"method": "sft", "examples": 1, "untrained": {"nll_per_token": 2.0}, "trained": {"nll_per_token": 1.0}}
+        )
+    )
     write_audit(run_dir)
     bom = json.loads((audit_dir / "bom.cdx.json").read_text())
     assert list(_cyclonedx_validator().iter_errors(bom)) == []
     student_component = next(c for c in bom["components"] if c["bom-ref"] == "student")
     assert student_component["modelCard"]["modelParameters"]["datasets"] == [{"ref": "dataset:sft"}]
     assert student_component["pedigree"]["ancestors"][0]["name"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert "| trained | 1.0 |" in (audit_dir / "report.md").read_text()
+    assert student_component["name"] == "tiny-student"
+    report = (audit_dir / "report.md").read_text()
+    assert "| trained | 1.0 |" in report
+    assert "| **Training** | sft, 4 steps on 2 rows, loss 2.5 → 1.5 |" in report
+    assert "must begin with \"Fake\"; student 'tiny-student' BREAKS it |" in report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -158,6 +159,28 @@ def test_requests_are_spread_over_several_urls(tmp_path, capsys):
     assert {r["endpoint"] for r in records} == {f"127.0.0.1:{one.port}", f"127.0.0.1:{two.port}"}
 
 
+def test_failover_when_a_server_dies_mid_run(tmp_path, capsys):
+    with FakeOpenAIServer(latency_s=0.05) as survivor:
+        dying = FakeOpenAIServer(latency_s=0.05).start()
+        config = write_project(tmp_path, [dying.base_url, survivor.base_url], 40, teacher={"max_concurrency": 4})
+
+        def stop_after_five_answers() -> None:
+            deadline = time.monotonic() + 30
+            while dying.stats()["by_outcome"].get("ok", 0) < 5 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            dying.stop()
+
+        killer = threading.Thread(target=stop_after_five_answers)
+        killer.start()
+        rc, summary, err = _harvest(capsys, config)
+        killer.join()
+    assert rc == 0, err
+    records = assert_each_prompt_answered_once(ledger_of(tmp_path), 40)
+    served_by_dying = sum(r["endpoint"] == f"127.0.0.1:{dying.port}" for r in records)
+    assert 0 < served_by_dying < 20  # it answered until it died, then the survivor took over
+    assert summary["answered"] == 40 and summary["failed"] == 0
+
+
 def test_a_failing_server_makes_everyone_pause_instead_of_a_retry_storm(tmp_path, capsys):
     # the first 8 requests (one per prompt, all at once) fail: the brake pauses every sender for 1 s
     with FakeOpenAIServer(schedule=["500"] * 8) as server:
@@ -212,6 +235,9 @@ def test_budget_stops_cleanly_before_exceeding_it_and_counts_earlier_runs(tmp_pa
         rc, second, _ = _harvest(capsys, config)
         assert rc == 0 and second["stopped"] == "budget" and second["requests_sent"] == 0
         assert second["total_cost_usd"] == pytest.approx(first["cost_usd"])
+        assert main(["harvest", "-c", str(config), "--quiet"]) == 0
+        assert (f"stopped by harvest.budget_usd=0.5: ${first['cost_usd']:.4f} spent, {first['not_sent']} requests "
+                "not sent; raise the budget and run again to continue") in capsys.readouterr().out
 
         config.write_text(config.read_text().replace("budget_usd: 0.5", "budget_usd: 10.0"))
         rc, third, _ = _harvest(capsys, config)

@@ -16,6 +16,7 @@ from synthdistill.audit import run_facts
 from synthdistill.errors import InputError
 
 MIN_PREFIX = 6
+COLUMNS = "request_key, prompt_id, pack, sample_index, status, record, error_kind, error, attempts, updated_at"
 KEY_AT_START = re.compile(r'\{"request_key":\s*"([^"]+)"')
 
 
@@ -25,16 +26,14 @@ def _ledger_rows(run_dir: Path, ident: str) -> list[tuple]:
         raise InputError(f"no harvest ledger in {run_dir}; nothing to trace", file=run_dir / run_facts.LEDGER)
     try:
         exact = db.execute(
-            "SELECT request_key, prompt_id, pack, sample_index, status, record, error_kind, error, attempts, updated_at "
-            "FROM requests WHERE request_key = ? OR prompt_id = ? ORDER BY rowid",
+            f"SELECT {COLUMNS} FROM requests WHERE request_key = ? OR prompt_id = ? ORDER BY rowid",
             (ident, ident),
         ).fetchall()
         if exact or len(ident) < MIN_PREFIX:
             return exact
         pattern = ident.replace("%", "").replace("_", "") + "%"
         return db.execute(
-            "SELECT request_key, prompt_id, pack, sample_index, status, record, error_kind, error, attempts, updated_at "
-            "FROM requests WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid",
+            f"SELECT {COLUMNS} FROM requests WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid",
             (pattern, pattern),
         ).fetchall()
     finally:
@@ -82,7 +81,11 @@ def _dataset_rows(run_dir: Path, keys: set[str]) -> dict[str, list[dict[str, str
             continue
         for row_id in set(column) & keys:
             found.setdefault(row_id, []).append(
-                {"dataset": file.parent.parent.name, "split": file.name.split("-", 1)[0], "file": file.relative_to(run_dir).as_posix()}
+                {
+                    "dataset": file.parent.parent.name,
+                    "split": file.name.split("-", 1)[0],
+                    "file": file.relative_to(run_dir).as_posix(),
+                }
             )
     return found
 
@@ -95,10 +98,20 @@ def _filters_of(key: str, outcomes) -> dict[str, Any]:
     if key in dropped:
         name, reason = dropped[key]
         passed = names[: names.index(name)] if name in names else []
-        return {"status": "dropped", "passed": passed, "dropped_by": {"filter": name, "reason": reason}, "modified_by": changes}
+        return {
+            "status": "dropped",
+            "passed": passed,
+            "dropped_by": {"filter": name, "reason": reason},
+            "modified_by": changes,
+        }
     if key in kept:
         return {"status": "kept", "passed": names, "dropped_by": None, "modified_by": changes}
-    return {"status": "not in the filter output (harvested after the filter ran)", "passed": [], "dropped_by": None, "modified_by": []}
+    return {
+        "status": "not in the filter output (harvested after the filter ran)",
+        "passed": [],
+        "dropped_by": None,
+        "modified_by": [],
+    }
 
 
 def trace(run_dir: Path, ident: str) -> dict[str, Any]:
@@ -106,7 +119,9 @@ def trace(run_dir: Path, ident: str) -> dict[str, Any]:
     run_dir = Path(run_dir).resolve()
     rows = _ledger_rows(run_dir, ident.strip())
     if not rows:
-        raise InputError(f"no prompt id or training-row id '{ident}' in this run's ledger", file=run_dir / run_facts.LEDGER)
+        raise InputError(
+            f"no prompt id or training-row id '{ident}' in this run's ledger", file=run_dir / run_facts.LEDGER
+        )
     decision = run_facts.read_decision(run_dir) or {}
     outcomes = _filter_outcomes(run_dir)
     in_datasets = _dataset_rows(run_dir, {row[0] for row in rows})
@@ -154,7 +169,8 @@ def render_trace(result: dict[str, Any]) -> str:
         teacher, policy = sample["teacher"], sample["policy"]
         lines += [
             "",
-            f"row {sample['request_key']} (prompt {sample['prompt_id']}, sample {sample['sample_index']}): {sample['status']}",
+            f"row {sample['request_key']} (prompt {sample['prompt_id']}, sample {sample['sample_index']}): "
+            f"{sample['status']}",
             f"  pack       {sample['pack']} {sample['pack_version'] or ''}".rstrip(),
         ]
         for message in sample["messages"] or []:
@@ -165,7 +181,8 @@ def render_trace(result: dict[str, Any]) -> str:
             f"  teacher    {teacher['model_requested']} answered as {teacher['model_answered']} "
             f"({teacher['backend']}{', ' + teacher['endpoint'] if teacher['endpoint'] else ''})",
             f"  time       {sample['harvested_at']} ({sample['attempts']} attempt(s))",
-            f"  policy     {policy['id']}: {policy['decision']}" + (f" ({policy['clause']})" if policy["clause"] else ""),
+            f"  policy     {policy['id']}: {policy['decision']}"
+            + (f" ({policy['clause']})" if policy["clause"] else ""),
         ]
         if sample["error"]:
             lines.append(f"  error      {sample['error']}")

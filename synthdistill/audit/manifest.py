@@ -20,8 +20,21 @@ from synthdistill.audit.terms import dataset_triple, load_policy_terms
 
 MANIFEST_VERSION = 1
 LIBRARIES = (
-    "torch", "transformers", "trl", "datasets", "peft", "accelerate", "tokenizers", "safetensors",
-    "pyarrow", "pydantic", "openai", "httpx", "jinja2", "datasketch", "typer",
+    "torch",
+    "transformers",
+    "trl",
+    "datasets",
+    "peft",
+    "accelerate",
+    "tokenizers",
+    "safetensors",
+    "pyarrow",
+    "pydantic",
+    "openai",
+    "httpx",
+    "jinja2",
+    "datasketch",
+    "typer",
 )
 
 
@@ -77,9 +90,16 @@ def pack_inputs(config, datasets: dict[str, dict]) -> list[dict[str, Any]]:
                 continue
             packs.append(
                 {
-                    "reference": reference, "name": pack.name, "version": pack.version, "licence": pack.licence,
-                    "source": pack.source, "description": pack.description, "path": str(pack.path),
-                    "prompts": len(pack.prompts), "sha256": pack.content_sha256(), "files": pack.file_hashes(),
+                    "reference": reference,
+                    "name": pack.name,
+                    "version": pack.version,
+                    "licence": pack.licence,
+                    "source": pack.source,
+                    "description": pack.description,
+                    "path": str(pack.path),
+                    "prompts": len(pack.prompts),
+                    "sha256": pack.content_sha256(),
+                    "files": pack.file_hashes(),
                 }
             )
         return packs
@@ -117,7 +137,9 @@ def teacher_entries(config, decision: dict | None, policy: dict | None, harvest:
         {
             "model": model,
             "models_answered": harvest.get("models_answered", []),
-            "backend": config.teacher.backend if config is not None else next(iter(harvest.get("backends") or []), None),
+            "backend": config.teacher.backend
+            if config is not None
+            else next(iter(harvest.get("backends") or []), None),
             "host": decision.get("teacher_host"),
             "endpoints": harvest.get("endpoints", []),
             "system_fingerprints": harvest.get("system_fingerprints", []),
@@ -150,21 +172,33 @@ def funnel(harvest: dict | None, filtered: dict | None, datasets: dict[str, dict
     if harvest and "requests" in harvest:
         steps.append({"stage": "requests sent", "count": harvest["requests"], "dropped": 0, "reasons": {}})
         failed = {f"teacher error {k}": n for k, n in (harvest.get("failed_by_kind") or {}).items()}
-        steps.append({"stage": "answered", "count": harvest["answered"], "dropped": harvest["failed"], "reasons": failed})
+        steps.append(
+            {"stage": "answered", "count": harvest["answered"], "dropped": harvest["failed"], "reasons": failed}
+        )
     if filtered:
         if not steps:
             steps.append({"stage": "filter input", "count": filtered.get("input", 0), "dropped": 0, "reasons": {}})
         for step in filtered.get("steps", []):
             steps.append(
-                {"stage": f"filter: {step['name']}", "count": step["kept"], "dropped": step["dropped"],
-                 "reasons": step.get("reasons", {}), "modified": step.get("modified", 0),
-                 "modified_reasons": step.get("modified_reasons", {})}
+                {
+                    "stage": f"filter: {step['name']}",
+                    "count": step["kept"],
+                    "dropped": step["dropped"],
+                    "reasons": step.get("reasons", {}),
+                    "modified": step.get("modified", 0),
+                    "modified_reasons": step.get("modified_reasons", {}),
+                }
             )
     for kind, info in sorted(datasets.items(), key=lambda item: item[0] != "sft"):
         before = steps[-1]["count"] if steps else info["rows"]
         reasons = dict((info.get("build") or {}).get("dropped") or {})
         steps.append(
-            {"stage": f"{kind.upper()} dataset rows", "count": info["rows"], "dropped": max(0, before - info["rows"]), "reasons": reasons}
+            {
+                "stage": f"{kind.upper()} dataset rows",
+                "count": info["rows"],
+                "dropped": max(0, before - info["rows"]),
+                "reasons": reasons,
+            }
         )
     return steps
 
@@ -205,6 +239,8 @@ def build_manifest(run_dir: Path, config=None) -> dict[str, Any]:
         used = (info.get("provenance") or {}).get("packs") or packs
         info["licence"] = " AND ".join(sorted({p["licence"] for p in used if p.get("licence")})) or info["licence"]
         info["provenance_triple"] = dataset_triple([(p.get("name"), p.get("licence")) for p in used], decision, policy)
+    if student is not None and config is not None and config.student is not None:
+        student["name"] = config.student.name or config.name
     key_env, key = secret_check(config)
     artifacts, leaks = hash_artifacts(run_dir, key)
     return {
@@ -214,7 +250,13 @@ def build_manifest(run_dir: Path, config=None) -> dict[str, Any]:
         "versions": versions(),
         "inputs": {"config": config_input(config), "packs": packs, "policies": policy_inputs(decision, policy)},
         "teachers": teacher_entries(config, decision, policy, harvest),
-        "stages": {"harvest": harvest, "filter": filtered, "datasets": datasets, "student": student, "eval": evaluation},
+        "stages": {
+            "harvest": harvest,
+            "filter": filtered,
+            "datasets": datasets,
+            "student": student,
+            "eval": evaluation,
+        },
         "funnel": funnel(harvest, filtered, datasets),
         "timestamps": timestamps(harvest, filtered, datasets, student, evaluation),
         "secrets": {

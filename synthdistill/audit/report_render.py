@@ -13,11 +13,14 @@ from typing import Any
 from synthdistill.audit.report_sections import Block, Cell, Link, Section, report_sections
 
 CSS = """
-body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;max-width:1080px;margin:2em auto;padding:0 1em}
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#1d2330;
+  max-width:1080px;margin:2em auto;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{border-bottom:1px solid #d7dbe3;padding-bottom:.2em;margin-top:1.8em}
-table{border-collapse:collapse;width:100%;margin:.6em 0}th,td{border:1px solid #d7dbe3;padding:.35em .6em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%;margin:.6em 0}
+th,td{border:1px solid #d7dbe3;padding:.35em .6em;text-align:left;vertical-align:top}
 th{background:#f2f4f8}table.kv th{width:16em;background:#f7f8fb;font-weight:600}
-#glance table.kv{font-size:1.1em}#glance{background:#f6f9ff;border:1px solid #c9d6f2;border-radius:8px;padding:.2em 1em .8em}
+#glance table.kv{font-size:1.1em}
+#glance{background:#f6f9ff;border:1px solid #c9d6f2;border-radius:8px;padding:.2em 1em .8em}
 code,.hash{font-family:ui-monospace,Consolas,monospace;font-size:.9em;word-break:break-all}
 .meta{color:#5b6475}svg.funnel{max-width:100%;height:auto}svg text{font:13px system-ui,sans-serif}
 """
@@ -100,7 +103,7 @@ def funnel_svg(steps: list[dict[str, Any]]) -> str:
         parts += [
             f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end">{escape(step["stage"])}</text>',
             f'<rect x="{label_w}" y="{y + 4}" width="{w:.1f}" height="{row_h - 8}" rx="3" fill="#4f7cd6"><title>'
-            f'{escape(step["stage"])}: {step["count"]}</title></rect>',
+            f"{escape(step['stage'])}: {step['count']}</title></rect>",
             f'<text x="{label_w + w + 6:.1f}" y="{y + 19}">{step["count"]}'
             f'<tspan fill="#b3261e">{escape(dropped)}</tspan></text>',
         ]
@@ -126,11 +129,14 @@ def render_html(manifest: dict[str, Any], sections: list[Section] | None = None)
     sections = sections or report_sections(manifest)
     name = escape(manifest["run"]["name"])
     body = "".join(
-        f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>' + "".join(_html_block(b) for b in s.blocks) + "</section>"
+        f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>'
+        + "".join(_html_block(b) for b in s.blocks)
+        + "</section>"
         for s in sections
     )
     meta = (
-        f"Generated {escape(manifest['generated_at'])} by synthdistill {escape(manifest['versions']['tool']['version'])} "
+        f"Generated {escape(manifest['generated_at'])} "
+        f"by synthdistill {escape(manifest['versions']['tool']['version'])} "
         f"from <code>{escape(manifest['run']['run_dir'])}</code>."
     )
     return (

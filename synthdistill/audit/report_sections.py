@@ -68,8 +68,17 @@ def teacher_section(teacher: dict[str, Any]) -> list[Block]:
     rows: list[list[Cell]] = [
         ["Teacher model (requested)", teacher.get("model") or "unknown"],
         ["Answered as", ", ".join(teacher.get("models_answered") or []) or "no answers yet"],
-        ["Backend", f"{teacher.get('backend') or '?'}" + (f", endpoints {', '.join(teacher['endpoints'])}" if teacher.get("endpoints") else "")],
-        ["Governing terms", f"{teacher.get('policy_title') or 'none'} (policy `{teacher.get('policy_id')}`, {teacher.get('policy_kind') or 'kind not recorded'}, {teacher.get('policy_origin') or 'origin not recorded'})"],
+        [
+            "Backend",
+            f"{teacher.get('backend') or '?'}"
+            + (f", endpoints {', '.join(teacher['endpoints'])}" if teacher.get("endpoints") else ""),
+        ],
+        [
+            "Governing terms",
+            f"{teacher.get('policy_title') or 'none'} (policy {teacher.get('policy_id')}, "
+            f"{teacher.get('policy_kind') or 'kind not recorded'}, "
+            f"{teacher.get('policy_origin') or 'origin not recorded'})",
+        ],
         ["Licence", f"{licence.get('name') or 'not recorded'} ({licence.get('spdx') or 'no SPDX id'})"],
         ["Document", doc_cell],
         ["Document version / retrieved", f"{document.get('version') or '?'} / {document.get('retrieved') or '?'}"],
@@ -79,27 +88,65 @@ def teacher_section(teacher: dict[str, Any]) -> list[Block]:
         ["Why", teacher.get("reason") or "not recorded"],
         ["Deciding clause", teacher.get("clause") or "not recorded"],
         ["Attestation", teacher.get("attestation") or "none given"],
-        ["Declared use", f"commercial: {_yes_no(use.get('commercial'))}; distribute the student: "
-         f"{_yes_no(use.get('distribute_student'))}; competes with the teacher's provider: {_yes_no(use.get('competes_with_teacher_provider'))}"],
+        [
+            "Declared use",
+            f"commercial: {_yes_no(use.get('commercial'))}; distribute the student: "
+            f"{_yes_no(use.get('distribute_student'))}; "
+            f"competes with the teacher's provider: {_yes_no(use.get('competes_with_teacher_provider'))}",
+        ],
     ]
     if conditions:
-        rows.append(["Conditions", "; ".join(f"{k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"{k}: {v}" for k, v in conditions.items())])
+        rows.append(
+            [
+                "Conditions",
+                "; ".join(
+                    f"{k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
+                    for k, v in conditions.items()
+                ),
+            ]
+        )
     for other in teacher.get("also_governed_by") or []:
-        rows.append(["Also governed by", f"{other.get('title')} (policy `{other.get('policy_id')}`): {other.get('outcome')}; {other.get('clause')}"])
+        rows.append(
+            [
+                "Also governed by",
+                f"{other.get('title')} (policy {other.get('policy_id')}): "
+                f"{other.get('outcome')}; {other.get('clause')}",
+            ]
+        )
     if teacher.get("notes"):
         rows.append(["Notes", teacher["notes"]])
     return [Block("kv", rows=rows)]
 
 
-def obligations_section(teacher: dict[str, Any]) -> list[Block]:
+def student_name(manifest: dict[str, Any]) -> str | None:
+    """The trained student's name, else the name the config gives it."""
+    student = (manifest.get("stages") or {}).get("student") or {}
+    settings = ((manifest.get("inputs") or {}).get("config") or {}).get("settings") or {}
+    return student.get("name") or (settings.get("student") or {}).get("name")
+
+
+def _checked(check: dict[str, Any], name: str | None) -> str:
+    prefix = check.get("name_prefix")
+    if not prefix:
+        return "no (you must do it)"
+    verdict = (
+        ""
+        if name is None
+        else (f"; student '{name}' keeps it" if name.startswith(prefix) else f"; student '{name}' BREAKS it")
+    )
+    return f'yes: the student\'s name must begin with "{prefix}"{verdict}'
+
+
+def obligations_section(teacher: dict[str, Any], name: str | None = None) -> list[Block]:
     obligations = teacher.get("obligations") or []
     if not obligations:
         return [Block("text", text="The teacher's terms carry no obligations for this use.")]
     rows = []
     for o in obligations:
-        check = o.get("check") or {}
-        checked = f"yes: the student's name must begin with \"{check['name_prefix']}\"" if check.get("name_prefix") else "no (you must do it)"
-        rows.append([o.get("id") or "", o.get("text") or "", o.get("policy_id") or teacher.get("policy_id") or "", checked])
+        checked = _checked(o.get("check") or {}, name)
+        rows.append(
+            [o.get("id") or "", o.get("text") or "", o.get("policy_id") or teacher.get("policy_id") or "", checked]
+        )
     return [
         Block("text", text="These duties pass to whoever uses or distributes the datasets and the student:"),
         Block("table", headers=["id", "obligation", "from policy", "checked by the tool"], rows=rows),
@@ -109,24 +156,57 @@ def obligations_section(teacher: dict[str, Any]) -> list[Block]:
 def _triple(t: dict[str, Any] | None) -> str:
     if not t:
         return ""
-    return f"{t['use']} / {'attribution' if t['attribution'] else 'no attribution'} / {'share-alike' if t['share_alike'] else 'no share-alike'}"
+    attribution = "attribution" if t["attribution"] else "no attribution"
+    return f"{t['use']} / {attribution} / {'share-alike' if t['share_alike'] else 'no share-alike'}"
 
 
 def licences_section(manifest: dict[str, Any]) -> list[Block]:
     rows: list[list[Cell]] = []
     for t in manifest.get("teachers", []):
         licence, document = t.get("licence") or {}, t.get("document") or {}
-        rows.append([f"teacher outputs: {t.get('model')}", f"{licence.get('name') or t.get('policy_title') or 'none'} ({licence.get('spdx') or '?'})",
-                     str(document.get("version") or ""), Link(document["url"], document["url"]) if document.get("url") else "", t.get("decision") or ""])
+        rows.append(
+            [
+                f"teacher outputs: {t.get('model')}",
+                f"{licence.get('name') or t.get('policy_title') or 'none'} ({licence.get('spdx') or '?'})",
+                str(document.get("version") or ""),
+                Link(document["url"], document["url"]) if document.get("url") else "",
+                t.get("decision") or "",
+            ]
+        )
     for p in manifest["inputs"].get("packs", []):
         if p.get("name"):
-            rows.append([f"prompt pack: {p['name']} {p.get('version', '')}", p.get("licence") or "?", p.get("version") or "", p.get("source") or "", "input"])
+            rows.append(
+                [
+                    f"prompt pack: {p['name']} {p.get('version', '')}",
+                    p.get("licence") or "?",
+                    p.get("version") or "",
+                    p.get("source") or "",
+                    "input",
+                ]
+            )
     stages = manifest.get("stages") or {}
+    terms = " and ".join(t.get("policy_title") or t.get("policy_id") or "?" for t in manifest.get("teachers", []))
     for kind, info in (stages.get("datasets") or {}).items():
-        rows.append([f"dataset: {kind}", str(info.get("licence") or "?"), info.get("written_at") or "", "machine-generated", _triple(info.get("provenance_triple"))])
+        rows.append(
+            [
+                f"dataset: {kind}",
+                f"{info.get('licence') or '?'} (prompts); answers under {terms}",
+                info.get("written_at") or "",
+                "machine-generated",
+                _triple(info.get("provenance_triple")),
+            ]
+        )
     if stages.get("student"):
         card = stages["student"].get("card") or {}
-        rows.append(["student model", str(card.get("license") or "?"), stages["student"].get("written_at") or "", f"base: {card.get('base_model') or '?'}", "trained"])
+        rows.append(
+            [
+                "student model",
+                str(card.get("license") or "?"),
+                stages["student"].get("written_at") or "",
+                f"base: {card.get('base_model') or '?'}",
+                "trained",
+            ]
+        )
     return [Block("table", headers=["component", "licence / terms", "version / date", "source", "status"], rows=rows)]
 
 
@@ -134,11 +214,17 @@ def provenance_section(manifest: dict[str, Any]) -> list[Block]:
     datasets = (manifest.get("stages") or {}).get("datasets") or {}
     if not datasets:
         return [Block("text", text="No dataset has been built yet.")]
-    rows = [[kind, t["use"], str(t["attribution"]), str(t["share_alike"]), "; ".join(t["because"])]
-            for kind, info in datasets.items() if (t := info.get("provenance_triple"))]
+    rows = [
+        [kind, t["use"], str(t["attribution"]), str(t["share_alike"]), "; ".join(t["because"])]
+        for kind, info in datasets.items()
+        if (t := info.get("provenance_triple"))
+    ]
     return [
-        Block("text", text="The Data Provenance Initiative's triple for each dataset: the most restrictive of its prompt "
-              "licences and the teacher's terms."),
+        Block(
+            "text",
+            text="The Data Provenance Initiative's triple for each dataset: the most restrictive of its prompt "
+            "licences and the teacher's terms.",
+        ),
         Block("table", headers=["dataset", "use", "attribution", "share-alike", "because"], rows=rows),
     ]
 
@@ -156,26 +242,55 @@ def funnel_section(manifest: dict[str, Any]) -> list[Block]:
     if not steps:
         return [Block("text", text="No stage has produced counts yet.")]
     rows = [[s["stage"], str(s["count"]), str(s["dropped"]), _reasons(s)] for s in steps]
-    return [Block("funnel", steps=steps), Block("table", headers=["stage", "rows", "dropped", "drop reasons"], rows=rows)]
+    return [
+        Block("funnel", steps=steps),
+        Block("table", headers=["stage", "rows", "dropped", "drop reasons"], rows=rows),
+    ]
 
 
 def datasets_section(manifest: dict[str, Any]) -> list[Block]:
     stages = manifest.get("stages") or {}
-    rows = [[kind, info["path"], ", ".join(f"{k}: {v}" for k, v in info["splits"].items()), str(info["rows"])]
-            for kind, info in (stages.get("datasets") or {}).items()]
-    blocks = [Block("table", headers=["dataset", "folder", "splits", "rows"], rows=rows)] if rows else [Block("text", text="No datasets yet.")]
+    rows = [
+        [kind, info["path"], ", ".join(f"{k}: {v}" for k, v in info["splits"].items()), str(info["rows"])]
+        for kind, info in (stages.get("datasets") or {}).items()
+    ]
+    blocks = (
+        [Block("table", headers=["dataset", "folder", "splits", "rows"], rows=rows)]
+        if rows
+        else [Block("text", text="No datasets yet.")]
+    )
     student, evaluation = stages.get("student"), stages.get("eval")
     if student:
         card = student.get("card") or {}
-        blocks.append(Block("kv", rows=[["Student", f"{student['path']}/ ({student['files']} files, {_size(student['bytes'])})"],
-                                        ["Starting weights", str(card.get("base_model") or "?")],
-                                        ["Student licence", str(card.get("license") or "?")]]))
+        train = student.get("train") or {}
+        rows = [
+            [
+                "Student",
+                f"{student.get('name') or '?'}: {student['path']}/ "
+                f"({student['files']} files, {_size(student['bytes'])})",
+            ],
+            ["Starting weights", str(card.get("base_model") or "?")],
+            ["Student licence", str(card.get("license_name") or card.get("license") or "?")],
+        ]
+        if train:
+            rows.append(
+                [
+                    "Training",
+                    f"{train.get('method')}, {train.get('steps')} steps on {train.get('examples')} rows, "
+                    f"loss {train.get('train_loss_first')} → {train.get('train_loss_last')}",
+                ]
+            )
+        blocks.append(Block("kv", rows=rows))
     if evaluation:
         rows = []
         for label in ("untrained", "trained"):
             m = evaluation.get(label) or {}
             rows.append([label, str(m.get("nll_per_token")), str(m.get("top1_agreement")), str(m.get("kd_kl"))])
-        blocks.append(Block("text", text=f"Evaluation ({evaluation.get('method')}, {evaluation.get('examples')} held-out examples):"))
+        blocks.append(
+            Block(
+                "text", text=f"Evaluation ({evaluation.get('method')}, {evaluation.get('examples')} held-out examples):"
+            )
+        )
         blocks.append(Block("table", headers=["student", "NLL / token", "top-1 agreement", "KD KL"], rows=rows))
     return blocks
 
@@ -199,11 +314,19 @@ def record_sections(manifest: dict[str, Any]) -> list[Section]:
         Section("Inputs and their hashes", "inputs", [Block("table", headers=["input", "path", "sha256"], rows=rows)]),
         Section("Secrets", "secrets", [Block("text", text=manifest["secrets"]["note"] + ".")]),
         Section("Environment", "environment", [Block("kv", rows=env)]),
-        Section(f"Artifacts ({len(artifacts)} files)", "artifacts", [
-            Block("text", text="Every file of the run folder with its sha256; `synthdistill audit verify RUN_DIR` rechecks them. "
-                  f"Not hashed: {manifest['hashing']['excluded']}."),
-            Block("details", summary=f"{len(artifacts)} files", headers=["path", "size", "sha256"], rows=artifacts),
-        ]),
+        Section(
+            f"Artifacts ({len(artifacts)} files)",
+            "artifacts",
+            [
+                Block(
+                    "text",
+                    text="Every file of the run folder with its sha256; "
+                    "`synthdistill audit verify RUN_DIR` rechecks them. "
+                    f"Not hashed: {manifest['hashing']['excluded']}.",
+                ),
+                Block("details", summary=f"{len(artifacts)} files", headers=["path", "size", "sha256"], rows=artifacts),
+            ],
+        ),
     ]
 
 
@@ -213,7 +336,7 @@ def report_sections(manifest: dict[str, Any]) -> list[Section]:
     sections = [Section("At a glance", "glance", [Block("kv", rows=headline(manifest))])]
     for teacher in teachers:
         sections.append(Section("Teacher and terms", "teacher", teacher_section(teacher)))
-        sections.append(Section("Obligations", "obligations", obligations_section(teacher)))
+        sections.append(Section("Obligations", "obligations", obligations_section(teacher, student_name(manifest))))
     sections += [
         Section("Licences", "licences", licences_section(manifest)),
         Section("Data provenance (use / attribution / share-alike)", "provenance", provenance_section(manifest)),

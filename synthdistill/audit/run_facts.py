@@ -99,14 +99,17 @@ def _harvest_facts(db: sqlite3.Connection) -> dict[str, Any]:
                json_extract(record, '$.pack_version'), json_extract(record, '$.policy_id'),
                json_extract(record, '$.decision'), COUNT(*),
                MIN(json_extract(record, '$.harvested_at')), MAX(json_extract(record, '$.harvested_at')),
-               SUM(json_extract(record, '$.usage.prompt_tokens')), SUM(json_extract(record, '$.usage.completion_tokens')),
+               SUM(json_extract(record, '$.usage.prompt_tokens')),
+               SUM(json_extract(record, '$.usage.completion_tokens')),
                SUM(json_extract(record, '$.top_logprobs') IS NOT NULL)
         FROM requests WHERE status = 'done' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
         """
     ).fetchall()
     runs = [
         {"started_at": started, "finished_at": finished, "summary": json.loads(summary) if summary else None}
-        for started, finished, summary in db.execute("SELECT started_at, finished_at, summary FROM harvest_runs ORDER BY id")
+        for started, finished, summary in db.execute(
+            "SELECT started_at, finished_at, summary FROM harvest_runs ORDER BY id"
+        )
     ]
     answered = status.get("done", 0)
     firsts = [g[10] for g in groups if g[10]]
@@ -196,12 +199,23 @@ def student_facts(run_dir: Path) -> dict[str, Any] | None:
     }
     return {
         "path": STUDENT.as_posix(),
+        "name": _heading(folder / "README.md"),
+        "train": read_json(folder / "train.json"),
         "files": len(files),
         "bytes": sum(p.stat().st_size for p in files),
         "card": card,
         "summaries": summaries,
         "written_at": mtime_iso(folder / "README.md") or mtime_iso(folder),
     }
+
+
+def _heading(path: Path) -> str | None:
+    """The first Markdown heading of a card (the model card titles itself with the student's name)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return next((line[2:].strip() for line in lines if line.startswith("# ")), None)
 
 
 def eval_facts(run_dir: Path) -> dict[str, Any] | None:

@@ -42,7 +42,11 @@ def _compare(path: Path, shown: str, sha256: str, size: int) -> Problem | None:
         return Problem("missing", shown, "listed in the manifest, not on disk")
     actual_sha, actual_size, _ = hash_file(path)
     if actual_sha != sha256:
-        return Problem("changed", shown, f"sha256 {sha256[:12]}… in the manifest, {actual_sha[:12]}… now; {size} → {actual_size} bytes")
+        return Problem(
+            "changed",
+            shown,
+            f"sha256 {sha256[:12]}… in the manifest, {actual_sha[:12]}… now; {size} → {actual_size} bytes",
+        )
     return None
 
 
@@ -86,11 +90,15 @@ def _input_problems(inputs: dict) -> list[Problem]:
             if pack.get("path") and (folder / name).is_file():
                 actual, _, _ = hash_file(folder / name)
                 if actual != sha:
-                    problems.append(Problem("changed", str(folder / name), f"pack '{pack['name']}' file differs from the run's"))
+                    problems.append(
+                        Problem("changed", str(folder / name), f"pack '{pack['name']}' file differs from the run's")
+                    )
     for policy in inputs.get("policies", []):
         path = Path(policy.get("path") or "")
         if policy.get("path") and policy.get("sha256") and path.is_file():
             actual, _, _ = hash_file(path)
             if actual != policy["sha256"]:
-                problems.append(Problem("changed", str(path), f"policy '{policy['id']}' differs from the one that decided"))
+                problems.append(
+                    Problem("changed", str(path), f"policy '{policy['id']}' differs from the one that decided")
+                )
     return problems

@@ -8,9 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from synthdistill.cli import render
+from synthdistill.errors import SynthdistillError
 
-audit_app = typer.Typer(help="Write and verify the audit of a run.", invoke_without_command=True)
-
+audit_app = typer.Typer(
+    help="Write the audit of a run (no command), verify its hashes, or trace a row.", invoke_without_command=True
+)
 
 
 def _plain(text: str) -> None:
@@ -38,12 +40,14 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. ou
     from synthdistill.audit import verify_audit
 
     problems = verify_audit(run_dir)
-    render.emit_json({"run_dir": str(run_dir.resolve()), "ok": not problems, "problems": [p.to_dict() for p in problems]})
+    render.emit_json(
+        {"run_dir": str(run_dir.resolve()), "ok": not problems, "problems": [p.to_dict() for p in problems]}
+    )
     if problems:
         for problem in problems:
             _plain(str(problem))
-        render.error(f"{len(problems)} file(s) differ from the audit manifest of {run_dir}")
-        raise typer.Exit(1)
+        # A SynthdistillError (exit 1): main() renders it once; typer.Exit is swallowed outside standalone mode.
+        raise SynthdistillError(f"{len(problems)} file(s) differ from the audit manifest of {run_dir}")
     render.result(f"verify: every hash in {run_dir / 'audit' / 'manifest.json'} matches")
 
 
@@ -51,7 +55,9 @@ def verify(run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. ou
 def trace_command(
     ident: Annotated[str, typer.Argument(metavar="ID", help="A prompt id or a training-row id (or a unique prefix).")],
     config: ConfigOption = Path("distill.yaml"),
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="The run folder (default: from the config).")] = None,
+    run_dir: Annotated[
+        Optional[Path], typer.Option("--run-dir", help="The run folder (default: from the config).")
+    ] = None,
 ) -> None:
     """Show where a prompt or training row came from: pack, prompt, teacher, time, decision, filters."""
     from synthdistill.audit import render_trace, trace

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.markup import escape
 
 from synthdistill.cli import render
-from synthdistill.errors import PolicyFileError
+from synthdistill.errors import PolicyDenied, PolicyFileError
 
 policy_app = typer.Typer(help="List, show and check teacher licence/terms policies.", no_args_is_help=True)
 
@@ -127,14 +126,14 @@ def check(
     overrides = {"commercial": commercial, "distribute_student": distribute, "competes_with_teacher_provider": competes, "attestation": attestation}
     use = use.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     choice = policy or (teacher.policy if teacher and not model_given(model, teacher) else "auto")
-    student_name = (loaded_config.student.name or "") if loaded_config and loaded_config.student else None
+    student_name = (loaded_config.student.name or loaded_config.name) if loaded_config and loaded_config.student else None
     project = _project_dir(config)
     decision = evaluate(_policies(config), model, urls, use, choice, student_name=student_name, project_hint=str(project / "policies"))
     render.emit_json(decision.model_dump(mode="json"))
     _lines(_decision_lines(decision))
     if not decision.allowed:
-        # click's Exit (not typer's) so that `main` returns the code: scripts test `policy check` by it.
-        raise click.exceptions.Exit(3)
+        # Exit 3 like the gate itself, so that scripts can test `policy check` by its exit code.
+        raise PolicyDenied(f"the gate would refuse teacher '{decision.teacher_model}': {decision.reason}")
 
 
 def model_given(model: str, teacher) -> bool:

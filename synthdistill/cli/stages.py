@@ -38,6 +38,9 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
     )
     if summary.failed:
         render.result(f"  {summary.failed} requests failed after retries; run `synthdistill harvest` again to retry them")
+    if summary.stopped == "budget":
+        render.result(f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
+                      f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
     return data
 
 

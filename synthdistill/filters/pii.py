@@ -78,11 +78,20 @@ def _is_secret(match: re.Match) -> bool:
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
-_FINDERS: dict[str, list[tuple[re.Pattern, Callable[[re.Match], bool], str | None]]] = {
-    "api_key": [(_API_KEY, lambda m: True, None), (_ASSIGNED_SECRET, _is_secret, "value")],
-    "card": [(_CARD, _is_card, None)],
-    "email": [(_EMAIL, _is_email, None)],
-    "phone": [(_PHONE, _is_phone, None)],
+def _has_secret_word(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in ("key", "secret", "token", "password"))
+
+
+# kind → (cheap test that the pattern can match, pattern, accept a match, group to replace or None for all)
+_FINDERS: dict[str, list[tuple[Callable[[str], bool], re.Pattern, Callable[[re.Match], bool], str | None]]] = {
+    "api_key": [
+        (lambda text: True, _API_KEY, lambda m: True, None),
+        (_has_secret_word, _ASSIGNED_SECRET, _is_secret, "value"),
+    ],
+    "card": [(lambda text: True, _CARD, _is_card, None)],
+    "email": [(lambda text: "@" in text, _EMAIL, _is_email, None)],
+    "phone": [(lambda text: True, _PHONE, _is_phone, None)],
 }
 
 
@@ -92,7 +101,9 @@ def find_pii(text: str, kinds: list[str]) -> tuple[str, dict[str, int]]:
     for kind in ORDER:
         if kind not in kinds:
             continue
-        for pattern, accept, group in _FINDERS[kind]:
+        for may_match, pattern, accept, group in _FINDERS[kind]:
+            if not may_match(text):
+                continue
 
             def replace(match: re.Match, kind=kind, accept=accept, group=group) -> str:
                 if not accept(match):

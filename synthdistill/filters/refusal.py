@@ -11,9 +11,13 @@ from synthdistill.records import HarvestRecord
 
 # Each phrase opens a refusal; they are searched for near the start of the answer only,
 # because an answer may well *discuss* refusing later on ("I can't stress enough…" is not one).
+_CANNOT = r"(?:can(?:no|')t|cannot|won'?t|will not|am unable to|'m unable to|am not able to)"
 DEFAULT_PHRASES: dict[str, str] = {
     "sorry-cannot": r"\b(?:i'?m|i am) (?:so |very |really )?sorry,? (?:but )?(?:i|we) (?:can(?:no|')t|cannot|won'?t|am unable|'m unable|am not able)",
-    "cannot-help": r"\bi (?:can(?:no|')t|cannot|won'?t|will not|am unable to|'m unable to|am not able to) (?:help|assist|comply|provide|fulfill|do that|answer|support|create|generate|write) (?:you )?(?:with )?(?:that|this|the|your|such|any)\b",
+    "cannot-help": (
+        rf"\bi {_CANNOT} (?:help|assist|comply|provide|fulfill|do that|answer|support|create|generate|write) "
+        r"(?:you )?(?:with )?(?:that|this|the|your|such|any)\b"
+    ),
     "as-an-ai": r"\bas an ai(?: language model| assistant| model)?,? i (?:can(?:no|')t|cannot|don'?t|do not|am not|'m not|am unable)",
     "unable-to-comply": r"\bi (?:must|have to) (?:respectfully )?(?:decline|refuse)\b",
     "against-guidelines": r"\b(?:goes|go|is|are) against (?:my|the|our) (?:guidelines|policies|policy|programming|principles)\b",
