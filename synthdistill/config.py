@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from synthdistill.errors import ConfigError
 from synthdistill.records import Sampling
@@ -89,6 +98,22 @@ def _parse_filter(item: Any) -> Any:
     return parse_filter_spec(item)
 
 
+# How users write a step (`- finished` or `- dedup: {exact: true}`), not the parsed FilterSpec.
+_FILTER_ENTRY_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "description": "a filter name, or a plug-in as module:function"},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"type": ["object", "null"]},
+            "description": "{filter name: {params}}",
+        },
+    ],
+    "examples": ["finished", "refusal", {"dedup": {"exact": True, "near_threshold": 0.9}}, {"pii": {"action": "redact"}}],
+}
+
+
 class DatasetsConfig(_Strict):
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = 0
@@ -139,7 +164,7 @@ class DistillConfig(_Strict):
     teacher: TeacherConfig
     use: UseConfig = Field(default_factory=UseConfig)
     harvest: HarvestConfig
-    filters: list[Annotated[FilterSpec, BeforeValidator(_parse_filter)]] = Field(
+    filters: list[Annotated[FilterSpec, BeforeValidator(_parse_filter), WithJsonSchema(_FILTER_ENTRY_SCHEMA)]] = Field(
         default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")],
         description="Ordered filter steps: a name, or {name: {params}}",
     )

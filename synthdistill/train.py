@@ -179,24 +179,25 @@ def train_student(
     progress: Callable[[dict], None] | None = None,
 ) -> TrainSummary:
     """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json."""
+    from synthdistill.dataset_cards import read_decision
+    from synthdistill.policy import enforce_obligations
+
+    student = config.require_student("train")
+    method = method or student.method
+    decision = read_decision(config)
+    if decision:  # before any heavy import: a refusal is instant
+        enforce_obligations(decision, student_name(config))
+
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from synthdistill.dataset_cards import read_decision
     from synthdistill.model_card import write_model_card
     from synthdistill.model_store import quiet_model_loading
     from synthdistill.student_init import prepare_student
 
     quiet_model_loading()
-    student = config.require_student("train")
-    method = method or student.method
-    decision = read_decision(config)
-    if decision:
-        from synthdistill.policy import enforce_obligations
-
-        enforce_obligations(decision, student_name(config))
     start = prepare_student(config)
     tokenizer = AutoTokenizer.from_pretrained(start)
     if tokenizer.pad_token_id is None:

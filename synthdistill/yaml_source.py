@@ -124,7 +124,9 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc: YamlDocument) -> tuple[str, int | None]:
     """Turn the first pydantic error into (message, line), suggesting the closest valid key."""
-    err = exc.errors()[0]
+    # An unknown key first: a misspelt required key also reports the real key as missing,
+    # and "did you mean" is the message that helps.
+    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":

@@ -110,3 +110,15 @@ def test_shipped_json_schema_is_generated_from_the_models():
     shipped = Path(__file__).resolve().parent.parent / "synthdistill" / "schemas" / "distill.schema.json"
     assert json.loads(shipped.read_text()) == config_json_schema()
     assert "teacher" in DistillConfig.model_json_schema()["properties"]
+
+
+def test_shipped_configs_validate_against_the_generated_schema():
+    import jsonschema
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    schema = json.loads((repo / "synthdistill" / "schemas" / "distill.schema.json").read_text())
+    for path in [repo / "examples" / "quickstart" / "distill.yaml"]:
+        jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "x", "teacher": {"model": "m"}, "harvest": {"packs": []}, "filters": [3]}, schema)

@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     hoisted = [a for a in argv if a in ("--quiet", "-q", "--json", "--debug")]
     rest = [a for a in argv if a not in hoisted]
     try:
-        app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
-        return 0
+        # Without standalone mode, click returns the code of a `typer.Exit(n)` instead of raising it.
+        returned = app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
+        return returned if isinstance(returned, int) else 0
     except SynthdistillError as exc:
         if render.OPTIONS.debug:
             raise

@@ -37,7 +37,8 @@ def run_filter_stage(config: DistillConfig) -> dict:
     context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=list(config.harvest.packs))
     steps = [_prepared(spec, context, config) for spec in config.filters]
     with HarvestStore(ledger) as store:
-        records = list(store.records())
+        stored = list(store.records())
+    records, stale = current_records(config, stored)
     result = run_filters(records, steps)
 
     out = filtered_dir(config)
@@ -56,9 +57,25 @@ def run_filter_stage(config: DistillConfig) -> dict:
         "modified": len(result.modified),
         "steps": [asdict(step) for step in result.steps],
         "drop_reasons": reasons,
+        # answers still in the ledger whose request is no longer planned (an edited pack row,
+        # a changed sampling setting or teacher): never trained on, never deleted
+        "stale": stale,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def current_records(config: DistillConfig, stored: list[HarvestRecord]) -> tuple[list[HarvestRecord], int]:
+    """The stored records that answer a prompt of the current packs, and how many answer none.
+
+    Matching is by prompt id (pack name + rendered messages): an edited row's old answer
+    stays in the ledger for the audit but never reaches the datasets.
+    """
+    from synthdistill.harvest import load_prompts
+
+    current_ids = {prompt.prompt_id for prompt in load_prompts(config)}
+    current = [r for r in stored if r.prompt_id in current_ids]
+    return current, len(stored) - len(current)
 
 
 def _prepared(spec, context: FilterContext, config: DistillConfig):

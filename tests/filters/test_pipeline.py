@@ -49,7 +49,8 @@ def good(question: str, result: int, text: str | None = None, logprob: float = -
 
 
 def project(tmp_path, filters: str = ALL_FILTERS):
-    write_pack(tmp_path, "math", 'verify: {kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)"}', [{"question": "1+1?", "answer": 2}])
+    rows = [{"question": r.messages[0].content, "answer": r.variables["answer"]} for _, r in RECORDS]
+    write_pack(tmp_path, "math", 'verify: {kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)"}', rows)
     (tmp_path / "evals").mkdir(exist_ok=True)
     (tmp_path / "evals" / "heldout.jsonl").write_text(json.dumps({"question": HELD_OUT}) + "\n")
     path = tmp_path / "distill.yaml"
@@ -84,8 +85,10 @@ def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp
     assert [f.name for f in config.filters] == [
         "finished", "refusal", "length", "repetition", "dedup", "confidence", "verify", "decontaminate", "pii",
     ]
-    harvest(config, [record for _, record in RECORDS])
+    stale = good("An edited row's old question?", 1)
+    harvest(config, [record for _, record in RECORDS] + [stale])
     report = run_filter_stage(config)
+    assert report["stale"] == 1  # answers a prompt no longer in the pack: left in the ledger, never filtered
 
     assert (report["input"], report["kept"], report["dropped"], report["modified"]) == (10, 2, 8, 1)
     assert [(s["name"], s["input"], s["kept"], s["dropped"]) for s in report["steps"]] == [
