@@ -184,7 +184,8 @@ class TransformersTeacher:
                 await self._worker
             except (asyncio.CancelledError, Exception):
                 pass
-        self._loaded = None
+        # A closed teacher can be used again (in another event loop): the next request starts a new worker.
+        self._queue, self._worker, self._loaded = None, None, None
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -1,0 +1,71 @@
+"""The embedded teacher, for real: SmolLM2-135M-Instruct in-process, batched, with top-k logprobs."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from synthdistill.config import TeacherConfig
+from synthdistill.records import Message, Sampling, TeacherRequest, request_key_for
+from synthdistill.teachers.transformers_local import TransformersTeacher
+
+MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+QUESTIONS = ["What is the capital of France?", "Name a colour of the sky.", "Say hello in Spanish."]
+
+
+def _request(question: str, sampling: Sampling) -> TeacherRequest:
+    messages = [Message(role="user", content=question)]
+    return TeacherRequest(
+        request_key=request_key_for(MODEL, messages, sampling, 0), messages=messages, sampling=sampling, sample_index=0
+    )
+
+
+@pytest.fixture(scope="module")
+def teacher(smollm2_dir):
+    return TransformersTeacher(TeacherConfig(backend="transformers", model=MODEL, batch_size=2))
+
+
+async def _ask_all(teacher, requests):
+    try:
+        return await asyncio.gather(*(teacher.complete(r) for r in requests))
+    finally:
+        await teacher.aclose()
+
+
+def test_batched_answers_carry_text_ids_and_top_k_logprobs(teacher, smollm2_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    sampling = Sampling(temperature=0.0, max_tokens=12, top_logprobs=5)
+    completions = asyncio.run(_ask_all(teacher, [_request(q, sampling) for q in QUESTIONS]))
+
+    assert len(completions) == 3
+    for completion in completions:
+        lp = completion.logprobs
+        assert completion.model == MODEL and completion.text.strip()
+        assert completion.finish_reason in ("stop", "length")
+        length = completion.usage.completion_tokens
+        assert len(lp.token_ids) == len(lp.tokens) == len(lp.token_logprobs) == length
+        assert all(len(row) == 5 for row in lp.top_ids) and all(len(row) == 5 for row in lp.top_logprobs)
+        eos = tokenizer.eos_token_id
+        text_ids = [t for t in lp.token_ids if t != eos]
+        assert tokenizer.decode(text_ids) == completion.text
+        if completion.finish_reason == "stop":
+            assert lp.token_ids[-1] == eos  # the stop token is kept: the student learns to stop
+        for position, token in enumerate(lp.token_ids):
+            top = lp.top_logprobs[position]
+            assert top == sorted(top, reverse=True) and top[0] <= 0.0
+            assert sum(math.exp(v) for v in top) <= 1.0 + 1e-4
+            # greedy: the chosen token is the teacher's top-1, with the same logprob
+            assert lp.top_ids[position][0] == token
+            assert lp.token_logprobs[position] == pytest.approx(top[0], abs=1e-5)
+    assert "Paris" in completions[0].text
+
+
+def test_without_logprobs_only_text_comes_back(teacher):
+    sampling = Sampling(temperature=0.7, max_tokens=8, top_logprobs=0, seed=3)
+    (completion,) = asyncio.run(_ask_all(teacher, [_request(QUESTIONS[1], sampling)]))
+    assert completion.logprobs is None
+    assert 1 <= completion.usage.completion_tokens <= 8
