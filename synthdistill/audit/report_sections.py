@@ -215,7 +215,7 @@ def provenance_section(manifest: dict[str, Any]) -> list[Block]:
     if not datasets:
         return [Block("text", text="No dataset has been built yet.")]
     rows = [
-        [kind, t["use"], str(t["attribution"]), str(t["share_alike"]), "; ".join(t["because"])]
+        [kind, t["use"], "required" if t["attribution"] else "not required", "yes" if t["share_alike"] else "no", "; ".join(t["because"])]
         for kind, info in datasets.items()
         if (t := info.get("provenance_triple"))
     ]

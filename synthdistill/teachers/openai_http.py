@@ -1,4 +1,7 @@
-"""The teacher behind an OpenAI-compatible chat completions API (vLLM, llama.cpp, SGLang, OpenAI, …).
+"""The teacher behind an OpenAI-compatible API (vLLM, llama.cpp, Ollama, Together, SGLang, OpenAI, …).
+
+Chat or legacy completions (`teacher.endpoint`) in the server's dialect
+(`teacher.api_style`; requests and answers are in `openai_dialects`).
 
 One HTTP attempt per `complete` call: the harvester's scheduler owns retries, so
 every fault is classified here and raised at once:
@@ -37,12 +40,23 @@ import httpx
 
 from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherAuthError, TeacherError
 from synthdistill.rate_limit import RateLimitHeaders, parse_duration, parse_rate_limit_headers
-from synthdistill.records import Completion, TeacherRequest, Usage
-from synthdistill.teachers.logprob_formats import LogprobFormatError, parse_logprobs
+from synthdistill.records import Completion, TeacherRequest
+from synthdistill.teachers.openai_dialects import (
+    API_STYLES,
+    ENDPOINTS,
+    _malformed,
+    build_body,
+    build_chat_body,
+    endpoint_path,
+    parse_answer,
+    parse_chat_response,
+    style_for_host,
+    style_from_models,
+)
 
 log = logging.getLogger(__name__)
 
-STYLES = ("openai", "together", "vllm")
+__all__ = ["OpenAIHTTPTeacher", "Endpoints", "build_chat_body", "parse_chat_response", "parse_retry_after"]
 COOLDOWN_S = 30.0
 FAILURES_BEFORE_COOLDOWN = 3
 # faults that say an endpoint is unwell (5xx count too); 429 and missing logprobs do not
@@ -98,82 +112,6 @@ def endpoint_host(base_url: str) -> str:
     url = httpx.URL(base_url)
     port = url.port or (443 if url.scheme == "https" else 80)
     return f"{url.host}:{port}"
-
-
-def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
-    """The JSON body of one chat completions request; `style` decides how logprobs are asked for."""
-    sampling = request.sampling
-    body: dict[str, Any] = {
-        "model": model,
-        "messages": [m.model_dump() for m in request.messages],
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "max_tokens": sampling.max_tokens,
-        "n": 1,
-    }
-    if sampling.seed is not None:
-        body["seed"] = sampling.seed
-    k = sampling.top_logprobs
-    if k > 0:
-        if style == "together":
-            body["logprobs"] = k  # Together takes the count itself, not a boolean
-        else:
-            body["logprobs"] = True
-            body["top_logprobs"] = k
-        if style == "vllm":
-            body["return_tokens_as_token_ids"] = True
-    return body
-
-
-def _count(value: Any) -> int:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
-
-
-def _malformed(message: str) -> RetryableTeacherError:
-    return RetryableTeacherError("malformed", message)
-
-
-def parse_chat_response(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer") -> Completion:
-    """A chat completions answer as a Completion; raises RetryableTeacherError for a bad answer.
-
-    `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000").
-    """
-    if not isinstance(payload, dict):
-        raise _malformed(f"{source} is a JSON {type(payload).__name__}, expected an object")
-    choices = payload.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        detail = payload.get("error")
-        raise _malformed(f"{source} has no choices" + (f" (error: {str(detail)[:200]})" if detail else ""))
-    choice = choices[0]
-    message = choice.get("message")
-    if not isinstance(message, dict):
-        raise _malformed(f"{source}: choices[0] has no message")
-    text = message.get("content")
-    if text is None and isinstance(message.get("refusal"), str):
-        text = message["refusal"]
-    if not isinstance(text, str):
-        raise _malformed(f"{source}: choices[0].message.content is not a string")
-    try:
-        logprobs = parse_logprobs(choice.get("logprobs"))
-    except LogprobFormatError as exc:
-        raise _malformed(f"{source}: {exc}") from None
-    if want_logprobs and logprobs is None:
-        raise RetryableTeacherError("missing-logprobs", f"logprobs were asked for but the {source} has none")
-    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-    model = payload.get("model")
-    fingerprint = payload.get("system_fingerprint")
-    finish_reason = choice.get("finish_reason")
-    return Completion(
-        text=text,
-        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        model=model if isinstance(model, str) and model else fallback_model,
-        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
-        usage=Usage(
-            prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
-        ),
-        logprobs=logprobs if want_logprobs else None,
-    )
 
 
 def error_message(response: httpx.Response) -> str:
@@ -255,17 +193,28 @@ class Endpoints:
 
 
 class OpenAIHTTPTeacher:
-    """Teacher over an OpenAI-compatible HTTP API (chat completions), one attempt per call."""
+    """Teacher over an OpenAI-compatible HTTP API (chat or legacy completions), one attempt per call.
+
+    `style` overrides `config.api_style`; `auto` is settled before the first request
+    (`_settle_style`), and `self.style` then names the dialect in use.
+    """
 
     backend = "openai"
 
-    def __init__(self, config, api_key: str | None = None, *, style: str = "openai",
+    def __init__(self, config, api_key: str | None = None, *, style: str | None = None,
                  cooldown_s: float = COOLDOWN_S, transport: httpx.AsyncBaseTransport | None = None):
-        if style not in STYLES:
-            raise ConfigError(f"unknown logprobs style '{style}' (expected one of: {', '.join(STYLES)})")
+        style = style or getattr(config, "api_style", "auto")
+        if style not in API_STYLES:
+            raise ConfigError(f"unknown teacher.api_style '{style}' (expected one of: {', '.join(API_STYLES)})")
+        self.endpoint: str = getattr(config, "endpoint", "chat")
+        if self.endpoint not in ENDPOINTS:
+            raise ConfigError(f"unknown teacher.endpoint '{self.endpoint}' (expected one of: {', '.join(ENDPOINTS)})")
+        if style == "auto":
+            style = next((s for s in map(style_for_host, config.base_urls) if s), "auto")
+        self.style: str = style
+        self._style_lock: asyncio.Lock | None = None
         self.config = config
         self.model: str = config.model
-        self.style = style
         self._api_key = api_key or None
         self._endpoints = Endpoints(config.base_urls, cooldown_s)
         self._transport = transport
@@ -326,9 +275,35 @@ class OpenAIHTTPTeacher:
         while len(self._used) > self._used_cap:
             self._used.popitem(last=False)
 
+    async def _settle_style(self, base_url: str) -> None:
+        """Resolve `auto` from the server's /models listing (vLLM says `owned_by: vllm`), once.
+
+        An unreachable server leaves it unresolved: the request fails and is retried,
+        and the next attempt asks again.
+        """
+        if self._style_lock is None:
+            self._style_lock = asyncio.Lock()
+        async with self._style_lock:
+            if self.style != "auto":
+                return
+            try:
+                async with asyncio.timeout(min(self.config.timeout_s, 10.0)):
+                    async with self._http() as client:
+                        response = await client.get(f"{base_url}/models")
+            except (httpx.HTTPError, TimeoutError):
+                return
+            try:
+                payload = response.json() if response.status_code == 200 else None
+            except ValueError:
+                payload = None
+            self.style = style_from_models(payload)
+            log.info("teacher at %s speaks the %s dialect", endpoint_host(base_url), self.style)
+
     async def complete(self, request: TeacherRequest) -> Completion:
-        """Send one chat completions request and parse the answer (one attempt, no retry)."""
+        """Send one request and parse the answer (one attempt, no retry)."""
         base_url = self._endpoints.pick()
+        if self.style == "auto":
+            await self._settle_style(base_url)
         self._remember(request.request_key, base_url)
         try:
             completion = await self._attempt(base_url, request)
@@ -341,12 +316,14 @@ class OpenAIHTTPTeacher:
 
     async def _attempt(self, base_url: str, request: TeacherRequest) -> Completion:
         host = endpoint_host(base_url)
-        body = build_chat_body(self.model, request, self.style)
+        # still auto only when /models was unreachable: the plain openai dialect is safe anywhere
+        style = "openai" if self.style == "auto" else self.style
+        body = build_body(self.model, request, style, self.endpoint)
         try:
             # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)
             async with asyncio.timeout(self.config.timeout_s):
                 async with self._http() as client:
-                    response = await client.post(f"{base_url}/chat/completions", json=body)
+                    response = await client.post(f"{base_url}{endpoint_path(self.endpoint)}", json=body)
         except (httpx.TimeoutException, TimeoutError) as exc:
             if isinstance(exc, httpx.ConnectTimeout):
                 self._endpoints.mark_down(base_url, "did not accept the connection in time")
@@ -372,9 +349,9 @@ class OpenAIHTTPTeacher:
         except ValueError:
             raise _malformed(f"answer from {host} is not JSON: {self._scrub(response.text[:120])!r}") from None
         try:
-            return parse_chat_response(
+            return parse_answer(
                 payload, want_logprobs=request.sampling.top_logprobs > 0, fallback_model=self.model,
-                source=f"answer from {host}",
+                source=f"answer from {host}", endpoint=self.endpoint,
             )
         except RetryableTeacherError as exc:
             # the server's own words may be quoted in the message: scrub them

@@ -1,0 +1,186 @@
+"""What OpenAI-compatible servers differ in: how logprobs are asked for, which endpoint, how answers read.
+
+`teacher.api_style` names the server's dialect (see ../shared/licences.md, "Logprobs by backend"):
+
+    openai, llamacpp, ollama   chat: `logprobs: true, top_logprobs: k`; completions: `logprobs: k`
+    vllm                       the same plus `return_tokens_as_token_ids: true` ("token_id:123" tokens → ids)
+    together                   `logprobs: k` (an integer, not a boolean) on both endpoints
+
+llama.cpp ignores `n > 1`, so every request asks for one choice (`n: 1`) and the
+harvester sends one request per sample. `auto` is resolved by the teacher: Together's
+hosts → together; a `/models` listing that says `owned_by: vllm` → vllm; else openai.
+The answer's logprob shape is detected, not assumed (`parse_logprobs`), so a wrong
+style costs token ids at worst, never a misread answer.
+
+`teacher.endpoint: completions` sends the legacy `/completions` request to servers
+that have no chat endpoint; the messages become one plain-text prompt (`render_prompt`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from synthdistill.errors import RetryableTeacherError
+from synthdistill.records import Completion, Message, TeacherRequest, Usage
+from synthdistill.teachers.logprob_formats import LogprobFormatError, parse_logprobs
+
+STYLES = ("openai", "vllm", "llamacpp", "together", "ollama")
+API_STYLES = ("auto", *STYLES)
+ENDPOINTS = ("chat", "completions")
+TOGETHER_HOSTS = ("together.xyz", "together.ai")
+
+
+def style_for_host(base_url: str) -> str | None:
+    """The dialect a base URL's host alone gives away (Together's API), or None."""
+    host = (httpx.URL(base_url).host or "").lower()
+    return "together" if any(host == h or host.endswith("." + h) for h in TOGETHER_HOSTS) else None
+
+
+def style_from_models(payload: Any) -> str:
+    """The dialect a `GET /models` answer reveals: vLLM lists its models as `owned_by: vllm`."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if isinstance(data, list) and any(isinstance(m, dict) and m.get("owned_by") == "vllm" for m in data):
+        return "vllm"
+    return "openai"
+
+
+def logprob_fields(k: int, style: str, endpoint: str = "chat") -> dict[str, Any]:
+    """The request fields that ask for the top-`k` logprobs of every generated token (none when k is 0)."""
+    if k <= 0:
+        return {}
+    if style == "together" or endpoint == "completions":
+        fields: dict[str, Any] = {"logprobs": k}  # an integer: Together, and every legacy /completions
+    else:
+        fields = {"logprobs": True, "top_logprobs": k}
+    if style == "vllm":
+        fields["return_tokens_as_token_ids"] = True
+    return fields
+
+
+def _sampling_fields(model: str, request: TeacherRequest) -> dict[str, Any]:
+    sampling = request.sampling
+    body: dict[str, Any] = {
+        "model": model,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "max_tokens": sampling.max_tokens,
+        "n": 1,  # llama.cpp ignores n > 1: one request per sample everywhere
+    }
+    if sampling.seed is not None:
+        body["seed"] = sampling.seed
+    return body
+
+
+def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
+    """The JSON body of one chat completions request; `style` decides how logprobs are asked for."""
+    body = _sampling_fields(model, request)
+    body["messages"] = [m.model_dump() for m in request.messages]
+    body.update(logprob_fields(request.sampling.top_logprobs, style, "chat"))
+    return body
+
+
+def render_prompt(messages: list[Message]) -> str:
+    """Messages as one plain-text prompt for /completions.
+
+    A lone user message is sent as it is (the common case: a base model continuing a
+    prompt); a conversation becomes "Role: content" paragraphs ending in "Assistant:".
+    """
+    if len(messages) == 1 and messages[0].role == "user":
+        return messages[0].content
+    turns = [f"{m.role.capitalize()}: {m.content}" for m in messages]
+    return "\n\n".join([*turns, "Assistant:"])
+
+
+def build_completions_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
+    """The JSON body of one legacy completions request."""
+    body = _sampling_fields(model, request)
+    body["prompt"] = render_prompt(request.messages)
+    body.update(logprob_fields(request.sampling.top_logprobs, style, "completions"))
+    return body
+
+
+def build_body(model: str, request: TeacherRequest, style: str, endpoint: str) -> dict[str, Any]:
+    """The request body for `endpoint` ("chat" or "completions")."""
+    if endpoint == "completions":
+        return build_completions_body(model, request, style)
+    return build_chat_body(model, request, style)
+
+
+def endpoint_path(endpoint: str) -> str:
+    """The path after the base URL."""
+    return "/completions" if endpoint == "completions" else "/chat/completions"
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
+
+
+def _malformed(message: str) -> RetryableTeacherError:
+    return RetryableTeacherError("malformed", message)
+
+
+def _first_choice(payload: Any, source: str) -> dict:
+    if not isinstance(payload, dict):
+        raise _malformed(f"{source} is a JSON {type(payload).__name__}, expected an object")
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        detail = payload.get("error")
+        raise _malformed(f"{source} has no choices" + (f" (error: {str(detail)[:200]})" if detail else ""))
+    return choices[0]
+
+
+def _chat_text(choice: dict, source: str) -> str:
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise _malformed(f"{source}: choices[0] has no message")
+    text = message.get("content")
+    if text is None and isinstance(message.get("refusal"), str):
+        text = message["refusal"]
+    if not isinstance(text, str):
+        raise _malformed(f"{source}: choices[0].message.content is not a string")
+    return text
+
+
+def _completions_text(choice: dict, source: str) -> str:
+    text = choice.get("text")
+    if not isinstance(text, str):
+        raise _malformed(f"{source}: choices[0].text is not a string")
+    return text
+
+
+def parse_answer(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer",
+                 endpoint: str = "chat") -> Completion:
+    """A chat or legacy completions answer as a Completion; raises RetryableTeacherError for a bad answer.
+
+    `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000").
+    """
+    choice = _first_choice(payload, source)
+    text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
+    try:
+        logprobs = parse_logprobs(choice.get("logprobs"))
+    except LogprobFormatError as exc:
+        raise _malformed(f"{source}: {exc}") from None
+    if want_logprobs and logprobs is None:
+        raise RetryableTeacherError("missing-logprobs", f"logprobs were asked for but the {source} has none")
+    usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
+    model = payload.get("model")
+    fingerprint = payload.get("system_fingerprint")
+    finish_reason = choice.get("finish_reason")
+    return Completion(
+        text=text,
+        finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+        model=model if isinstance(model, str) and model else fallback_model,
+        system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+        usage=Usage(
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+        ),
+        logprobs=logprobs if want_logprobs else None,
+    )
+
+
+def parse_chat_response(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer") -> Completion:
+    """A chat completions answer as a Completion (see `parse_answer`)."""
+    return parse_answer(payload, want_logprobs=want_logprobs, fallback_model=fallback_model, source=source)
