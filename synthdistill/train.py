@@ -253,17 +253,23 @@ def train_student(
         device="cuda" if use_gpu else "cpu",
         loss_history=history,
     )
-    (out / TRAIN_SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n")
-    write_model_card(out, config, summary.model_dump(), decision)
+    if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
+        (out / TRAIN_SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n")
+        write_model_card(out, config, summary.model_dump(), decision)
     return summary
 
 
 def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:
     model = trainer.model
     if merge and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+        if trainer.is_world_process_zero():
+            model.merge_and_unload().save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        return
+    # Trainer.save_model gathers FSDP/DeepSpeed shards (every process must call it) and writes on the main one.
+    trainer.save_model(str(out))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
 
 
 def read_train_summary(config: DistillConfig) -> dict[str, Any] | None:

@@ -13,9 +13,10 @@ Answers are deterministic: the text is "Answer to: " + the last user message, a
 "token" is a whitespace-separated word (with the whitespace before it), and the
 logprobs are functions of the position (`token_logprob`, `alternatives`), so tests
 can check every number. `dialect` answers as one server family does (see
-../shared/licences.md): "openai" (bytes filled), "llamacpp" (bytes null, `id` beside
-each token), "vllm" (`owned_by: vllm` in /models; "token_id:N" tokens when asked),
-"together" (an integer `logprobs` only; legacy shape with token ids) or "ollama". Faults (see `Faults`) are set at start or at run time with
+../shared/licences.md): "openai" (bytes filled), "llamacpp" (llama-cpp-python: bytes
+null, no ids), "vllm" (`owned_by: vllm` in /models; "token_id:N" tokens when asked),
+"together" (an integer `logprobs` only; legacy shape with token ids) or "ollama".
+Faults (see `Faults`) are set at start or at run time with
 `POST /_control`; `GET /_stats` counts requests by outcome and the answers each
 prompt got; `POST /_reset` clears the counters. HTTP/1.1 keep-alive, asyncio: one
 thread serves hundreds of concurrent connections.
@@ -132,8 +133,8 @@ def spelled(token: str, as_ids: bool) -> str:
 
 def _openai_entry(token: str, lp: float, as_ids: bool, dialect: str) -> dict:
     text = spelled(token, as_ids)
-    if dialect == "llamacpp":  # llama-cpp-python: the vocabulary id beside the token, bytes null
-        return {"id": token_id(token), "token": text, "logprob": lp, "bytes": None}
+    if dialect == "llamacpp":  # llama-cpp-python 0.3: bytes null, no ids
+        return {"token": text, "logprob": lp, "bytes": None}
     # OpenAI and Ollama send the token's UTF-8 bytes; vLLM the bytes of what it spelled
     return {"token": text, "logprob": lp, "bytes": list(text.encode("utf-8"))}
 

@@ -182,3 +182,26 @@ def parse_logprobs(logprobs: Any) -> TokenLogprobs | None:
     if "tokens" in logprobs:
         return parse_legacy(logprobs)
     raise LogprobFormatError(f"logprobs has neither 'content' nor 'tokens' (keys: {sorted(logprobs)})")
+
+
+def keep_top(logprobs: TokenLogprobs, k: int) -> TokenLogprobs:
+    """At most the `k` best alternatives per position, best first.
+
+    llama.cpp and legacy Completions add the sampled token when it is not among the
+    top k (k + 1 entries); records keep the width that was asked for.
+    """
+    def best(row: list[float]) -> list[int]:
+        return sorted(range(len(row)), key=lambda j: -row[j])[:k]
+
+    order = [best(row) for row in logprobs.top_logprobs]
+    if all(o == list(range(len(row))) for o, row in zip(order, logprobs.top_logprobs, strict=True)):
+        return logprobs
+
+    def pick(rows: list[list]) -> list[list]:
+        return [[row[j] for j in o] for o, row in zip(order, rows, strict=True)]
+
+    return logprobs.model_copy(update={
+        "top_tokens": pick(logprobs.top_tokens),
+        "top_ids": pick(logprobs.top_ids) if logprobs.top_ids is not None else None,
+        "top_logprobs": pick(logprobs.top_logprobs),
+    })

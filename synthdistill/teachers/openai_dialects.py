@@ -4,11 +4,13 @@
 
     openai, llamacpp, ollama   chat: `logprobs: true, top_logprobs: k`; completions: `logprobs: k`
     vllm                       the same plus `return_tokens_as_token_ids: true` ("token_id:123" tokens → ids)
+    llamacpp                   also switches off llama.cpp's own samplers (`LLAMACPP_NEUTRAL`)
     together                   `logprobs: k` (an integer, not a boolean) on both endpoints
 
 llama.cpp ignores `n > 1`, so every request asks for one choice (`n: 1`) and the
 harvester sends one request per sample. `auto` is resolved by the teacher: Together's
-hosts → together; a `/models` listing that says `owned_by: vllm` → vllm; else openai.
+hosts → together; a `/models` listing that says `owned_by: vllm` → vllm, `me`
+(llama-cpp-python) or `llamacpp` (llama-server) → llamacpp; else openai.
 The answer's logprob shape is detected, not assumed (`parse_logprobs`), so a wrong
 style costs token ids at worst, never a misread answer.
 
@@ -24,12 +26,16 @@ import httpx
 
 from synthdistill.errors import RetryableTeacherError
 from synthdistill.records import Completion, Message, TeacherRequest, Usage
-from synthdistill.teachers.logprob_formats import LogprobFormatError, parse_logprobs
+from synthdistill.teachers.logprob_formats import LogprobFormatError, keep_top, parse_logprobs
 
 STYLES = ("openai", "vllm", "llamacpp", "together", "ollama")
 API_STYLES = ("auto", *STYLES)
 ENDPOINTS = ("chat", "completions")
 TOGETHER_HOSTS = ("together.xyz", "together.ai")
+OWNERS = {"vllm": "vllm", "me": "llamacpp", "llamacpp": "llamacpp"}
+# llama.cpp applies a repeat penalty (1.1), top-k (40) and min-p (0.05) unless told not to:
+# the answers would then not be samples of the distribution its logprobs describe
+LLAMACPP_NEUTRAL = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
 
 
 def style_for_host(base_url: str) -> str | None:
@@ -39,11 +45,10 @@ def style_for_host(base_url: str) -> str | None:
 
 
 def style_from_models(payload: Any) -> str:
-    """The dialect a `GET /models` answer reveals: vLLM lists its models as `owned_by: vllm`."""
+    """The dialect a `GET /models` answer reveals by its first model's `owned_by` (`OWNERS`); else openai."""
     data = payload.get("data") if isinstance(payload, dict) else None
-    if isinstance(data, list) and any(isinstance(m, dict) and m.get("owned_by") == "vllm" for m in data):
-        return "vllm"
-    return "openai"
+    first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+    return OWNERS.get(str(first.get("owned_by")), "openai")
 
 
 def logprob_fields(k: int, style: str, endpoint: str = "chat") -> dict[str, Any]:
@@ -73,10 +78,15 @@ def _sampling_fields(model: str, request: TeacherRequest) -> dict[str, Any]:
     return body
 
 
+def _dialect_fields(style: str) -> dict[str, Any]:
+    return dict(LLAMACPP_NEUTRAL) if style == "llamacpp" else {}
+
+
 def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
     """The JSON body of one chat completions request; `style` decides how logprobs are asked for."""
     body = _sampling_fields(model, request)
     body["messages"] = [m.model_dump() for m in request.messages]
+    body.update(_dialect_fields(style))
     body.update(logprob_fields(request.sampling.top_logprobs, style, "chat"))
     return body
 
@@ -97,6 +107,7 @@ def build_completions_body(model: str, request: TeacherRequest, style: str = "op
     """The JSON body of one legacy completions request."""
     body = _sampling_fields(model, request)
     body["prompt"] = render_prompt(request.messages)
+    body.update(_dialect_fields(style))
     body.update(logprob_fields(request.sampling.top_logprobs, style, "completions"))
     return body
 
@@ -117,53 +128,57 @@ def _count(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
-def _malformed(message: str) -> RetryableTeacherError:
+def malformed(message: str) -> RetryableTeacherError:
+    """The error for an answer that cannot be read (the harvester retries it)."""
     return RetryableTeacherError("malformed", message)
 
 
 def _first_choice(payload: Any, source: str) -> dict:
     if not isinstance(payload, dict):
-        raise _malformed(f"{source} is a JSON {type(payload).__name__}, expected an object")
+        raise malformed(f"{source} is a JSON {type(payload).__name__}, expected an object")
     choices = payload.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         detail = payload.get("error")
-        raise _malformed(f"{source} has no choices" + (f" (error: {str(detail)[:200]})" if detail else ""))
+        raise malformed(f"{source} has no choices" + (f" (error: {str(detail)[:200]})" if detail else ""))
     return choices[0]
 
 
 def _chat_text(choice: dict, source: str) -> str:
     message = choice.get("message")
     if not isinstance(message, dict):
-        raise _malformed(f"{source}: choices[0] has no message")
+        raise malformed(f"{source}: choices[0] has no message")
     text = message.get("content")
     if text is None and isinstance(message.get("refusal"), str):
         text = message["refusal"]
     if not isinstance(text, str):
-        raise _malformed(f"{source}: choices[0].message.content is not a string")
+        raise malformed(f"{source}: choices[0].message.content is not a string")
     return text
 
 
 def _completions_text(choice: dict, source: str) -> str:
     text = choice.get("text")
     if not isinstance(text, str):
-        raise _malformed(f"{source}: choices[0].text is not a string")
+        raise malformed(f"{source}: choices[0].text is not a string")
     return text
 
 
 def parse_answer(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer",
-                 endpoint: str = "chat") -> Completion:
+                 endpoint: str = "chat", top_k: int | None = None) -> Completion:
     """A chat or legacy completions answer as a Completion; raises RetryableTeacherError for a bad answer.
 
-    `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000").
+    `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000"); `top_k`
+    trims the alternatives to the width asked for.
     """
     choice = _first_choice(payload, source)
     text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
     try:
         logprobs = parse_logprobs(choice.get("logprobs"))
     except LogprobFormatError as exc:
-        raise _malformed(f"{source}: {exc}") from None
+        raise malformed(f"{source}: {exc}") from None
     if want_logprobs and logprobs is None:
         raise RetryableTeacherError("missing-logprobs", f"logprobs were asked for but the {source} has none")
+    if logprobs is not None and top_k is not None:
+        logprobs = keep_top(logprobs, top_k)
     usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
     model = payload.get("model")
     fingerprint = payload.get("system_fingerprint")

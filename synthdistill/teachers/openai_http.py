@@ -34,7 +34,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
 
 import httpx
 
@@ -44,10 +43,10 @@ from synthdistill.records import Completion, TeacherRequest
 from synthdistill.teachers.openai_dialects import (
     API_STYLES,
     ENDPOINTS,
-    _malformed,
     build_body,
     build_chat_body,
     endpoint_path,
+    malformed,
     parse_answer,
     parse_chat_response,
     style_for_host,
@@ -56,7 +55,7 @@ from synthdistill.teachers.openai_dialects import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OpenAIHTTPTeacher", "Endpoints", "build_chat_body", "parse_chat_response", "parse_retry_after"]
+__all__ = ["Endpoints", "OpenAIHTTPTeacher", "build_chat_body", "parse_chat_response", "parse_retry_after"]
 COOLDOWN_S = 30.0
 FAILURES_BEFORE_COOLDOWN = 3
 # faults that say an endpoint is unwell (5xx count too); 429 and missing logprobs do not
@@ -340,18 +339,18 @@ class OpenAIHTTPTeacher:
                 "connection", f"connection to {host} failed: {type(exc).__name__}: {self._scrub(str(exc))}"
             ) from None
         except httpx.DecodingError as exc:
-            raise _malformed(f"answer from {host} could not be decoded: {exc}") from None
+            raise malformed(f"answer from {host} could not be decoded: {exc}") from None
         self._observe_limits(response.headers)
         if not 200 <= response.status_code < 300:
             raise self._status_error(response, host)
         try:
             payload = response.json()
         except ValueError:
-            raise _malformed(f"answer from {host} is not JSON: {self._scrub(response.text[:120])!r}") from None
+            raise malformed(f"answer from {host} is not JSON: {self._scrub(response.text[:120])!r}") from None
         try:
             return parse_answer(
                 payload, want_logprobs=request.sampling.top_logprobs > 0, fallback_model=self.model,
-                source=f"answer from {host}", endpoint=self.endpoint,
+                source=f"answer from {host}", endpoint=self.endpoint, top_k=request.sampling.top_logprobs,
             )
         except RetryableTeacherError as exc:
             # the server's own words may be quoted in the message: scrub them

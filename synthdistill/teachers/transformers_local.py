@@ -37,6 +37,7 @@ class TransformersTeacher:
         self._worker: asyncio.Task | None = None
         self._loaded = None
         self._load_lock = threading.Lock()
+        self.fingerprint: str | None = None  # set when the model loads
 
     def endpoint_for(self, request: TeacherRequest) -> str | None:
         return None
@@ -46,6 +47,7 @@ class TransformersTeacher:
         with self._load_lock:
             if self._loaded is None:
                 import torch
+                import transformers
                 from transformers import AutoModelForCausalLM, AutoTokenizer
                 from transformers.utils import logging as transformers_logging
 
@@ -65,6 +67,9 @@ class TransformersTeacher:
                 dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
                 torch.set_num_threads(max(1, torch.get_num_threads()))
+                # what an API's system_fingerprint says: the software and numerics that answered
+                self.fingerprint = (f"transformers-{transformers.__version__} torch-{torch.__version__} "
+                                    f"{str(dtype).removeprefix('torch.')} {torch.device(device).type}")
                 self._loaded = (model, tokenizer, device)
         return self._loaded
 
@@ -129,7 +134,7 @@ class TransformersTeacher:
                     text=text,
                     finish_reason=finish,
                     model=self.model,
-                    system_fingerprint=None,
+                    system_fingerprint=self.fingerprint,
                     usage=Usage(prompt_tokens=len(prompts[row]), completion_tokens=length),
                     logprobs=token_logprobs,
                 )

@@ -6,6 +6,7 @@ import pytest
 
 from synthdistill.teachers.logprob_formats import (
     LogprobFormatError,
+    keep_top,
     parse_legacy,
     parse_logprobs,
     parse_openai_content,
@@ -191,3 +192,31 @@ def test_bad_shapes_raise_with_the_place(payload, message):
     with pytest.raises(LogprobFormatError) as info:
         parse_logprobs(payload)
     assert str(info.value).startswith(message)
+
+
+def test_llama_cpp_python_adds_the_sampled_token_beyond_k_and_keep_top_trims_it():
+    # llama-cpp-python 0.3: top-k sorted, then the sampled token appended when outside it; bytes null
+    payload = {"content": [
+        {"token": " blue", "logprob": -3.5, "bytes": None,
+         "top_logprobs": [{"token": " the", "logprob": -0.5, "bytes": None},
+                          {"token": " a", "logprob": -1.5, "bytes": None},
+                          {"token": " blue", "logprob": -3.5, "bytes": None}]},
+        {"token": ".", "logprob": -0.25, "bytes": None,
+         "top_logprobs": [{"token": ".", "logprob": -0.25, "bytes": None},
+                          {"token": "!", "logprob": -2.0, "bytes": None}]},
+    ], "refusal": None}
+    parsed = keep_top(parse_logprobs(payload), 2)
+    assert parsed.tokens == [" blue", "."] and parsed.token_logprobs == [-3.5, -0.25]
+    assert parsed.top_tokens == [[" the", " a"], [".", "!"]]
+    assert parsed.top_logprobs == [[-0.5, -1.5], [-0.25, -2.0]]
+
+
+def test_keep_top_sorts_best_first_and_trims_ids_too():
+    payload = {"tokens": ["A"], "token_logprobs": [-1.0],
+               "top_logprobs": [[{"token": "B", "logprob": -2.0, "token_id": 66},
+                                 {"token": "A", "logprob": -1.0, "token_id": 65},
+                                 {"token": "C", "logprob": -3.0, "token_id": 67}]]}
+    parsed = keep_top(parse_logprobs(payload), 2)
+    assert parsed.top_tokens == [["A", "B"]] and parsed.top_ids == [[65, 66]] and parsed.top_logprobs == [[-1.0, -2.0]]
+    unchanged = parse_logprobs({"tokens": ["A"], "token_logprobs": [-1.0], "top_logprobs": [{"A": -1.0}]})
+    assert keep_top(unchanged, 5) is unchanged
