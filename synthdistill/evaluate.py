@@ -139,7 +139,7 @@ def evaluate_student(config: DistillConfig) -> dict[str, Any]:
     from synthdistill.train import read_train_summary, student_dir
 
     quiet_model_loading()
-    student = config.require_student("eval")
+    config.require_student("eval")  # a clear error before any model loads
     trained_dir = student_dir(config)
     summary = read_train_summary(config)
     if summary is None:

@@ -24,7 +24,14 @@ from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import MissingSecretError, RetryableTeacherError
-from synthdistill.pricing import Budget, Price, check_budget_priced, load_price_table, price_for, prompt_tokens_upper_bound
+from synthdistill.pricing import (
+    Budget,
+    Price,
+    check_budget_priced,
+    load_price_table,
+    price_for,
+    prompt_tokens_upper_bound,
+)
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import HarvestRecord, Prompt, TeacherRequest, request_key_for
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy

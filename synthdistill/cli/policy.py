@@ -162,7 +162,7 @@ def _decision_lines(d) -> list[str]:
 @policy_app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or folders of them.")]) -> None:
     """Check policy files (YAML, keys, values, unique ids) without deciding anything; exit 2 on the first error."""
-    from synthdistill.policy_format import load_policy_folder, load_policy_file
+    from synthdistill.policy_format import load_policy_file, load_policy_folder
 
     checked = []
     for path in paths:
