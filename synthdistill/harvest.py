@@ -137,7 +137,8 @@ def read_api_key(config: DistillConfig) -> str | None:
     return value
 
 
-def _record(config, item: PlannedRequest, teacher, completion, attempts: int, latency_ms: float, decision) -> HarvestRecord:
+def build_record(config, item: PlannedRequest, teacher, completion, attempts: int, latency_ms: float, decision) -> HarvestRecord:
+    """The ledger record of one answer (every backend builds its records here)."""
     logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
     return HarvestRecord(
         request_key=item.request.request_key,
@@ -252,23 +253,28 @@ class _Run:
                 completion, attempts, latency = await self.policy.ask(self.teacher, item.request, estimated_tokens(item))
             except RequestFailed as exc:
                 self.budget.release(reserved)
-                self._failed(item, exc)
+                self.commit_failure(item, exc)
                 continue
             except BaseException:
                 self.budget.release(reserved)
                 raise
-            record = _record(self.config, item, self.teacher, completion, attempts, latency, self.decision)
-            cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
-            if self.store.put_done(record):
-                self.tally.answered += 1
-                self.tally.tokens_in += record.usage.prompt_tokens
-                self.tally.tokens_out += record.usage.completion_tokens
-                self.observer.answered(record)
-                spent = getattr(self.observer, "spent", None)
-                if spent is not None and self.budget.cost_usd is not None:
-                    spent(cost)
+            record = build_record(self.config, item, self.teacher, completion, attempts, latency, self.decision)
+            self.commit_answer(record, reserved)
 
-    def _failed(self, item: PlannedRequest, exc: RequestFailed) -> None:
+    def commit_answer(self, record: HarvestRecord, reserved: float) -> None:
+        """Settle the budget, store the answer and count it (a request already done is not counted again)."""
+        cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
+        if self.store.put_done(record):
+            self.tally.answered += 1
+            self.tally.tokens_in += record.usage.prompt_tokens
+            self.tally.tokens_out += record.usage.completion_tokens
+            self.observer.answered(record)
+            spent = getattr(self.observer, "spent", None)
+            if spent is not None and self.budget.cost_usd is not None:
+                spent(cost)
+
+    def commit_failure(self, item: PlannedRequest, exc: RequestFailed) -> None:
+        """Store a request that exhausted its retries (with its last error) so the next run retries it."""
         self.tally.error(exc.kind)
         self.store.put_failed(item.request.request_key, item.prompt.prompt_id, item.prompt.pack,
                               item.request.sample_index, exc.kind, exc.message, exc.attempts)
@@ -310,7 +316,11 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
         pending = [item for item in planned if item.request.request_key not in done]
         observer.planned(len(planned), len(planned) - len(pending))
         run = _Run(config, store, decision, budget, observer, failed_before)
-        if pending:
+        if pending and config.teacher.backend == "openai-batch":
+            from synthdistill.teachers.openai_batch import run_batch
+
+            await run_batch(run, pending, api_key)
+        elif pending:
             teacher = make_teacher(config.teacher, api_key=api_key, base_dir=config.project_dir)
             try:
                 await run.run(teacher, pending)

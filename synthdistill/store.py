@@ -41,6 +41,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "m002_batches",
+        """
+        CREATE TABLE batches (
+            batch_id      TEXT PRIMARY KEY,
+            input_file_id TEXT NOT NULL,
+            request_keys  TEXT NOT NULL,
+            status        TEXT NOT NULL,
+            submitted_at  TEXT NOT NULL,
+            collected_at  TEXT
+        );
+        """,
+    ),
 ]
 
 
@@ -132,7 +145,28 @@ class HarvestStore:
             "UPDATE harvest_runs SET finished_at = ?, summary = ? WHERE id = ?", (utc_now(), json.dumps(summary), run_id)
         )
 
+    def put_batch(self, batch_id: str, input_file_id: str, request_keys: list[str], status: str) -> None:
+        """Remember a submitted Batch API job (before polling it: a crash then resumes it, never resubmits)."""
+        self._db.execute(
+            "INSERT INTO batches (batch_id, input_file_id, request_keys, status, submitted_at) VALUES (?, ?, ?, ?, ?)",
+            (batch_id, input_file_id, json.dumps(request_keys), status, utc_now()),
+        )
+
+    def set_batch_status(self, batch_id: str, status: str, collected: bool = False) -> None:
+        """The batch's latest remote status; `collected` once its answers and errors are stored."""
+        self._db.execute(
+            "UPDATE batches SET status = ?, collected_at = CASE WHEN ? THEN ? ELSE collected_at END WHERE batch_id = ?",
+            (status, collected, utc_now(), batch_id),
+        )
+
     # -- reads -----------------------------------------------------------------
+    def open_batches(self) -> list[dict]:
+        """Submitted batches not yet collected, oldest first: {batch_id, input_file_id, request_keys, status}."""
+        rows = self._db.execute(
+            "SELECT batch_id, input_file_id, request_keys, status FROM batches WHERE collected_at IS NULL ORDER BY rowid"
+        )
+        return [{"batch_id": b, "input_file_id": f, "request_keys": json.loads(k), "status": s} for b, f, k, s in rows]
+
     def done_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT request_key FROM requests WHERE status = 'done'")}
 

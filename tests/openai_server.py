@@ -73,6 +73,9 @@ class Faults(BaseModel):
     dialect: Literal["openai", "llamacpp", "vllm", "together", "ollama"] = Field(
         "openai", description="which server family's request and answer shapes")
     seed: int = 0
+    batch_polls_to_complete: int = Field(2, ge=1, description="Batch API: GET /batches/{id} calls until completed")
+    batch_end: Literal["completed", "expired", "failed", "cancelled"] = Field(
+        "completed", description="Batch API: how a batch ends (all but completed answer no line)")
 
     @model_validator(mode="after")
     def _known_kinds(self) -> "Faults":
@@ -274,6 +277,24 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     return _Request(method, target.split("?", 1)[0], headers, body, keep_alive)
 
 
+def _multipart_file(req: _Request) -> bytes:
+    """The bytes of the part named "file" of a multipart/form-data upload."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode("latin-1")
+    message = BytesParser(policy=HTTP).parsebytes(head + req.body)
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            return part.get_payload(decode=True)
+    raise ValueError("upload has no 'file' part")
+
+
+def _public(batch: dict) -> dict:
+    """A batch as the API shows it (without the server's poll counter)."""
+    return {k: v for k, v in batch.items() if k != "polls"}
+
+
 def _retry_after_header(value: float | str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -311,6 +332,9 @@ class FakeOpenAIServer:
             self._max_in_flight = 0
             self._models_listed = 0
             self._last_request: dict[str, Any] | None = None
+            self._files: dict[str, bytes] = {}
+            self._batches: dict[str, dict[str, Any]] = {}
+            self._batch_polls = 0
 
     def configure(self, **updates: Any) -> Faults:
         """Change faults at run time (unknown names or kinds raise ValueError / ValidationError)."""
@@ -335,6 +359,9 @@ class FakeOpenAIServer:
                 "max_in_flight": self._max_in_flight,
                 "models_listed": self._models_listed,
                 "last_request": self._last_request,
+                "files_uploaded": sum(1 for name in self._files if name.startswith("file-in-")),
+                "batches_created": len(self._batches),
+                "batch_polls": self._batch_polls,
             }
 
     def _decide(self, prompt: str) -> str:
@@ -433,7 +460,74 @@ class FakeOpenAIServer:
             finally:
                 with self._lock:
                     self._in_flight -= 1
+        if req.path.startswith(("/v1/files", "/v1/batches")):
+            status, payload = self._batch_api(req)
+            return await self._send(writer, status, payload, req.keep_alive)
         return await self._send(writer, 404, _error(f"no route {req.method} {req.path}", "not_found"), req.keep_alive)
+
+    # -- Batch API: upload a JSONL, create a batch, poll it, download its output and errors ---------
+    def _batch_api(self, req: _Request) -> tuple[int, dict | bytes]:
+        f = self.faults
+        if f.require_key is not None and req.headers.get("authorization", "") != f"Bearer {f.require_key}":
+            return f.auth_status, _error("Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        parts = req.path.strip("/").split("/")  # v1, files|batches, [id], [content]
+        if (req.method, parts[1:]) == ("POST", ["files"]):
+            file_id = f"file-in-{len(self._files)}"
+            self._files[file_id] = _multipart_file(req)
+            return 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(self._files[file_id])}
+        if (req.method, parts[1:]) == ("POST", ["batches"]):
+            body = json.loads(req.body)
+            if body.get("input_file_id") not in self._files:
+                return 404, _error("No such File object", "invalid_request_error")
+            batch_id = f"batch_{len(self._batches)}"
+            self._batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body.get("endpoint"),
+                                       "input_file_id": body["input_file_id"], "status": "validating",
+                                       "output_file_id": None, "error_file_id": None, "polls": 0}
+            return 200, _public(self._batches[batch_id])
+        if req.method == "GET" and parts[1] == "batches" and len(parts) == 3 and parts[2] in self._batches:
+            with self._lock:
+                self._batch_polls += 1
+            batch = self._batches[parts[2]]
+            batch["polls"] += 1
+            if batch["status"] in ("validating", "in_progress"):
+                batch["status"] = "in_progress"
+                if batch["polls"] >= f.batch_polls_to_complete and f.batch_end != "completed":
+                    batch["status"] = f.batch_end
+                elif batch["polls"] >= f.batch_polls_to_complete:
+                    self._complete_batch(batch)
+            return 200, _public(batch)
+        if req.method == "GET" and parts[1] == "files" and parts[3:] == ["content"] and parts[2] in self._files:
+            return 200, self._files[parts[2]]
+        return 404, _error(f"no route {req.method} {req.path}", "not_found")
+
+    def _complete_batch(self, batch: dict) -> None:
+        """Answer every input line as the chat endpoint would (faults too); write the output and error files."""
+        output, errors = [], []
+        for raw in self._files[batch["input_file_id"]].decode("utf-8").splitlines():
+            line = json.loads(raw)
+            body, custom_id = line["body"], line["custom_id"]
+            with self._lock:
+                self._requests += 1
+            prompt = _prompt_of(line["url"], body)
+            kind = self._decide(prompt)
+            self._record(kind if kind != "slow" else "ok", prompt if kind in ("ok", "slow") else None)
+            if kind in ("ok", "slow", "no-logprobs", "malformed"):
+                answer = {} if kind == "malformed" else build_answer(
+                    line["url"], body, self.faults, with_logprobs=kind != "no-logprobs")
+                output.append({"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id,
+                               "response": {"status_code": 200, "body": answer}, "error": None})
+            else:
+                status = 500 if kind == "drop" else int(kind)
+                errors.append({"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id,
+                               "response": {"status_code": status,
+                                            "body": _error(f"{HTTPStatus(status).phrase} (injected)", "server_error")},
+                               "error": None})
+        for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+            if lines:
+                file_id = f"file-out-{len(self._files)}"
+                self._files[file_id] = "".join(json.dumps(x) + "\n" for x in lines).encode("utf-8")
+                batch[name] = file_id
+        batch["status"] = "completed"
 
     def _refusal(self, req: _Request, body: Any) -> tuple[int, dict] | None:
         """(status, error) for a request the API itself refuses: bad body, wrong key, unknown model."""

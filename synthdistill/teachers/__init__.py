@@ -37,6 +37,11 @@ def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher:
         from synthdistill.teachers.openai_http import OpenAIHTTPTeacher
 
         return OpenAIHTTPTeacher(config, api_key=api_key)
+    if config.backend == "openai-batch":
+        # the harvester drives this backend batch by batch (teachers.openai_batch.run_batch)
+        from synthdistill.teachers.openai_batch import OpenAIBatchClient
+
+        return OpenAIBatchClient(config, api_key=api_key)
     from synthdistill.errors import ConfigError
 
     raise ConfigError(f"teacher backend '{config.backend}' is not available yet in this version")
