@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from synthdistill.errors import PackError
 from synthdistill.records import Sampling
-from synthdistill.yaml_source import YamlDocument, _allowed_keys
+from synthdistill.yaml_source import YamlDocument, _allowed_keys, unknown_key_message
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "pack.schema.json"
 
@@ -240,12 +240,8 @@ def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, i
         parent_model, loc = VERIFY_KINDS[loc[1]], ("verify",) + loc[2:]
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        key = str(loc[-1])
         inner = loc[1:-1] if parent_model is not PackSpec else loc[:-1]
-        options = _allowed_keys(parent_model, inner)
-        close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
-        message = f"unknown key '{dotted}'{hint}"
+        message = unknown_key_message(dotted, str(loc[-1]), _allowed_keys(parent_model, inner))
     elif err["type"] == "missing":
         message = f"missing required key '{dotted}'"
     else:

@@ -122,6 +122,13 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def unknown_key_message(dotted: str, key: str, options: list[str]) -> str:
+    """"unknown key 'a.b'" with the closest valid key (or the list of valid keys)."""
+    close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
+    return f"unknown key '{dotted}'{hint}"
+
+
 def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc: YamlDocument) -> tuple[str, int | None]:
     """Turn the first pydantic error into (message, line), suggesting the closest valid key."""
     # An unknown key first: a misspelt required key also reports the real key as missing,
@@ -130,11 +137,7 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc:
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
-        key = str(loc[-1])
-        options = _allowed_keys(model, loc[:-1])
-        close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
-        message = f"unknown key '{dotted}'{hint}"
+        message = unknown_key_message(dotted, str(loc[-1]), _allowed_keys(model, loc[:-1]))
     elif err["type"] == "missing":
         message = f"missing required key '{dotted}'"
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,3 +25,19 @@ def smollm2_dir() -> Path:
     from synthdistill.model_store import resolve_model
 
     return resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def tiny_student(smollm2_dir, tmp_path_factory) -> Path:
+    """A randomly initialised 4-layer Llama with SmolLM2's tokenizer, saved once per session."""
+    from tests.training_fixtures import write_tiny_llama
+
+    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(smollm2_dir):
+    """SmolLM2's tokenizer."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)

@@ -22,13 +22,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "accelerate"
 
 
-@pytest.fixture
-def tokenizer(smollm2_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm2_dir)
-
-
 def test_accelerate_launch_trains_the_student(tmp_path, smollm2_dir, tokenizer):
     tiny = write_tiny_llama(tmp_path / "tiny-llama", smollm2_dir)
     project = tmp_path / "project"

@@ -17,13 +17,6 @@ EXPECTED_GEMMA_STUDENT_IDS = [19556, 905, 28, 37366, 17, 198, 198, 41462, 30]
 EXPECTED_GEMMA_KD_IDS = [[19556, 26843], [905, 10094, 4969], [28], [37366], [30, 28, 17], [], [], [], [30]]
 
 
-@pytest.fixture(scope="module")
-def tokenizer(smollm2_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm2_dir)
-
-
 def api_logprobs(answer) -> dict:
     """Logprob fields as an OpenAI-compatible API teacher stores them: text pieces, no ids."""
     return {

@@ -10,25 +10,8 @@ from synthdistill.config import load_config
 from synthdistill.datasets import build_datasets
 from synthdistill.errors import StageError
 from synthdistill.train import train_student
-from tests.training_fixtures import write_kept_project, write_tiny_llama
-
-
-@pytest.fixture(scope="module")
-def tiny_student(smollm2_dir, tmp_path_factory):
-    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir)
-
-
-@pytest.fixture
-def tokenizer(smollm2_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm2_dir)
-
-
-def _weights(folder):
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "model.safetensors"))
+from tests.training_fixtures import load_weights as _weights
+from tests.training_fixtures import write_kept_project
 
 
 @pytest.mark.parametrize("method", ["kd", "sft"])
@@ -45,7 +28,7 @@ def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_stu
     assert summary.steps == 12
     assert summary.examples == 8
     assert summary.train_loss_last < summary.train_loss_first * 0.8
-    before, after = _weights(tiny_student), _weights(config.run_dir / "student")
+    before, after = _weights(tiny_student / "model.safetensors"), _weights(config.run_dir / "student" / "model.safetensors")
     assert set(before) == set(after)
     unchanged = [name for name in before if (before[name] == after[name]).all()]
     assert unchanged == []

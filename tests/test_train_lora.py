@@ -4,31 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from synthdistill.config import load_config
 from synthdistill.datasets import build_datasets
 from synthdistill.evaluate import evaluate_student
 from synthdistill.train import train_student
-from tests.training_fixtures import write_kept_project, write_tiny_llama
-
-
-@pytest.fixture(scope="module")
-def tiny_student(smollm2_dir, tmp_path_factory):
-    return write_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_dir)
-
-
-@pytest.fixture
-def tokenizer(smollm2_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(smollm2_dir)
-
-
-def _weights(path):
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+from tests.training_fixtures import load_weights as _weights
+from tests.training_fixtures import write_kept_project
 
 
 def _lora_project(tmp_path, tiny_student, tokenizer, merge: bool):

@@ -48,6 +48,13 @@ def write_tiny_llama(folder: Path, tokenizer_dir: Path, layers: int = 4) -> Path
     return folder
 
 
+def load_weights(path: Path) -> dict:
+    """The tensors of a safetensors file, by name."""
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
 def teacher_logprobs(tokenizer, text: str, k: int = 4) -> dict:
     """Logprob fields as the in-process teacher stores them: the answer's ids (+ eos) and a top-k."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
