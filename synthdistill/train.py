@@ -144,6 +144,8 @@ def _training_args(config: DistillConfig, method: str, checkpoints: Path, use_gp
         remove_unused_columns=False,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # Every parameter that trains gets a gradient each step; the unused-parameter scan is wasted work.
+        ddp_find_unused_parameters=False,
     )
 
 
@@ -162,9 +164,11 @@ def _peft_config(config: DistillConfig):
     )
 
 
-def _resume_point(checkpoints: Path, resume: bool) -> str | None:
+def _resume_point(checkpoints: Path, resume: bool, state) -> str | None:
     if not resume:
-        shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up stale optimizer state
+        if state.is_main_process:
+            shutil.rmtree(checkpoints, ignore_errors=True)  # a fresh run must not pick up stale optimizer state
+        state.wait_for_everyone()
         return None
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -193,6 +197,7 @@ def train_student(
         enforce_obligations(decision, student_name(config))
 
     import torch
+    from accelerate import PartialState
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
@@ -202,7 +207,11 @@ def train_student(
     from synthdistill.student_init import prepare_student
 
     quiet_model_loading()
-    start = prepare_student(config)
+    use_gpu = torch.cuda.is_available()
+    # Under torchrun/accelerate launch every process runs this: one builds the pruned init, the rest wait.
+    state = PartialState(cpu=not use_gpu)
+    with state.main_process_first():
+        start = prepare_student(config)
     tokenizer = AutoTokenizer.from_pretrained(start)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -210,10 +219,9 @@ def train_student(
     if not rows:
         raise StageError(f"the {method} train split is empty: nothing to train on (see {config.run_dir / 'filtered'})")
 
-    use_gpu = torch.cuda.is_available()
     out = student_dir(config)
     checkpoints = out / "checkpoints"
-    resume_from = _resume_point(checkpoints, resume)
+    resume_from = _resume_point(checkpoints, resume, state)
     model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
     trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
     trainer = trainer_class(

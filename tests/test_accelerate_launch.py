@@ -1,6 +1,8 @@
-"""`accelerate launch -m synthdistill train` runs the same training under accelerate's launcher.
+"""`accelerate launch` / `torchrun` run the same `synthdistill train` in one or several processes.
 
-Only a single CPU process is exercised here; several GPUs (FSDP, DeepSpeed) are untested.
+Several processes run here as CPU data parallelism (torchrun, gloo): the same accelerate/Trainer
+path as several GPUs (sharded batches, main-process-first init, one writer) but without NCCL.
+Several GPUs with FSDP or DeepSpeed are not exercised in CI (no GPU).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import yaml
 
 from synthdistill.config import load_config
 from synthdistill.datasets import build_datasets
-from tests.training_fixtures import write_kept_project, write_tiny_llama
+from tests.training_fixtures import load_weights, write_kept_project, write_tiny_llama
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples" / "accelerate"
@@ -55,3 +57,57 @@ def test_example_accelerate_configs_parse(name):
     assert yaml.safe_load(text)["compute_environment"] == "LOCAL_MACHINE"
     loaded = load_config_from_file(str(EXAMPLES / name))
     assert loaded.distributed_type.value == {"fsdp.yaml": "FSDP", "deepspeed_zero2.yaml": "DEEPSPEED"}[name]
+
+
+def _torchrun(path: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    launcher = Path(sys.executable).with_name("torchrun")
+    return subprocess.run(
+        [str(launcher), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         "-m", "synthdistill", "--json", "train", "-c", str(path), *extra],
+        check=False, capture_output=True, text=True, timeout=300, cwd=cwd,
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("method", ["kd", "sft"])
+def test_two_processes_train_one_student_and_resume(tmp_path, smollm2_dir, tokenizer, method):
+    """Two data-parallel processes: one pruned init, global batch 2 x 4, one summary, one writer, resume."""
+    tiny = write_tiny_llama(tmp_path / "tiny-llama", smollm2_dir)
+    project = tmp_path / "project"
+    project.mkdir()
+    path = write_kept_project(
+        project, tiny, tokenizer, method=method, max_steps=4, checkpoint_every=2, init={"prune_layers_to": 2}
+    )
+    config = load_config(path)
+    build_datasets(config)
+
+    done = _torchrun(path, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count('"method"') == 1  # rank 1 trains but prints nothing
+    summary = json.loads(done.stdout[done.stdout.index("{\n") :])
+    # 8 train rows, batch 4 per process: one step per epoch only if both processes share each epoch
+    assert summary["examples"] == 8 and summary["steps"] == 4 and summary["epochs"] == 4.0
+    assert summary["train_loss_last"] < summary["train_loss_first"]
+    init = load_weights(config.run_dir / "student-init" / "model.safetensors")
+    assert json.loads((config.run_dir / "student-init" / "init.json").read_text())["kept_layers"] == [0, 3]
+    trained = load_weights(config.run_dir / "student" / "model.safetensors")
+    assert set(trained) == set(init)
+    assert all(not init[name].equal(trained[name]) for name in init)
+    checkpoints = config.run_dir / "student" / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+    path.write_text(path.read_text().replace("max_steps: 4", "max_steps: 6"))
+    resumed = _torchrun(path, tmp_path, "--resume")
+
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads(resumed.stdout[resumed.stdout.index("{\n") :])
+    assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == 6
+    assert [entry["step"] for entry in again["loss_history"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]

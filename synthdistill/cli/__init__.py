@@ -6,6 +6,7 @@ them, so `--help`, `packs`, `policy` and `audit` start fast.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -20,7 +21,7 @@ from synthdistill.cli.audit import audit_app
 from synthdistill.cli.packs import packs_app
 from synthdistill.cli.policy import policy_app
 from synthdistill.cli.stages import register_stage_commands
-from synthdistill.errors import SynthdistillError
+from synthdistill.errors import InputError, SynthdistillError
 
 app = typer.Typer(
     name="synthdistill",
@@ -33,6 +34,7 @@ app = typer.Typer(
 
 @app.callback()
 def _global_options(
+    context: typer.Context,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
@@ -40,6 +42,13 @@ def _global_options(
     render.OPTIONS.quiet = quiet
     render.OPTIONS.json = json_output
     render.OPTIONS.debug = debug
+    render.OPTIONS.secondary = render.is_secondary_process()
+    if os.environ.get("WORLD_SIZE", "1") != "1" and context.invoked_subcommand != "train":
+        # Two processes harvesting or building at once would send every request twice.
+        raise InputError(
+            f"`synthdistill {context.invoked_subcommand}` runs in one process; only `train` runs under "
+            "torchrun/accelerate launch (run harvest, filter and build first, then launch train)"
+        )
 
 
 register_stage_commands(app)
@@ -75,4 +84,4 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     finally:
-        render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = False
+        render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = render.OPTIONS.secondary = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,13 @@ class OutputOptions:
     quiet: bool = False
     json: bool = False
     debug: bool = False
+    # Under `torchrun`/`accelerate launch` every process runs the CLI; only rank 0 reports.
+    secondary: bool = False
+
+
+def is_secondary_process() -> bool:
+    """True in the non-zero ranks of a distributed launch (RANK is set by torchrun and accelerate)."""
+    return os.environ.get("RANK", "0") != "0"
 
 
 OPTIONS = OutputOptions()
@@ -26,20 +34,20 @@ out_console = Console(highlight=False)
 
 def info(message: str) -> None:
     """A human progress message (hidden by --quiet and --json)."""
-    if not (OPTIONS.quiet or OPTIONS.json):
+    if not (OPTIONS.quiet or OPTIONS.json or OPTIONS.secondary):
         err_console.print(message)
 
 
 def result(message: str) -> None:
     """A human result line on stdout (hidden by --json, which prints the summary instead)."""
-    if not OPTIONS.json:
+    if not (OPTIONS.json or OPTIONS.secondary):
         # soft_wrap: a result line (a prompt, a table row) is never broken at 80 columns.
         out_console.print(message, soft_wrap=True)
 
 
 def emit_json(summary: dict[str, Any]) -> None:
     """The machine-readable summary of a stage, printed only under --json."""
-    if OPTIONS.json:
+    if OPTIONS.json and not OPTIONS.secondary:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         sys.stdout.flush()
 
@@ -50,4 +58,4 @@ def error(message: str) -> None:
 
 
 def show_progress() -> bool:
-    return not (OPTIONS.quiet or OPTIONS.json)
+    return not (OPTIONS.quiet or OPTIONS.json or OPTIONS.secondary)

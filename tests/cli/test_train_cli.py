@@ -55,3 +55,17 @@ def test_a_llama_prefixed_student_passes_the_check_and_reaches_training(tmp_path
     assert decision["policy_id"] == "llama-3.1"
     assert decision["outcome"] == "allow-with-obligations"
     assert {o["id"] for o in decision["obligations"]} >= {"name-prefix", "attribution", "licence-copy"}
+
+
+def test_only_train_runs_under_a_distributed_launch(tmp_path, capsys, monkeypatch):
+    """torchrun starts every process with the same command: a second harvester would double every request."""
+    path = _llama_project(tmp_path, "Llama-helper")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+
+    rc = main(["harvest", "-c", str(path)])
+
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "`synthdistill harvest` runs in one process; only `train` runs under torchrun/accelerate launch" in err
+    assert not (tmp_path / "outputs" / "llama-run" / "harvest" / "ledger.sqlite").exists()
