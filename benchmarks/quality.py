@@ -1,13 +1,16 @@
 """Does the KD student learn more from the teacher than the SFT student? (issue 7)
 
-Copies a finished quickstart run (datasets, pruned student-init, policy decision) into a
-scratch folder once per variant, trains the student there with `train_student` and scores
-it with `evaluate_student` (held-out teacher answers: NLL per token, top-1 agreement with
-the teacher, KL on KD positions). Every variant uses the project's own seed, learning rate,
-batch size and epochs, so the methods see the same steps; only method/alpha/temperature vary.
+Takes a finished quickstart run (its kept records, pruned student-init and policy decision)
+and, for each of several held-out splits, rebuilds the datasets with that split's seed
+(`datasets.seed`, and the same `student.seed`), then trains one student per variant with
+`train_student` and scores it with `evaluate_student` on that split's held-out teacher answers
+(NLL per token, top-1 agreement with the teacher, KL on KD positions). Within a split every
+variant uses the same data, seed, learning rate, batch size and epochs, so the methods see the
+same steps; only method/alpha/temperature vary. The report pairs each KD variant with SFT on
+the same split and counts the splits it wins.
 
-    python benchmarks/quality.py                       # KD (alpha 0.5, T 1) vs SFT
-    python benchmarks/quality.py --variant kd:0.0:1.0  # method:alpha:temperature, repeatable
+    python benchmarks/quality.py                              # 5 splits: SFT vs KD (alpha 0.5, T 1)
+    python benchmarks/quality.py --variant sft --variant kd:0.0:1.0 --splits 3
 """
 
 from __future__ import annotations
@@ -15,84 +18,118 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
-import time
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PROJECT = REPO / "examples" / "quickstart" / "distill.yaml"
+METRICS = (("nll_per_token", "NLL/token ↓", -1), ("top1_agreement", "top-1 agreement ↑", 1), ("kd_kl", "KL ↓", -1))
 
 
-def scratch_project(project: Path, workdir: Path, label: str, method: str, alpha: float, temperature: float) -> Path:
-    """A copy of the project whose run folder (under `workdir`) holds the source run's datasets and student-init."""
-    from synthdistill.config import load_config
+def variant_label(method: str, alpha: float, temperature: float) -> str:
+    """`sft`, or `kd-a0.5-t1`."""
+    return f"kd-a{alpha:g}-t{temperature:g}" if method == "kd" else "sft"
 
-    source = load_config(project).run_dir
-    root = workdir / label
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
+
+def write_project(source_yaml: Path, root: Path, split_seed: int, eval_fraction: float, method: str, alpha, temperature):
+    """A copy of the project under `root` with this split's seeds and this variant's method."""
+    root.mkdir(parents=True, exist_ok=True)
     for folder in ("prompts", "policies"):
-        if (project.parent / folder).is_dir():
-            shutil.copytree(project.parent / folder, root / folder)
-    data = yaml.safe_load(project.read_text())
+        if (source_yaml.parent / folder).is_dir() and not (root / folder).exists():
+            shutil.copytree(source_yaml.parent / folder, root / folder)
+    data = yaml.safe_load(source_yaml.read_text())
     data["output_dir"] = "outputs"
-    data["student"].update(method=method)
-    data["student"]["kd"] = {**data["student"].get("kd", {}), "alpha": alpha, "temperature": temperature}
+    data["datasets"] = {**data.get("datasets", {}), "seed": split_seed, "eval_fraction": eval_fraction}
+    data["student"].update(method=method, seed=split_seed)
+    if method == "kd":
+        data["student"]["kd"] = {**data["student"].get("kd", {}), "alpha": alpha, "temperature": temperature}
     path = root / "distill.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    run = root / "outputs" / data["name"]
-    for part in ("datasets", "student-init"):
-        shutil.copytree(source / part, run / part)
-    (run / "harvest").mkdir()
+    return path, root / "outputs" / data["name"]
+
+
+def build_split(project: Path, workdir: Path, split_seed: int, eval_fraction: float) -> Path:
+    """Rebuild the datasets of the source run with this split's seed; returns the split's run folder."""
+    from synthdistill.config import load_config
+    from synthdistill.datasets import build_datasets
+
+    source = load_config(project).run_dir
+    path, run = write_project(project, workdir / f"split-{split_seed}", split_seed, eval_fraction, "kd", 0.5, 1.0)
+    shutil.rmtree(run, ignore_errors=True)
+    (run / "harvest").mkdir(parents=True)
+    shutil.copytree(source / "filtered", run / "filtered")
+    shutil.copytree(source / "student-init", run / "student-init")
     if (source / "harvest" / "decision.json").exists():
         shutil.copy(source / "harvest" / "decision.json", run / "harvest" / "decision.json")
-    return path
+    build_datasets(load_config(path))
+    return run
 
 
-def run_variant(project: Path, workdir: Path, method: str, alpha: float, temperature: float) -> dict:
-    """Train and evaluate one variant; returns its metrics."""
+def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: float, variant) -> dict:
+    """Train and evaluate one variant on one split's datasets; returns its metrics."""
     from synthdistill.config import load_config
     from synthdistill.evaluate import evaluate_student
     from synthdistill.train import train_student
 
-    label = f"{method}-a{alpha:g}-t{temperature:g}" if method == "kd" else "sft"
-    config = load_config(scratch_project(project, workdir, label, method, alpha, temperature))
-    started = time.perf_counter()
+    method, alpha, temperature = variant
+    label = variant_label(*variant)
+    root = split_run.parent.parent / label
+    shutil.rmtree(root, ignore_errors=True)
+    path, run = write_project(project, root, split_seed, eval_fraction, method, alpha, temperature)
+    (run / "harvest").mkdir(parents=True)
+    for part in ("datasets", "student-init", "harvest/decision.json"):
+        if (split_run / part).exists():
+            (run / part).symlink_to(split_run / part)  # read-only inputs, shared by the split's variants
+    config = load_config(path)
     summary = train_student(config)
     result = evaluate_student(config)
     return {
+        "split": split_seed,
         "label": label,
-        "method": method,
-        "alpha": alpha if method == "kd" else None,
-        "temperature": temperature if method == "kd" else None,
         "steps": summary.steps,
         "train_seconds": summary.seconds,
-        "seconds": round(time.perf_counter() - started, 1),
+        "examples": result["examples"],
+        "answer_tokens": result["trained"]["answer_tokens"],
         "untrained": result["untrained"],
         "trained": result["trained"],
-        "examples": result["examples"],
     }
 
 
-def markdown_table(results: list[dict]) -> str:
-    """One row per variant plus the untrained student."""
-    lines = [
-        "| student | steps | NLL/token ↓ | top-1 agreement ↑ | KL(teacher‖student) ↓ | train s |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    untrained = results[0]["untrained"]
-    lines.append(
-        f"| untrained (pruned init) | 0 | {untrained['nll_per_token']:.4f} | {untrained['top1_agreement']:.4f} "
-        f"| {untrained['kd_kl']:.4f} | – |"
-    )
-    for r in results:
-        m = r["trained"]
-        lines.append(
-            f"| {r['label']} | {r['steps']} | {m['nll_per_token']:.4f} | {m['top1_agreement']:.4f} "
-            f"| {m['kd_kl']:.4f} | {r['train_seconds']:.0f} |"
-        )
+def markdown_report(results: list[dict]) -> str:
+    """Per-split rows, means over splits, and each KD variant paired with SFT on the same split."""
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    splits = sorted({r["split"] for r in results})
+    by = {(r["split"], r["label"]): r for r in results}
+    head = "| split | held-out convs / tokens | student | steps | " + " | ".join(m[1] for m in METRICS) + " |"
+    lines = [head, "|---" * (4 + len(METRICS)) + "|"]
+    for split in splits:
+        first = by[(split, labels[0])]
+        rows = [("untrained", first["untrained"], 0)] + [(lab, by[(split, lab)]["trained"], by[(split, lab)]["steps"]) for lab in labels]
+        for name, metrics, steps in rows:
+            values = " | ".join(f"{metrics[key]:.4f}" for key, _, _ in METRICS)
+            lines.append(f"| {split} | {first['examples']} / {first['answer_tokens']} | {name} | {steps} | {values} |")
+    lines += ["", "Mean over splits (token-weighted would differ by < 1 %):", "", "| student | " + " | ".join(m[1] for m in METRICS) + " |"]
+    lines.append("|---" * (1 + len(METRICS)) + "|")
+    for name in ["untrained", *labels]:
+        side = "untrained" if name == "untrained" else "trained"
+        label = labels[0] if name == "untrained" else name
+        means = [statistics.mean(by[(s, label)][side][key] for s in splits) for key, _, _ in METRICS]
+        lines.append(f"| {name} | " + " | ".join(f"{m:.4f}" for m in means) + " |")
+    if "sft" in labels:
+        lines += ["", "Paired with SFT on the same split (KD − SFT; wins = splits where KD is better):", ""]
+        lines.append("| student | " + " | ".join(f"Δ {m[1]} (mean ± sd), wins" for m in METRICS) + " |")
+        lines.append("|---" * (1 + len(METRICS)) + "|")
+        for label in (lab for lab in labels if lab != "sft"):
+            cells = []
+            for key, _, sign in METRICS:
+                deltas = [by[(s, label)]["trained"][key] - by[(s, "sft")]["trained"][key] for s in splits]
+                wins = sum(1 for d in deltas if d * sign > 0)
+                spread = statistics.stdev(deltas) if len(deltas) > 1 else 0.0
+                cells.append(f"{statistics.mean(deltas):+.4f} ± {spread:.4f}, {wins}/{len(splits)}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -106,21 +143,24 @@ def parse_variant(text: str) -> tuple[str, float, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--project", type=Path, default=DEFAULT_PROJECT, help="distill.yaml of a run that has built datasets"
-    )
+    parser.add_argument("--project", type=Path, default=DEFAULT_PROJECT, help="distill.yaml of a finished run")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/synthdistill-quality"))
-    parser.add_argument("--variant", action="append", help="method[:alpha[:temperature]]; default: kd:0.5:1.0 and sft")
+    parser.add_argument("--variant", action="append", help="method[:alpha[:temperature]]; default: sft, kd:0.5:1.0")
+    parser.add_argument("--splits", type=int, default=5, help="held-out splits (datasets.seed 0..N-1)")
+    parser.add_argument("--eval-fraction", type=float, default=0.2, help="share of prompts held out per split")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    variants = [parse_variant(v) for v in (args.variant or ["kd:0.5:1.0", "sft"])]
+    variants = [parse_variant(v) for v in (args.variant or ["sft", "kd:0.5:1.0"])]
+    project = args.project.resolve()
     results = []
-    for method, alpha, temperature in variants:
-        results.append(run_variant(args.project.resolve(), args.workdir, method, alpha, temperature))
-        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
-    print(markdown_table(results))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    for split_seed in range(args.splits):
+        split_run = build_split(project, args.workdir, split_seed, args.eval_fraction)
+        for variant in variants:
+            results.append(run_variant(project, split_run, split_seed, args.eval_fraction, variant))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown_report(results))
     return 0
 
 

@@ -17,10 +17,10 @@ The teacher's logprobs were stored at T = 1, so they are re-tempered as
 one token: exact when k covers the vocabulary, an approximation otherwise (the true tempered
 tail would spread `p^(1/T)` over every tail token), which is why T = 1 is the default.
 
-Memory: the student's log-softmax is never built for the whole batch in fp32. A custom
-autograd function walks the logits in chunks of `chunk_size` positions, upcasts one chunk at
-a time, and keeps only the gathered logits of the k ids (+ the label) and the log-sum-exp;
-the backward pass recomputes the softmax chunk by chunk.
+Memory: the student's log-softmax is never built for the whole batch in fp32 (see
+`chunked_logits`). `kd_loss` takes the model's logits and walks them in chunks;
+`kd_loss_from_hidden` takes the last hidden state and the LM head instead and never builds the
+logits at all, which is what `KDTrainer` uses: its memory then stays near an SFT step's.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from synthdistill.chunked_logits import gather_logsumexp, linear_gather_logsumexp
+
 IGNORE_INDEX = -100
 # Floor for the student's tail mass: log(0) would give -inf and NaN gradients once the
 # top-k cover (numerically) all of the student's mass.
@@ -37,56 +39,6 @@ _TINY_MASS = 1e-12
 # A teacher tail below this is summation noise of the stored logprobs (k covering the
 # vocabulary sums to 1 +- 1e-7): tempering would amplify it (1e-7 ** (1/2) = 3e-4), so it is 0.
 _TAIL_NOISE = 1e-6
-
-
-class _GatherLogSumExp(torch.autograd.Function):
-    """Rows of `logits` [N, V] → (logits at `ids` [N, M], logsumexp(logits / t) [N, len(temps)])."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, ids: torch.Tensor, temps: tuple[float, ...], chunk_size: int):
-        dtype = torch.promote_types(logits.dtype, torch.float32)
-        rows = logits.shape[0]
-        gathered = logits.new_empty((rows, ids.shape[1]), dtype=dtype)
-        lse = logits.new_empty((rows, len(temps)), dtype=dtype)
-        for start in range(0, rows, chunk_size):
-            stop = min(rows, start + chunk_size)
-            chunk = logits[start:stop].to(dtype)
-            gathered[start:stop] = chunk.gather(1, ids[start:stop])
-            for j, temp in enumerate(temps):
-                lse[start:stop, j] = torch.logsumexp(chunk / temp if temp != 1.0 else chunk, dim=-1)
-        ctx.save_for_backward(logits, ids, lse)
-        ctx.temps, ctx.chunk_size = temps, chunk_size
-        return gathered, lse
-
-    @staticmethod
-    def backward(ctx, grad_gathered: torch.Tensor, grad_lse: torch.Tensor):
-        logits, ids, lse = ctx.saved_tensors
-        grad = torch.empty_like(logits)
-        for start in range(0, logits.shape[0], ctx.chunk_size):
-            stop = min(logits.shape[0], start + ctx.chunk_size)
-            chunk = logits[start:stop].to(lse.dtype)
-            acc = torch.zeros_like(chunk)
-            for j, temp in enumerate(ctx.temps):
-                # d logsumexp(z / t) / dz = softmax(z / t) / t
-                probs = torch.exp(chunk / temp - lse[start:stop, j : j + 1])
-                acc += probs * (grad_lse[start:stop, j : j + 1] / temp)
-            acc.scatter_add_(1, ids[start:stop], grad_gathered[start:stop])
-            grad[start:stop] = acc.to(logits.dtype)
-        return grad, None, None, None
-
-
-def gather_logsumexp(
-    logits: torch.Tensor, ids: torch.Tensor, temps: tuple[float, ...] = (1.0,), chunk_size: int = 1024
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits at `ids` and `logsumexp(logits / t)` for each t in `temps`, computed in chunks.
-
-    `logits` is [..., V], `ids` is [..., M]; returns ([..., M], [..., len(temps)]) in at least fp32.
-    """
-    lead = logits.shape[:-1]
-    flat_logits = logits.reshape(-1, logits.shape[-1])
-    flat_ids = ids.reshape(-1, ids.shape[-1]).long()
-    gathered, lse = _GatherLogSumExp.apply(flat_logits, flat_ids, tuple(float(t) for t in temps), int(chunk_size))
-    return gathered.view(*lead, -1), lse.view(*lead, -1)
 
 
 def _log_tail(log_mass: torch.Tensor, floor: float) -> torch.Tensor:
@@ -129,6 +81,48 @@ def sparse_kl(
     return _kl_rows(teacher, student)
 
 
+def _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, vocab: int) -> dict[str, torch.Tensor]:
+    """Targets for the logits at positions 0 .. T-2: each pairs with the target one position later."""
+    target = labels[:, 1:]
+    ids = kd_ids[:, 1:].long().clamp(0, vocab - 1)
+    teacher = kd_logprobs[:, 1:].float()
+    valid = torch.isfinite(teacher) & kd_mask[:, 1:].bool()[..., None]
+    return {
+        # the k teacher ids, then the label: one gather serves both terms
+        "ids": torch.cat([ids, target.clamp(min=0)[..., None]], dim=-1),
+        "teacher": teacher,
+        "valid": valid,
+        "kd_pos": valid.any(-1),
+        "label_pos": target != IGNORE_INDEX,
+    }
+
+
+def _combine(gathered, lse, targets, scored, alpha: float, temperature: float, tail: str):
+    """The loss from per-row student logits at the target ids and log-sum-exps (rows = `scored` positions)."""
+    label_pos, kd_pos = targets["label_pos"][scored], targets["kd_pos"][scored]
+    zero = gathered.sum() * 0.0  # keeps the graph connected when a term has no positions
+    label_tokens = int(label_pos.sum())
+    ce = (lse[label_pos, 0] - gathered[label_pos, -1]).sum() / label_tokens if label_tokens else zero
+    kd_tokens = int(kd_pos.sum())
+    if kd_tokens:
+        teacher, valid = targets["teacher"][scored][kd_pos], targets["valid"][scored][kd_pos]
+        kl = sparse_kl(gathered[kd_pos, :-1], lse[kd_pos, -1], teacher, valid, temperature, tail).mean()
+    else:
+        kl = zero
+    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl if alpha < 1.0 else ce
+    parts = {"ce": ce.detach(), "kl": kl.detach(), "label_tokens": label_tokens, "kd_tokens": kd_tokens}
+    return loss, parts
+
+
+def _check_tail(tail: str) -> None:
+    if tail not in ("bucket", "zero"):
+        raise ValueError(f"tail must be 'bucket' or 'zero', not {tail!r}")
+
+
+def _temperatures(temperature: float) -> tuple[float, ...]:
+    return (1.0,) if temperature == 1.0 else (1.0, float(temperature))
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
@@ -147,36 +141,38 @@ def kd_loss(
     (-inf marks padding candidates), `kd_mask` [B, T] (1 = position t has KD targets).
     `parts` holds the detached means `ce` and `kl` and the counts `label_tokens` and `kd_tokens`.
     """
-    if tail not in ("bucket", "zero"):
-        raise ValueError(f"tail must be 'bucket' or 'zero', not {tail!r}")
-    vocab = student_logits.shape[-1]
-    # Targets at t pair with logits at t - 1: drop the first target and (below) the last logits row.
-    target = labels[:, 1:]
-    ids = kd_ids[:, 1:].long().clamp(0, vocab - 1)
-    teacher = kd_logprobs[:, 1:].float()
-    valid = torch.isfinite(teacher) & kd_mask[:, 1:].bool()[..., None]
-    kd_pos = valid.any(-1)
-    label_pos = target != IGNORE_INDEX
-
-    gather_ids = torch.cat([ids, target.clamp(min=0)[..., None]], dim=-1)
-    temps = (1.0,) if temperature == 1.0 else (1.0, float(temperature))
+    _check_tail(tail)
+    targets = _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, student_logits.shape[-1])
+    gather_ids = targets["ids"]
     # The last position has no target; give it dummy ids so the logits need no slicing copy.
     padded_ids = torch.cat([gather_ids, gather_ids.new_zeros(gather_ids.shape[0], 1, gather_ids.shape[2])], dim=1)
-    gathered, lse = gather_logsumexp(student_logits, padded_ids, temps, chunk_size)
-    gathered, lse = gathered[:, :-1], lse[:, :-1]
-    zero = gathered.sum() * 0.0  # keeps the graph connected when a term has no positions
+    gathered, lse = gather_logsumexp(student_logits, padded_ids, _temperatures(temperature), chunk_size)
+    scored = targets["label_pos"] | targets["kd_pos"]
+    return _combine(gathered[:, :-1][scored], lse[:, :-1][scored], targets, scored, alpha, temperature, tail)
 
-    label_tokens = int(label_pos.sum())
-    ce_rows = lse[..., 0][label_pos] - gathered[..., -1][label_pos]
-    ce = ce_rows.sum() / label_tokens if label_tokens else zero
 
-    kd_tokens = int(kd_pos.sum())
-    if kd_tokens:
-        kl = sparse_kl(
-            gathered[..., :-1][kd_pos], lse[..., -1][kd_pos], teacher[kd_pos], valid[kd_pos], temperature, tail
-        ).mean()
-    else:
-        kl = zero
-    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl if alpha < 1.0 else ce
-    parts = {"ce": ce.detach(), "kl": kl.detach(), "label_tokens": label_tokens, "kd_tokens": kd_tokens}
-    return loss, parts
+def kd_loss_from_hidden(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    kd_ids: torch.Tensor,
+    kd_logprobs: torch.Tensor,
+    kd_mask: torch.Tensor,
+    alpha: float = 0.5,
+    temperature: float = 1.0,
+    tail: Literal["bucket", "zero"] = "bucket",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
+    """`kd_loss` of the logits `hidden @ weight.T + bias`, without ever building them for the batch.
+
+    `hidden` [B, T, H] is the backbone's last hidden state, `weight` [V, H] (and `bias` [V]) the LM
+    head. Only positions with a label or KD targets are projected, a chunk of rows at a time; the
+    backward pass projects each chunk again (see `linear_gather_logsumexp`).
+    """
+    _check_tail(tail)
+    targets = _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, weight.shape[0])
+    scored = targets["label_pos"] | targets["kd_pos"]
+    gathered, lse = linear_gather_logsumexp(
+        hidden[:, :-1][scored], weight, bias, targets["ids"][scored], _temperatures(temperature)
+    )
+    return _combine(gathered, lse, targets, scored, alpha, temperature, tail)

@@ -36,6 +36,8 @@ class TrainSummary(BaseModel):
     resumed_from: str | None = None
     lora: bool = False
     device: str
+    # kd only: "hidden" (the loss from the last hidden state, no full logits) or "logits" (the model's own head)
+    kd_loss_path: str | None = None
     loss_history: list[dict[str, float]]
 
 
@@ -72,22 +74,19 @@ def _kd_trainer_class():
         """SFTTrainer whose loss is `alpha*CE + (1-alpha)*T^2*KL` over the stored teacher top-k (+ tail)."""
 
         kd_settings = None
+        kd_head = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
             labels = inputs.pop("labels")
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+            model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
             settings = self.kd_settings
-            loss, parts = kd_loss(
-                outputs.logits,
-                labels,
-                kd["kd_ids"],
-                kd["kd_logprobs"],
-                kd["kd_mask"],
-                alpha=settings.alpha,
-                temperature=settings.temperature,
-                tail=settings.tail,
-            )
+            if self.kd_head:  # the loss comes out of the forward; no [batch, seq, vocab] logits
+                outputs = model(**model_inputs, kd_targets={"labels": labels, **kd})
+                loss, parts = outputs.loss, {"ce": outputs.ce, "kl": outputs.kl}
+            else:
+                outputs = model(**model_inputs, use_cache=False)
+                loss, parts = kd_loss(outputs.logits, labels, **kd, **settings.model_dump())
             self._kd_parts.append((float(parts["ce"]), float(parts["kl"])))
             return (loss, outputs) if return_outputs else loss
 
@@ -239,6 +238,7 @@ def train_student(
     if method == "kd":
         trainer.kd_settings = student.kd
         trainer._kd_parts = []
+        trainer.kd_head = _add_kd_head(trainer.model, student.kd)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
@@ -263,12 +263,24 @@ def train_student(
         resumed_from=resume_from,
         lora=student.lora is not None,
         device="cuda" if use_gpu else "cpu",
+        kd_loss_path=("hidden" if trainer.kd_head else "logits") if method == "kd" else None,
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
         (out / TRAIN_SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n")
         write_model_card(out, config, summary.model_dump(), decision)
     return summary
+
+
+def _add_kd_head(model, settings) -> bool:
+    """Put the KD loss into the student's forward (as TRL does for CE); False where the logits need the model's head."""
+    from synthdistill.kd_head import add_kd_head, supports_kd_head
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT, the wrapped model
+    if not supports_kd_head(inner):
+        return False
+    add_kd_head(inner, settings)
+    return True
 
 
 def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:

@@ -37,6 +37,9 @@ def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_stu
     assert saved["steps"] == 12 and len(saved["loss_history"]) == 12
     if method == "kd":
         assert {"ce", "kl"} <= set(saved["loss_history"][0])
+        assert saved["kd_loss_path"] == "hidden"  # a Llama student: no [batch, seq, vocab] logits are built
+    else:
+        assert saved["kd_loss_path"] is None
     card = (config.run_dir / "student" / "README.md").read_text()
     assert "base_model_relation: finetune" in card
     assert f"Method: {method}" in card
