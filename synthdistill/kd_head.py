@@ -16,7 +16,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from synthdistill.config import KDConfig
-from synthdistill.kd_loss import kd_loss_from_hidden
+from synthdistill.kd_loss import kd_loss, kd_loss_from_hidden
 
 # Config fields that transform the logits after the LM head; a student with any of them set
 # (Gemma's softcapping, Granite's scaling...) keeps the full-logit path, which applies them.
@@ -49,13 +49,18 @@ def add_kd_head(model, settings: KDConfig) -> None:
         if kd_targets is None:
             return original_forward(*args, **kwargs)
         kwargs["use_cache"] = False
-        hidden = self.base_model(*args, **kwargs).last_hidden_state
         # Looked up per call: FSDP and PEFT replace modules after this patch.
         head = self.get_output_embeddings()
         weight, bias = head.weight, head.bias
+        if hasattr(weight, "ds_id"):
+            # DeepSpeed ZeRO-3 gathers a partitioned head only inside the head's own forward: take the logits path.
+            logits = original_forward(*args, **kwargs).logits
+            loss, parts = kd_loss(logits, **kd_targets, **settings.model_dump())
+            return KDOutput(loss=loss, ce=parts["ce"], kl=parts["kl"])
         if hasattr(weight, "full_tensor"):  # an FSDP2 DTensor shard: the projection needs the whole head
             weight = weight.full_tensor()
             bias = bias.full_tensor() if bias is not None else None
+        hidden = self.base_model(*args, **kwargs).last_hidden_state
         targets = {key: value.to(weight.device) for key, value in kd_targets.items()}
         loss, parts = kd_loss_from_hidden(hidden.to(weight.device), weight, bias, **targets, **settings.model_dump())
         return KDOutput(loss=loss, ce=parts["ce"], kl=parts["kl"])

@@ -72,3 +72,23 @@ def test_a_softcapped_student_keeps_the_logits_path(tiny_student):
     model = _student(tiny_student)
     model.config.final_logit_softcapping = 30.0  # as Gemma 2/3 configs set it
     assert not supports_kd_head(model)
+
+
+def test_a_zero3_partitioned_head_takes_the_logits_path_with_the_same_loss(tiny_student):
+    """DeepSpeed ZeRO-3 marks partitioned parameters with `ds_id` and gathers them only in the module's forward."""
+    model = _student(tiny_student)
+    add_kd_head(model, KDConfig())
+    input_ids, attention_mask, targets = _targets(model.config.vocab_size, seed=2)
+    fused = model(input_ids=input_ids, attention_mask=attention_mask, kd_targets=targets).loss
+
+    # As ZeRO-3 does: the weight is empty outside the forward of the modules that own it (tied: both embeddings).
+    head = model.get_output_embeddings()
+    full, empty = head.weight.data, torch.empty(0)
+    head.weight.ds_id = 7
+    head.weight.data = empty
+    for module in (head, model.get_input_embeddings()):
+        module.register_forward_pre_hook(lambda module, args: setattr(module.weight, "data", full))
+        module.register_forward_hook(lambda module, args, output: setattr(module.weight, "data", empty))
+    through_logits = model(input_ids=input_ids, attention_mask=attention_mask, kd_targets=targets).loss
+
+    assert through_logits.item() == pytest.approx(fused.item(), rel=1e-5)
