@@ -68,13 +68,20 @@ def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
     return sums
 
 
-def score_model(model_dir: Path, rows: list[dict[str, Any]], pad_token_id: int, has_kd: bool) -> dict[str, Any]:
-    """nll_per_token, top1_agreement and kd_kl of one model over the held-out rows."""
+def load_model(model_dir: Path):
+    """A model folder in fp32, in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     model.eval()
+    return model
+
+
+def score_model(model, rows: list[dict[str, Any]], pad_token_id: int, has_kd: bool) -> dict[str, Any]:
+    """nll_per_token, top1_agreement and kd_kl of one model over the held-out rows."""
+    import torch
+
     collate = PaddingCollator(pad_token_id)
     totals = {"nll": 0.0, "agree": 0, "label_tokens": 0, "kl": 0.0, "kd_tokens": 0}
     with torch.no_grad():
@@ -92,25 +99,24 @@ def score_model(model_dir: Path, rows: list[dict[str, Any]], pad_token_id: int, 
     }
 
 
-def verifier_pass_rates(config: DistillConfig, model_dir: Path, held_out: set[str]) -> dict[str, float]:
-    """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from synthdistill.chat_tokens import prompt_token_ids
+def verifier_packs(config: DistillConfig) -> list:
+    """The run's packs that have a verifier."""
     from synthdistill.packs import load_pack, resolve_pack_path
-    from synthdistill.verifiers import verify_answer
 
     packs = [load_pack(resolve_pack_path(ref, config.base_dir)) for ref in config.harvest.packs]
-    packs = [p for p in packs if p.verify is not None]
-    if not packs:
-        return {}
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
+    return [p for p in packs if p.verify is not None]
+
+
+def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, held_out: set[str]) -> dict[str, float]:
+    """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
+    import torch
+
+    from synthdistill.chat_tokens import prompt_token_ids
+    from synthdistill.verifiers import verify_answer
+
     rates = {}
     for pack in packs:
-        prompts = [p for p in pack.prompts if p.id in held_out][:MAX_GENERATIONS_PER_PACK]
+        prompts = [p for p in pack.prompts if p.prompt_id in held_out][:MAX_GENERATIONS_PER_PACK]
         if not prompts:
             continue
         max_new = (pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None)
@@ -154,10 +160,13 @@ def evaluate_student(config: DistillConfig) -> dict[str, Any]:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     held_out = {row["prompt_id"] for row in read_rows(config.run_dir / "datasets" / "sft", "eval", ["prompt_id"])}
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
+    packs = verifier_packs(config)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
-        metrics = score_model(model_dir, rows, pad, has_kd)
-        metrics["verifier_pass_rate"] = verifier_pass_rates(config, model_dir, held_out)
+        model = load_model(model_dir)  # once: scored, then asked to answer the verifiable prompts
+        metrics = score_model(model, rows, pad, has_kd)
+        metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
         result[label] = metrics
+        del model
     result["untrained_model"] = str(untrained_dir)
     result["trained_model"] = str(trained_dir)
     result["train_steps"] = summary["steps"]

@@ -46,3 +46,26 @@ def test_eval_reports_lower_nll_after_training(tmp_path, smollm2_dir):
     assert result["untrained"]["verifier_pass_rate"] == {}  # the demo pack has no verifier
     assert json.loads((config.run_dir / "eval.json").read_text()) == result
     assert (config.run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_verifier_pass_rate_of_the_students_own_answers(tmp_path, tiny_student, tokenizer):
+    """A pack with a verifier: each held-out prompt is answered greedily by each student and checked."""
+    path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft", max_steps=2)
+    pack_yaml = tmp_path / "prompts" / "demo" / "pack.yaml"
+    pack_yaml.write_text(pack_yaml.read_text() + "sampling: {max_tokens: 6}\nverify: {kind: regex, pattern: '^'}\n")
+    config = load_config(path)
+    build_datasets(config)
+    train_student(config)
+
+    always = evaluate_student(config)
+
+    assert always["examples"] == 2
+    assert always["untrained"]["verifier_pass_rate"] == {"demo": 1.0}
+    assert always["trained"]["verifier_pass_rate"] == {"demo": 1.0}
+
+    pack_yaml.write_text(pack_yaml.read_text().replace("pattern: '^'", "pattern: '(?!)'"))  # matches nothing
+    never = evaluate_student(load_config(path))
+
+    assert never["untrained"]["verifier_pass_rate"] == {"demo": 0.0}
+    assert never["trained"]["verifier_pass_rate"] == {"demo": 0.0}
+    assert never["trained"]["nll_per_token"] == always["trained"]["nll_per_token"]
