@@ -167,17 +167,22 @@ def worker(project: Path, method: str, args: argparse.Namespace) -> dict:
     }
 
 
-def run_in_subprocess(project: Path, method: str, args: argparse.Namespace) -> dict:
-    """One method in a fresh interpreter, so its peak RSS is its own."""
+# What each measured variant runs: (method, KD loss path)
+VARIANTS = {"sft": ("sft", "hidden"), "kd": ("kd", "hidden"), "kd-logits": ("kd", "logits")}
+
+
+def run_in_subprocess(project: Path, variant: str, args: argparse.Namespace) -> dict:
+    """One variant in a fresh interpreter, so its peak memory is its own."""
+    method, kd_path = VARIANTS[variant]
     command = [sys.executable, __file__, "--worker", method, "--project", str(project), "--batch", str(args.batch),
                "--warmup", str(args.warmup), "--steps", str(args.steps), "--seq", str(args.seq),
-               "--kd-path", args.kd_path]  # fmt: skip
+               "--kd-path", kd_path]  # fmt: skip
     if args.synthetic:
         command += ["--synthetic", args.synthetic]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"{method} worker failed:\n{done.stderr[-4000:]}")
+        raise SystemExit(f"{variant} worker failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -190,30 +195,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="alternate sft/kd subprocesses this many times")
     parser.add_argument("--synthetic", choices=sorted(SYNTHETIC), help="a random-weight model of this shape")
     parser.add_argument("--seq", type=int, default=4096, help="tokens per synthetic row")
-    parser.add_argument("--kd-path", choices=["hidden", "logits"], default="hidden")
+    parser.add_argument("--variants", default="sft,kd", help=f"comma-separated, among {', '.join(VARIANTS)}")
+    parser.add_argument("--kd-path", choices=["hidden", "logits"], default="hidden", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["sft", "kd"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     project = args.project.resolve()
     if args.worker:
         print(json.dumps(worker(project, args.worker, args)))
         return 0
-    results = {"sft": [], "kd": []}
-    for _ in range(args.rounds):  # alternate, so load from the other job on the machine hits both alike
-        for method in ("sft", "kd"):
-            results[method].append(run_in_subprocess(project, method, args))
-            print(json.dumps(results[method][-1]), file=sys.stderr, flush=True)
+    variants = args.variants.split(",")
+    results = {variant: [] for variant in variants}
+    for _ in range(args.rounds):  # alternate, so load from the other job on the machine hits all alike
+        for variant in variants:
+            results[variant].append(run_in_subprocess(project, variant, args))
+            print(json.dumps(results[variant][-1]), file=sys.stderr, flush=True)
     time_of = {m: statistics.median(r["median_step_s"] for r in rs) for m, rs in results.items()}
     peak_of = {m: min(r["peak_memory_mib"] for r in rs) for m, rs in results.items()}
     step_peak_of = {m: min(r["step_peak_over_baseline_mib"] for r in rs) for m, rs in results.items()}
     summary = {
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}",
-        "batch_shape": results["kd"][0]["batch_shape"],
-        "label_tokens": results["kd"][0]["label_tokens"],
+        "device": results[variants[0]][0]["device"],
+        "memory": results[variants[0]][0]["memory"],
+        "batch_shape": results[variants[0]][0]["batch_shape"],
+        "label_tokens": results[variants[0]][0]["label_tokens"],
         "median_step_s": time_of,
         "peak_memory_mib": peak_of,
         "step_peak_over_baseline_mib": step_peak_of,
-        "kd_over_sft_time": round(time_of["kd"] / time_of["sft"], 3),
-        "kd_over_sft_peak_memory": round(peak_of["kd"] / peak_of["sft"], 3),
+        "over_sft": {
+            variant: {"time": round(time_of[variant] / time_of["sft"], 3), "peak_memory": round(peak_of[variant] / peak_of["sft"], 3)}
+            for variant in variants
+            if variant != "sft" and "sft" in variants
+        },
         "runs": results,
     }
     print(json.dumps(summary, indent=2))

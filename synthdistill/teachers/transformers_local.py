@@ -1,7 +1,9 @@
 """The in-process teacher: a transformers model on this machine (the embedded default).
 
 Concurrent `complete` calls are gathered into batches (same sampling parameters)
-and generated together in a worker thread. Logprobs are taken from the raw logits
+and generated together in a worker thread. Sampling draws each row's randomness from
+its own generator, seeded by `harvest.seed` and the request key, so an answer does not
+depend on which requests happened to share its batch. Logprobs are taken from the raw logits
 (before temperature / top-p), as vLLM's default `logprobs-mode` does, and the
 end-of-turn token is kept as the answer's last position: it is a real prediction
 the student should learn.
@@ -87,17 +89,16 @@ class TransformersTeacher:
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         eos_ids = _eos_ids(model, tokenizer)
-        generator_seed = sampling.seed if sampling.seed is not None else 0
-        torch.manual_seed(generator_seed + sum(int(r.request_key[:8], 16) for r in requests) % (2**31))
-        sample = sampling.temperature > 0
         with torch.no_grad():
             out = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=sampling.max_tokens,
-                do_sample=sample,
-                temperature=sampling.temperature if sample else None,
-                top_p=sampling.top_p if sample else None,
+                # Greedy over warped scores plus per-row Gumbel noise is sampling (see row_sampler).
+                do_sample=False,
+                logits_processor=row_sampler(sampling, [r.request_key for r in requests]),
+                temperature=None,
+                top_p=None,
                 top_k=None,
                 eos_token_id=eos_ids,
                 pad_token_id=pad,
@@ -191,6 +192,44 @@ class TransformersTeacher:
                 pass
         # A closed teacher can be used again (in another event loop): the next request starts a new worker.
         self._queue, self._worker, self._loaded = None, None, None
+
+
+def row_seed(seed: int | None, request_key: str) -> int:
+    """A row's sampling seed: the harvest seed mixed with the request key (which names prompt and sample)."""
+    import hashlib
+
+    return int(hashlib.sha256(f"{seed or 0}:{request_key}".encode()).hexdigest()[:15], 16)
+
+
+def row_sampler(sampling, request_keys: list[str]):
+    """Logits processors that turn greedy decoding into sampling at `sampling`'s temperature and top-p.
+
+    Gumbel-max: argmax(log p + g) with g ~ Gumbel(0, 1) is a draw from p. Each row's noise comes
+    from its own generator, so a row's answer is the same whatever else is in the batch.
+    Temperature 0 adds no processor: plain greedy decoding.
+    """
+    from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+    if sampling.temperature <= 0:
+        return LogitsProcessorList()
+
+    class PerRowGumbel(LogitsProcessor):
+        def __init__(self) -> None:
+            import torch
+
+            self.generators = [torch.Generator().manual_seed(row_seed(sampling.seed, key)) for key in request_keys]
+
+        def __call__(self, input_ids, scores):
+            import torch
+
+            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
+            gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
+            return scores + gumbel.to(device=scores.device, dtype=scores.dtype)  # -inf (cut by top-p) stays -inf
+
+    warpers = [TemperatureLogitsWarper(sampling.temperature)]
+    if sampling.top_p is not None and sampling.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(sampling.top_p))
+    return LogitsProcessorList([*warpers, PerRowGumbel()])
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -71,3 +71,41 @@ def test_without_logprobs_only_text_comes_back(teacher):
     (completion,) = asyncio.run(_ask_all(teacher, [_request(QUESTIONS[1], sampling)]))
     assert completion.logprobs is None
     assert 1 <= completion.usage.completion_tokens <= 8
+
+
+def test_a_sampled_answer_does_not_depend_on_its_batch(smollm2_dir):
+    """The same request and seed give the same answer alone and batched with others (per-row generators)."""
+    sampling = Sampling(temperature=0.9, max_tokens=16, top_logprobs=3, seed=11)
+    requests = [_request(q, sampling) for q in QUESTIONS]
+
+    def ask(batch_size, batch):
+        teacher = TransformersTeacher(TeacherConfig(backend="transformers", model=MODEL, batch_size=batch_size))
+        return asyncio.run(_ask_all(teacher, batch))
+
+    together = ask(3, requests)
+    alone = ask(1, requests[1:2])
+    other_seed = ask(3, [_request(q, sampling.model_copy(update={"seed": 12})) for q in QUESTIONS])
+
+    assert alone[0].text == together[1].text
+    assert alone[0].logprobs.token_ids == together[1].logprobs.token_ids
+    assert [c.text for c in other_seed] != [c.text for c in together]
+
+
+def test_row_sampler_draws_from_the_tempered_distribution():
+    import torch
+
+    from synthdistill.teachers.transformers_local import row_sampler
+
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    keys = [f"{i:064x}" for i in range(6000)]
+    processors = row_sampler(Sampling(temperature=1.0, seed=0), keys)
+    scores = processors(torch.zeros(len(keys), 1, dtype=torch.long), probs.log().repeat(len(keys), 1))
+    counts = torch.bincount(scores.argmax(-1), minlength=3) / len(keys)
+    assert torch.allclose(counts, probs, atol=0.02)  # 3 sigma of a binomial at n = 6000 is ~0.019
+
+    halved = row_sampler(Sampling(temperature=0.5, seed=0), keys)(
+        torch.zeros(len(keys), 1, dtype=torch.long), probs.log().repeat(len(keys), 1)
+    )
+    sharpened = probs**2 / (probs**2).sum()  # temperature 0.5 squares the probabilities
+    assert torch.allclose(torch.bincount(halved.argmax(-1), minlength=3) / len(keys), sharpened, atol=0.02)
+    assert len(row_sampler(Sampling(temperature=0.0), keys)) == 0
