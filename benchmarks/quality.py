@@ -34,8 +34,10 @@ def variant_label(method: str, alpha: float, temperature: float) -> str:
     return f"kd-a{alpha:g}-t{temperature:g}" if method == "kd" else "sft"
 
 
-def write_project(source_yaml: Path, root: Path, split_seed: int, eval_fraction: float, method: str, alpha, temperature):
-    """A copy of the project under `root` with this split's seeds and this variant's method."""
+def write_project(
+    source_yaml: Path, root: Path, split_seed: int, eval_fraction: float, method: str, alpha, temperature, epochs=None
+):
+    """A copy of the project under `root` with this split's seeds and this variant's method (and epochs)."""
     root.mkdir(parents=True, exist_ok=True)
     for folder in ("prompts", "policies"):
         if (source_yaml.parent / folder).is_dir() and not (root / folder).exists():
@@ -44,6 +46,8 @@ def write_project(source_yaml: Path, root: Path, split_seed: int, eval_fraction:
     data["output_dir"] = "outputs"
     data["datasets"] = {**data.get("datasets", {}), "seed": split_seed, "eval_fraction": eval_fraction}
     data["student"].update(method=method, seed=split_seed)
+    if epochs is not None:
+        data["student"]["epochs"] = epochs
     if method == "kd":
         data["student"]["kd"] = {**data["student"].get("kd", {}), "alpha": alpha, "temperature": temperature}
     path = root / "distill.yaml"
@@ -68,7 +72,7 @@ def build_split(project: Path, workdir: Path, split_seed: int, eval_fraction: fl
     return run
 
 
-def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: float, variant) -> dict:
+def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: float, variant, epochs=None) -> dict:
     """Train and evaluate one variant on one split's datasets; returns its metrics."""
     from synthdistill.config import load_config
     from synthdistill.evaluate import evaluate_student
@@ -78,7 +82,7 @@ def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: 
     label = variant_label(*variant)
     root = split_run.parent.parent / label
     shutil.rmtree(root, ignore_errors=True)
-    path, run = write_project(project, root, split_seed, eval_fraction, method, alpha, temperature)
+    path, run = write_project(project, root, split_seed, eval_fraction, method, alpha, temperature, epochs)
     (run / "harvest").mkdir(parents=True)
     for part in ("datasets", "student-init", "harvest/decision.json"):
         if (split_run / part).exists():
@@ -148,15 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", help="method[:alpha[:temperature]]; default: sft, kd:0.5:1.0")
     parser.add_argument("--splits", type=int, default=5, help="held-out splits (datasets.seed 0..N-1)")
     parser.add_argument("--eval-fraction", type=float, default=0.2, help="share of prompts held out per split")
+    parser.add_argument("--epochs", type=float, help="override student.epochs (default: the project's)")
+    parser.add_argument("--first-split", type=int, default=0, help="start at this split seed")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     variants = [parse_variant(v) for v in (args.variant or ["sft", "kd:0.5:1.0"])]
     project = args.project.resolve()
     results = []
-    for split_seed in range(args.splits):
+    for split_seed in range(args.first_split, args.first_split + args.splits):
         split_run = build_split(project, args.workdir, split_seed, args.eval_fraction)
         for variant in variants:
-            results.append(run_variant(project, split_run, split_seed, args.eval_fraction, variant))
+            results.append(run_variant(project, split_run, split_seed, args.eval_fraction, variant, args.epochs))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2) + "\n")
