@@ -115,13 +115,16 @@ def markdown_report(results: list[dict]) -> str:
         for name, metrics, steps in rows:
             values = " | ".join(f"{metrics[key]:.4f}" for key, _, _ in METRICS)
             lines.append(f"| {split} | {first['examples']} / {first['answer_tokens']} | {name} | {steps} | {values} |")
-    lines += ["", "Mean over splits (token-weighted would differ by < 1 %):", "", "| student | " + " | ".join(m[1] for m in METRICS) + " |"]
-    lines.append("|---" * (1 + len(METRICS)) + "|")
+    lines += ["", "Mean over splits, and all held-out tokens pooled (agreeing / scored):", ""]
+    lines.append("| student | " + " | ".join(m[1] for m in METRICS) + " | pooled top-1 agreement |")
+    lines.append("|---" * (2 + len(METRICS)) + "|")
     for name in ["untrained", *labels]:
         side = "untrained" if name == "untrained" else "trained"
         label = labels[0] if name == "untrained" else name
         means = [statistics.mean(by[(s, label)][side][key] for s in splits) for key, _, _ in METRICS]
-        lines.append(f"| {name} | " + " | ".join(f"{m:.4f}" for m in means) + " |")
+        tokens = sum(by[(s, label)]["answer_tokens"] for s in splits)
+        agree = sum(round(by[(s, label)][side]["top1_agreement"] * by[(s, label)]["answer_tokens"]) for s in splits)
+        lines.append(f"| {name} | " + " | ".join(f"{m:.4f}" for m in means) + f" | {agree} / {tokens} |")
     if "sft" in labels:
         lines += ["", "Paired with SFT on the same split (KD − SFT; wins = splits where KD is better):", ""]
         lines.append("| student | " + " | ".join(f"Δ {m[1]} (mean ± sd), wins" for m in METRICS) + " |")
@@ -155,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=float, help="override student.epochs (default: the project's)")
     parser.add_argument("--first-split", type=int, default=0, help="start at this split seed")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--report", type=Path, help="only print the report of results written by --json")
     args = parser.parse_args(argv)
+    if args.report:
+        print(markdown_report(json.loads(args.report.read_text())))
+        return 0
     variants = [parse_variant(v) for v in (args.variant or ["sft", "kd:0.5:1.0"])]
     project = args.project.resolve()
     results = []
