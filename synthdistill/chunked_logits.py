@@ -115,10 +115,13 @@ class _LinearGatherLogSumExp(torch.autograd.Function):
         hidden, weight, bias, ids, lse = ctx.saved_tensors
         compute = ctx.compute
         grad_hidden = torch.empty_like(hidden)
-        # fp32 accumulators: summing many chunks' bf16 products would lose the small ones
+        # fp32 accumulators: summing many chunks' bf16 products would lose the small ones.
+        # A frozen head (LoRA) gets none: its [V, H] gradient would be computed only to be dropped.
         exact = lse.dtype
-        grad_weight = torch.zeros(weight.shape, dtype=exact, device=weight.device)
-        grad_bias = torch.zeros(weight.shape[0], dtype=exact, device=weight.device) if bias is not None else None
+        wants_weight = ctx.needs_input_grad[1]
+        wants_bias = bias is not None and ctx.needs_input_grad[2]
+        grad_weight = torch.zeros(weight.shape, dtype=exact, device=weight.device) if wants_weight else None
+        grad_bias = torch.zeros(weight.shape[0], dtype=exact, device=weight.device) if wants_bias else None
         with torch.autocast(hidden.device.type, enabled=False):
             w = weight.to(compute)
             b = bias.to(compute) if bias is not None else None
@@ -130,15 +133,15 @@ class _LinearGatherLogSumExp(torch.autograd.Function):
                 )
                 grad_low = grad_logits.to(compute)
                 grad_hidden[rows] = (grad_low @ w).to(hidden.dtype)
-                if compute == exact:
+                if grad_weight is not None and compute == exact:
                     grad_weight.addmm_(grad_low.t(), chunk)
-                else:
+                elif grad_weight is not None:
                     grad_weight += (grad_low.t() @ chunk).to(exact)
                 if grad_bias is not None:
                     grad_bias += grad_logits.sum(0)
         return (
             grad_hidden,
-            grad_weight.to(weight.dtype),
+            grad_weight.to(weight.dtype) if grad_weight is not None else None,
             grad_bias.to(bias.dtype) if grad_bias is not None else None,
             None,
             None,

@@ -90,3 +90,19 @@ def test_no_scored_position_gives_a_connected_zero():
     loss.backward()
     assert loss.item() == 0.0 and parts["kd_tokens"] == 0
     assert hidden.grad.abs().max() == 0 and weight.grad.abs().max() == 0
+
+
+def test_a_frozen_head_gets_no_gradient_and_the_hidden_gradient_is_unchanged():
+    """LoRA freezes the LM head: only the hidden states need a gradient."""
+    _, labels, kd_ids, kd_logprobs, kd_mask, _ = _batch(k=3, seed=9)
+    hidden, weight, bias = _head(seed=4, bias=True)
+    trained, frozen = hidden.clone().requires_grad_(True), hidden.clone().requires_grad_(True)
+    loss, _ = kd_loss_from_hidden(trained, weight.requires_grad_(True), bias, labels, kd_ids, kd_logprobs, kd_mask)
+    loss.backward()
+
+    frozen_weight = weight.detach()
+    loss, _ = kd_loss_from_hidden(frozen, frozen_weight, bias, labels, kd_ids, kd_logprobs, kd_mask)
+    loss.backward()
+
+    assert frozen_weight.grad is None
+    torch.testing.assert_close(frozen.grad, trained.grad)

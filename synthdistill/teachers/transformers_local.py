@@ -208,6 +208,7 @@ def row_sampler(sampling, request_keys: list[str]):
     from its own generator, so a row's answer is the same whatever else is in the batch.
     Temperature 0 adds no processor: plain greedy decoding.
     """
+    import torch
     from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
     if sampling.temperature <= 0:
@@ -215,13 +216,9 @@ def row_sampler(sampling, request_keys: list[str]):
 
     class PerRowGumbel(LogitsProcessor):
         def __init__(self) -> None:
-            import torch
-
             self.generators = [torch.Generator().manual_seed(row_seed(sampling.seed, key)) for key in request_keys]
 
         def __call__(self, input_ids, scores):
-            import torch
-
             uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
             gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
             return scores + gumbel.to(device=scores.device, dtype=scores.dtype)  # -inf (cut by top-p) stays -inf
