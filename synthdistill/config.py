@@ -42,7 +42,12 @@ class TeacherConfig(_Strict):
     endpoint: Literal["chat", "completions"] = Field(
         "chat", description="openai backend: /chat/completions, or legacy /completions for servers that only have it"
     )
-    policy: str = Field("auto", description="auto = match policies by model id / host; or a policy id")
+    policy: str = Field(
+        "auto",
+        description="auto = match policies by model id / host; or the id of one of the policies that match the teacher "
+        "(never one less restrictive than the policy it sets aside: that takes a project policy with `overrides:` "
+        "and a `permission`)",
+    )
     max_concurrency: int = Field(64, ge=1)
     requests_per_minute: float | None = Field(None, gt=0)
     tokens_per_minute: float | None = Field(None, gt=0)
@@ -67,10 +72,19 @@ class TeacherConfig(_Strict):
 class UseConfig(_Strict):
     """What the user intends to do with the outputs, checked against the teacher's policy."""
 
-    commercial: bool = True
-    distribute_student: bool = True
-    competes_with_teacher_provider: bool = False
-    attestation: str | None = None
+    commercial: bool = Field(True, description="The datasets or the student serve a commercial purpose")
+    distribute_student: bool = Field(
+        True, description="The student is given to others (a hosted student is 'made available', which some licences "
+        "bind whether or not it is distributed)"
+    )
+    competes_with_teacher_provider: bool = Field(
+        False, description="The student competes with the teacher provider's products or services"
+    )
+    attestation: str | None = Field(
+        None,
+        description="A statement (a sentence of at least 4 words) that your use complies with the clause the gate "
+        "shows; required by some policies, recorded in decision.json, the cards and the audit",
+    )
 
 
 class HarvestConfig(_Strict):

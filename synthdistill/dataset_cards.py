@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from synthdistill.config import DistillConfig
+from synthdistill.policy import Decision, obligations_markdown
 from synthdistill.records import HarvestRecord
 
 # SPDX → Hugging Face `license:` identifiers for the licences packs commonly use.
@@ -31,14 +32,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_decision(config: DistillConfig) -> dict[str, Any]:
-    """The policy decision the harvest recorded (harvest/decision.json)."""
-    path = config.run_dir / "harvest" / "decision.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def provenance(config: DistillConfig, records: list[HarvestRecord]) -> dict[str, Any]:
-    """What a dataset was made from: teacher, decision, packs, funnel; saved as provenance.json."""
+def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:
+    """What a dataset was made from: teacher, decision, the gated use, packs, funnel; saved as provenance.json."""
     from synthdistill.filters.stage import read_report
     from synthdistill.packs import load_pack, resolve_pack_path
 
@@ -53,8 +48,8 @@ def provenance(config: DistillConfig, records: list[HarvestRecord]) -> dict[str,
             "models_answered": sorted({r.model_answered for r in records}),
             "endpoints": sorted({r.endpoint for r in records if r.endpoint}),
         },
-        "decision": read_decision(config),
-        "use": config.use.model_dump(),
+        "decision": decision.model_dump(mode="json"),
+        "use": decision.use,  # the use the gate decided for, not whatever the config says now
         "packs": packs,
         "funnel": read_report(config),
         "config_sha256": file_sha256(config.path),
@@ -67,20 +62,6 @@ def _hf_licence(packs: list[dict]) -> dict[str, str]:
     if len(licences) == 1 and licences[0] in HF_LICENCES:
         return {"license": HF_LICENCES[licences[0]]}
     return {"license": "other", "license_name": " AND ".join(licences) or "unknown"}
-
-
-def obligations_section(decision: dict[str, Any]) -> str:
-    """The teacher-terms section (decision, clause, obligations) of a dataset or model card."""
-    try:
-        from synthdistill.policy import obligations_markdown
-    except ImportError:  # policy module absent: fall back to the raw decision
-        obligations_markdown = None
-    if obligations_markdown is not None and decision:
-        return obligations_markdown(decision)
-    lines = ["## Teacher terms", "", f"- Decision: {decision.get('outcome', 'unknown')}"]
-    for obligation in decision.get("obligations", []):
-        lines.append(f"- Obligation `{obligation['id']}`: {obligation['text']}")
-    return "\n".join(lines) + "\n"
 
 
 def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, Any], counts: dict[str, int]) -> None:
@@ -124,7 +105,7 @@ def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, A
         f"{funnel.get('input', '?')} harvested → {funnel.get('kept', '?')} kept.",
         *[f"- `{step['name']}`: dropped {step['dropped']} {step['reasons'] or ''}" for step in funnel.get("steps", [])],
         "",
-        obligations_section(info.get("decision") or {}),
+        obligations_markdown(Decision.model_validate(info["decision"])),
     ]
     if kind == "kd":
         kd = info.get("kd", {})

@@ -131,11 +131,13 @@ def build_datasets(config: DistillConfig) -> BuildSummary:
     """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist)."""
     from synthdistill.dataset_cards import provenance, write_card
     from synthdistill.filters.stage import read_kept
+    from synthdistill.policy import recheck_use
 
+    decision = recheck_use(config, "build")
     records = read_kept(config)
     held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
     root = config.run_dir / "datasets"
-    info = provenance(config, records)
+    info = provenance(config, records, decision)
 
     sft_dir = root / "sft"
     sft_counts = _write_splits(sft_dir, records, held_out, sft_row, _sft_schema())

@@ -7,6 +7,7 @@
     │   ├── PolicyFileError           a policy file
     │   └── MissingSecretError        an api_key_env variable that is not set
     ├── PolicyDenied                  exit 3: the licence/terms gate refused
+    │   ├── AnsweringModelRefused     exit 3: the server answered as a model the gate refuses
     │   └── ObligationViolation       exit 3: a checkable obligation is broken
     ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing)
     └── TeacherError                  exit 1: the teacher failed in a way retrying cannot fix
@@ -66,6 +67,14 @@ class PolicyDenied(SynthdistillError):
     """The licence/terms gate refused the teacher for the declared use."""
 
     exit_code = 3
+
+
+class AnsweringModelRefused(PolicyDenied):
+    """The server answered as another model than the one asked for, and the gate refuses that model."""
+
+    def __init__(self, message: str, *, model: str):
+        self.model = model
+        super().__init__(message)
 
 
 class ObligationViolation(PolicyDenied):

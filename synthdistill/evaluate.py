@@ -144,8 +144,11 @@ def evaluate_student(config: DistillConfig) -> dict[str, Any]:
     from synthdistill.student_init import prepare_student
     from synthdistill.train import read_train_summary, student_dir
 
+    from synthdistill.policy import recheck_use
+
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads
+    recheck_use(config, "eval")
     trained_dir = student_dir(config)
     summary = read_train_summary(config)
     if summary is None:

@@ -23,7 +23,8 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import MissingSecretError, RetryableTeacherError
+from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
+from synthdistill.policy import AnsweringModelGate, gate, write_decision
 from synthdistill.pricing import (
     Budget,
     Price,
@@ -196,7 +197,8 @@ class _Run:
 
     def __init__(self, config: DistillConfig, store: HarvestStore, decision, budget: Budget, observer,
                  failed_before: set[str]):
-        self.config, self.store, self.decision = config, store, decision
+        self.config, self.store = config, store
+        self.answering = AnsweringModelGate(config, decision)
         self.budget, self.observer, self.failed_before = budget, observer, failed_before
         self.teacher = None
         self.tally = _Tally()
@@ -208,6 +210,11 @@ class _Run:
             self.limiter, self.brake, config.teacher.max_retries,
             on_send=self._sent, on_retry=self._retrying, on_pause=self._paused,
         )
+
+    @property
+    def decision(self):
+        """The run's decision, with the models the server answered as (and their obligations) added."""
+        return self.answering.decision
 
     def _sent(self) -> None:
         self.tally.requests_sent += 1
@@ -258,8 +265,21 @@ class _Run:
             except BaseException:
                 self.budget.release(reserved)
                 raise
+            self.admit(completion.model, reserved)
             record = build_record(self.config, item, self.teacher, completion, attempts, latency, self.decision)
             self.commit_answer(record, reserved)
+
+    def admit(self, model: str | None, reserved: float) -> None:
+        """Before an answer is stored: a server that answers as another model has the gate decide on that model.
+
+        A refusal marks the model in the ledger (its answers never reach a dataset) and stops the run.
+        """
+        try:
+            self.answering.check(model)
+        except AnsweringModelRefused as exc:
+            self.budget.release(reserved)
+            self.store.refuse_model(exc.model, str(exc).split("\n", 1)[0])
+            raise
 
     def commit_answer(self, record: HarvestRecord, reserved: float) -> None:
         """Settle the budget, store the answer and count it (a request already done is not counted again)."""
@@ -289,9 +309,6 @@ def _reset_ledger(path: Path) -> None:
 
 async def harvest_async(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request."""
-    from synthdistill.policy import gate
-    from synthdistill.teachers import make_teacher
-
     observer = observer or _Silent()
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
@@ -304,8 +321,7 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
     path = ledger_path(config)
     if fresh:
         _reset_ledger(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "decision.json").write_text(decision.model_dump_json(indent=2) + "\n")
+    write_decision(config.run_dir, decision)
 
     with HarvestStore(path) as store:
         spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0
@@ -316,16 +332,11 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
         pending = [item for item in planned if item.request.request_key not in done]
         observer.planned(len(planned), len(planned) - len(pending))
         run = _Run(config, store, decision, budget, observer, failed_before)
-        if pending and config.teacher.backend == "openai-batch":
-            from synthdistill.teachers.openai_batch import run_batch
-
-            await run_batch(run, pending, api_key)
-        elif pending:
-            teacher = make_teacher(config.teacher, api_key=api_key, base_dir=config.project_dir)
-            try:
-                await run.run(teacher, pending)
-            finally:
-                await teacher.aclose()
+        try:
+            await _send(run, pending, api_key)
+        finally:
+            if run.decision is not decision:  # the server answered as other models: the decision records them
+                write_decision(config.run_dir, run.decision)
         tally = run.tally
         summary = HarvestSummary(
             prompts=len(prompts),
@@ -351,6 +362,21 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
         )
         store.finish_run(run_id, summary.model_dump())
     return summary
+
+async def _send(run: _Run, pending: list[PlannedRequest], api_key: str | None) -> None:
+    from synthdistill.teachers import make_teacher
+
+    if pending and run.config.teacher.backend == "openai-batch":
+        from synthdistill.teachers.openai_batch import run_batch
+
+        await run_batch(run, pending, api_key)
+    elif pending:
+        teacher = make_teacher(run.config.teacher, api_key=api_key, base_dir=run.config.project_dir)
+        try:
+            await run.run(teacher, pending)
+        finally:
+            await teacher.aclose()
+
 
 def harvest(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""

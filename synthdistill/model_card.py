@@ -8,8 +8,9 @@ from typing import Any
 import yaml
 
 from synthdistill.config import DistillConfig
-from synthdistill.dataset_cards import HF_LICENCES, obligations_section
+from synthdistill.dataset_cards import HF_LICENCES
 from synthdistill.model_store import embedded_model
+from synthdistill.policy import Decision, obligations_markdown
 
 
 def _student_licence(reference: str) -> dict[str, str]:
@@ -20,7 +21,7 @@ def _student_licence(reference: str) -> dict[str, str]:
     return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
 
 
-def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], decision: dict[str, Any]) -> Path:
+def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
     """Write README.md with Hub metadata into the student folder."""
     student = config.require_student("train")
     datasets = [f"{config.name}/datasets/{summary['method'] if summary['method'] == 'kd' else 'sft'}"]
@@ -65,7 +66,7 @@ def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], 
         "",
         *lineage,
         "",
-        obligations_section(decision or {}),
+        obligations_markdown(decision),
     ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
     path = out / "README.md"

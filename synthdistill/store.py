@@ -54,6 +54,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Models a server answered as that the gate refused: their answers never reach a dataset.
+        "m003_refused_models",
+        """
+        CREATE TABLE refused_models (
+            model       TEXT PRIMARY KEY,
+            reason      TEXT NOT NULL,
+            refused_at  TEXT NOT NULL
+        );
+        """,
+    ),
 ]
 
 
@@ -136,6 +147,21 @@ class HarvestStore:
             """,
             (request_key, prompt_id, pack, sample_index, kind, error, attempts, utc_now()),
         )
+
+    def refuse_model(self, model: str, reason: str) -> int:
+        """Record that the gate refused answers from `model`; returns how many stored answers came from it."""
+        self._db.execute(
+            "INSERT INTO refused_models VALUES (?, ?, ?) ON CONFLICT (model) DO UPDATE SET reason = excluded.reason",
+            (model, reason, utc_now()),
+        )
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM requests WHERE status = 'done' AND json_extract(record, '$.model_answered') = ?", (model,)
+        ).fetchone()
+        return int(row[0])
+
+    def refused_models(self) -> dict[str, str]:
+        """Answering models the gate refused, with the reason."""
+        return dict(self._db.execute("SELECT model, reason FROM refused_models ORDER BY model"))
 
     def start_run(self) -> int:
         return self._db.execute("INSERT INTO harvest_runs (started_at) VALUES (?)", (utc_now(),)).lastrowid

@@ -186,14 +186,13 @@ def train_student(
     progress: Callable[[dict], None] | None = None,
 ) -> TrainSummary:
     """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json."""
-    from synthdistill.dataset_cards import read_decision
-    from synthdistill.policy import enforce_obligations
+    from synthdistill.policy import enforce_obligations, recheck_use
 
     student = config.require_student("train")
     method = method or student.method
-    decision = read_decision(config)
-    if decision:  # before any heavy import: a refusal is instant
-        enforce_obligations(decision, student_name(config))
+    # before any heavy import: a refusal is instant
+    decision = recheck_use(config, "train")
+    enforce_obligations(decision, student_name(config))
 
     import torch
     from accelerate import PartialState

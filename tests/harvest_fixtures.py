@@ -15,7 +15,8 @@ FAKE_POLICY = {
     "id": "fake",
     "title": "Terms of the fake test teacher",
     "kind": "api-terms",
-    "applies_to": {"models": [FAKE_MODEL], "hosts": []},
+    # "served-name": what a server started with --served-model-name answers as (the gate decides on it too)
+    "applies_to": {"models": [FAKE_MODEL, "served-name"], "hosts": []},
     "document": {"url": "https://example.invalid/fake-terms", "version": "2026-01-01", "retrieved": "2026-01-01"},
     "licence": {"spdx": "LicenseRef-fake-terms", "name": "Fake terms"},
     "outputs_for_training": "allowed",

@@ -19,7 +19,7 @@ from synthdistill.policy import (
     host_of,
     obligations_markdown,
 )
-from synthdistill.policy_format import (
+from synthdistill.policy.format import (
     SCHEMA_PATH,
     LoadedPolicy,
     Policy,
@@ -108,13 +108,21 @@ def test_attestation_required_until_given_then_allowed_and_recorded():
 
 def test_attested_decision_carries_the_attestation_as_an_obligation():
     policy = loaded(make_policy(requires_attestation=True))
-    decision = evaluate([policy], "org/model-1", [], UseConfig(attestation="we comply"))
+    decision = evaluate([policy], "org/model-1", [], UseConfig(attestation="we comply with the terms"))
     assert decision.outcome == "allow-with-obligations"
     assert decision.attested is True
-    assert decision.attestation == "we comply"
+    assert decision.attestation == "we comply with the terms"
     assert [(o.id, o.text, o.policy_id) for o in decision.obligations] == [
-        ("attestation", "Outputs are used on the user's attestation: 'we comply'", "p")
+        ("attestation", "Outputs are used on the user's attestation: 'we comply with the terms'", "p")
     ]
+
+
+def test_a_bare_yes_is_not_an_attestation():
+    policy = make_policy(requires_attestation=True)
+    for bare in ("yes", "ok", "I agree", "true"):
+        verdict = decide(policy, UseConfig(attestation=bare))
+        assert verdict.outcome == "needs-attestation", bare
+        assert f"({bare!r} is not a statement: write a sentence of at least 4 words)" in verdict.reason
 
 
 # -- matching --------------------------------------------------------------------
@@ -148,11 +156,37 @@ def test_the_most_specific_glob_wins():
     assert evaluate([broad, narrow], "Qwen/Qwen2.5-7B-Instruct", [], COMMERCIAL).policy_id == "broad"
 
 
-def test_a_project_policy_beats_a_more_specific_shipped_one():
-    shipped = loaded(make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}))
+def test_a_project_policy_without_overrides_cannot_loosen_a_shipped_one():
+    shipped = loaded(make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden"))
     project = loaded(make_policy(id="mine", applies_to={"models": ["*"]}), origin="project")
     decision = evaluate([project, shipped], "org/model-1", [], COMMERCIAL)
-    assert (decision.policy_id, decision.origin) == ("mine", "project")
+    assert (decision.outcome, decision.policy_id, decision.origin) == ("deny", "shipped-one", "shipped")
+    assert [(s.policy_id, s.why) for s in decision.set_aside] == [
+        ("mine", "also matches; 'shipped-one' is at least as restrictive for this use (allow vs deny)")
+    ]
+
+
+PERMISSION = {"granted_by": "Org Legal", "date": "2026-10-01", "reference": "contract 42"}
+
+
+def test_a_project_policy_with_a_written_permission_overrides_and_says_so():
+    shipped = loaded(make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden"))
+    project = loaded(make_policy(id="mine", applies_to={"models": []}, overrides=["shipped-one"], permission=PERMISSION),
+                     origin="project")
+    decision = evaluate([project, shipped], "org/model-1", [], COMMERCIAL)
+    assert (decision.outcome, decision.policy_id, decision.matched_by) == ("allow", "mine", "overrides")
+    assert [(o.policy_id, o.overridden, o.permission["reference"]) for o in decision.overrides] == [
+        ("mine", ["shipped-one"], "contract 42")
+    ]
+    assert [s.policy_id for s in decision.set_aside] == ["shipped-one"]
+    assert "overridden by project policy 'mine' (permission from Org Legal, 2026-10-01)" in decision.set_aside[0].why
+    # where the overridden policy does not match, the override does not either
+    assert evaluate([project, shipped], "other/model", [], COMMERCIAL).outcome == "deny"
+
+
+def test_overrides_need_a_permission():
+    with pytest.raises(ValueError, match="overrides needs a permission"):
+        make_policy(overrides=["x"])
 
 
 def test_provider_terms_and_weights_licence_both_govern_the_most_restrictive_decides():
@@ -162,17 +196,31 @@ def test_provider_terms_and_weights_licence_both_govern_the_most_restrictive_dec
     refused = evaluate([weights, terms], "org/model-1", ["https://api.org.example/v1"], COMMERCIAL)
     assert (refused.outcome, refused.policy_id) == ("needs-attestation", "terms")
     assert [(g.policy_id, g.outcome, g.matched_by) for g in refused.also_governed_by] == [("weights", "allow-with-obligations", "model")]
-    attested = evaluate([weights, terms], "org/model-1", ["https://api.org.example/v1"], UseConfig(attestation="ok"))
+    attested = evaluate([weights, terms], "org/model-1", ["https://api.org.example/v1"],
+                        UseConfig(attestation="The student does not compete"))
     assert attested.outcome == "allow-with-obligations"
     assert [(o.policy_id, o.id) for o in attested.obligations] == [("weights", "name"), ("terms", "attestation")]
 
 
-def test_an_explicit_policy_id_is_used_without_matching():
-    policy = loaded(make_policy(id="chosen", applies_to={"models": []}))
-    decision = evaluate([policy], "anything", [], COMMERCIAL, policy_choice="chosen")
+def test_an_explicit_policy_id_may_only_choose_among_matching_policies():
+    policy = loaded(make_policy(id="chosen", applies_to={"models": ["org/model-*"]}))
+    decision = evaluate([policy], "org/model-1", [], COMMERCIAL, policy_choice="chosen")
     assert (decision.policy_id, decision.matched_by, decision.outcome) == ("chosen", "policy-id", "allow")
     with pytest.raises(ConfigError, match=r"teacher.policy: no policy has id 'chosn'; did you mean 'chosen'\?"):
-        evaluate([policy], "anything", [], COMMERCIAL, policy_choice="chosn")
+        evaluate([policy], "org/model-1", [], COMMERCIAL, policy_choice="chosn")
+    with pytest.raises(ConfigError, match=r"teacher.policy: policy 'chosen' does not match teacher 'anything' "
+                                          r"\(policies that match it: none\)"):
+        evaluate([policy], "anything", [], COMMERCIAL, policy_choice="chosen")
+
+
+def test_an_explicit_policy_id_cannot_set_a_stricter_one_aside():
+    loose = loaded(make_policy(id="loose", applies_to={"models": ["model-*"]}))
+    strict = loaded(make_policy(id="strict", applies_to={"models": ["model-3b*"]}, commercial_use="forbidden"))
+    with pytest.raises(ConfigError, match=r"teacher.policy: 'loose' would set aside 'strict', which also governs "
+                                          r"teacher 'org/model-3b' and is more restrictive for this use \(allow vs deny\)"):
+        evaluate([loose, strict], "org/model-3b", [], COMMERCIAL, policy_choice="loose")
+    chosen = evaluate([loose, strict], "org/model-3b", [], UseConfig(commercial=False), policy_choice="loose")
+    assert (chosen.policy_id, chosen.outcome) == ("loose", "allow")  # as restrictive for research: a free choice
 
 
 def test_no_matching_policy_is_refused_with_ways_forward():
@@ -180,7 +228,7 @@ def test_no_matching_policy_is_refused_with_ways_forward():
     assert decision.outcome == "deny"
     assert decision.reason == "no policy matches teacher 'mystery-model' at 10.0.0.1"
     assert decision.how_to_proceed[0].startswith("add a policy file for the teacher's licence or terms to /proj/policies")
-    assert "teacher.policy" in decision.how_to_proceed[1]
+    assert decision.how_to_proceed[1].startswith("then declare your `use`")
 
 
 # -- loading: project overrides, validation errors ----------------------------------
@@ -284,11 +332,11 @@ def test_gate_returns_the_decision_when_allowed(tmp_path):
     assert isinstance(decision, Decision)
     assert (decision.outcome, decision.policy_id, decision.origin) == ("allow-with-obligations", "llama-3.1", "shipped")
     assert decision.licence == {"spdx": "LicenseRef-llama3.1-community", "name": "Llama 3.1 Community License"}
-    assert decision.document["version"] == "2024-07-23"
+    assert decision.document["version"] == "Llama 3.1 Version Release Date: July 23, 2024"
     assert decision.teacher_host == "127.0.0.1"
     assert decision.warnings == [
         "student name 'tiny' must begin with 'Llama': policy 'llama-3.1' obliges it "
-        "(Distributed student names must begin with \"Llama\"); `train` will refuse it"
+        "(Student names must begin with \"Llama\" (a model distributed or made available, hosted included)); `train` will refuse it"
     ]
 
 
@@ -301,7 +349,7 @@ def test_gate_refuses_with_reason_and_ways_forward(tmp_path):
                            "needs use.attestation: the clause needs your judgement.")
     assert "Nothing was sent to the teacher. To proceed:" in text
     assert "set use.attestation in distill.yaml to \"The student will not compete with OpenAI's products or services\"" in text
-    attested = gate(_config(tmp_path, "gpt-4o-mini", use={"attestation": "not competing"}, policy="openai-api"))
+    attested = gate(_config(tmp_path, "gpt-4o-mini", use={"attestation": "The student is not competing"}, policy="openai-api"))
     assert (attested.outcome, attested.attested) == ("allow-with-obligations", True)
 
 
@@ -317,8 +365,8 @@ def test_gate_names_the_config_line_of_an_unknown_policy_id(tmp_path):
 # -- obligations: enforcement and cards ------------------------------------------------
 
 
-def _llama_decision(tmp_path: Path, **use) -> dict:
-    return json.loads(gate(_config(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", use=use)).model_dump_json())
+def _llama_decision(tmp_path: Path, **use) -> Decision:
+    return gate(_config(tmp_path, "meta-llama/Llama-3.1-8B-Instruct", use=use))
 
 
 def test_enforce_name_prefix(tmp_path):
@@ -330,7 +378,7 @@ def test_enforce_name_prefix(tmp_path):
     assert caught.value.exit_code == 3
     assert str(caught.value) == (
         "student name 'tiny-student' must begin with 'Llama': policy 'llama-3.1' obliges it "
-        "(Distributed student names must begin with \"Llama\"). Rename the student (student.name in distill.yaml) and train again."
+        "(Student names must begin with \"Llama\" (a model distributed or made available, hosted included)). Rename the student (student.name in distill.yaml) and train again."
     )
     with pytest.raises(ObligationViolation, match="set student.name"):
         enforce_obligations(decision, None)
@@ -338,11 +386,13 @@ def test_enforce_name_prefix(tmp_path):
         enforce_obligations(decision, "llama-lowercase")  # the licence says "Llama"
 
 
-def test_name_prefix_is_not_in_force_for_an_undistributed_student(tmp_path):
+def test_made_available_duties_bind_an_undistributed_student_too(tmp_path):
+    # Llama 3.1 §1.b.i binds a model "distributed or made available": a hosted student is made available.
     decision = _llama_decision(tmp_path, distribute_student=False)
-    assert [o["id"] for o in decision["obligations"]] == ["acceptable-use"]
-    enforce_obligations(decision, "tiny-student")
-    enforce_obligations({}, "anything")
+    assert {"name-prefix", "attribution"} <= {o.id for o in decision.obligations}
+    assert "licence-copy" not in {o.id for o in decision.obligations}  # shipping the licence binds distribution only
+    with pytest.raises(ObligationViolation):
+        enforce_obligations(decision, "tiny-student")
 
 
 def test_obligations_markdown_for_cards(tmp_path):
@@ -350,9 +400,10 @@ def test_obligations_markdown_for_cards(tmp_path):
     assert text.startswith("## Teacher terms\n\n- Teacher: `meta-llama/Llama-3.1-8B-Instruct` at 127.0.0.1\n")
     assert "- Policy: `llama-3.1` — Llama 3.1 Community License Agreement (shipped file policies/llama-3.1.yaml, sha256 " in text
     assert "- Decision: **allow-with-obligations**" in text
-    assert "- Document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version 2024-07-23, retrieved 2026-11-22)" in text
+    assert "- Document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)" in text
     assert "- Condition: max monthly active users = 700,000,000" in text
     assert '- Attestation: "research lab use"' in text
-    assert '- **name-prefix** (llama-3.1): Distributed student names must begin with "Llama" (checked: name begins with "Llama")' in text
+    assert '- **name-prefix** (llama-3.1): Student names must begin with "Llama" (a model distributed or made available, hosted included) (checked: name begins with "Llama")' in text
     assert text.count("\n- **") == 4
-    assert obligations_markdown({"outcome": "allow"}).endswith("### Obligations\n\nNone pass on to this dataset or model.\n")
+    bare = Decision(outcome="allow", reason="r", use={}, teacher_model="m")
+    assert obligations_markdown(bare).endswith("### Obligations\n\nNone pass on to this dataset or model.\n")

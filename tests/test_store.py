@@ -56,3 +56,14 @@ def test_usage_totals_sum_the_answers_only(tmp_path):
         failed = make_record(question="c")
         store.put_failed(failed.request_key, failed.prompt_id, failed.pack, 0, "500", "boom", attempts=1)
         assert store.usage_totals() == (10, 6)  # make_record: 5 prompt + 3 completion tokens each
+
+
+def test_a_refused_answering_model_is_recorded_with_how_many_answers_came_from_it(tmp_path):
+    with HarvestStore(tmp_path / "ledger.sqlite") as store:
+        store.put_done(make_record(question="q1", model="served-name"))
+        store.put_done(make_record(question="q2", model="served-name"))
+        store.put_done(make_record(question="q3", model="fake-model"))
+        assert store.refuse_model("served-name", "no policy matches teacher 'served-name'") == 2
+        assert store.refuse_model("served-name", "refused again") == 2  # idempotent; the newest reason is kept
+    with HarvestStore(tmp_path / "ledger.sqlite") as store:
+        assert store.refused_models() == {"served-name": "refused again"}

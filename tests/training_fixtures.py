@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from synthdistill.config import load_config
+from synthdistill.policy import gate, write_decision
 from tests.records_fixtures import make_record
 
 ANSWERS = [
@@ -104,4 +106,7 @@ def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str 
     kept.mkdir(parents=True)
     (kept / "kept.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
     (kept / "report.json").write_text(json.dumps({"input": len(records), "kept": len(records), "steps": []}))
+    # what the harvest would have recorded: the gate's real decision on this teacher
+    loaded = load_config(path)
+    write_decision(loaded.run_dir, gate(loaded))
     return path

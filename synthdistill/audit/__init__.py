@@ -44,6 +44,10 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise StageError(f"no run folder at {run_dir}; run `synthdistill harvest` first")
+    if config is not None:
+        from synthdistill.policy import recheck_use
+
+        recheck_use(config, "audit", required=False)  # a broader use is decided again before the report says anything
     manifest = build_manifest(run_dir, config)
     out = run_dir / AUDIT_DIR
     out.mkdir(parents=True, exist_ok=True)

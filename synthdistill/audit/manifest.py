@@ -160,6 +160,10 @@ def teacher_entries(config, decision: dict | None, policy: dict | None, harvest:
             "notes": decision.get("notes") or policy.get("notes"),
             "requires_attestation": decision.get("requires_attestation", policy.get("requires_attestation")),
             "also_governed_by": decision.get("also_governed_by") or [],
+            "overrides": decision.get("overrides") or [],
+            "set_aside": decision.get("set_aside") or [],
+            "answering_models": decision.get("answering_models") or [],
+            "clause_kind": decision.get("clause_kind"),
             "use": use,
             "recorded_decision": decision or None,
         }

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthdistill.policy import DecisionObligation, name_problem
+
 
 @dataclass(frozen=True)
 class Link:
@@ -55,15 +57,33 @@ def headline(manifest: dict[str, Any]) -> list[list[Cell]]:
     licence = teacher.get("licence") or {}
     return [
         ["Teacher", teacher.get("model") or "unknown"],
+        *override_rows(teacher),
         ["Terms", f"{teacher.get('policy_title') or 'no policy recorded'} ({licence.get('spdx') or 'no licence id'})"],
         ["Decision", teacher.get("decision") or "not recorded (no harvest yet)"],
+        *[
+            ["Server answered as", f"{a['model']}: {a['outcome']} ({', '.join(a.get('policy_ids') or []) or 'no policy'})"]
+            for a in teacher.get("answering_models") or []
+        ],
         ["Obligations", f"{len(teacher.get('obligations') or [])} (listed below)"],
+    ]
+
+
+def override_rows(teacher: dict[str, Any]) -> list[list[Cell]]:
+    """Shipped terms a project policy set aside on a written permission: the first thing a reviewer must see."""
+    return [
+        [
+            "Override",
+            f"project policy {o['policy_id']} sets aside {', '.join(o['overridden'])} on a written permission from "
+            f"{o['permission'].get('granted_by')} ({o['permission'].get('date')}, reference "
+            f"{o['permission'].get('reference')})",
+        ]
+        for o in teacher.get("overrides") or []
     ]
 
 
 def teacher_section(teacher: dict[str, Any]) -> list[Block]:
     licence, document, use = teacher.get("licence") or {}, teacher.get("document") or {}, teacher.get("use") or {}
-    conditions = {k: v for k, v in (teacher.get("conditions") or {}).items() if v is not None}
+    conditions = {k: v for k, v in (teacher.get("conditions") or {}).items() if v is not None and k != "stated"}
     doc_cell: Cell = Link(document["url"], document["url"]) if document.get("url") else "not recorded"
     rows: list[list[Cell]] = [
         ["Teacher model (requested)", teacher.get("model") or "unknown"],
@@ -86,10 +106,11 @@ def teacher_section(teacher: dict[str, Any]) -> list[Block]:
         ["Commercial use of outputs", teacher.get("commercial_use") or "not recorded"],
         ["Decision", teacher.get("decision") or "not recorded"],
         ["Why", teacher.get("reason") or "not recorded"],
-        ["Deciding clause", teacher.get("clause") or "not recorded"],
+        ["Deciding clause" + (" (summary)" if teacher.get("clause_kind") == "summary" else ""),
+         teacher.get("clause") or "not recorded"],
         ["Attestation", teacher.get("attestation") or "none given"],
         [
-            "Declared use",
+            "Gated use (what the gate decided for)",
             f"commercial: {_yes_no(use.get('commercial'))}; distribute the student: "
             f"{_yes_no(use.get('distribute_student'))}; "
             f"competes with the teacher's provider: {_yes_no(use.get('competes_with_teacher_provider'))}",
@@ -105,6 +126,8 @@ def teacher_section(teacher: dict[str, Any]) -> list[Block]:
                 ),
             ]
         )
+    rows += [["Condition stated", c] for c in (teacher.get("conditions") or {}).get("stated") or []]
+    rows += [["Set aside", f"{s['policy_id']}: {s['why']}"] for s in teacher.get("set_aside") or []]
     for other in teacher.get("also_governed_by") or []:
         rows.append(
             [
@@ -125,15 +148,12 @@ def student_name(manifest: dict[str, Any]) -> str | None:
     return student.get("name") or (settings.get("student") or {}).get("name")
 
 
-def _checked(check: dict[str, Any], name: str | None) -> str:
-    prefix = check.get("name_prefix")
+def _checked(obligation: dict[str, Any], name: str | None) -> str:
+    prefix = (obligation.get("check") or {}).get("name_prefix")
     if not prefix:
         return "no (you must do it)"
-    verdict = (
-        ""
-        if name is None
-        else (f"; student '{name}' keeps it" if name.startswith(prefix) else f"; student '{name}' BREAKS it")
-    )
+    typed = DecisionObligation.model_validate({"policy_id": "", **obligation})
+    verdict = "" if name is None else (f"; student '{name}' BREAKS it" if name_problem(typed, name) else f"; student '{name}' keeps it")
     return f'yes: the student\'s name must begin with "{prefix}"{verdict}'
 
 
@@ -143,7 +163,7 @@ def obligations_section(teacher: dict[str, Any], name: str | None = None) -> lis
         return [Block("text", text="The teacher's terms carry no obligations for this use.")]
     rows = []
     for o in obligations:
-        checked = _checked(o.get("check") or {}, name)
+        checked = _checked(o, name)
         rows.append(
             [o.get("id") or "", o.get("text") or "", o.get("policy_id") or teacher.get("policy_id") or "", checked]
         )

@@ -69,7 +69,7 @@ def load_policy_terms(decision: dict[str, Any] | None, project_dir: Path | None)
     if path is None or not path.is_file():
         return None
     from synthdistill.errors import PolicyFileError
-    from synthdistill.policy_format import load_policy_file
+    from synthdistill.policy import load_policy_file
 
     try:
         loaded = load_policy_file(path)

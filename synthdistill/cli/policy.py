@@ -24,7 +24,7 @@ def _project_dir(config: Path | None) -> Path:
 
 
 def _policies(config: Path | None):
-    from synthdistill.policy_format import load_policies
+    from synthdistill.policy.format import load_policies
 
     return load_policies(_project_dir(config))
 
@@ -58,7 +58,7 @@ def list_policies(config: ConfigOpt = None) -> None:
 def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthdistill policy list`).")], config: ConfigOpt = None) -> None:
     """A policy in full: what it matches, the document, the deciding clause, the obligations."""
     from synthdistill.errors import InputError
-    from synthdistill.policy_format import close_ids, find_policy
+    from synthdistill.policy.format import close_ids, find_policy
 
     policies = _policies(config)
     loaded = find_policy(policies, policy_id)
@@ -73,12 +73,16 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         f"{p.id}: {p.title}  ({loaded.origin}, {loaded.path})",
         f"kind:          {p.kind}",
         f"models:        {', '.join(p.applies_to.models) or '-'}",
-        f"hosts:         {', '.join(p.applies_to.hosts) or '-'}",
+        *([f"not models:    {', '.join(p.applies_to.not_models)}"] if p.applies_to.not_models else []),
+        f"hosts:         {', '.join(p.applies_to.hosts) or '-'} (and their sub-domains)",
         f"document:      {doc.url} (version {doc.version}, retrieved {doc.retrieved})",
         f"licence:       {p.licence.name} ({p.licence.spdx})",
         f"outputs:       {p.outputs_for_training}" + (" (non-commercial use only)" if p.commercial_use == "forbidden" else ""),
         f"attestation:   {'required' + (': ' + p.attestation_hint if p.attestation_hint else '') if p.requires_attestation else 'not required'}",
-        f"clause:        {p.clause}",
+        f"clause:        {p.clause}" + (" (a summary, not a quote)" if p.clause_kind == "summary" else ""),
+        *([f"text kept:     {doc.text}"] if doc.text else []),
+        *([f"overrides:     {', '.join(p.overrides)} (permission: {p.permission.granted_by}, {p.permission.date}, "
+           f"{p.permission.reference})"] if p.overrides and p.permission else []),
         "obligations:",
         *[_obligation_line(o.model_dump()) for o in p.obligations],
     ]
@@ -86,6 +90,7 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         lines.append("  none")
     if p.conditions.max_monthly_active_users:
         lines.append(f"conditions:    at most {p.conditions.max_monthly_active_users:,} monthly active users")
+    lines.extend(f"condition:     {c}" for c in p.conditions.stated)
     if p.notes:
         lines.append(f"notes:         {p.notes}")
     lines.append(f"sha256:        {loaded.sha256}")
@@ -142,14 +147,21 @@ def model_given(model: str, teacher) -> bool:
 
 
 def _decision_lines(d) -> list[str]:
-    lines = [f"decision:    {d.outcome}" + (" (attested)" if d.attested else ""), f"reason:      {d.reason}"]
+    lines = [
+        f"override:    project policy {o.policy_id} sets aside {', '.join(o.overridden)} on a written permission from "
+        f"{o.permission.get('granted_by')} ({o.permission.get('date')}, {o.permission.get('reference')})"
+        for o in d.overrides
+    ]
+    lines += [f"decision:    {d.outcome}" + (" (attested)" if d.attested else ""), f"reason:      {d.reason}"]
     lines.append(f"teacher:     {d.teacher_model}" + (f" at {', '.join(d.teacher_hosts)}" if d.teacher_hosts else ""))
     if d.policy_id:
         lines.append(f"policy:      {d.policy_id} — {d.policy_title} ({d.origin} {d.policy_file}, matched by {d.matched_by}, sha256 {d.policy_sha256[:12]}…)")
         lines.append(f"document:    {d.document['url']} (version {d.document['version']}, retrieved {d.document['retrieved']})")
-        lines.append(f"clause:      {d.clause}")
+        lines.append(f"clause:      {d.clause}" + (" (a summary, not a quote)" if d.clause_kind == "summary" else ""))
     for other in d.also_governed_by:
         lines.append(f"also:        {other.policy_id} — {other.title}: {other.outcome} ({other.origin} {other.policy_file})")
+    lines.extend(f"set aside:   {s.policy_id}: {s.why}" for s in d.set_aside)
+    lines.extend(f"condition:   {c}" for c in d.conditions.get("stated", []))
     lines.append("obligations:" + ("" if d.obligations else " none"))
     lines.extend(_obligation_line(o.model_dump()) for o in d.obligations)
     lines.extend(f"warning:     {w}" for w in d.warnings)
@@ -162,7 +174,7 @@ def _decision_lines(d) -> list[str]:
 @policy_app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or folders of them.")]) -> None:
     """Check policy files (YAML, keys, values, unique ids) without deciding anything; exit 2 on the first error."""
-    from synthdistill.policy_format import load_policy_file, load_policy_folder
+    from synthdistill.policy.format import load_policy_file, load_policy_folder
 
     checked = []
     for path in paths:

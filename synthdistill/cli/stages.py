@@ -41,9 +41,12 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
     if summary.stopped == "budget":
         render.result(f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
                       f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
-    from synthdistill.dataset_cards import read_decision
+    from synthdistill.policy import read_decision
 
-    for warning in read_decision(config).get("warnings") or []:  # e.g. a student name `train` will refuse
+    decision = read_decision(config.run_dir)
+    for answered in decision.answering_models if decision else []:
+        render.result(f"  the server answered as '{answered.model}': {answered.outcome} ({answered.reason})")
+    for warning in decision.warnings if decision else []:  # e.g. a student name `train` will refuse
         render.result(f"  warning: {warning}")
     return data
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
-from synthdistill.records import HarvestRecord
+from synthdistill.records import DroppedRecord, HarvestRecord
 
 
 def filtered_dir(config: DistillConfig) -> Path:
@@ -29,17 +29,22 @@ def run_filter_stage(config: DistillConfig) -> dict:
     what it needs (pack verifiers, held-out files), and writes `filtered/`.
     """
     from synthdistill.harvest import ledger_path
+    from synthdistill.policy import recheck_use
     from synthdistill.store import HarvestStore
 
     ledger = ledger_path(config)
     if not ledger.exists():
         raise StageError(f"no harvest at {ledger}; run `synthdistill harvest -c {config.path.name}` first")
+    recheck_use(config, "filter")
     context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=list(config.harvest.packs))
     steps = [_prepared(spec, context, config) for spec in config.filters]
     with HarvestStore(ledger) as store:
         stored = list(store.records())
+        refused = store.refused_models()
     records, stale = current_records(config, stored)
+    records, refused_rows = split_refused(records, refused)
     result = run_filters(records, steps)
+    result.dropped[:0] = refused_rows
 
     out = filtered_dir(config)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +56,8 @@ def run_filter_stage(config: DistillConfig) -> dict:
         key = f"{dropped.filter}:{reason_category(dropped.reason)}"
         reasons[key] = reasons.get(key, 0) + 1
     report = {
-        "input": len(records),
+        "input": len(records) + len(refused_rows),
+        "refused_by_gate": len(refused_rows),  # answers from a model the gate refused (the server answered as it)
         "kept": len(result.kept),
         "dropped": len(result.dropped),
         "modified": len(result.modified),
@@ -76,6 +82,17 @@ def current_records(config: DistillConfig, stored: list[HarvestRecord]) -> tuple
     current_ids = {prompt.prompt_id for prompt in load_prompts(config)}
     current = [r for r in stored if r.prompt_id in current_ids]
     return current, len(stored) - len(current)
+
+
+def split_refused(records: list[HarvestRecord], refused: dict[str, str]) -> tuple[list[HarvestRecord], list[DroppedRecord]]:
+    """Answers from a model the gate refused (the server answered as it) are dropped before any filter, with why."""
+    kept = [r for r in records if r.model_answered not in refused]
+    dropped = [
+        DroppedRecord(filter="gate", reason=f"answering-model-refused: {r.model_answered}: {refused[r.model_answered]}", record=r)
+        for r in records
+        if r.model_answered in refused
+    ]
+    return kept, dropped
 
 
 def _prepared(spec, context: FilterContext, config: DistillConfig):

@@ -223,6 +223,7 @@ def _store_line(run, client: OpenAIBatchClient, item, line: dict, latency_ms: fl
     except Exception as exc:  # noqa: BLE001 - a bad line fails its own request, not the batch
         _fail(run, item, reserved, getattr(exc, "kind", "malformed"), str(exc))
         return
+    run.admit(completion.model, reserved.get(request.request_key, 0.0))
     record = build_record(run.config, item, client, completion, 1, latency_ms, run.decision)
     run.commit_answer(record, reserved.pop(request.request_key, 0.0))
 

@@ -41,16 +41,16 @@ def test_list_shows_every_shipped_policy(capsys):
     assert main(["policy", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == len(SHIPPED)
-    assert lines[0].split()[:4] == ["anthropic-commercial", "api-terms", "non-competing", "attest"]
+    assert lines[0].split()[:4] == ["alibaba-model-studio", "api-terms", "non-competing", "attest"]
 
 
 def test_show_prints_clause_document_and_obligations(capsys):
     assert main(["policy", "show", "llama-3.1"]) == 0
     out = flat(capsys.readouterr().out)
     assert "llama-3.1: Llama 3.1 Community License Agreement (shipped," in out
-    assert "document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version 2024-07-23, retrieved 2026-11-22)" in out
+    assert "document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)" in out
     assert "clause: §1.b.i:" in out
-    assert ("- name-prefix: Distributed student names must begin with \"Llama\" (when distributing the student) "
+    assert ("- name-prefix: Student names must begin with \"Llama\" (a model distributed or made available, hosted included) "
             "[checked: name begins with 'Llama']") in out
     assert "conditions: at most 700,000,000 monthly active users" in out
     rc, data = run_json(capsys, ["policy", "show", "gemma"])
@@ -157,7 +157,7 @@ def test_validate_reports_file_and_line(tmp_path, capsys):
         ("acme/unknown-7b", "", "no policy matches teacher 'acme/unknown-7b' at 127.0.0.1."),
         ("gpt-4o-mini", "", "policy 'openai-api' (OpenAI Services Agreement (API)) needs use.attestation"),
         ("Qwen/Qwen2.5-3B-Instruct", "use: {commercial: true}\n",
-         "policy 'qwen-research' (Qwen Research License Agreement (Qwen2.5-3B)) allows training on the outputs for non-commercial use only"),
+         "policy 'qwen-research' (Qwen RESEARCH LICENSE AGREEMENT (Qwen2.5 3B sizes)) allows training on the outputs for non-commercial use only"),
     ],
 )
 def test_a_refused_harvest_exits_3_and_sends_nothing(tmp_path, capsys, model, use, expected):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 
 import pytest
 
@@ -14,6 +13,7 @@ from synthdistill.filters import run_filters
 from synthdistill.filters.funnel import funnel_lines
 from synthdistill.filters.stage import filtered_dir, read_kept, read_report, run_filter_stage
 from synthdistill.harvest import ledger_path
+from synthdistill.policy import gate, write_decision
 from synthdistill.store import HarvestStore
 from tests.filters.test_verify_and_decontaminate import HELD_OUT, answer, write_pack
 from tests.records_fixtures import make_record
@@ -64,6 +64,7 @@ def harvest(config, records) -> None:
     with HarvestStore(ledger) as store:
         for record in records:
             store.put_done(record)
+    write_decision(config.run_dir, gate(config))  # as the harvest records it
 
 
 RECORDS = [

@@ -2,7 +2,7 @@
 
 One YAML file per governing document (a weights licence or a provider's terms). The
 models below are the single source of truth: `synthdistill/schemas/policy.schema.json`
-is generated from them (`python -m synthdistill.policy_format` rewrites it).
+is generated from them (`python -m synthdistill.policy.format` rewrites it).
 
 Policies are looked up first in the project's own `policies/` folder (beside
 distill.yaml), then among the shipped ones; a project file with the same `id`
@@ -12,22 +12,20 @@ overrides the shipped one.
 from __future__ import annotations
 
 import difflib
-import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from synthdistill.errors import PolicyFileError
 from synthdistill.shipped import shipped_dir
 from synthdistill.yaml_source import load_yaml, validate_document
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "policy.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "policy.schema.json"
 
 TrainingRule = Literal["allowed", "non-competing", "derivative", "forbidden"]
 
@@ -49,11 +47,20 @@ class AppliesTo(_Strict):
 
     models: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
-        description="Globs (fnmatch, case-insensitive) on the teacher model id; each is also tried on the id's "
-        "last path segment, so 'SmolLM2-*' matches 'HuggingFaceTB/SmolLM2-135M-Instruct'",
+        description="Globs (fnmatch) on the normalised model name: lower-case, org dropped, '_' and ':' as '-', "
+        "re-upload suffixes (-GGUF, -AWQ, -Q4_K_M, …) stripped; every path segment of the id is tried, so "
+        "'SmolLM2-*' matches 'HuggingFaceTB/SmolLM2-135M-Instruct' and 'bartowski/SmolLM2-135M-Instruct-GGUF'. "
+        "An api-terms policy's model globs count only without a base_url, for an id no weights licence matches",
+    )
+    not_models: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Globs on the normalised model name that this policy never matches, even when a `models` glob does "
+        "(e.g. the sizes of a family that are under another licence)",
     )
     hosts: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=list, description="Globs (case-insensitive) on the host of teacher.base_url, e.g. api.openai.com"
+        default_factory=list,
+        description="Globs on the host of teacher.base_url (lower-case, no port, user-info or trailing dot); "
+        "a host glob also covers its sub-domains ('claude.ai' covers 'api.claude.ai')",
     )
 
 
@@ -66,6 +73,12 @@ class Document(_Strict):
     )
     retrieved: DateText = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="Date the document was read (YYYY-MM-DD)")
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the document text, when kept")
+    text: str | None = Field(
+        None,
+        pattern=r"^texts/[A-Za-z0-9._-]+$",
+        description="A stored copy of the document (texts/<file> beside the policy), where its terms allow copies; "
+        "quoted clauses are checked against it",
+    )
 
 
 class Licence(_Strict):
@@ -94,6 +107,18 @@ class Conditions(_Strict):
     """Limits the user must watch; recorded, not checkable from distill.yaml."""
 
     max_monthly_active_users: int | None = Field(None, ge=1)
+    stated: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Other conditions the document states, shown to the user (not checked)"
+    )
+
+
+class Permission(_Strict):
+    """A written permission that sets a shipped policy aside, e.g. a provider's authorisation to distil."""
+
+    granted_by: str = Field(min_length=1, description="Who granted it (a company, a named contact)")
+    date: DateText = Field(pattern=r"^\d{4}-\d{2}-\d{2}$", description="When it was granted (YYYY-MM-DD)")
+    reference: str = Field(min_length=1, description="Where the document is kept: a contract number, a file, a URL")
+    scope: str = Field("", description="What it permits, in its own words")
 
 
 class Policy(_Strict):
@@ -112,7 +137,12 @@ class Policy(_Strict):
     commercial_use: Literal["allowed", "forbidden"] = Field(
         "allowed", description="forbidden = outputs may train models only when use.commercial is false"
     )
-    clause: str = Field(min_length=1, description="The deciding clause, quoted briefly (e.g. '§1.b.v: …')")
+    clause: str = Field(min_length=1, description="The deciding clause, quoted briefly (e.g. '§1.b.v: \"…\"')")
+    clause_kind: Literal["quote", "summary"] = Field(
+        "quote",
+        description="quote: every span in quotation marks is verbatim from the document; summary: the clause is "
+        "written in other words",
+    )
     obligations: list[Obligation] = Field(default_factory=list)
     conditions: Conditions = Field(default_factory=Conditions)
     requires_attestation: bool = Field(
@@ -122,6 +152,20 @@ class Policy(_Strict):
         "", description="What use.attestation should affirm, shown when the gate asks for it"
     )
     notes: str = ""
+    overrides: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="Ids of policies this one sets aside for the teachers it matches (it matches where they do when its "
+        "own applies_to is empty); needs a `permission`",
+    )
+    permission: Permission | None = Field(None, description="The written permission that justifies `overrides`")
+
+    @model_validator(mode="after")
+    def _overrides_need_permission(self) -> Policy:
+        if self.overrides and self.permission is None:
+            raise ValueError("overrides needs a permission: {granted_by, date, reference} of the written permission")
+        if self.id in self.overrides:
+            raise ValueError(f"policy '{self.id}' cannot override itself")
+        return self
 
     @field_validator("obligations")
     @classmethod
@@ -157,8 +201,29 @@ def load_policy_file(path: str | Path, origin: Literal["project", "shipped"] = "
 def _read(path: Path, origin: Literal["project", "shipped"]) -> tuple[LoadedPolicy, int | None]:
     doc = load_yaml(path, PolicyFileError)
     policy = validate_document(doc, Policy, PolicyFileError)
+    _check_document_text(policy, path, doc.line_of(("document",)))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadedPolicy(policy, path.resolve(), digest, origin), doc.line_of(("id",))
+
+
+def document_text_path(loaded: LoadedPolicy) -> Path | None:
+    """Where the stored copy of the policy's document is, or None when none is kept."""
+    text = loaded.policy.document.text
+    return loaded.path.parent / text if text else None
+
+
+def _check_document_text(policy: Policy, path: Path, line: int | None) -> None:
+    text = policy.document.text
+    if not text:
+        return
+    stored = path.parent / text
+    if not stored.is_file():
+        raise PolicyFileError(f"document.text: {text} does not exist beside the policy", file=path, line=line)
+    digest = hashlib.sha256(stored.read_bytes()).hexdigest()
+    if policy.document.sha256 is not None and policy.document.sha256 != digest:
+        raise PolicyFileError(
+            f"document.sha256 is {policy.document.sha256[:12]}…, but {text} hashes to {digest[:12]}…", file=path, line=line
+        )
 
 
 def _load_folder(folder: Path, origin: Literal["project", "shipped"]) -> list[LoadedPolicy]:
@@ -206,61 +271,6 @@ def close_ids(policies: list[LoadedPolicy], text: str, n: int = 3) -> list[str]:
     """Policy ids that look like `text` (for "did you mean" hints)."""
     ids = [p.id for p in policies]
     return difflib.get_close_matches(text.lower(), ids, n=n, cutoff=0.5)
-
-
-# -- matching a teacher (pure) ------------------------------------------------
-
-
-def host_of(url: str) -> str | None:
-    """The host of a base URL, lower-case (None when the URL has none)."""
-    return urlsplit(url if "//" in url else f"//{url}").hostname
-
-
-def _literal_length(glob: str) -> int:
-    return sum(1 for ch in glob if ch not in "*?[]")
-
-
-def _best_glob(globs: list[str], names: list[str]) -> int | None:
-    """Literal length of the most specific glob matching any of `names` (case-insensitive), or None."""
-    scores = [_literal_length(g) for g in globs for n in names if fnmatch.fnmatchcase(n.lower(), g.lower())]
-    return max(scores, default=None)
-
-
-def _model_names(model: str) -> list[str]:
-    # Mirrors and local folders keep the model's own name as their last path segment.
-    tail = model.rstrip("/").rsplit("/", 1)[-1]
-    return [model, tail] if tail != model else [model]
-
-
-@dataclass(frozen=True)
-class Match:
-    """A policy that matches a teacher; `rank` orders candidates (project, host match, glob specificity)."""
-
-    loaded: LoadedPolicy
-    matched_by: str
-    rank: tuple[int, int, int]
-
-
-def match_policy(loaded: LoadedPolicy, model: str, hosts: list[str]) -> Match | None:
-    """How `loaded` matches the teacher, or None."""
-    model_score = _best_glob(loaded.policy.applies_to.models, _model_names(model))
-    host_score = _best_glob(loaded.policy.applies_to.hosts, hosts)
-    if model_score is None and host_score is None:
-        return None
-    by = "+".join(k for k, s in (("model", model_score), ("host", host_score)) if s is not None)
-    rank = (loaded.origin == "project", host_score is not None, (model_score or 0) + (host_score or 0))
-    return Match(loaded, by, rank)
-
-
-def governing_matches(policies: list[LoadedPolicy], model: str, hosts: list[str]) -> list[Match]:
-    """The best-matching weights licence and provider terms (either may be missing)."""
-    best: dict[str, Match] = {}
-    for loaded in policies:
-        found = match_policy(loaded, model, hosts)
-        kind = loaded.policy.kind
-        if found and (kind not in best or found.rank > best[kind].rank):
-            best[kind] = found
-    return [best[k] for k in ("weights-licence", "api-terms") if k in best]
 
 
 def policy_json_schema() -> dict[str, Any]:
