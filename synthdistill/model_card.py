@@ -10,7 +10,7 @@ import yaml
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES
 from synthdistill.model_store import embedded_model
-from synthdistill.policy import Decision, obligations_markdown
+from synthdistill.policy import Decision, obligations_markdown, override_lines
 
 
 def _student_licence(reference: str) -> dict[str, str]:
@@ -62,6 +62,7 @@ def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], 
         "",
         "A student model distilled with synthdistill.",
         "",
+        *[line + "\n" for line in override_lines(decision)],
         "## Lineage",
         "",
         *lineage,

@@ -239,7 +239,7 @@ def _layer(match: Match) -> str:
     return "api-terms:route" if "host" in match.matched_by else "api-terms:provider"
 
 
-def _strictest_per_kind(verdicts: list[tuple[Match, Verdict]]) -> tuple[list[tuple[Match, Verdict]], list[SetAside]]:
+def _strictest_per_layer(verdicts: list[tuple[Match, Verdict]]) -> tuple[list[tuple[Match, Verdict]], list[SetAside]]:
     """In each layer (weights licence; the terms of the host reached; the terms of an API-only model's provider)
     the match most restrictive for this use governs; the others are set aside, with why."""
     governing, shadowed = [], []
@@ -322,6 +322,16 @@ def _carried(verdicts: list[tuple[Match, Verdict]], use: UseConfig) -> list[Deci
     return carried
 
 
+def _conditions(governing: list[tuple[Match, Verdict]]) -> dict[str, Any]:
+    """The conditions of every governing policy: the lowest user ceiling, every stated condition."""
+    ceilings = [c for m, _ in governing if (c := m.loaded.policy.conditions.max_monthly_active_users)]
+    stated = [c for m, _ in governing for c in m.loaded.policy.conditions.stated]
+    return {
+        **({"max_monthly_active_users": min(ceilings)} if ceilings else {}),
+        **({"stated": list(dict.fromkeys(stated))} if stated else {}),
+    }
+
+
 def _override_records(set_aside: list[Overridden]) -> list[OverrideRecord]:
     records: dict[str, OverrideRecord] = {}
     for item in set_aside:
@@ -351,7 +361,7 @@ def evaluate(
         policy_choice=policy_choice,
     )
     matches, overridden = governing_matches(policies, teacher_model, hosts)
-    governing, shadowed = _strictest_per_kind([(m, decide(m.loaded.policy, use)) for m in matches])
+    governing, shadowed = _strictest_per_layer([(m, decide(m.loaded.policy, use)) for m in matches])
     if policy_choice != "auto":
         match, verdict, layer = _choose(policy_choice, policies, teacher_model, hosts, use, governing)
         replaced = [m.loaded.id for m, _ in governing if _layer(m) == layer and m.loaded.id != policy_choice]
@@ -377,7 +387,7 @@ def evaluate(
         attested=allowed and any(v.attested for _, v in governing),
         policy_id=policy.id, policy_title=policy.title, policy_kind=policy.kind, clause=policy.clause,
         clause_kind=policy.clause_kind, outputs_for_training=policy.outputs_for_training, obligations=obligations,
-        conditions=policy.conditions.model_dump(exclude_none=True, exclude_defaults=True),
+        conditions=_conditions(governing),
         policy_file=f"policies/{deciding.loaded.path.name}", policy_sha256=deciding.loaded.sha256,
         origin=deciding.loaded.origin, matched_by=deciding.matched_by,
         also_governed_by=[_governing(m, v) for m, v in governing if m is not deciding],

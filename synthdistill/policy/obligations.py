@@ -73,19 +73,22 @@ def _yes(value: object) -> str:
     return "yes" if value else "no"
 
 
+def override_lines(decision: Decision) -> list[str]:
+    """One Markdown line per override: shipped terms set aside on a written permission (shown first in cards)."""
+    return [
+        f"- **Override**: project policy `{record.policy_id}` sets aside {', '.join(f'`{i}`' for i in record.overridden)} "
+        f"on a written permission from {record.permission.get('granted_by')} ({record.permission.get('date')}, "
+        f"reference {record.permission.get('reference')})"
+        for record in decision.overrides
+    ]
+
+
 def terms_lines(decision: Decision) -> list[str]:
     """The teacher's terms as Markdown bullets: teacher, overrides first, policy, decision, clause, use."""
     teacher = f"`{decision.teacher_model}`"
     if decision.teacher_hosts:
         teacher += f" at {', '.join(decision.teacher_hosts)}"
-    lines = [f"- Teacher: {teacher}"]
-    for record in decision.overrides:
-        permission = record.permission
-        lines.append(
-            f"- **Override**: project policy `{record.policy_id}` sets aside {', '.join(f'`{i}`' for i in record.overridden)} "
-            f"on a written permission from {permission.get('granted_by')} ({permission.get('date')}, "
-            f"reference {permission.get('reference')})"
-        )
+    lines = [f"- Teacher: {teacher}", *override_lines(decision)]
     if decision.policy_id:
         file = f"{decision.origin or ''} file {decision.policy_file or ''}".strip()
         sha = (decision.policy_sha256 or "")[:12]

@@ -146,3 +146,30 @@ def test_stages_after_the_harvest_refuse_a_run_the_gate_never_decided(tmp_path, 
     rc, _, err = _run(capsys, "filter", "-c", str(config))
     assert rc == 3
     assert "filter: no gate decision for this run" in err and "run `synthdistill harvest -c distill.yaml`" in err
+
+
+def test_an_override_is_on_the_first_screen_of_the_dataset_card(tmp_path, capsys):
+    forbidden = {**FAKE_POLICY, "outputs_for_training": "forbidden", "clause": "§1: no training on outputs"}
+    config = _harvested_with_override(tmp_path, capsys, forbidden)
+    assert _run(capsys, "filter", "-c", str(config))[0] == 0
+    assert _run(capsys, "build", "-c", str(config))[0] == 0
+    card = (tmp_path / "outputs" / "run" / "datasets" / "sft" / "README.md").read_text()
+    body = card.split("---\n", 2)[2]
+    line = ("- **Override**: project policy `ours` sets aside `fake` on a written permission from Fake Corp Legal "
+            "(2026-11-02, reference LIC-7)")
+    assert body.index(line) < body.index("| split | rows |")  # before anything else the card says
+    decision = _decision(tmp_path)
+    assert (decision["outcome"], decision["policy_id"], decision["overrides"][0]["overridden"]) == ("allow", "ours", ["fake"])
+
+
+def _harvested_with_override(tmp_path, capsys, overridden: dict):
+    ours = {**FAKE_POLICY, "id": "ours", "applies_to": {"models": [], "hosts": []}, "overrides": ["fake"],
+            "permission": {"granted_by": "Fake Corp Legal", "date": "2026-11-02", "reference": "LIC-7"},
+            "clause": "§1: Fake Corp allows us to train on outputs", "clause_kind": "summary"}
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 3, teacher={"policy": "auto"})
+        (tmp_path / "policies" / "fake.yaml").write_text(yaml.safe_dump(overridden, sort_keys=False))
+        (tmp_path / "policies" / "ours.yaml").write_text(yaml.safe_dump(ours, sort_keys=False))
+        rc, _, err = _run(capsys, "harvest", "-c", str(config))
+    assert rc == 0, err
+    return config
