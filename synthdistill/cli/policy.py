@@ -79,7 +79,7 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         f"licence:       {p.licence.name} ({p.licence.spdx})",
         f"outputs:       {p.outputs_for_training}" + (" (non-commercial use only)" if p.commercial_use == "forbidden" else ""),
         f"attestation:   {'required' + (': ' + p.attestation_hint if p.attestation_hint else '') if p.requires_attestation else 'not required'}",
-        f"clause:        {p.clause}" + (" (a summary, not a quote)" if p.clause_kind == "summary" else ""),
+        f"clause:        {_clause(p.clause, p.clause_kind)}",
         *([f"text kept:     {doc.text}"] if doc.text else []),
         *([f"overrides:     {', '.join(p.overrides)} (permission: {p.permission.granted_by}, {p.permission.date}, "
            f"{p.permission.reference})"] if p.overrides and p.permission else []),
@@ -95,6 +95,12 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         lines.append(f"notes:         {p.notes}")
     lines.append(f"sha256:        {loaded.sha256}")
     _lines(lines)
+
+
+def _clause(clause: str, kind: str | None) -> str:
+    """A clause, labelled when it is a summary and does not say so itself."""
+    labelled = kind != "summary" or clause.lower().startswith("summary")
+    return clause if labelled else f"{clause} (a summary, not a quote)"
 
 
 def _obligation_line(obligation: dict[str, Any]) -> str:
@@ -157,7 +163,7 @@ def _decision_lines(d) -> list[str]:
     if d.policy_id:
         lines.append(f"policy:      {d.policy_id} — {d.policy_title} ({d.origin} {d.policy_file}, matched by {d.matched_by}, sha256 {d.policy_sha256[:12]}…)")
         lines.append(f"document:    {d.document['url']} (version {d.document['version']}, retrieved {d.document['retrieved']})")
-        lines.append(f"clause:      {d.clause}" + (" (a summary, not a quote)" if d.clause_kind == "summary" else ""))
+        lines.append(f"clause:      {_clause(d.clause, d.clause_kind)}")
     for other in d.also_governed_by:
         lines.append(f"also:        {other.policy_id} — {other.title}: {other.outcome} ({other.origin} {other.policy_file})")
     lines.extend(f"set aside:   {s.policy_id}: {s.why}" for s in d.set_aside)
