@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from synthdistill.errors import ConfigError
+from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import Sampling
 
 
@@ -83,6 +84,10 @@ class HarvestConfig(_Strict):
     seed: int | None = 0
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
     budget_usd: float | None = Field(None, ge=0)
+    max_prompt_chars: int = Field(
+        DEFAULT_MAX_PROMPT_CHARS, ge=1,
+        description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",
+    )
 
     def sampling(self, overrides: dict[str, Any] | None = None) -> Sampling:
         """Harvest defaults with a pack's overrides applied."""

@@ -98,15 +98,23 @@ def ledger_path(config: DistillConfig) -> Path:
 
 
 def load_prompts(config: DistillConfig, limit: int | None = None) -> list[Prompt]:
-    """Every prompt of the configured packs, in pack order, cut to `limit` (or harvest.limit)."""
+    """Every prompt of the configured packs, in pack order, cut to `limit` (or harvest.limit).
+
+    With a limit, no row past it is read or rendered (a 50 MB rows file with `--limit 5`
+    costs five rows), and no later pack is loaded.
+    """
     from synthdistill.packs import load_pack, resolve_pack_path
 
+    limit = limit if limit is not None else config.harvest.limit
     prompts: list[Prompt] = []
     for reference in config.harvest.packs:
-        pack = load_pack(resolve_pack_path(reference, config.project_dir))
+        if limit is not None and len(prompts) >= limit:
+            break
+        remaining = None if limit is None else limit - len(prompts)
+        pack = load_pack(resolve_pack_path(reference, config.project_dir), limit=remaining,
+                         max_prompt_chars=config.harvest.max_prompt_chars)
         prompts.extend(pack.prompts)
-    limit = limit if limit is not None else config.harvest.limit
-    return prompts[:limit] if limit is not None else prompts
+    return prompts
 
 
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
