@@ -5,12 +5,16 @@
     │   ├── ConfigError               distill.yaml
     │   ├── PackError                 a prompt pack
     │   ├── PolicyFileError           a policy file
-    │   └── MissingSecretError        an api_key_env variable that is not set
+    │   ├── MissingSecretError        an api_key_env variable that is not set
+    │   ├── RunFolderBusy             another process holds the run folder's lock
+    │   ├── DamagedFileError          a file of the run folder is corrupt, truncated or foreign
+    │   └── UnsafeWriteError          a write would leave the project or follow a symlink
     ├── PolicyDenied                  exit 3: the licence/terms gate refused
     │   └── ObligationViolation       exit 3: a checkable obligation is broken
     ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing)
     └── TeacherError                  exit 1: the teacher failed in a way retrying cannot fix
-        └── TeacherAuthError          exit 1: 401/403, the run stops at once
+        ├── TeacherAuthError          exit 1: 401/403, the run stops at once
+        └── TeacherStuck              exit 1: no answer for harvest.give_up_after_s (answers kept)
 
 Retryable teacher faults (429, 5xx, timeouts, dropped connections, malformed
 answers) are `RetryableTeacherError`; the harvester retries them and records the
@@ -62,6 +66,18 @@ class MissingSecretError(InputError):
     """The environment variable named by `api_key_env` is not set."""
 
 
+class RunFolderBusy(InputError):
+    """Another process holds the run folder's lock (a second harvest, filter, build or train)."""
+
+
+class DamagedFileError(InputError):
+    """A file of the run folder is corrupt, truncated, empty or not synthdistill's (e.g. the ledger)."""
+
+
+class UnsafeWriteError(InputError):
+    """A write would follow a symlink or land outside the project without --allow-outside."""
+
+
 class PolicyDenied(SynthdistillError):
     """The licence/terms gate refused the teacher for the declared use."""
 
@@ -82,6 +98,10 @@ class TeacherError(SynthdistillError):
 
 class TeacherAuthError(TeacherError):
     """The teacher refused our credentials (401/403): the run stops at once."""
+
+
+class TeacherStuck(TeacherError):
+    """The teacher gave no answer for too long (or paused the run too long); every answer so far is kept."""
 
 
 class RetryableTeacherError(Exception):

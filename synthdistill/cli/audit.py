@@ -29,9 +29,11 @@ def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> No
     """Write outputs/<name>/audit/: manifest.json, report.md, report.html, bom.cdx.json."""
     if ctx.invoked_subcommand is not None:
         return
-    from synthdistill.cli.stages import _config, do_audit
+    from synthdistill.cli.stages import _config, _locked, do_audit
 
-    render.emit_json(do_audit(_config(config)))
+    cfg = _config(config)
+    with _locked(cfg, "audit"):
+        render.emit_json(do_audit(cfg))
 
 
 @audit_app.command("verify")

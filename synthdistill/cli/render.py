@@ -19,6 +19,8 @@ class OutputOptions:
     debug: bool = False
     # Under `torchrun`/`accelerate launch` every process runs the CLI; only rank 0 reports.
     secondary: bool = False
+    # --allow-outside: let output_dir lie outside the project folder (a global option, like --json)
+    allow_outside: bool = False
 
 
 def is_secondary_process() -> bool:
