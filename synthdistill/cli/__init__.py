@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode, click returns the code of a `typer.Exit(n)` instead of raising it.
         returned = app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
+        if returned == 130:  # typer catches Ctrl-C itself and returns 130 without a word
+            render.error(INTERRUPTED)
         return returned if isinstance(returned, int) else 0
     except SynthdistillError as exc:
         if render.OPTIONS.debug:

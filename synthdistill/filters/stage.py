@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import ConfigError, StageError
+from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
 from synthdistill.records import HarvestRecord
 
@@ -91,8 +91,20 @@ def read_kept(config: DistillConfig) -> list[HarvestRecord]:
     path = filtered_dir(config) / "kept.jsonl"
     if not path.exists():
         raise StageError(f"no filtered records at {path}; run `synthdistill filter -c {config.path.name}` first")
-    with path.open(encoding="utf-8") as handle:
-        return [HarvestRecord.model_validate_json(line) for line in handle if line.strip()]
+    records = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(HarvestRecord.model_validate_json(line))
+            except ValueError:  # pydantic's ValidationError included: a cut-off or edited line
+                raise DamagedFileError(
+                    "not a complete record (the file is truncated or was edited); "
+                    f"run `synthdistill filter -c {config.path.name}` again to rewrite it",
+                    file=path, line=number,
+                ) from None
+    return records
 
 
 def read_report(config: DistillConfig) -> dict:
