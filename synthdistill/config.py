@@ -84,6 +84,21 @@ class HarvestConfig(_Strict):
     seed: int | None = 0
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
     budget_usd: float | None = Field(None, ge=0)
+    give_up_after_s: float | None = Field(
+        300, gt=0,
+        description="End the harvest (exit 1, answers kept) when the teacher has given no answer for this many "
+        "seconds; null = wait for ever",
+    )
+    max_pause_s: float | None = Field(
+        900, gt=0,
+        description="End the harvest (exit 1, answers kept) once failure pauses of every sender add up to this "
+        "many seconds; null = no cap",
+    )
+    progress_every_s: float = Field(
+        10, gt=0,
+        description="Without a terminal: one progress line on stderr every this many seconds "
+        "(a JSON event per line under --json)",
+    )
     max_prompt_chars: int = Field(
         DEFAULT_MAX_PROMPT_CHARS, ge=1,
         description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",

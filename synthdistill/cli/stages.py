@@ -36,7 +36,7 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
     from synthdistill.cli.progress import HarvestProgress
     from synthdistill.harvest import harvest
 
-    with HarvestProgress() as progress:
+    with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
         summary = harvest(config, limit=limit, fresh=fresh, observer=progress)
     data = summary.model_dump()
     render.result(
