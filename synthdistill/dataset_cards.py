@@ -11,6 +11,7 @@ import yaml
 
 from synthdistill.config import DistillConfig
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import write_text
 
 # SPDX → Hugging Face `license:` identifiers for the licences packs commonly use.
 HF_LICENCES = {
@@ -86,7 +87,7 @@ def obligations_section(decision: dict[str, Any]) -> str:
 def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, Any], counts: dict[str, int]) -> None:
     """README.md with Hub metadata, plus provenance.json, in a dataset folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "provenance.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    write_text(folder / "provenance.json", json.dumps(info, indent=2, default=str) + "\n", inside=config.run_dir)
     teacher = info["teacher"]
     metadata = {
         **_hf_licence(info["packs"]),
@@ -136,4 +137,4 @@ def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, A
             "",
         ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
-    (folder / "README.md").write_text(text)
+    write_text(folder / "README.md", text, inside=config.run_dir)

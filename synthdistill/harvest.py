@@ -35,6 +35,7 @@ from synthdistill.pricing import (
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import HarvestRecord, Prompt, TeacherRequest, request_key_for
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
+from synthdistill.safe_write import write_text
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore, utc_now
 
@@ -329,7 +330,7 @@ async def harvest_async(config: DistillConfig, *, limit: int | None = None, fres
     if fresh:
         _reset_ledger(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    (path.parent / "decision.json").write_text(decision.model_dump_json(indent=2) + "\n")
+    write_text(path.parent / "decision.json", decision.model_dump_json(indent=2) + "\n", inside=config.run_dir)
 
     with HarvestStore(path) as store:
         spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0

@@ -10,6 +10,7 @@ import yaml
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES, obligations_section
 from synthdistill.model_store import embedded_model
+from synthdistill.safe_write import write_text
 
 
 def _student_licence(reference: str) -> dict[str, str]:
@@ -69,5 +70,5 @@ def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], 
     ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
     path = out / "README.md"
-    path.write_text(text)
+    write_text(path, text, inside=config.run_dir)
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from synthdistill.errors import DamagedFileError
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import check_target
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -113,6 +114,7 @@ class HarvestStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_target(self.path)  # a symlinked ledger would write wherever it points
         existed = self.path.exists()
         if existed:
             check_ledger_file(self.path)

@@ -22,6 +22,7 @@ from synthdistill.audit.report_render import render_html, render_markdown
 from synthdistill.audit.report_sections import report_sections
 from synthdistill.audit.verify import Problem, verify_audit
 from synthdistill.errors import StageError
+from synthdistill.safe_write import write_text
 
 __all__ = ["Problem", "render_trace", "trace", "verify_audit", "write_audit"]
 
@@ -29,10 +30,8 @@ REPORT_FILES = ("report.md", "report.html", "bom.cdx.json")
 
 
 def _write(path: Path, text: str) -> None:
-    # Beside and rename: a crash never leaves a half-written report in place.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # Beside and rename: a crash never leaves a half-written report in place; a symlinked target is refused.
+    write_text(path, text, inside=path.parent.parent)
 
 
 def write_audit(run_dir: Path, config=None) -> dict[str, Any]:

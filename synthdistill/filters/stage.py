@@ -16,6 +16,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import write_lines, write_text
 
 
 def filtered_dir(config: DistillConfig) -> Path:
@@ -43,9 +44,10 @@ def run_filter_stage(config: DistillConfig) -> dict:
 
     out = filtered_dir(config)
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / "kept.jsonl", (r.model_dump_json() for r in result.kept))
-    _write_jsonl(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped))
-    _write_jsonl(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified))
+    # temp file beside, then rename: a crash never leaves half a file; a symlinked target is refused
+    write_lines(out / "kept.jsonl", (r.model_dump_json() for r in result.kept), inside=config.run_dir)
+    write_lines(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped), inside=config.run_dir)
+    write_lines(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified), inside=config.run_dir)
     reasons: dict[str, int] = {}
     for dropped in result.dropped:
         key = f"{dropped.filter}:{reason_category(dropped.reason)}"
@@ -61,7 +63,7 @@ def run_filter_stage(config: DistillConfig) -> dict:
         # a changed sampling setting or teacher): never trained on, never deleted
         "stale": stale,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n", inside=config.run_dir)
     return report
 
 
@@ -111,11 +113,3 @@ def read_report(config: DistillConfig) -> dict:
     path = filtered_dir(config) / "report.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
-
-def _write_jsonl(path: Path, lines) -> None:
-    # Write beside and rename, so a crash never leaves a half-written file in place.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    tmp.replace(path)
