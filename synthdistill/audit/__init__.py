@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from synthdistill.audit.binding import checkpoint_ledger, record_manifest_hash
 from synthdistill.audit.bom import build_bom
 from synthdistill.audit.hashing import AUDIT_DIR, hash_file
 from synthdistill.audit.lineage import render_trace, trace
@@ -43,6 +44,7 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
     run_dir = Path(run_dir).resolve()
     if not run_dir.is_dir():
         raise StageError(f"no run folder at {run_dir}; run `synthdistill harvest` first")
+    checkpoint_ledger(run_dir)  # the ledger's hash must cover writes still in its -wal file
     manifest = build_manifest(run_dir, config)
     out = run_dir / AUDIT_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -54,10 +56,12 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
         sha, size, _ = hash_file(out / name)
         manifest["audit_files"].append({"path": name, "sha256": sha, "size": size})
     _write(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+    manifest_sha256 = record_manifest_hash(run_dir)
     teacher = manifest["teachers"][0]
     return {
         "audit_dir": str(out),
         "manifest": str(out / "manifest.json"),
+        "manifest_sha256": manifest_sha256,
         "report_md": str(out / "report.md"),
         "report_html": str(out / "report.html"),
         "bom": str(out / "bom.cdx.json"),

@@ -115,6 +115,8 @@ def do_audit(config) -> dict:
         f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
         f"{summary['decision']} → {summary['report_html']}"
     )
+    render.result(f"audit: manifest sha256 {summary['manifest_sha256']}; keep it elsewhere and check the run later with "
+                  f"`synthdistill audit verify {config.run_dir} --expect {summary['manifest_sha256']}`")
     if summary["secret_found_in"]:
         render.error(f"the API key's value was found in: {', '.join(summary['secret_found_in'])}")
     return summary
