@@ -26,6 +26,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """`text` with each non-printable character (newline, NUL, lone surrogate, …) escaped as \\n, \\x00, \\ud800."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   if not 0xD800 <= ord(c) <= 0xDFFF else f"\\u{ord(c):04x}" for c in text)
+
+
 class SynthdistillError(Exception):
     """Base of every error synthdistill raises on purpose."""
 
@@ -38,7 +46,9 @@ class InputError(SynthdistillError):
     exit_code = 2
 
     def __init__(self, message: str, *, file: str | Path | None = None, line: int | None = None):
-        self.message = message
+        # One line, printable: a key or value quoted from a hostile file may hold a newline, a NUL
+        # or a lone surrogate (which cannot even be written to a UTF-8 terminal).
+        self.message = printable(message)
         self.file = str(file) if file is not None else None
         self.line = line
         super().__init__(self.__str__())

@@ -145,14 +145,39 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDoc
         line = mark.line + 1 if mark else None
         problem = exc.problem or str(exc)
         raise error(f"invalid YAML: {problem}", file=path, line=line) from None
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow (NUL, …)
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise error(f"invalid YAML: the character U+{ord(char):04X} is not allowed in YAML; remove it",
+                    file=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise error(f"invalid YAML: {exc}", file=path) from None
+        raise error(f"invalid YAML: {str(exc).splitlines()[0]}", file=path) from None
     except RecursionError:
         raise error("YAML nested too deeply to read", file=path) from None
     lines: dict[tuple, int] = {}
     if node is not None:
+        _refuse_surrogates(node, path, error)
         _walk(node, (), lines)
     return YamlDocument(path, data, lines)
+
+
+def _refuse_surrogates(root: yaml.Node, path: Path, error: type[InputError]) -> None:
+    """A "\\ud800" escape makes a lone surrogate, which no UTF-8 file, hash or request can carry."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if isinstance(node.value, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in node.value):
+                raise error("a lone surrogate (a \\uD800-\\uDFFF escape without its pair) is not text; remove it",
+                            file=path, line=node.start_mark.line + 1)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        else:
+            stack.extend(node.value)
 
 
 def read_jsonl(path: str | Path, error: type[InputError] = InputError) -> list[tuple[int, Any]]:

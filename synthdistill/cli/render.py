@@ -56,7 +56,9 @@ def emit_json(summary: dict[str, Any]) -> None:
 
 def error(message: str) -> None:
     """One error line; `message` is plain text (brackets in paths such as `test[x]0/` are kept)."""
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    from synthdistill.errors import printable  # a lone surrogate in a message would crash the print itself
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", printable(message)), soft_wrap=True)
 
 
 def show_progress() -> bool:

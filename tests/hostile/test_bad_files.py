@@ -156,3 +156,20 @@ def test_ctrl_c_says_interrupted_and_exits_130_then_resumes(tmp_path):
     assert resumed.code == 0
     assert json.loads(resumed.out)["already_done"] >= 2
     assert done_count(ledger) == 30
+
+
+def test_control_characters_and_surrogate_escapes_in_distill_yaml_are_one_line_messages(tmp_path):
+    # cases the fuzz pass found: each was a multi-line message or a UnicodeEncodeError traceback
+    config = write_project(tmp_path, "http://127.0.0.1:9/v1", 3)
+    good = config.read_text()
+    for text, expected in (
+        ("name: run\x00\n", f"{config}:1: invalid YAML: the character U+0000 is not allowed in YAML; remove it"),
+        ("? '\n\n  '\n: null\n" + good, f"{config}:4: unknown key '\\n'; valid keys: "),
+        ('filters:\n- "\\uD800"\n' + good, f"{config}:2: a lone surrogate (a \\uD800-\\uDFFF escape without its pair) "
+                                          "is not text; remove it"),
+    ):
+        config.write_text(text)
+        result = run_cli("harvest", "-c", str(config), cwd=tmp_path)
+        assert result.code == 2, result.err
+        assert len(result.err.strip().splitlines()) == 1, result.err
+        assert result.err.strip().startswith(f"error: {expected}"), result.err
