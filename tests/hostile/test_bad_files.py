@@ -173,3 +173,16 @@ def test_control_characters_and_surrogate_escapes_in_distill_yaml_are_one_line_m
         assert result.code == 2, result.err
         assert len(result.err.strip().splitlines()) == 1, result.err
         assert result.err.strip().startswith(f"error: {expected}"), result.err
+
+
+def test_an_answer_with_a_lone_surrogate_is_malformed_and_never_stored(tmp_path):
+    # every prompt's first attempt answers "...\ud800": retried as malformed, then answered cleanly
+    with FakeOpenAIServer(fail_first_n_per_prompt=1, fail_kinds=["surrogate"]) as server:
+        config = write_project(tmp_path, server.base_url, 4)
+        result = run_cli("harvest", "-c", str(config), "--json", cwd=tmp_path)
+    assert result.code == 0, result.err
+    summary = json.loads(result.out)
+    assert summary["answered"] == 4 and summary["errors_by_kind"] == {"malformed": 4}
+    with sqlite3.connect(ledger_of(tmp_path)) as db:
+        texts = [json.loads(r[0])["text"] for r in db.execute("SELECT record FROM requests")]
+    assert all("\ud800" not in t and t.startswith("Answer to: ") for t in texts)
