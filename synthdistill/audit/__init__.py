@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthdistill.audit.binding import checkpoint_ledger, record_manifest_hash
+from synthdistill.audit.binding import checkpoint_ledger, record_manifest_hash, write_seal
 from synthdistill.audit.bom import build_bom
 from synthdistill.audit.hashing import AUDIT_DIR, hash_file
 from synthdistill.audit.lineage import render_trace, trace
@@ -57,11 +57,13 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
         manifest["audit_files"].append({"path": name, "sha256": sha, "size": size})
     _write(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
     manifest_sha256 = record_manifest_hash(run_dir)
+    sealed = write_seal(run_dir)
     teacher = manifest["teachers"][0]
     return {
         "audit_dir": str(out),
         "manifest": str(out / "manifest.json"),
         "manifest_sha256": manifest_sha256,
+        "manifest_sealed": sealed,
         "report_md": str(out / "report.md"),
         "report_html": str(out / "report.html"),
         "bom": str(out / "bom.cdx.json"),

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synthdistill.audit.binding import LEDGER, manifest_hash, pending_wal, recorded_manifest_hash
+from synthdistill.audit.binding import LEDGER, manifest_hash, pending_wal, recorded_manifest_hash, seal_problem
 from synthdistill.audit.hashing import AUDIT_DIR, artifact_paths, hash_file
 from synthdistill.errors import StageError
 
@@ -71,6 +71,8 @@ def verify_audit(run_dir: Path, expect: str | None = None) -> list[Problem]:
     if recorded is not None and recorded != actual:
         problems.append(Problem("changed", MANIFEST.as_posix(), f"sha256 {actual}, not the {recorded} that audit/"
                                 "manifest.sha256 records: the manifest was edited after the audit"))
+    if (sealed := seal_problem(run_dir)) is not None:
+        problems.append(Problem(*sealed))
     wal_bytes = pending_wal(run_dir)
     if wal_bytes:
         problems.append(Problem("changed", LEDGER.as_posix(),

@@ -101,3 +101,32 @@ def test_expect_must_be_a_sha256(tmp_path):
     result = run_cli("audit", "verify", str(run_dir), "--expect", "abc", cwd=tmp_path)
     assert result.code == 2
     assert result.err.strip() == "error: --expect takes the manifest's sha256 (64 hex digits), got 'abc'"
+
+
+def test_a_manifest_sealed_with_a_key_fails_verify_once_rewritten(tmp_path):
+    import os
+
+    key_env = {**os.environ, "SYNTHDISTILL_AUDIT_KEY": "k" * 32}
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 2)
+        assert run_cli("harvest", "-c", str(config), cwd=tmp_path).code == 0
+    audit = run_cli("audit", "-c", str(config), "--json", cwd=tmp_path, env=key_env)
+    assert audit.code == 0, audit.err
+    assert json.loads(audit.out)["manifest_sealed"] is True
+    run_dir = tmp_path / "outputs" / "run"
+    assert run_cli("audit", "verify", str(run_dir), cwd=tmp_path, env=key_env).code == 0
+    wrong_key = run_cli("audit", "verify", str(run_dir), cwd=tmp_path,
+                        env={**key_env, "SYNTHDISTILL_AUDIT_KEY": "w" * 32})
+    assert wrong_key.code == 1
+    manifest = run_dir / "audit" / "manifest.json"
+    manifest.write_text(manifest.read_text().replace('"size"', '"size" '))  # a forger's rewrite
+    forged = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    (run_dir / "audit" / "manifest.sha256").write_text(f"{forged}  manifest.json\n")
+    result = run_cli("audit", "verify", str(run_dir), cwd=tmp_path, env=key_env)
+    assert result.code == 1
+    assert result.out.splitlines()[0] == (
+        "changed: audit/manifest.json (its seal does not match SYNTHDISTILL_AUDIT_KEY: the manifest was "
+        "rewritten, or sealed with another key)")
+    short = run_cli("audit", "verify", str(run_dir), cwd=tmp_path, env={**key_env, "SYNTHDISTILL_AUDIT_KEY": "x"})
+    assert short.code == 2
+    assert short.err.strip() == "error: SYNTHDISTILL_AUDIT_KEY is shorter than 16 characters; use a long random key"
