@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from synthdistill.errors import ConfigError
+from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import Sampling
 
 
@@ -97,6 +98,25 @@ class HarvestConfig(_Strict):
     seed: int | None = 0
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
     budget_usd: float | None = Field(None, ge=0)
+    give_up_after_s: float | None = Field(
+        300, gt=0,
+        description="End the harvest (exit 1, answers kept) when the teacher has given no answer for this many "
+        "seconds; null = wait for ever",
+    )
+    max_pause_s: float | None = Field(
+        900, gt=0,
+        description="End the harvest (exit 1, answers kept) once failure pauses of every sender add up to this "
+        "many seconds; null = no cap",
+    )
+    progress_every_s: float = Field(
+        10, gt=0,
+        description="Without a terminal: one progress line on stderr every this many seconds "
+        "(a JSON event per line under --json)",
+    )
+    max_prompt_chars: int = Field(
+        DEFAULT_MAX_PROMPT_CHARS, ge=1,
+        description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",
+    )
 
     def sampling(self, overrides: dict[str, Any] | None = None) -> Sampling:
         """Harvest defaults with a pack's overrides applied."""
@@ -182,7 +202,14 @@ class DistillConfig(_Strict):
     """The whole of distill.yaml."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run folder name: <output_dir>/<name>/")
-    output_dir: str = "outputs"
+    output_dir: str = Field(
+        "outputs", description="Where run folders go, relative to distill.yaml; outside the project only with allow_outside_project"
+    )
+    allow_outside_project: bool = Field(
+        False,
+        description="Let output_dir lie outside the project folder (distill.yaml's folder); "
+        "otherwise such a config is refused (exit 2) unless the command gets --allow-outside",
+    )
     teacher: TeacherConfig
     use: UseConfig = Field(default_factory=UseConfig)
     harvest: HarvestConfig
@@ -233,8 +260,13 @@ class DistillConfig(_Strict):
         return self.student
 
 
-def load_config(path: str | Path = "distill.yaml") -> DistillConfig:
-    """Read and validate distill.yaml; errors name the file, line and key path."""
+def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = False) -> DistillConfig:
+    """Read and validate distill.yaml; errors name the file, line and key path.
+
+    An `output_dir` that leads outside the project folder (an absolute path, `../x`, `~/x`
+    or a symlink out) is refused unless `allow_outside` or `allow_outside_project` says so:
+    a run folder is written to, and a config from elsewhere should not choose where.
+    """
     from synthdistill.yaml_source import load_yaml, validate_document
 
     path = Path(path).resolve()
@@ -243,7 +275,22 @@ def load_config(path: str | Path = "distill.yaml") -> DistillConfig:
     doc = load_yaml(path, ConfigError)
     config = validate_document(doc, DistillConfig, ConfigError)
     config._path = path
+    if not (allow_outside or config.allow_outside_project):
+        _check_inside(config, doc.line_of(("output_dir",)))
     return config
+
+
+def _check_inside(config: DistillConfig, line: int | None) -> None:
+    from synthdistill.errors import UnsafeWriteError
+
+    project = config.project_dir.resolve()
+    target = config.resolve(config.output_dir).resolve()  # resolve(): a symlink out counts as out
+    if target != project and project not in target.parents:
+        raise UnsafeWriteError(
+            f"output_dir '{config.output_dir}' leads outside the project folder {project} (to {target}); "
+            "pass --allow-outside or set allow_outside_project: true to write there",
+            file=config.path, line=line if "output_dir" in config.model_fields_set else None,
+        )
 
 
 def config_json_schema() -> dict[str, Any]:

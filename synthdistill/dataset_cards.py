@@ -12,6 +12,7 @@ import yaml
 from synthdistill.config import DistillConfig
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import write_text
 
 # SPDX → Hugging Face `license:` identifiers for the licences packs commonly use.
 HF_LICENCES = {
@@ -67,7 +68,7 @@ def _hf_licence(packs: list[dict]) -> dict[str, str]:
 def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, Any], counts: dict[str, int]) -> None:
     """README.md with Hub metadata, plus provenance.json, in a dataset folder."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "provenance.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    write_text(folder / "provenance.json", json.dumps(info, indent=2, default=str) + "\n", inside=config.run_dir)
     teacher = info["teacher"]
     metadata = {
         **_hf_licence(info["packs"]),
@@ -118,4 +119,4 @@ def write_card(folder: Path, kind: str, config: DistillConfig, info: dict[str, A
             "",
         ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
-    (folder / "README.md").write_text(text)
+    write_text(folder / "README.md", text, inside=config.run_dir)

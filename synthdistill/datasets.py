@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from synthdistill.alignment import AnswerTargets, align_answer, exact_targets
 from synthdistill.config import DistillConfig
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import write_text
 
 SPLITS = ("train", "eval")
 # A position keeps its KD targets only if the teacher candidates that are not one student
@@ -224,7 +225,7 @@ def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict
         "masked_positions": masked,
         "dropped": dropped,
     }
-    (kd_dir / "build.json").write_text(json.dumps(build, indent=2) + "\n")
+    write_text(kd_dir / "build.json", json.dumps(build, indent=2) + "\n", inside=config.run_dir)
     write_card(kd_dir, "kd", config, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
 

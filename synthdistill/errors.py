@@ -5,13 +5,17 @@
     │   ├── ConfigError               distill.yaml
     │   ├── PackError                 a prompt pack
     │   ├── PolicyFileError           a policy file
-    │   └── MissingSecretError        an api_key_env variable that is not set
+    │   ├── MissingSecretError        an api_key_env variable that is not set
+    │   ├── RunFolderBusy             another process holds the run folder's lock
+    │   ├── DamagedFileError          a file of the run folder is corrupt, truncated or foreign
+    │   └── UnsafeWriteError          a write would leave the project or follow a symlink
     ├── PolicyDenied                  exit 3: the licence/terms gate refused
     │   ├── AnsweringModelRefused     exit 3: the server answered as a model the gate refuses
     │   └── ObligationViolation       exit 3: a checkable obligation is broken
     ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing)
     └── TeacherError                  exit 1: the teacher failed in a way retrying cannot fix
-        └── TeacherAuthError          exit 1: 401/403, the run stops at once
+        ├── TeacherAuthError          exit 1: 401/403, the run stops at once
+        └── TeacherStuck              exit 1: no answer for harvest.give_up_after_s (answers kept)
 
 Retryable teacher faults (429, 5xx, timeouts, dropped connections, malformed
 answers) are `RetryableTeacherError`; the harvester retries them and records the
@@ -21,6 +25,14 @@ last one when retries run out.
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def printable(text: str) -> str:
+    """`text` with each non-printable character (newline, NUL, lone surrogate, …) escaped as \\n, \\x00, \\ud800."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   if not 0xD800 <= ord(c) <= 0xDFFF else f"\\u{ord(c):04x}" for c in text)
 
 
 class SynthdistillError(Exception):
@@ -35,7 +47,9 @@ class InputError(SynthdistillError):
     exit_code = 2
 
     def __init__(self, message: str, *, file: str | Path | None = None, line: int | None = None):
-        self.message = message
+        # One line, printable: a key or value quoted from a hostile file may hold a newline, a NUL
+        # or a lone surrogate (which cannot even be written to a UTF-8 terminal).
+        self.message = printable(message)
         self.file = str(file) if file is not None else None
         self.line = line
         super().__init__(self.__str__())
@@ -61,6 +75,18 @@ class PolicyFileError(InputError):
 
 class MissingSecretError(InputError):
     """The environment variable named by `api_key_env` is not set."""
+
+
+class RunFolderBusy(InputError):
+    """Another process holds the run folder's lock (a second harvest, filter, build or train)."""
+
+
+class DamagedFileError(InputError):
+    """A file of the run folder is corrupt, truncated, empty or not synthdistill's (e.g. the ledger)."""
+
+
+class UnsafeWriteError(InputError):
+    """A write would follow a symlink or land outside the project without --allow-outside."""
 
 
 class PolicyDenied(SynthdistillError):
@@ -91,6 +117,10 @@ class TeacherError(SynthdistillError):
 
 class TeacherAuthError(TeacherError):
     """The teacher refused our credentials (401/403): the run stops at once."""
+
+
+class TeacherStuck(TeacherError):
+    """The teacher gave no answer for too long (or paused the run too long); every answer so far is kept."""
 
 
 class RetryableTeacherError(Exception):

@@ -18,6 +18,7 @@ from typing import Any
 from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.safe_write import write_text
 from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 
 EVAL_BATCH = 8
@@ -174,7 +175,7 @@ def evaluate_student(config: DistillConfig) -> dict[str, Any]:
     result["trained_model"] = str(trained_dir)
     result["train_steps"] = summary["steps"]
     result["plot"] = "eval.png"
-    (config.run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(config.run_dir / "eval.json", json.dumps(result, indent=2) + "\n", inside=config.run_dir)
     write_plot(config.run_dir / "eval.png", summary.get("loss_history", []), result)
     return result
 

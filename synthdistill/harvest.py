@@ -36,6 +36,7 @@ from synthdistill.pricing import (
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import HarvestRecord, Prompt, TeacherRequest, request_key_for
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
+from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore, utc_now
 
 
@@ -99,15 +100,23 @@ def ledger_path(config: DistillConfig) -> Path:
 
 
 def load_prompts(config: DistillConfig, limit: int | None = None) -> list[Prompt]:
-    """Every prompt of the configured packs, in pack order, cut to `limit` (or harvest.limit)."""
+    """Every prompt of the configured packs, in pack order, cut to `limit` (or harvest.limit).
+
+    With a limit, no row past it is read or rendered (a 50 MB rows file with `--limit 5`
+    costs five rows), and no later pack is loaded.
+    """
     from synthdistill.packs import load_pack, resolve_pack_path
 
+    limit = limit if limit is not None else config.harvest.limit
     prompts: list[Prompt] = []
     for reference in config.harvest.packs:
-        pack = load_pack(resolve_pack_path(reference, config.project_dir))
+        if limit is not None and len(prompts) >= limit:
+            break
+        remaining = None if limit is None else limit - len(prompts)
+        pack = load_pack(resolve_pack_path(reference, config.project_dir), limit=remaining,
+                         max_prompt_chars=config.harvest.max_prompt_chars)
         prompts.extend(pack.prompts)
-    limit = limit if limit is not None else config.harvest.limit
-    return prompts[:limit] if limit is not None else prompts
+    return prompts
 
 
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
@@ -206,6 +215,7 @@ class _Run:
         self.retried_failures = 0
         self.limiter = RateLimiter(config.teacher.requests_per_minute, config.teacher.tokens_per_minute)
         self.brake = FailureBrake()
+        self.watch = StallWatch(config.harvest.give_up_after_s, config.harvest.max_pause_s)
         self.policy = RetryPolicy(
             self.limiter, self.brake, config.teacher.max_retries,
             on_send=self._sent, on_retry=self._retrying, on_pause=self._paused,
@@ -224,6 +234,7 @@ class _Run:
         self.observer.retrying(exc.kind)
 
     def _paused(self, seconds: float, reason: str) -> None:
+        self.watch.paused(seconds)
         paused = getattr(self.observer, "paused", None)
         if paused is not None:
             paused(seconds, reason)
@@ -235,8 +246,10 @@ class _Run:
             teacher.on_rate_limits = self.limiter.observe
         queue = deque(pending)
         workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.config.teacher.max_concurrency, len(pending)))]
+        if self.config.teacher.backend == "openai":  # an in-process model is slow, not stuck, while it loads
+            workers.append(asyncio.create_task(self._watch(workers[:])))
         try:
-            # the first auth failure (or crash) cancels every other worker at once
+            # the first auth failure, stuck teacher (or crash) cancels every other worker at once
             done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 if task.exception() is not None:
@@ -246,6 +259,16 @@ class _Run:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
         self.not_sent = len(queue)
+
+    async def _watch(self, senders: list[asyncio.Task]) -> None:
+        """Raise TeacherStuck once the teacher has been silent (or paused) too long; end with the senders."""
+        from synthdistill.teachers.openai_http import endpoint_host
+
+        hosts = ", ".join(endpoint_host(u) for u in self.config.teacher.base_urls) or self.config.teacher.model
+        step = min(1.0, (self.config.harvest.give_up_after_s or 10.0) / 10)
+        while not all(task.done() for task in senders):
+            self.watch.check(self.tally.errors_by_kind, self.tally.answered, hosts)
+            await asyncio.sleep(step)
 
     async def _worker(self, queue: deque[PlannedRequest]) -> None:
         while queue and not self.budget.exhausted:
@@ -284,6 +307,7 @@ class _Run:
     def commit_answer(self, record: HarvestRecord, reserved: float) -> None:
         """Settle the budget, store the answer and count it (a request already done is not counted again)."""
         cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
+        self.watch.answered()
         if self.store.put_done(record):
             self.tally.answered += 1
             self.tally.tokens_in += record.usage.prompt_tokens

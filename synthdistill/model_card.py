@@ -11,6 +11,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES
 from synthdistill.model_store import embedded_model
 from synthdistill.policy import Decision, obligations_markdown, override_lines
+from synthdistill.safe_write import write_text
 
 
 def _student_licence(reference: str) -> dict[str, str]:
@@ -71,5 +72,5 @@ def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], 
     ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
     path = out / "README.md"
-    path.write_text(text)
+    write_text(path, text, inside=config.run_dir)
     return path

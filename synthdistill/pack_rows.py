@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import math
+from collections.abc import Iterator
 import re
 from typing import Any
 
@@ -31,10 +33,15 @@ def template_environment() -> ImmutableSandboxedEnvironment:
     )
 
 
-def combinations(variables: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the `variables:` values, the first variable varying slowest."""
+def combinations(variables: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    """Every combination of the `variables:` values, one at a time, the first variable varying slowest."""
     names = list(variables)
-    return [dict(zip(names, values)) for values in itertools.product(*(variables[n] for n in names))]
+    return (dict(zip(names, values)) for values in itertools.product(*(variables[n] for n in names)))
+
+
+def combination_count(variables: dict[str, list[Any]]) -> int:
+    """How many prompts `variables:` makes, computed without making them."""
+    return math.prod(len(values) for values in variables.values())
 
 
 def prompt_for(spec: PackSpec, template: Template | None, row: Any, source: str) -> Prompt:

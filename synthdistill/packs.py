@@ -32,10 +32,11 @@ from synthdistill.pack_format import (
     create_pack,
     describe_spec_error,
 )
-from synthdistill.pack_rows import combinations, prompt_for, template_environment
+from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
+from synthdistill.pack_rows import combination_count, combinations, prompt_for, template_environment
 from synthdistill.records import Prompt
 from synthdistill.shipped import shipped_dir
-from synthdistill.yaml_source import YamlDocument, _read_text, load_yaml, read_jsonl
+from synthdistill.yaml_source import YamlDocument, iter_jsonl, load_yaml
 
 __all__ = [
     "Pack",
@@ -156,9 +157,13 @@ def shipped_pack_names() -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{PACK_FILE}")) if root.is_dir() else []
 
 
-def load_pack(path: Path) -> Pack:
-    """Load and render a pack; raise PackError at the first problem (all are in validate_pack)."""
-    pack, problems, _ = _build(Path(path))
+def load_pack(path: Path, *, limit: int | None = None, max_prompt_chars: int | None = None) -> Pack:
+    """Load and render a pack; raise PackError at the first problem (all are in validate_pack).
+
+    `limit` stops reading rows (or expanding `variables:`) once that many prompts are
+    made; `max_prompt_chars` refuses a longer prompt (the harvest passes its setting).
+    """
+    pack, problems, _ = _build(Path(path), limit=limit, max_prompt_chars=max_prompt_chars)
     if problems:
         first = problems[0]
         if len(problems) > 1:
@@ -186,43 +191,71 @@ def validate_pack(path: Path) -> ValidationReport:
 # --- building a pack -------------------------------------------------------------------
 
 
-def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
-    """Load a pack; fatal problems raise, row problems are returned with the warnings."""
+def _build(path: Path, limit: int | None = None,
+           max_prompt_chars: int | None = None) -> tuple[Pack, list[PackError], list[str]]:
+    """Load a pack; fatal problems raise, row problems are returned with the warnings.
+
+    Rows are read, and `variables:` combinations made, one at a time: with `limit` nothing
+    past the limit-th prompt is read or rendered.
+    """
     if not (path / PACK_FILE).is_file():
         raise PackError(f"no {PACK_FILE} here; is this a pack folder?", file=path)
     doc = _load_pack_yaml(path / PACK_FILE)
     spec = _validate_spec(doc)
     template = _compile_template(spec, doc)
     verify, extra_files = _resolve_verify(spec, path, doc)
-    _check_text_files(path)
+    rows_file = path / spec.rows if spec.rows is not None else None
+    _check_text_files(path, skip=rows_file)  # the rows file is decoded line by line as it is read
     problems: list[PackError] = []
     prompts: list[Prompt] = []
-    if spec.rows is not None:
-        rows_file = path / spec.rows
+    if rows_file is not None:
         if not rows_file.is_file():
             raise PackError(
                 f"rows file '{spec.rows}' not found (looked in {path})", file=doc.path, line=doc.line_of(("rows",))
             )
         if path.resolve() not in rows_file.resolve().parents:
             extra_files.append(rows_file)
-        items = [(rows_file, line, f"{spec.rows}:{line}", row) for line, row in read_jsonl(rows_file, error=PackError)]
-        if not items:
-            raise PackError("rows file has no rows", file=rows_file)
+        rows = iter_jsonl(rows_file, error=PackError, max_line_bytes=max_row_bytes(max_prompt_chars))
+        items = ((rows_file, line, f"{spec.rows}:{line}", row) for line, row in rows)
     else:
         line = doc.line_of(("variables",))
-        items = [
+        count = combination_count(spec.variables)
+        if count > MAX_VARIABLE_COMBINATIONS:
+            raise PackError(
+                f"`variables:` would make {count} prompts, over the maximum of {MAX_VARIABLE_COMBINATIONS}; "
+                "use fewer values, or list the rows you want in a rows file",
+                file=doc.path, line=line,
+            )
+        items = (
             (doc.path, line, f"{PACK_FILE}:variables[{i}]", row) for i, row in enumerate(combinations(spec.variables))
-        ]
+        )
+    any_rows = False
     seen: dict[str, str] = {}
     for file, line, source, row in items:
+        any_rows = True
+        if limit is not None and len(prompts) >= limit:
+            break
+        where = line if spec.rows is not None else doc.line_of(("template",))
+        if (problem := forbidden_character(row, "row" if spec.rows is not None else "variables")) is not None:
+            problems.append(PackError(f"{problem}; remove it (prompts may not hold NUL or lone surrogates)",
+                                      file=file, line=line))
+            continue
         try:
             prompt = prompt_for(spec, template, row, source)
         except PackError as exc:
-            problems.append(
-                PackError(exc.message, file=file, line=line if spec.rows is not None else doc.line_of(("template",)))
-            )
+            problems.append(PackError(exc.message, file=file, line=where))
             if spec.variables is not None:
                 break  # every combination fails the same way
+            continue
+        text = [m.content for m in prompt.messages]
+        if (problem := forbidden_character(text, "prompt")) is not None:  # from the template or system prompt
+            problems.append(PackError(f"the rendered {problem}; remove it", file=file, line=where))
+            continue
+        size = sum(len(t) for t in text)
+        if max_prompt_chars is not None and size > max_prompt_chars:
+            problems.append(PackError(
+                f"prompt is {size} characters, over harvest.max_prompt_chars ({max_prompt_chars}); "
+                "shorten it or raise the limit", file=file, line=line))
             continue
         if prompt.prompt_id in seen:
             problems.append(
@@ -235,6 +268,8 @@ def _build(path: Path) -> tuple[Pack, list[PackError], list[str]]:
             continue
         seen[prompt.prompt_id] = source
         prompts.append(prompt)
+    if rows_file is not None and not any_rows:
+        raise PackError("rows file has no rows", file=rows_file)
     pack = Pack(spec=spec, path=path, prompts=prompts, verify=verify, extra_files=extra_files)
     return pack, _merge_repeats(problems), _warnings(spec, path)
 
@@ -314,10 +349,18 @@ def _resolve_verify(spec: PackSpec, path: Path, doc: YamlDocument):
     return verify, extra
 
 
-def _check_text_files(path: Path) -> None:
+def _check_text_files(path: Path, skip: Path | None = None) -> None:
+    """Every text file of the pack must be UTF-8; read line by line, so a big file costs no memory."""
     for file in sorted(path.rglob("*")):
-        if file.is_file() and file.suffix.lower() in TEXT_SUFFIXES and not file.name.startswith("."):
-            _read_text(file, PackError)  # raises with the line of the first bad byte
+        if file == skip or not file.is_file() or file.suffix.lower() not in TEXT_SUFFIXES or file.name.startswith("."):
+            continue
+        with file.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise PackError(f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
+                                    file=file, line=number) from None
 
 
 def _warnings(spec: PackSpec, path: Path) -> list[str]:

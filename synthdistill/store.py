@@ -8,13 +8,17 @@ The schema evolves through named, append-only migrations.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from synthdistill.errors import DamagedFileError
 from synthdistill.records import HarvestRecord
+from synthdistill.safe_write import check_target
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -68,22 +72,90 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
+def _guarded(method):
+    """Run a store method inside `HarvestStore._guard` (damage found by a read becomes a message)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._guard():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+RESTART_HINT = "move it away, or run `synthdistill harvest --fresh` to start the harvest over (this deletes it)"
+
+
+def check_ledger_file(path: Path) -> None:
+    """Refuse an existing ledger that is empty, not SQLite, or shorter than its header says (truncated)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DamagedFileError(f"the harvest ledger is empty (0 bytes), so it holds no answers; {RESTART_HINT}",
+                               file=path)
+    with path.open("rb") as handle:
+        header = handle.read(100)
+    if not header.startswith(SQLITE_MAGIC) or len(header) < 100:
+        raise DamagedFileError(f"not a synthdistill harvest ledger (not an SQLite database); {RESTART_HINT}",
+                               file=path)
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is valid only when its change counter matches (SQLite >= 3.7.0 writes both).
+    if header[24:28] == header[92:96] and pages and size < pages * page_size:
+        raise DamagedFileError(
+            f"the harvest ledger is truncated ({size} bytes where its header says {pages * page_size}); {RESTART_HINT}",
+            file=path,
+        )
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 class HarvestStore:
-    """The ledger at `<run>/harvest/ledger.sqlite`."""
+    """The ledger at `<run>/harvest/ledger.sqlite`.
+
+    An existing file must be a ledger this tool wrote: an empty (0-byte), truncated,
+    corrupt or foreign file is refused with `DamagedFileError` rather than silently
+    rebuilt (which would send and pay for every request again); `harvest --fresh`
+    deletes it on purpose.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process (not a power cut): what kill -9 needs.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._migrate()
+        check_target(self.path)  # a symlinked ledger would write wherever it points
+        existed = self.path.exists()
+        if existed:
+            check_ledger_file(self.path)
+        with self._guard():
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            if existed:
+                self._check_ours()
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process (not a power cut): what kill -9 needs.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=10000")
+            self._migrate()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """SQLite's "file is not a database" / "disk image is malformed" become one message naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+                raise
+            raise DamagedFileError(f"the harvest ledger is damaged ({exc}); {RESTART_HINT}", file=self.path) from None
+
+    def _check_ours(self) -> None:
+        tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "migrations" not in tables or "requests" not in tables:
+            raise DamagedFileError(
+                f"not a synthdistill harvest ledger (it has no requests/migrations tables); {RESTART_HINT}",
+                file=self.path,
+            )
 
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -111,6 +183,7 @@ class HarvestStore:
         self.close()
 
     # -- writes ----------------------------------------------------------------
+    @_guarded
     def put_done(self, record: HarvestRecord) -> bool:
         """Store an answer; False (and nothing written) if the request was already done."""
         cursor = self._db.execute(
@@ -134,6 +207,7 @@ class HarvestStore:
         )
         return cursor.rowcount == 1
 
+    @_guarded
     def put_failed(self, request_key: str, prompt_id: str, pack: str, sample_index: int, kind: str, error: str, attempts: int) -> None:
         """Record a request whose retries ran out, with its last error (never over an answer)."""
         self._db.execute(
@@ -148,6 +222,7 @@ class HarvestStore:
             (request_key, prompt_id, pack, sample_index, kind, error, attempts, utc_now()),
         )
 
+    @_guarded
     def refuse_model(self, model: str, reason: str) -> int:
         """Record that the gate refused answers from `model`; returns how many stored answers came from it."""
         self._db.execute(
@@ -159,10 +234,12 @@ class HarvestStore:
         ).fetchone()
         return int(row[0])
 
+    @_guarded
     def refused_models(self) -> dict[str, str]:
         """Answering models the gate refused, with the reason."""
         return dict(self._db.execute("SELECT model, reason FROM refused_models ORDER BY model"))
 
+    @_guarded
     def start_run(self) -> int:
         return self._db.execute("INSERT INTO harvest_runs (started_at) VALUES (?)", (utc_now(),)).lastrowid
 
@@ -193,15 +270,26 @@ class HarvestStore:
         )
         return [{"batch_id": b, "input_file_id": f, "request_keys": json.loads(k), "status": s} for b, f, k, s in rows]
 
+    @_guarded
     def done_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT request_key FROM requests WHERE status = 'done'")}
 
     def records(self, keys: set[str] | None = None) -> Iterator[HarvestRecord]:
         """Answered records in the order they were first requested (insertion order)."""
-        for key, payload in self._db.execute("SELECT request_key, record FROM requests WHERE status = 'done' ORDER BY rowid"):
-            if keys is None or key in keys:
-                yield HarvestRecord.model_validate_json(payload)
+        with self._guard():
+            rows = self._db.execute("SELECT request_key, record FROM requests WHERE status = 'done' ORDER BY rowid")
+            for key, payload in rows:
+                if keys is None or key in keys:
+                    yield self._record(key, payload)
 
+    def _record(self, key: str, payload: str) -> HarvestRecord:
+        try:
+            return HarvestRecord.model_validate_json(payload)
+        except ValueError:  # pydantic's ValidationError included
+            raise DamagedFileError(f"the stored answer of request {key} is not a valid record; {RESTART_HINT}",
+                                   file=self.path) from None
+
+    @_guarded
     def failures(self) -> list[dict]:
         rows = self._db.execute(
             "SELECT request_key, prompt_id, pack, sample_index, error_kind, error, attempts FROM requests WHERE status = 'failed'"
@@ -209,6 +297,7 @@ class HarvestStore:
         names = ["request_key", "prompt_id", "pack", "sample_index", "error_kind", "error", "attempts"]
         return [dict(zip(names, row)) for row in rows]
 
+    @_guarded
     def usage_totals(self) -> tuple[int, int]:
         """(prompt tokens, completion tokens) of every stored answer: what the ledger has cost so far."""
         row = self._db.execute(
@@ -217,6 +306,7 @@ class HarvestStore:
         ).fetchone()
         return int(row[0]), int(row[1])
 
+    @_guarded
     def counts(self) -> dict[str, int]:
         counts = {"done": 0, "failed": 0}
         for status, n in self._db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"):

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.safe_write import write_text
 from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 
 TRAIN_SUMMARY = "train.json"
@@ -266,7 +267,7 @@ def train_student(
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
-        (out / TRAIN_SUMMARY).write_text(summary.model_dump_json(indent=2) + "\n")
+        write_text(out / TRAIN_SUMMARY, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
         write_model_card(out, config, summary.model_dump(), decision)
     return summary
 

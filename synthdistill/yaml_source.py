@@ -5,12 +5,14 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from synthdistill.errors import InputError
+from synthdistill.input_limits import MAX_YAML_BYTES, MAX_YAML_NODES
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -61,24 +63,121 @@ class YamlDocument:
         return self.lines.get(())
 
 
+class _AliasTrackingLoader(yaml.SafeLoader):
+    """SafeLoader that remembers where each alias is used (the composed graph forgets it)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.alias_lines: list[int] = []
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.alias_lines.append(self.peek_event().start_mark.line + 1)
+        return super().compose_node(parent, index)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """Nodes in the document once every alias is expanded, computed without expanding any.
+
+    Shared nodes are counted once per use but measured once (memoised by identity), so
+    nine nested aliases of nine cost 81 steps here, not 9**9.
+    """
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        raise RecursionError("an alias refers to a node that contains it")
+    open_nodes.add(key)
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            children += [key_node, value_node]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes)
+        if total > MAX_YAML_NODES:
+            break  # already over: stop counting
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
+
+
+def _compose_bounded(text: str, path: Path, error: type[InputError]) -> tuple[Any, yaml.Node | None]:
+    """(data, node) of a YAML text whose alias expansion stays under MAX_YAML_NODES."""
+    loader = _AliasTrackingLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        if loader.alias_lines:
+            first_alias = loader.alias_lines[0]
+            try:
+                size = _expanded_size(node, {}, set())
+            except RecursionError:
+                raise error("a YAML alias refers to the node that contains it (a cycle); write the values out",
+                            file=path, line=first_alias) from None
+            if size > MAX_YAML_NODES:
+                raise error(
+                    f"YAML aliases expand this file past {MAX_YAML_NODES} nodes (an alias bomb?); "
+                    "write the values out instead of nesting aliases", file=path, line=first_alias)
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
+
+
 def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDocument:
-    """Parse a YAML file; syntax errors become `error` with file and line."""
+    """Parse a YAML file; syntax errors, oversized files and alias bombs become `error` with file and line."""
     path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # _read_text reports a missing or unreadable file
+    if size > MAX_YAML_BYTES:
+        raise error(f"file is {size} bytes, over the {MAX_YAML_BYTES}-byte limit for YAML files; "
+                    "put long lists of rows in a JSONL rows file", file=path)
     text = _read_text(path, error)
     try:
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data, node = _compose_bounded(text, path, error)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         problem = exc.problem or str(exc)
         raise error(f"invalid YAML: {problem}", file=path, line=line) from None
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow (NUL, …)
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise error(f"invalid YAML: the character U+{ord(char):04X} is not allowed in YAML; remove it",
+                    file=path, line=line) from None
     except yaml.YAMLError as exc:
-        raise error(f"invalid YAML: {exc}", file=path) from None
+        raise error(f"invalid YAML: {str(exc).splitlines()[0]}", file=path) from None
+    except RecursionError:
+        raise error("YAML nested too deeply to read", file=path) from None
     lines: dict[tuple, int] = {}
     if node is not None:
+        _refuse_surrogates(node, path, error)
         _walk(node, (), lines)
     return YamlDocument(path, data, lines)
+
+
+def _refuse_surrogates(root: yaml.Node, path: Path, error: type[InputError]) -> None:
+    """A "\\ud800" escape makes a lone surrogate, which no UTF-8 file, hash or request can carry."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if isinstance(node.value, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in node.value):
+                raise error("a lone surrogate (a \\uD800-\\uDFFF escape without its pair) is not text; remove it",
+                            file=path, line=node.start_mark.line + 1)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(n for pair in node.value for n in pair)
+        else:
+            stack.extend(node.value)
 
 
 def read_jsonl(path: str | Path, error: type[InputError] = InputError) -> list[tuple[int, Any]]:
@@ -94,6 +193,45 @@ def read_jsonl(path: str | Path, error: type[InputError] = InputError) -> list[t
         except json.JSONDecodeError as exc:
             raise error(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
     return rows
+
+
+def iter_jsonl(path: str | Path, error: type[InputError] = InputError,
+               max_line_bytes: int | None = None) -> Iterator[tuple[int, Any]]:
+    """Rows of a JSONL file as (line number, object), read one line at a time.
+
+    Nothing past the row the caller stops at is read, and a line longer than
+    `max_line_bytes` is refused before it is held in memory whole.
+    """
+    path = Path(path)
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise error("file not found", file=path) from None
+    except OSError as exc:
+        raise error(f"cannot read: {exc.strerror}", file=path) from None
+    with handle:
+        number = 0
+        while True:
+            raw = handle.readline(max_line_bytes + 1) if max_line_bytes else handle.readline()
+            if not raw:
+                return
+            number += 1
+            if max_line_bytes and len(raw) > max_line_bytes:
+                raise error(f"line is longer than {max_line_bytes} bytes; shorten the row "
+                            "(or raise harvest.max_prompt_chars)", file=path, line=number)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise error(f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
+                            file=path, line=number) from None
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"invalid JSON: {exc.msg} (column {exc.colno})", file=path, line=number) from None
+            except RecursionError:
+                raise error("JSON nested too deeply", file=path, line=number) from None
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str]:

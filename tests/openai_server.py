@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # answered with that HTTP status and an OpenAI-style error body
 STATUS_KINDS = ("400", "404", "408", "409", "422", "500", "502", "503", "504")
-FAULT_KINDS = ("429", *STATUS_KINDS, "drop", "malformed", "slow", "no-logprobs")
+FAULT_KINDS = ("429", *STATUS_KINDS, "drop", "malformed", "slow", "no-logprobs", "surrogate")
 DIALECTS = ("openai", "llamacpp", "vllm", "together", "ollama")
 # what each family's GET /v1/models says in `owned_by`
 OWNED_BY = {"openai": "fake", "llamacpp": "me", "vllm": "vllm", "together": "together", "ollama": "library"}
@@ -589,6 +589,14 @@ class FakeOpenAIServer:
                 self._record("abandoned")  # the client gave up (timed out) while we were slow
                 return False
         answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        if kind == "surrogate":  # valid JSON whose answer text holds a lone surrogate escape (not UTF-8 text)
+            self._record(kind)
+            choice = answer["choices"][0]
+            if "message" in choice:
+                choice["message"]["content"] += "\ud800"
+            else:
+                choice["text"] += "\ud800"
+            return await self._send(writer, 200, json.dumps(answer).encode(), req.keep_alive, limits)
         asked = _logprob_request(body)[0] is not None
         if kind == "no-logprobs" and asked:
             self._record(kind)

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from synthdistill.audit.binding import checkpoint_ledger, record_manifest_hash, write_seal
 from synthdistill.audit.bom import build_bom
 from synthdistill.audit.hashing import AUDIT_DIR, hash_file
 from synthdistill.audit.lineage import render_trace, trace
@@ -22,6 +23,8 @@ from synthdistill.audit.report_render import render_html, render_markdown
 from synthdistill.audit.report_sections import report_sections
 from synthdistill.audit.verify import Problem, verify_audit
 from synthdistill.errors import StageError
+from synthdistill.policy import recheck_use
+from synthdistill.safe_write import write_text
 
 __all__ = ["Problem", "render_trace", "trace", "verify_audit", "write_audit"]
 
@@ -29,10 +32,8 @@ REPORT_FILES = ("report.md", "report.html", "bom.cdx.json")
 
 
 def _write(path: Path, text: str) -> None:
-    # Beside and rename: a crash never leaves a half-written report in place.
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    # Beside and rename: a crash never leaves a half-written report in place; a symlinked target is refused.
+    write_text(path, text, inside=path.parent.parent)
 
 
 def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
@@ -45,9 +46,8 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise StageError(f"no run folder at {run_dir}; run `synthdistill harvest` first")
     if config is not None:
-        from synthdistill.policy import recheck_use
-
         recheck_use(config, "audit", required=False)  # a broader use is decided again before the report says anything
+    checkpoint_ledger(run_dir)  # the ledger's hash must cover writes still in its -wal file
     manifest = build_manifest(run_dir, config)
     out = run_dir / AUDIT_DIR
     out.mkdir(parents=True, exist_ok=True)
@@ -59,10 +59,14 @@ def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
         sha, size, _ = hash_file(out / name)
         manifest["audit_files"].append({"path": name, "sha256": sha, "size": size})
     _write(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+    manifest_sha256 = record_manifest_hash(run_dir)
+    sealed = write_seal(run_dir)
     teacher = manifest["teachers"][0]
     return {
         "audit_dir": str(out),
         "manifest": str(out / "manifest.json"),
+        "manifest_sha256": manifest_sha256,
+        "manifest_sealed": sealed,
         "report_md": str(out / "report.md"),
         "report_html": str(out / "report.html"),
         "bom": str(out / "bom.cdx.json"),

@@ -4,7 +4,8 @@ What is hashed: every regular file under the run folder, except
 - the audit folder itself (`audit/`): its manifest cannot hold its own hash, so the
   manifest lists the other audit files separately (`audit_files`);
 - SQLite's transient journal files (`*-wal`, `*-shm`, `*-journal`): they come and go
-  as any reader opens the ledger. The ledger (`harvest/ledger.sqlite`) is hashed as it
+  as any reader opens the ledger (the audit checkpoints the log into the ledger first);
+- the run folder's lock file (`.synthdistill.lock`): it says which process last held it. The ledger (`harvest/ledger.sqlite`) is hashed as it
   is on disk; an audit taken while a harvest still runs is a snapshot, and
   `audit verify` reports the ledger as changed once the harvest writes again.
 """
@@ -20,8 +21,11 @@ TRANSIENT_SUFFIXES = ("-wal", "-shm", "-journal")
 CHUNK = 1 << 20
 
 
+LOCK_FILE = ".synthdistill.lock"  # run_lock.LOCK_NAME (the audit does not import the CLI's modules)
+
+
 def is_transient(path: Path) -> bool:
-    return path.name.endswith(TRANSIENT_SUFFIXES)
+    return path.name.endswith(TRANSIENT_SUFFIXES) or path.name == LOCK_FILE
 
 
 def artifact_paths(run_dir: Path) -> list[Path]:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from synthdistill.audit.binding import LEDGER, manifest_hash, pending_wal, recorded_manifest_hash, seal_problem
 from synthdistill.audit.hashing import AUDIT_DIR, artifact_paths, hash_file
 from synthdistill.errors import StageError
 
@@ -50,16 +51,33 @@ def _compare(path: Path, shown: str, sha256: str, size: int) -> Problem | None:
     return None
 
 
-def verify_audit(run_dir: Path) -> list[Problem]:
+def verify_audit(run_dir: Path, expect: str | None = None) -> list[Problem]:
     """Every difference between `audit/manifest.json` and the run folder; empty when all hashes match.
 
     Checked: each artifact (changed / missing), each file of the run folder the manifest
     does not list (extra), the audit's own report and BOM files, and the config, packs and
-    policy files the run used where they still exist (an input that moved is not a problem).
+    policy files the run used where they still exist (an input that moved is not a problem);
+    a non-empty write-ahead log beside the ledger (writes the hashed ledger does not hold);
+    and, with `expect`, the manifest's own sha256 (see audit/binding.py).
     """
     run_dir = Path(run_dir).resolve()
     manifest = read_manifest(run_dir)
     problems: list[Problem] = []
+    actual = manifest_hash(run_dir)
+    if expect is not None and actual != expect.strip().lower():
+        problems.append(Problem("changed", MANIFEST.as_posix(),
+                                f"sha256 {actual} where {expect.strip()} was expected: the manifest was rewritten"))
+    recorded = recorded_manifest_hash(run_dir)
+    if recorded is not None and recorded != actual:
+        problems.append(Problem("changed", MANIFEST.as_posix(), f"sha256 {actual}, not the {recorded} that audit/"
+                                "manifest.sha256 records: the manifest was edited after the audit"))
+    if (sealed := seal_problem(run_dir)) is not None:
+        problems.append(Problem(*sealed))
+    wal_bytes = pending_wal(run_dir)
+    if wal_bytes:
+        problems.append(Problem("changed", LEDGER.as_posix(),
+                                f"its write-ahead log holds {wal_bytes} bytes of writes that the hashed ledger "
+                                "does not (reads already see them)"))
     listed = {entry["path"]: entry for entry in manifest.get("artifacts", [])}
     for shown, entry in listed.items():
         problem = _compare(run_dir / shown, shown, entry["sha256"], entry["size"])

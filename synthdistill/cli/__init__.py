@@ -23,6 +23,8 @@ from synthdistill.cli.policy import policy_app
 from synthdistill.cli.stages import register_stage_commands
 from synthdistill.errors import InputError, SynthdistillError
 
+INTERRUPTED = "interrupted; re-run to resume"
+
 app = typer.Typer(
     name="synthdistill",
     help="Distil a permitted teacher LLM into a small open student, with provenance for every row.",
@@ -38,10 +40,14 @@ def _global_options(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+    allow_outside: bool = typer.Option(
+        False, "--allow-outside", help="Let output_dir lie outside the project folder (distill.yaml's folder)."
+    ),
 ) -> None:
     render.OPTIONS.quiet = quiet
     render.OPTIONS.json = json_output
     render.OPTIONS.debug = debug
+    render.OPTIONS.allow_outside = allow_outside
     render.OPTIONS.secondary = render.is_secondary_process()
     if os.environ.get("WORLD_SIZE", "1") != "1" and context.invoked_subcommand != "train":
         # Two processes harvesting or building at once would send every request twice.
@@ -61,22 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and render any error once, with its exit code."""
     argv = sys.argv[1:] if argv is None else argv
     # Options may also follow the command (`synthdistill run --json`): hoist the global ones.
-    hoisted = [a for a in argv if a in ("--quiet", "-q", "--json", "--debug")]
+    hoisted = [a for a in argv if a in ("--quiet", "-q", "--json", "--debug", "--allow-outside")]
     rest = [a for a in argv if a not in hoisted]
     try:
         # Without standalone mode, click returns the code of a `typer.Exit(n)` instead of raising it.
         returned = app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
+        if returned == 130:  # typer catches Ctrl-C itself and returns 130 without a word
+            render.error(INTERRUPTED)
         return returned if isinstance(returned, int) else 0
     except SynthdistillError as exc:
         if render.OPTIONS.debug:
             raise
         render.error(str(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        render.error("interrupted; run the same command again to resume")
-        return 130
-    except typer.Abort:
-        render.error("interrupted; run the same command again to resume")
+    except (KeyboardInterrupt, typer.Abort):
+        render.error(INTERRUPTED)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
@@ -85,3 +90,4 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     finally:
         render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = render.OPTIONS.secondary = False
+        render.OPTIONS.allow_outside = False

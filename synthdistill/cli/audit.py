@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from synthdistill.cli import render
-from synthdistill.errors import SynthdistillError
+from synthdistill.errors import InputError, SynthdistillError
 
 audit_app = typer.Typer(
     help="Write the audit of a run (no command), verify its hashes, or trace a row.", invoke_without_command=True
@@ -29,17 +30,26 @@ def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> No
     """Write outputs/<name>/audit/: manifest.json, report.md, report.html, bom.cdx.json."""
     if ctx.invoked_subcommand is not None:
         return
-    from synthdistill.cli.stages import _config, do_audit
+    from synthdistill.cli.stages import _config, _locked, do_audit
 
-    render.emit_json(do_audit(_config(config)))
+    cfg = _config(config)
+    with _locked(cfg, "audit"):
+        render.emit_json(do_audit(cfg))
 
 
 @audit_app.command("verify")
-def verify(run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. outputs/quickstart.")]) -> None:
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. outputs/quickstart.")],
+    expect: Annotated[Optional[str], typer.Option(
+        "--expect", metavar="SHA256", help="The manifest's sha256 as `audit` printed it; fail if the manifest differs.",
+    )] = None,
+) -> None:
     """Recompute every hash of audit/manifest.json; exit 1 naming each changed, missing or extra file."""
     from synthdistill.audit import verify_audit
 
-    problems = verify_audit(run_dir)
+    if expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expect.strip()):
+        raise InputError(f"--expect takes the manifest's sha256 (64 hex digits), got '{expect}'")
+    problems = verify_audit(run_dir, expect=expect)
     render.emit_json(
         {"run_dir": str(run_dir.resolve()), "ok": not problems, "problems": [p.to_dict() for p in problems]}
     )

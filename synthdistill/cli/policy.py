@@ -127,7 +127,7 @@ def check(
     from synthdistill.errors import InputError
     from synthdistill.policy import evaluate
 
-    loaded_config = load_config(config) if config else None
+    loaded_config = load_config(config, allow_outside=True) if config else None  # read only: writes nothing
     teacher = loaded_config.teacher if loaded_config else None
     model = model or (teacher.model if teacher else None)
     if not model:

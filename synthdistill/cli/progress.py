@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+import threading
 import time
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -10,10 +13,25 @@ from synthdistill.cli import render
 
 
 class HarvestProgress:
-    """A HarvestObserver that draws requests done, rates, errors by kind and ETA."""
+    """A HarvestObserver that draws requests done, rates, errors by kind and ETA.
 
-    def __init__(self) -> None:
+    On a terminal it is a live bar. Without one (a log file, CI, nohup) a bar cannot be
+    drawn, so one plain line goes to stderr every `every_s` seconds instead (under --json,
+    one JSON object per line: {"event": "progress", ...}), so a log shows a stuck
+    teacher while it is stuck. --quiet prints neither.
+    """
+
+    def __init__(self, every_s: float = 10.0) -> None:
         self.enabled = render.show_progress()
+        self.every_s = every_s
+        self.ticking = not render.OPTIONS.quiet and not render.OPTIONS.secondary and (
+            render.OPTIONS.json or not render.err_console.is_terminal)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self.total = 0
+        self.already_done = 0
+        self.failed_count = 0
+        self.pauses = 0
         self.progress = Progress(
             TextColumn("[bold]harvest[/]"),
             BarColumn(),
@@ -35,10 +53,36 @@ class HarvestProgress:
 
     def __enter__(self) -> "HarvestProgress":
         self.progress.__enter__()
+        if self.ticking:
+            self._ticker = threading.Thread(target=self._tick, name="harvest-progress", daemon=True)
+            self._ticker.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=1)
         self.progress.__exit__(*exc)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.report_line()
+
+    def report_line(self) -> None:
+        """One progress line (or JSON event) on stderr: done of total, failures, errors by kind, pauses, time."""
+        seconds = round(time.perf_counter() - self.started, 1)
+        done = self.already_done + self.answered_count + self.failed_count
+        if render.OPTIONS.json:
+            event = {"event": "progress", "done": done, "total": self.total, "answered": self.answered_count,
+                     "failed": self.failed_count, "already_done": self.already_done, "errors": dict(self.errors),
+                     "pauses": self.pauses, "seconds": seconds}
+            line = json.dumps(event)
+        else:
+            errors = " ".join(f"{k}:{v}" for k, v in sorted(self.errors.items())) or "none"
+            line = (f"harvest: {done}/{self.total} done ({self.answered_count} answered, {self.failed_count} failed "
+                    f"this run), errors {errors}, {self.pauses} pauses, {seconds:.0f} s")
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
     def _refresh(self, advance: int = 0) -> None:
         elapsed = max(1e-6, time.perf_counter() - self.started)
@@ -50,6 +94,7 @@ class HarvestProgress:
 
     def planned(self, total: int, already_done: int) -> None:
         self.task = self.progress.add_task("harvest", total=total, completed=already_done, rate="", errors="")
+        self.total, self.already_done = total, already_done
         self.started = time.perf_counter()
 
     def answered(self, record) -> None:
@@ -58,6 +103,7 @@ class HarvestProgress:
         self._refresh(1)
 
     def failed(self, kind: str) -> None:
+        self.failed_count += 1
         self.errors[f"failed-{kind}"] = self.errors.get(f"failed-{kind}", 0) + 1
         self._refresh(1)
 
@@ -71,6 +117,7 @@ class HarvestProgress:
 
     def paused(self, seconds: float, reason: str) -> None:
         self.errors["paused"] = self.errors.get("paused", 0) + 1
+        self.pauses += 1
         self._refresh(0)
 
 

@@ -19,6 +19,8 @@ class OutputOptions:
     debug: bool = False
     # Under `torchrun`/`accelerate launch` every process runs the CLI; only rank 0 reports.
     secondary: bool = False
+    # --allow-outside: let output_dir lie outside the project folder (a global option, like --json)
+    allow_outside: bool = False
 
 
 def is_secondary_process() -> bool:
@@ -54,7 +56,9 @@ def emit_json(summary: dict[str, Any]) -> None:
 
 def error(message: str) -> None:
     """One error line; `message` is plain text (brackets in paths such as `test[x]0/` are kept)."""
-    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    from synthdistill.errors import printable  # a lone surrogate in a message would crash the print itself
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", printable(message)), soft_wrap=True)
 
 
 def show_progress() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,14 +22,21 @@ LimitOption = Annotated[Optional[int], typer.Option("--limit", min=1, help="Harv
 def _config(path: Path):
     from synthdistill.config import load_config
 
-    return load_config(path)
+    return load_config(path, allow_outside=render.OPTIONS.allow_outside)
+
+
+def _locked(config, command: str):
+    """The run folder's lock for the life of `command` (ranks other than 0 of a launch share rank 0's)."""
+    from synthdistill.run_lock import is_secondary_rank, run_folder_lock
+
+    return contextlib.nullcontext() if is_secondary_rank() else run_folder_lock(config.run_dir, command)
 
 
 def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
     from synthdistill.cli.progress import HarvestProgress
     from synthdistill.harvest import harvest
 
-    with HarvestProgress() as progress:
+    with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
         summary = harvest(config, limit=limit, fresh=fresh, observer=progress)
     data = summary.model_dump()
     render.result(
@@ -110,8 +118,30 @@ def do_audit(config) -> dict:
         f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
         f"{summary['decision']} → {summary['report_html']}"
     )
+    render.result(f"audit: manifest sha256 {summary['manifest_sha256']}; keep it elsewhere and check the run later with "
+                  f"`synthdistill audit verify {config.run_dir} --expect {summary['manifest_sha256']}`")
     if summary["secret_found_in"]:
         render.error(f"the API key's value was found in: {', '.join(summary['secret_found_in'])}")
+    return summary
+
+
+def _run_stages(cfg, until: str | None, fresh: bool) -> dict:
+    """Every stage up to `until`, in order; their summaries by stage."""
+    summary: dict = {}
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    for stage in STAGES[: last + 1]:
+        if stage == "harvest":
+            summary[stage] = do_harvest(cfg, fresh=fresh)
+        elif stage == "filter":
+            summary[stage] = do_filter(cfg)
+        elif stage == "build":
+            summary[stage] = do_build(cfg)
+        elif stage == "train":
+            summary[stage] = do_train(cfg)
+        elif stage == "eval":
+            summary[stage] = do_eval(cfg)
+        elif stage == "audit":
+            summary[stage] = do_audit(cfg)
     return summary
 
 
@@ -148,21 +178,8 @@ def register_stage_commands(app: typer.Typer) -> None:
         if until is not None and until not in STAGES:
             raise InputError(f"--until must be one of {', '.join(STAGES)} (got '{until}')")
         cfg = _config(config)
-        summary: dict = {}
-        last = STAGES.index(until) if until else len(STAGES) - 1
-        for stage in STAGES[: last + 1]:
-            if stage == "harvest":
-                summary[stage] = do_harvest(cfg, fresh=fresh)
-            elif stage == "filter":
-                summary[stage] = do_filter(cfg)
-            elif stage == "build":
-                summary[stage] = do_build(cfg)
-            elif stage == "train":
-                summary[stage] = do_train(cfg)
-            elif stage == "eval":
-                summary[stage] = do_eval(cfg)
-            elif stage == "audit":
-                summary[stage] = do_audit(cfg)
+        with _locked(cfg, "run"):
+            summary = _run_stages(cfg, until, fresh)
         run_dir = cfg.run_dir
         render.result(f"\ndone: run folder {run_dir}")
         for label, path in (
@@ -178,17 +195,23 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command("harvest")
     def harvest_command(config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, fresh: FreshOption = False) -> None:
         """Ask the teacher for answers and top-k logprobs (resumes; the policy gate runs first)."""
-        render.emit_json(do_harvest(_config(config), limit=limit, fresh=fresh))
+        cfg = _config(config)
+        with _locked(cfg, "harvest"):
+            render.emit_json(do_harvest(cfg, limit=limit, fresh=fresh))
 
     @app.command("filter")
     def filter_command(config: ConfigOption = Path("distill.yaml")) -> None:
         """Filter the harvested answers; dropped rows keep their reasons."""
-        render.emit_json(do_filter(_config(config)))
+        cfg = _config(config)
+        with _locked(cfg, "filter"):
+            render.emit_json(do_filter(cfg))
 
     @app.command("build")
     def build_command(config: ConfigOption = Path("distill.yaml")) -> None:
         """Build the SFT and KD datasets."""
-        render.emit_json(do_build(_config(config)))
+        cfg = _config(config)
+        with _locked(cfg, "build"):
+            render.emit_json(do_build(cfg))
 
     @app.command("train")
     def train_command(
@@ -199,9 +222,13 @@ def register_stage_commands(app: typer.Typer) -> None:
         """Fine-tune the student with TRL (SFT or offline logit KD)."""
         if method is not None and method not in ("sft", "kd"):
             raise InputError(f"--method must be sft or kd (got '{method}')")
-        render.emit_json(do_train(_config(config), method=method, resume=resume))
+        cfg = _config(config)
+        with _locked(cfg, "train"):
+            render.emit_json(do_train(cfg, method=method, resume=resume))
 
     @app.command("eval")
     def eval_command(config: ConfigOption = Path("distill.yaml")) -> None:
         """Compare the untrained and the trained student on the held-out split."""
-        render.emit_json(do_eval(_config(config)))
+        cfg = _config(config)
+        with _locked(cfg, "eval"):
+            render.emit_json(do_eval(cfg))

@@ -13,9 +13,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import ConfigError, StageError
+from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
 from synthdistill.records import DroppedRecord, HarvestRecord
+from synthdistill.safe_write import write_lines, write_text
 
 
 def filtered_dir(config: DistillConfig) -> Path:
@@ -48,9 +49,10 @@ def run_filter_stage(config: DistillConfig) -> dict:
 
     out = filtered_dir(config)
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / "kept.jsonl", (r.model_dump_json() for r in result.kept))
-    _write_jsonl(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped))
-    _write_jsonl(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified))
+    # temp file beside, then rename: a crash never leaves half a file; a symlinked target is refused
+    write_lines(out / "kept.jsonl", (r.model_dump_json() for r in result.kept), inside=config.run_dir)
+    write_lines(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped), inside=config.run_dir)
+    write_lines(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified), inside=config.run_dir)
     reasons: dict[str, int] = {}
     for dropped in result.dropped:
         key = f"{dropped.filter}:{reason_category(dropped.reason)}"
@@ -67,7 +69,7 @@ def run_filter_stage(config: DistillConfig) -> dict:
         # a changed sampling setting or teacher): never trained on, never deleted
         "stale": stale,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_text(out / "report.json", json.dumps(report, indent=2) + "\n", inside=config.run_dir)
     return report
 
 
@@ -108,19 +110,23 @@ def read_kept(config: DistillConfig) -> list[HarvestRecord]:
     path = filtered_dir(config) / "kept.jsonl"
     if not path.exists():
         raise StageError(f"no filtered records at {path}; run `synthdistill filter -c {config.path.name}` first")
-    with path.open(encoding="utf-8") as handle:
-        return [HarvestRecord.model_validate_json(line) for line in handle if line.strip()]
+    records = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(HarvestRecord.model_validate_json(line))
+            except ValueError:  # pydantic's ValidationError included: a cut-off or edited line
+                raise DamagedFileError(
+                    "not a complete record (the file is truncated or was edited); "
+                    f"run `synthdistill filter -c {config.path.name}` again to rewrite it",
+                    file=path, line=number,
+                ) from None
+    return records
 
 
 def read_report(config: DistillConfig) -> dict:
     path = filtered_dir(config) / "report.json"
     return json.loads(path.read_text()) if path.exists() else {}
 
-
-def _write_jsonl(path: Path, lines) -> None:
-    # Write beside and rename, so a crash never leaves a half-written file in place.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    tmp.replace(path)

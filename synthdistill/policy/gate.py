@@ -13,7 +13,6 @@ refusal stops it with exit 3. A narrower use is covered by the gated one.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -23,6 +22,7 @@ from synthdistill.errors import AnsweringModelRefused, ConfigError, InputError, 
 from synthdistill.policy.decision import AnsweringModel, Decision, DecisionObligation, evaluate, refusal_message
 from synthdistill.policy.format import LoadedPolicy, load_policies
 from synthdistill.policy.matching import loose_matches, same_model
+from synthdistill.safe_write import write_text
 
 
 def decision_path(run_dir: Path) -> Path:
@@ -42,12 +42,9 @@ def read_decision(run_dir: Path) -> Decision | None:
 
 
 def write_decision(run_dir: Path, decision: Decision) -> Path:
-    """Write decision.json beside the ledger (temp file, then rename: never half-written)."""
+    """Write decision.json beside the ledger (temp file, then rename; never through a symlink)."""
     path = decision_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(decision.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, decision.model_dump_json(indent=2) + "\n", inside=Path(run_dir))
     return path
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -72,6 +73,17 @@ def _http_date_seconds(value: str, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - now).total_seconds())
+
+
+def _holds_lone_surrogate(raw: str, payload: object) -> bool:
+    """Whether a parsed JSON answer holds a lone surrogate (checked only when the text has a surrogate escape)."""
+    if "\\ud" not in raw and "\\uD" not in raw:
+        return False
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
@@ -347,6 +359,9 @@ class OpenAIHTTPTeacher:
             payload = response.json()
         except ValueError:
             raise malformed(f"answer from {host} is not JSON: {self._scrub(response.text[:120])!r}") from None
+        if _holds_lone_surrogate(response.text, payload):
+            # JSON can spell a lone surrogate ("\\ud800"); it is not text, and no ledger, hash or dataset can hold it
+            raise malformed(f"answer from {host} holds a lone surrogate escape (not valid Unicode text)")
         try:
             return parse_answer(
                 payload, want_logprobs=request.sampling.top_logprobs > 0, fallback_model=self.model,

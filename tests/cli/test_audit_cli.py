@@ -28,6 +28,7 @@ def test_audit_writes_the_four_files(run, capsys):
     assert sorted(p.name for p in html.parent.iterdir()) == [
         "bom.cdx.json",
         "manifest.json",
+        "manifest.sha256",  # the manifest's own hash (issue 14: `audit verify --expect`)
         "report.html",
         "report.md",
     ]
