@@ -32,9 +32,18 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from synthdistill import __version__
+
+        render.result(f"synthdistill {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
     context: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
@@ -71,17 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         if render.OPTIONS.debug:
             raise
         render.error(str(exc))
+        render.emit_error_json(exc, str(exc), exc.exit_code)
         return exc.exit_code
-    except KeyboardInterrupt:
-        render.error("interrupted; run the same command again to resume")
-        return 130
-    except typer.Abort:
-        render.error("interrupted; run the same command again to resume")
+    except (KeyboardInterrupt, typer.Abort) as exc:
+        message = "interrupted; run the same command again to resume"
+        render.error(message)
+        render.emit_error_json(exc, message, 130)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
     except ClickException as exc:  # usage errors: unknown option, extra argument, missing argument
         exc.show()
+        render.emit_error_json(exc, exc.format_message(), exc.exit_code)
         return exc.exit_code
     finally:
         render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = render.OPTIONS.secondary = False
+        render.OPTIONS.emitted = False

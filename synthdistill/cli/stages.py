@@ -36,8 +36,17 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
         f"({summary.prompts} prompts, {summary.requests_sent} requests sent, {summary.tokens_out} tokens out, "
         f"{summary.seconds:.1f}s); teacher policy {summary.policy_id}: {summary.decision}"
     )
+    if summary.failed and not summary.answered:
+        from synthdistill.errors import NothingAnswered
+
+        kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(summary.errors_by_kind.items()))
+        raise NothingAnswered(
+            f"harvest: every request failed ({summary.failed}; errors: {kinds}); nothing was answered. "
+            "Check the teacher, then run `synthdistill harvest` again: the next run retries them",
+            summary=data,
+        )
     if summary.failed:
-        render.result(f"  {summary.failed} requests failed after retries; run `synthdistill harvest` again to retry them")
+        render.result(f"  {summary.failed} requests failed after retries; the next `synthdistill harvest` retries them")
     if summary.stopped == "budget":
         render.result(f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
                       f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
