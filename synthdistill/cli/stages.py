@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -127,20 +126,13 @@ def register_stage_commands(app: typer.Typer) -> None:
         directory: Annotated[Path, typer.Argument(help="Folder for the new project.")],
         force: Annotated[bool, typer.Option("--force", help="Write into a folder that already has a distill.yaml.")] = False,
     ) -> None:
-        """Scaffold a project: distill.yaml, prompts/, policies/ (a working copy of the quickstart)."""
-        from synthdistill.shipped import shipped_dir
+        """Scaffold a project: distill.yaml, prompts/, policies/, schemas/ (a working copy of the quickstart)."""
+        from synthdistill.scaffold import init_project
 
-        source = shipped_dir("examples") / "quickstart"
         target = directory.resolve()
         if (target / "distill.yaml").exists() and not force:
             raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")
-        target.mkdir(parents=True, exist_ok=True)
-        for item in ("distill.yaml", "prompts", "policies"):
-            src = source / item
-            if src.is_dir():
-                shutil.copytree(src, target / item, dirs_exist_ok=True)
-            elif src.exists():
-                shutil.copy2(src, target / item)
+        init_project(target)
         render.result(f"wrote a project to {target}; next: synthdistill run -c {target / 'distill.yaml'}")
         render.emit_json({"project": str(target), "config": str(target / "distill.yaml")})
 
