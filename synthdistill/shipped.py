@@ -8,12 +8,6 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-# The tool is installed from its source tree (`pip install -e .`), whose top level holds
-# prompts/, policies/ and examples/ beside the package (design §2).
-SOURCE_ROOT = PACKAGE_DIR.parent
-
-
 def _on_disk(resource) -> Path:
     """A package resource as a folder on disk (wheels install as files; a zipped install is not supported)."""
     if not isinstance(resource, Path):
@@ -22,8 +16,8 @@ def _on_disk(resource) -> Path:
 
 
 def shipped_dir(name: str) -> Path:
-    """`prompts`, `policies` or `examples` as shipped with the tool."""
-    return SOURCE_ROOT / name
+    """`prompts`, `policies` or `examples` as shipped with the tool (package data under synthdistill/data/)."""
+    return _on_disk(files("synthdistill") / "data" / name)
 
 
 def schema_dir() -> Path:
