@@ -46,7 +46,11 @@ def start_server() -> tuple[subprocess.Popen, str]:
 async def bare_loop(base_url: str, n: int, concurrency: int) -> float:
     """Seconds for n requests with AsyncOpenAI and a semaphore; the answers are dropped."""
     import httpx
-    from openai import AsyncOpenAI
+
+    try:
+        from openai import AsyncOpenAI
+    except ImportError:
+        raise SystemExit("this benchmark needs the `bench` extra: pip install 'synthdistill[bench]'") from None
 
     client = AsyncOpenAI(base_url=base_url, api_key="sk-benchmark", max_retries=0,
                          http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency,

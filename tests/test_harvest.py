@@ -70,7 +70,10 @@ def test_wrong_key_stops_within_seconds_and_never_shows_the_key(tmp_path, capsys
         rc, summary, err = _harvest(capsys, config)
         elapsed = time.perf_counter() - started
         sent = server.stats()["requests"]
-    assert rc == 1 and summary is None
+    # --json prints the error object: the same message as stderr's one error line
+    assert rc == 1 and set(summary) == {"error"}
+    assert (summary["error"]["type"], summary["error"]["exit_code"]) == ("TeacherAuthError", 1)
+    assert err.strip() == f"error: {summary['error']['message']}" and KEY not in json.dumps(summary)
     assert elapsed < 5.0
     assert sent <= 8  # only the first wave, no retries
     assert "refused the request (HTTP 401)" in err and "TEACHER_KEY" in err
@@ -106,9 +109,14 @@ def test_exhausted_failures_keep_their_last_error_and_are_retried_next_run(tmp_p
     n = 6
     with FakeOpenAIServer(fail_first_n_per_prompt=3, fail_kinds=["500", "503"]) as server:
         config = write_project(tmp_path, server.base_url, n, teacher={"max_retries": 1})
-        rc, first, _ = _harvest(capsys, config)
-        assert rc == 0
+        rc, first, err = _harvest(capsys, config)
+        # every request failed: exit 1, and --json still prints the summary, plus the error
+        assert rc == 1
         assert (first["answered"], first["failed"], first["requests_sent"]) == (0, n, 2 * n)
+        message = (f"harvest: every request failed ({n}; errors: 500 ×{n}, 503 ×{n}); nothing was answered. "
+                   "Check the teacher, then run `synthdistill harvest` again: the next run retries them")
+        assert first["error"] == {"type": "NothingAnswered", "message": message, "exit_code": 1}
+        assert err.count("error:") == 1 and "every request failed" in err
         rows = ledger_rows(ledger_of(tmp_path))
         assert [r[1] for r in rows] == ["failed"] * n
         from synthdistill.store import HarvestStore

@@ -34,9 +34,18 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from synthdistill import __version__
+
+        render.result(f"synthdistill {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _global_options(
     context: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
@@ -79,15 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         if render.OPTIONS.debug:
             raise
         render.error(str(exc))
+        render.emit_error_json(exc, str(exc), exc.exit_code)
         return exc.exit_code
-    except (KeyboardInterrupt, typer.Abort):
+    except (KeyboardInterrupt, typer.Abort) as exc:
         render.error(INTERRUPTED)
+        render.emit_error_json(exc, INTERRUPTED, 130)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
     except ClickException as exc:  # usage errors: unknown option, extra argument, missing argument
         exc.show()
+        render.emit_error_json(exc, exc.format_message(), exc.exit_code)
         return exc.exit_code
     finally:
         render.OPTIONS.quiet = render.OPTIONS.json = render.OPTIONS.debug = render.OPTIONS.secondary = False
         render.OPTIONS.allow_outside = False
+        render.OPTIONS.emitted = False

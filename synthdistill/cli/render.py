@@ -21,6 +21,8 @@ class OutputOptions:
     secondary: bool = False
     # --allow-outside: let output_dir lie outside the project folder (a global option, like --json)
     allow_outside: bool = False
+    # A --json object went to stdout in this invocation (a command that fails after its summary prints no second one).
+    emitted: bool = False
 
 
 def is_secondary_process() -> bool:
@@ -52,6 +54,18 @@ def emit_json(summary: dict[str, Any]) -> None:
     if OPTIONS.json and not OPTIONS.secondary:
         sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
         sys.stdout.flush()
+        OPTIONS.emitted = True
+
+
+def emit_error_json(exc: BaseException, message: str, exit_code: int) -> None:
+    """Under --json, a failed command still prints one object: its summary (if it has one) plus `error`.
+
+    A command that printed its summary before failing (e.g. `policy check` refusing) prints nothing more.
+    """
+    if OPTIONS.emitted:
+        return
+    error_object = {"type": type(exc).__name__, "message": message, "exit_code": exit_code}
+    emit_json({**(getattr(exc, "summary", None) or {}), "error": error_object})
 
 
 def error(message: str) -> None:

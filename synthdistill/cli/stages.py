@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -44,8 +43,17 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
         f"({summary.prompts} prompts, {summary.requests_sent} requests sent, {summary.tokens_out} tokens out, "
         f"{summary.seconds:.1f}s); teacher policy {summary.policy_id}: {summary.decision}"
     )
+    if summary.failed and not summary.answered:
+        from synthdistill.errors import NothingAnswered
+
+        kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(summary.errors_by_kind.items()))
+        raise NothingAnswered(
+            f"harvest: every request failed ({summary.failed}; errors: {kinds}); nothing was answered. "
+            "Check the teacher, then run `synthdistill harvest` again: the next run retries them",
+            summary=data,
+        )
     if summary.failed:
-        render.result(f"  {summary.failed} requests failed after retries; run `synthdistill harvest` again to retry them")
+        render.result(f"  {summary.failed} requests failed after retries; the next `synthdistill harvest` retries them")
     if summary.stopped == "budget":
         render.result(f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
                       f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
@@ -151,20 +159,13 @@ def register_stage_commands(app: typer.Typer) -> None:
         directory: Annotated[Path, typer.Argument(help="Folder for the new project.")],
         force: Annotated[bool, typer.Option("--force", help="Write into a folder that already has a distill.yaml.")] = False,
     ) -> None:
-        """Scaffold a project: distill.yaml, prompts/, policies/ (a working copy of the quickstart)."""
-        from synthdistill.shipped import shipped_dir
+        """Scaffold a project: distill.yaml, prompts/, policies/, schemas/ (a working copy of the quickstart)."""
+        from synthdistill.scaffold import init_project
 
-        source = shipped_dir("examples") / "quickstart"
         target = directory.resolve()
         if (target / "distill.yaml").exists() and not force:
             raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")
-        target.mkdir(parents=True, exist_ok=True)
-        for item in ("distill.yaml", "prompts", "policies"):
-            src = source / item
-            if src.is_dir():
-                shutil.copytree(src, target / item, dirs_exist_ok=True)
-            elif src.exists():
-                shutil.copy2(src, target / item)
+        init_project(target)
         render.result(f"wrote a project to {target}; next: synthdistill run -c {target / 'distill.yaml'}")
         render.emit_json({"project": str(target), "config": str(target / "distill.yaml")})
 

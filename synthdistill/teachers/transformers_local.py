@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthdistill.errors import StageError, SynthdistillError
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
 
 GATHER_WINDOW_S = 0.02
@@ -153,7 +154,11 @@ class TransformersTeacher:
 
     async def _serve(self) -> None:
         assert self._queue is not None
-        await asyncio.to_thread(self._load)
+        try:
+            await asyncio.to_thread(self._load)
+        except Exception as exc:  # the model cannot load: every request, queued or to come, fails with why
+            await self._fail_every_request(load_failure(self.model, exc))
+            return
         while True:
             first = await self._queue.get()
             batch = [first]
@@ -183,6 +188,13 @@ class TransformersTeacher:
                     if not pending.future.done():
                         pending.future.set_result(result)
 
+    async def _fail_every_request(self, error: SynthdistillError) -> None:
+        assert self._queue is not None
+        while True:
+            pending = await self._queue.get()
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
     async def aclose(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
@@ -192,6 +204,19 @@ class TransformersTeacher:
                 pass
         # A closed teacher can be used again (in another event loop): the next request starts a new worker.
         self._queue, self._worker, self._loaded = None, None, None
+
+
+def load_failure(model: str, exc: Exception) -> SynthdistillError:
+    """What a request gets when the teacher cannot load: our own errors as they are, others wrapped.
+
+    Either stops the harvest (neither is a per-request TeacherError, which would be retried or recorded).
+    """
+    if isinstance(exc, SynthdistillError):
+        return exc
+    reason = " ".join(str(exc).split())  # one line: some loaders' messages span several
+    error = StageError(f"the teacher model '{model}' could not be loaded: {type(exc).__name__}: {reason}")
+    error.__cause__ = exc
+    return error
 
 
 def row_seed(seed: int | None, request_key: str) -> int:

