@@ -65,7 +65,8 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{len(policies)} shipped policies, {len(rows)} model ids from tests/data/policy_ids.csv; "
-        f"default use (commercial, distributed, not competing, no attestation).",
+        f"default use (commercial, distributed, not competing, no attestation). "
+        f"Load average at the end: {os.getloadavg()[0]:.2f} (1 min).",
         "",
         "| outcome | ids |",
         "|---|---|",
