@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 
 from synthdistill.errors import UnsafeWriteError
 
@@ -38,32 +39,23 @@ def check_target(path: Path, inside: Path | None = None) -> None:
 
 def write_lines(path: Path, lines: Iterable[str], inside: Path | None = None) -> None:
     """Write `lines` (each without its newline) to `path` atomically, following no symlink."""
-    path = Path(path)
-    check_target(path, inside)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            for line in lines:
-                out.write(line)
-                out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomically(path, inside, lambda out: out.writelines(f"{line}\n" for line in lines))
 
 
 def write_text(path: Path, text: str, inside: Path | None = None) -> None:
     """Write `text` to `path` atomically, following no symlink."""
+    _write_atomically(path, inside, lambda out: out.write(text))
+
+
+def _write_atomically(path: Path, inside: Path | None, write: Callable[[TextIO], object]) -> None:
+    # A temp file beside the target, synced, then renamed over it: a crash leaves the old file or the new one.
     path = Path(path)
     check_target(path, inside)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
+            write(out)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
