@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
