@@ -15,13 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from synthdistill.cli import main
 from synthdistill.config import TeacherConfig
 from synthdistill.errors import StageError
 from synthdistill.records import Message, Sampling, TeacherRequest, request_key_for
 from synthdistill.teachers.transformers_local import TransformersTeacher
-from tests.harvest_fixtures import write_project
+from tests.harvest_fixtures import FAKE_POLICY, write_project
 from tests.openai_server import FakeOpenAIServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,6 +78,9 @@ def test_harvest_with_a_teacher_that_cannot_load_exits_1_with_the_reason(tmp_pat
     _broken_model(tmp_path)
     config = write_project(tmp_path, "http://127.0.0.1:9/v1", 3,
                            teacher={"backend": "transformers", "model": "broken-model"})
+    # the project's terms cover the broken model (teacher.policy may only choose a policy that names the teacher)
+    terms = {**FAKE_POLICY, "applies_to": {"models": ["broken-model"], "hosts": []}}
+    (tmp_path / "policies" / "fake.yaml").write_text(yaml.safe_dump(terms, sort_keys=False))
     rc, out, err, seconds = _harvest_process(config)
     assert rc == 1 and seconds < LIMIT_S
     assert set(out) == {"error"} and (out["error"]["type"], out["error"]["exit_code"]) == ("StageError", 1)

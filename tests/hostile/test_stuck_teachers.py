@@ -86,4 +86,5 @@ def test_without_a_terminal_progress_is_a_line_every_few_seconds(tmp_path):
     assert len(events) >= 3, machine.err
     assert events[-1]["event"] == "progress" and events[-1]["total"] == 5 and events[-1]["answered"] == 0
     assert events[-1]["errors"]["429"] > 0
-    assert machine.out == ""  # stdout keeps only the summary (none: the harvest failed)
+    # stdout keeps only the final JSON object (the harvest failed: the error), progress goes to stderr
+    assert json.loads(machine.out)["error"]["type"] == "TeacherStuck"

@@ -16,9 +16,9 @@ def _elsewhere(tmp_path, monkeypatch):
 
 
 def check(capsys, *argv: str) -> tuple[int, dict]:
+    """(exit code, the decision; or the error object `--json` prints for bad input)."""
     rc = main(["--json", "policy", "check", *argv])
-    captured = capsys.readouterr()
-    return rc, (json.loads(captured.out) if captured.out.strip() else {"stderr": captured.err})
+    return rc, json.loads(capsys.readouterr().out)
 
 
 def governing(decision: dict) -> set[str]:
@@ -71,8 +71,8 @@ def test_claude_at_anthropic_is_refused_whatever_the_student(capsys):
 def test_a_policy_id_that_does_not_match_the_teacher_is_bad_input(capsys, model, url):
     argv = ["--model", model, "--policy", "smollm2", *(["--base-url", url] if url else [])]
     rc, out = check(capsys, *argv)
-    assert rc == 2
-    assert "teacher.policy: policy 'smollm2' does not match teacher" in " ".join(out["stderr"].split())
+    assert (rc, out["error"]["type"], out["error"]["exit_code"]) == (2, "ConfigError", 2)
+    assert "teacher.policy: policy 'smollm2' does not match teacher" in out["error"]["message"]
 
 
 def test_a_path_cannot_hide_a_restricted_model_behind_a_permitted_one(capsys):
