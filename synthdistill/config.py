@@ -64,7 +64,7 @@ class TeacherConfig(_Strict):
         return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
     @model_validator(mode="after")
-    def _needs_url(self) -> "TeacherConfig":
+    def _needs_url(self) -> TeacherConfig:
         if self.backend in ("openai", "openai-batch") and not self.base_urls:
             raise ValueError(f"backend '{self.backend}' needs teacher.base_url (e.g. http://127.0.0.1:8000/v1)")
         return self

@@ -142,10 +142,9 @@ def evaluate_student(config: DistillConfig) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from synthdistill.model_store import quiet_model_loading
+    from synthdistill.policy import recheck_use
     from synthdistill.student_init import prepare_student
     from synthdistill.train import read_train_summary, student_dir
-
-    from synthdistill.policy import recheck_use
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads

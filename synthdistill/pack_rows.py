@@ -11,8 +11,8 @@ import difflib
 import functools
 import itertools
 import math
-from collections.abc import Iterator
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, UndefinedError

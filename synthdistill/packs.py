@@ -23,6 +23,7 @@ from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
 from synthdistill.errors import PackError
+from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
 from synthdistill.pack_format import (
     AnswerVerify,
     JsonSchemaVerify,
@@ -32,7 +33,6 @@ from synthdistill.pack_format import (
     create_pack,
     describe_spec_error,
 )
-from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
 from synthdistill.pack_rows import combination_count, combinations, prompt_for, template_environment
 from synthdistill.records import Prompt
 from synthdistill.shipped import shipped_dir

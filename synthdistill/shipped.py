@@ -8,6 +8,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
+
 def _on_disk(resource) -> Path:
     """A package resource as a folder on disk (wheels install as files; a zipped install is not supported)."""
     if not isinstance(resource, Path):

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from synthdistill.errors import DamagedFileError
@@ -110,7 +110,7 @@ def check_ledger_file(path: Path) -> None:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class HarvestStore:
@@ -176,7 +176,7 @@ class HarvestStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "HarvestStore":
+    def __enter__(self) -> HarvestStore:
         return self
 
     def __exit__(self, *exc) -> None:

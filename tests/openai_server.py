@@ -78,7 +78,7 @@ class Faults(BaseModel):
         "completed", description="Batch API: how a batch ends (all but completed answer no line)")
 
     @model_validator(mode="after")
-    def _known_kinds(self) -> "Faults":
+    def _known_kinds(self) -> Faults:
         unknown = [k for k in [*self.rates, *self.fault_kinds, *self.fail_kinds] if k not in FAULT_KINDS]
         unknown += [k for k in self.schedule if k not in OUTCOMES]
         if unknown:
@@ -605,7 +605,7 @@ class FakeOpenAIServer:
         return await self._send(writer, 200, answer, req.keep_alive, limits)
 
     # -- background thread -----------------------------------------------------------------
-    def start(self) -> "FakeOpenAIServer":
+    def start(self) -> FakeOpenAIServer:
         """Serve from a daemon thread; returns once the port is bound."""
         ready = threading.Event()
         failure: list[BaseException] = []
@@ -638,7 +638,7 @@ class FakeOpenAIServer:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from synthdistill.rate_limit import (
     LimitState,
-    RateLimitHeaders,
     RateLimiter,
+    RateLimitHeaders,
     TokenBucket,
     parse_duration,
     parse_rate_limit_headers,

@@ -14,12 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from synthdistill.cli import main
 from synthdistill.config import TeacherConfig
-from synthdistill.errors import StageError
 from synthdistill.records import Message, Sampling, TeacherRequest, request_key_for
 from synthdistill.teachers.transformers_local import TransformersTeacher
 from tests.harvest_fixtures import FAKE_POLICY, write_project

@@ -55,7 +55,7 @@ class VllmServer:
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.process: subprocess.Popen | None = None
 
-    def __enter__(self) -> "VllmServer":
+    def __enter__(self) -> VllmServer:
         from synthdistill.model_store import resolve_model
 
         model_dir = self.model_dir or resolve_model(MODEL)

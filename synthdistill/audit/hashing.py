@@ -13,8 +13,8 @@ What is hashed: every regular file under the run folder, except
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 AUDIT_DIR = "audit"
 TRANSIENT_SUFFIXES = ("-wal", "-shm", "-journal")

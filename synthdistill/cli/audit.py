@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,7 +40,7 @@ def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> No
 @audit_app.command("verify")
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. outputs/quickstart.")],
-    expect: Annotated[Optional[str], typer.Option(
+    expect: Annotated[str | None, typer.Option(
         "--expect", metavar="SHA256", help="The manifest's sha256 as `audit` printed it; fail if the manifest differs.",
     )] = None,
 ) -> None:
@@ -66,7 +66,7 @@ def trace_command(
     ident: Annotated[str, typer.Argument(metavar="ID", help="A prompt id or a training-row id (or a unique prefix).")],
     config: ConfigOption = Path("distill.yaml"),
     run_dir: Annotated[
-        Optional[Path], typer.Option("--run-dir", help="The run folder (default: from the config).")
+        Path | None, typer.Option("--run-dir", help="The run folder (default: from the config).")
     ] = None,
 ) -> None:
     """Show where a prompt or training row came from: pack, prompt, teacher, time, decision, filters."""

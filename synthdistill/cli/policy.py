@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -14,7 +14,7 @@ from synthdistill.errors import PolicyDenied, PolicyFileError
 policy_app = typer.Typer(help="List, show and check teacher licence/terms policies.", no_args_is_help=True)
 
 ConfigOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("-c", "--config", help="distill.yaml: its policies/ folder is searched first (default: ./policies)."),
 ]
 
@@ -113,14 +113,14 @@ def _obligation_line(obligation: dict[str, Any]) -> str:
 
 @policy_app.command("check")
 def check(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Teacher model id (default: teacher.model of -c).")] = None,
-    base_url: Annotated[Optional[list[str]], typer.Option("--base-url", help="Teacher base URL; repeat for several.")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Teacher model id (default: teacher.model of -c).")] = None,
+    base_url: Annotated[list[str] | None, typer.Option("--base-url", help="Teacher base URL; repeat for several.")] = None,
     config: ConfigOpt = None,
-    policy: Annotated[Optional[str], typer.Option("--policy", help="A policy id instead of matching (teacher.policy).")] = None,
-    commercial: Annotated[Optional[bool], typer.Option("--commercial/--non-commercial", help="Override use.commercial.")] = None,
-    distribute: Annotated[Optional[bool], typer.Option("--distribute/--no-distribute", help="Override use.distribute_student.")] = None,
-    competes: Annotated[Optional[bool], typer.Option("--competes/--not-competing", help="Override use.competes_with_teacher_provider.")] = None,
-    attestation: Annotated[Optional[str], typer.Option("--attestation", help="Override use.attestation.")] = None,
+    policy: Annotated[str | None, typer.Option("--policy", help="A policy id instead of matching (teacher.policy).")] = None,
+    commercial: Annotated[bool | None, typer.Option("--commercial/--non-commercial", help="Override use.commercial.")] = None,
+    distribute: Annotated[bool | None, typer.Option("--distribute/--no-distribute", help="Override use.distribute_student.")] = None,
+    competes: Annotated[bool | None, typer.Option("--competes/--not-competing", help="Override use.competes_with_teacher_provider.")] = None,
+    attestation: Annotated[str | None, typer.Option("--attestation", help="Override use.attestation.")] = None,
 ) -> None:
     """The gate's decision for a teacher and a use: outcome, clause, obligations. Exit 3 when it would refuse."""
     from synthdistill.config import UseConfig, load_config

@@ -51,7 +51,7 @@ class HarvestProgress:
         self.cost_usd: float | None = None
         self.errors: dict[str, int] = {}
 
-    def __enter__(self) -> "HarvestProgress":
+    def __enter__(self) -> HarvestProgress:
         self.progress.__enter__()
         if self.ticking:
             self._ticker = threading.Thread(target=self._tick, name="harvest-progress", daemon=True)
@@ -137,7 +137,7 @@ class TrainProgress:
         )
         self.task = None
 
-    def __enter__(self) -> "TrainProgress":
+    def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
         return self
 

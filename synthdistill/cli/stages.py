@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,7 +15,7 @@ STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to distill.yaml.")]
 FreshOption = Annotated[bool, typer.Option("--fresh", help="Start the harvest over (delete the ledger).")]
-LimitOption = Annotated[Optional[int], typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
+LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
 
 
 def _config(path: Path):
@@ -172,7 +172,7 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command()
     def run(
         config: ConfigOption = Path("distill.yaml"),
-        until: Annotated[Optional[str], typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")] = None,
+        until: Annotated[str | None, typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")] = None,
         fresh: FreshOption = False,
     ) -> None:
         """Run every stage in order: harvest, filter, build, train, eval, audit."""
@@ -217,7 +217,7 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         config: ConfigOption = Path("distill.yaml"),
-        method: Annotated[Optional[str], typer.Option("--method", help="sft or kd (default: student.method).")] = None,
+        method: Annotated[str | None, typer.Option("--method", help="sft or kd (default: student.method).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
     ) -> None:
         """Fine-tune the student with TRL (SFT or offline logit KD)."""

@@ -7,9 +7,10 @@ edge; the filter compares hashed word n-grams of each record's prompt and answer
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -65,7 +66,7 @@ class DecontaminateParams(BaseModel):
 
     _reference: ReferenceNgrams | None = PrivateAttr(None)
 
-    def with_references(self, items: list[tuple[str, str]]) -> "DecontaminateParams":
+    def with_references(self, items: list[tuple[str, str]]) -> DecontaminateParams:
         """A copy that compares against `items`, each (source label, text)."""
         reference = ReferenceNgrams(self.ngram)
         for source, text in items:

@@ -18,7 +18,7 @@ class LengthParams(BaseModel):
     max_tokens: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _ordered(self) -> "LengthParams":
+    def _ordered(self) -> LengthParams:
         for low, high in (("min_chars", "max_chars"), ("min_tokens", "max_tokens")):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo > hi:

@@ -9,7 +9,8 @@ goes on to the SFT dataset only.
 from __future__ import annotations
 
 import re
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 

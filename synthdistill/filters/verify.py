@@ -21,7 +21,7 @@ class VerifyParams(BaseModel):
     # pack name → its verifier (None: the pack has none); filled by load_verifiers
     _verifiers: dict[str, Any] | None = PrivateAttr(None)
 
-    def with_verifiers(self, verifiers: dict[str, Any]) -> "VerifyParams":
+    def with_verifiers(self, verifiers: dict[str, Any]) -> VerifyParams:
         """A copy that checks each pack's answers with `verifiers[pack]` (a spec model or dict)."""
         from synthdistill.verifiers import parse_verify_spec
 

@@ -34,7 +34,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 
@@ -71,7 +71,7 @@ def _http_date_seconds(value: str, now: datetime) -> float | None:
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
 
 
@@ -104,7 +104,7 @@ def parse_retry_after(headers: Mapping[str, str], now: datetime | None = None) -
         try:
             return max(0.0, float(value))
         except ValueError:
-            seconds = _http_date_seconds(value, now or datetime.now(timezone.utc))
+            seconds = _http_date_seconds(value, now or datetime.now(UTC))
             if seconds is not None:
                 return seconds
     resets = {}

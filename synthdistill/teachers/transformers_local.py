@@ -169,7 +169,7 @@ class TransformersTeacher:
                     break
                 try:
                     candidate = await asyncio.wait_for(self._queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 batch.append(candidate)
             # Only requests with identical sampling parameters share a generate() call.

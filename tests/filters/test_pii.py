@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from synthdistill.filters import FilterOutcome, run_filters
 from synthdistill.config import FilterSpec
+from synthdistill.filters import FilterOutcome, run_filters
 from synthdistill.filters.pii import PiiParams, find_pii, luhn_valid, pii
 from tests.records_fixtures import make_record
 

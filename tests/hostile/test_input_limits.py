@@ -81,7 +81,7 @@ def test_recursive_alias_is_refused(tmp_path):
 
 def _variables_pack(folder, keys: int, values: int) -> None:
     spec = {"name": "tiny", "version": "1.0.0", "licence": "CC0-1.0",
-            "template": " ".join("{{ k%d }}" % k for k in range(keys)),
+            "template": " ".join("{{ k" + str(k) + " }}" for k in range(keys)),
             "variables": {f"k{k}": [f"v{v}" for v in range(values)] for k in range(keys)}}
     (folder / "rows.jsonl").unlink()
     (folder / "pack.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
