@@ -35,7 +35,6 @@ from synthdistill.policy.obligations import (
     enforce_obligations,
     name_problem,
     obligation_problems,
-    obligation_statuses,
     obligations_markdown,
     override_lines,
 )
@@ -44,6 +43,6 @@ __all__ = [
     "ALLOWED", "SEVERITY", "AnsweringModelGate", "Decision", "DecisionObligation", "LoadedPolicy", "Policy", "Verdict",
     "decide", "enforce_obligations", "evaluate", "find_policy", "gate", "host_of", "is_statement", "load_policies",
     "load_policy_file", "load_policy_folder", "model_names", "name_problem", "normalise_segment", "obligation_problems",
-    "obligation_statuses", "obligations_markdown", "override_lines", "read_decision", "recheck_use", "refusal_message", "same_model",
+    "obligations_markdown", "override_lines", "read_decision", "recheck_use", "refusal_message", "same_model",
     "write_decision",
 ]

@@ -8,7 +8,6 @@ licences that cover a model "made available" bind a hosted one too, so they are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from synthdistill.errors import ObligationViolation
@@ -31,34 +30,9 @@ def name_problem(obligation: DecisionObligation, student_name: str | None) -> st
     return f"student name {student_name!r} must begin with {prefix!r}: policy '{source}' obliges it ({obligation.text})"
 
 
-@dataclass(frozen=True)
-class ObligationStatus:
-    """One duty of the decision: checked by the tool or left to the user, and kept or broken."""
-
-    obligation: DecisionObligation
-    checked: bool
-    problem: str | None
-
-    @property
-    def verdict(self) -> str:
-        """A short phrase for cards and reports."""
-        prefix = (self.obligation.check or {}).get("name_prefix")
-        if not self.checked:
-            return "no (you must do it)"
-        return f'yes: the student\'s name must begin with "{prefix}"' + ("; BROKEN" if self.problem else "; kept")
-
-
-def obligation_statuses(decision: Decision, student_name: str | None) -> list[ObligationStatus]:
-    """Every obligation of the decision with its status for this student name."""
-    return [
-        ObligationStatus(o, checked=bool((o.check or {}).get("name_prefix")), problem=name_problem(o, student_name))
-        for o in decision.obligations
-    ]
-
-
 def obligation_problems(decision: Decision, student_name: str | None) -> list[str]:
     """Why the student breaks checkable obligations of the decision (empty when it keeps them all)."""
-    return [s.problem for s in obligation_statuses(decision, student_name) if s.problem]
+    return [problem for o in decision.obligations if (problem := name_problem(o, student_name))]
 
 
 def enforce_obligations(decision: Decision, student_name: str | None) -> None:
