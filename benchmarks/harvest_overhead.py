@@ -73,13 +73,13 @@ async def bare_loop(base_url: str, n: int, concurrency: int) -> float:
 
 def harvest_run(base_url: str, n: int, concurrency: int, root: Path) -> tuple[float, dict]:
     """Seconds for `synthdistill harvest` (in-process, end to end) of n prompts, and its summary."""
+    from synthdistill import harvest
     from synthdistill.config import load_config
-    from synthdistill.harvest import harvest
 
     config_path = write_project(root, base_url, n, teacher={"max_concurrency": concurrency, "timeout_s": 60},
                                 harvest={"max_tokens": 64, "top_logprobs": TOP_K})
     started = time.perf_counter()
-    summary = harvest(load_config(config_path))
+    summary = harvest.run(load_config(config_path))
     seconds = time.perf_counter() - started
     if summary.answered != n:
         raise RuntimeError(f"harvest answered {summary.answered} of {n}")

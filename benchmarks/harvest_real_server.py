@@ -96,11 +96,11 @@ async def bare_loop(base_url: str, bodies: list[dict], concurrency: int) -> tupl
 
 def harvest_run(config_path: Path, n: int) -> tuple[float, int]:
     """(seconds, answer tokens) of a fresh in-process harvest of the project."""
+    from synthdistill import harvest
     from synthdistill.config import load_config
-    from synthdistill.harvest import harvest
 
     started = time.perf_counter()
-    summary = harvest(load_config(config_path), fresh=True)
+    summary = harvest.run(load_config(config_path), fresh=True)
     seconds = time.perf_counter() - started
     if summary.answered != n or summary.failed:
         raise RuntimeError(f"harvest answered {summary.answered} of {n} ({summary.failed} failed)")

@@ -63,8 +63,8 @@ def build_rows(limit: int | None) -> dict[str, list[dict]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from synthdistill.alignment import exact_targets
+    from synthdistill.build import kd_row
     from synthdistill.chat_tokens import prompt_token_ids
-    from synthdistill.datasets import kd_row
     from synthdistill.model_store import resolve_model
     from tests.records_fixtures import make_record
 
@@ -90,7 +90,7 @@ def measure(rows: list[dict], id_type: str, folder: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synthdistill.datasets import _kd_schema
+    from synthdistill.build import _kd_schema
 
     table = pa.Table.from_pylist(rows, schema=_kd_schema(id_type))
     id_bytes = pa.type_for_alias(id_type).bit_width // 8

@@ -57,8 +57,8 @@ def write_project(
 
 def build_split(project: Path, workdir: Path, split_seed: int, eval_fraction: float) -> Path:
     """Rebuild the datasets of the source run with this split's seed; returns the split's run folder."""
+    from synthdistill import build
     from synthdistill.config import load_config
-    from synthdistill.datasets import build_datasets
 
     source = load_config(project).run_dir
     path, run = write_project(project, workdir / f"split-{split_seed}", split_seed, eval_fraction, "kd", 0.5, 1.0)
@@ -68,15 +68,14 @@ def build_split(project: Path, workdir: Path, split_seed: int, eval_fraction: fl
     shutil.copytree(source / "student-init", run / "student-init")
     if (source / "harvest" / "decision.json").exists():
         shutil.copy(source / "harvest" / "decision.json", run / "harvest" / "decision.json")
-    build_datasets(load_config(path))
+    build.run(load_config(path))
     return run
 
 
 def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: float, variant, epochs=None) -> dict:
     """Train and evaluate one variant on one split's datasets; returns its metrics."""
+    from synthdistill import evaluate, train
     from synthdistill.config import load_config
-    from synthdistill.evaluate import evaluate_student
-    from synthdistill.train import train_student
 
     method, alpha, temperature = variant
     label = variant_label(*variant)
@@ -88,8 +87,8 @@ def run_variant(project: Path, split_run: Path, split_seed: int, eval_fraction: 
         if (split_run / part).exists():
             (run / part).symlink_to(split_run / part)  # read-only inputs, shared by the split's variants
     config = load_config(path)
-    summary = train_student(config)
-    result = evaluate_student(config)
+    summary = train.run(config)
+    result = evaluate.run(config)
     return {
         "split": split_seed,
         "label": label,

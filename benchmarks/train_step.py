@@ -1,7 +1,7 @@
 """Time and peak memory of one KD training step vs one SFT step on the same batch (issue 7).
 
 Each method runs in its own subprocess (so `ru_maxrss`, the process's peak resident memory,
-belongs to that method alone) through the real trainers of synthdistill/train.py: TRL's
+belongs to that method alone) through the real trainers of synthdistill/train/stage.py: TRL's
 `SFTTrainer` (its loss uses TRL's fused, chunked LM head) and synthdistill's `KDTrainer`.
 One step = `trainer.training_step` (forward + loss + backward) + `optimizer.step()` +
 `zero_grad()`, on the same batch: the first `--batch` rows of the KD train split, whose
@@ -80,7 +80,7 @@ def quickstart_setup(config, batch_size: int):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synthdistill.train_data import kd_token_rows, read_rows
+    from synthdistill.train.data import kd_token_rows, read_rows
 
     start = config.run_dir / "student-init"
     tokenizer = AutoTokenizer.from_pretrained(start)
@@ -99,7 +99,7 @@ def worker(project: Path, method: str, args: argparse.Namespace) -> dict:
     from synthdistill.config import load_config
     from synthdistill.model_store import quiet_model_loading
     from synthdistill.train import _add_kd_head, _kd_trainer_class, _training_args
-    from synthdistill.train_data import PaddingCollator
+    from synthdistill.train.data import PaddingCollator
 
     quiet_model_loading()
     torch.manual_seed(0)

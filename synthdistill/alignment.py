@@ -35,7 +35,7 @@ time) get no span and the walk resumes after them where that is unambiguous; any
 departure from the text (such as a stop token the text lacks) ends the walk.
 
 Layout: the targets of list index j belong to the student token j itself; the loss pairs
-them with the student's logits at j - 1 (synthdistill/kd_loss.py).
+them with the student's logits at j - 1 (synthdistill/train/kd_loss.py).
 """
 
 from __future__ import annotations

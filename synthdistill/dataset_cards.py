@@ -35,7 +35,7 @@ def file_sha256(path: Path) -> str:
 
 def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:
     """What a dataset was made from: teacher, decision, the gated use, packs, funnel; saved as provenance.json."""
-    from synthdistill.filters.stage import read_report
+    from synthdistill.filter_stage import read_report
     from synthdistill.packs import load_pack, resolve_pack_path
 
     packs = []

@@ -19,7 +19,7 @@ from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.safe_write import write_text
-from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 
 EVAL_BATCH = 8
 # Generation on a CPU is slow: the verifier pass rate looks at this many held-out prompts per pack.
@@ -39,7 +39,7 @@ def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
     """Sums over one batch: nll, agreeing positions, label positions, KL sum, KD positions."""
     import torch
 
-    from synthdistill.kd_loss import sparse_kl
+    from synthdistill.train.kd_loss import sparse_kl
 
     logits = logits[:, :-1].float()
     labels = batch["labels"][:, 1:]
@@ -113,7 +113,7 @@ def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, he
     import torch
 
     from synthdistill.chat_tokens import prompt_token_ids
-    from synthdistill.verifiers import verify_answer
+    from synthdistill.packs.verifiers import verify_answer
 
     rates = {}
     for pack in packs:
@@ -137,14 +137,14 @@ def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, he
     return rates
 
 
-def evaluate_student(config: DistillConfig) -> dict[str, Any]:
+def run(config: DistillConfig) -> dict[str, Any]:
     """Score the starting weights and the trained student; write eval.json and eval.png."""
     from transformers import AutoTokenizer
 
     from synthdistill.model_store import quiet_model_loading
     from synthdistill.policy import recheck_use
-    from synthdistill.student_init import prepare_student
     from synthdistill.train import read_train_summary, student_dir
+    from synthdistill.train.student_init import prepare_student
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads

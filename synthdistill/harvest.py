@@ -331,7 +331,7 @@ def _reset_ledger(path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-async def harvest_async(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
+async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request."""
     observer = observer or _Silent()
     started = time.perf_counter()
@@ -402,6 +402,6 @@ async def _send(run: _Run, pending: list[PlannedRequest], api_key: str | None) -
             await teacher.aclose()
 
 
-def harvest(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
+def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""
-    return asyncio.run(harvest_async(config, limit=limit, fresh=fresh, observer=observer))
+    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer))

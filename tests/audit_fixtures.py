@@ -92,20 +92,18 @@ def write_project(root: Path, base_url: str, *, api_key_env: str | None = None, 
 
 def make_run(root: Path, *, api_key: str | None = None, stages=("harvest", "filter", "build")) -> AuditRun:
     """Run the real stages against a fresh fake server; with `api_key`, the server requires it."""
+    from synthdistill import build, filter_stage, harvest
     from synthdistill.config import load_config
-    from synthdistill.datasets import build_datasets
-    from synthdistill.filters.stage import run_filter_stage
-    from synthdistill.harvest import harvest
 
     env = "AUDIT_TEST_API_KEY" if api_key else None
     with FakeOpenAIServer(schedule=["500"], model=ANSWERED_AS, require_key=api_key) as server:
         config_path = write_project(root, server.base_url, api_key_env=env)
         config = load_config(config_path)
         if "harvest" in stages:
-            summary = harvest(config)
+            summary = harvest.run(config)
             assert (summary.answered, summary.failed) == (len(QUESTIONS) - 1, 1)
     if "filter" in stages:
-        run_filter_stage(config)
+        filter_stage.run(config)
     if "build" in stages:
-        build_datasets(config)
+        build.run(config)
     return AuditRun(root, config_path, config.run_dir, config)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from synthdistill import build
 from synthdistill.config import load_config
-from synthdistill.datasets import build_datasets
 from tests.training_fixtures import load_weights, write_kept_project, write_tiny_llama
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ def test_accelerate_launch_trains_the_student(tmp_path, smollm2_dir, tokenizer):
     project.mkdir()
     path = write_kept_project(project, tiny, tokenizer, method="kd", max_steps=3)
     config = load_config(path)
-    build_datasets(config)
+    build.run(config)
     launcher = Path(sys.executable).with_name("accelerate")
     env = {**os.environ, "ACCELERATE_CONFIG_FILE": str(tmp_path / "no-default-config.yaml")}
 
@@ -86,7 +86,7 @@ def test_two_processes_train_one_student_and_resume(tmp_path, smollm2_dir, token
         project, tiny, tokenizer, method=method, max_steps=4, checkpoint_every=2, init={"prune_layers_to": 2}
     )
     config = load_config(path)
-    build_datasets(config)
+    build.run(config)
 
     done = _torchrun(path, tmp_path)
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from synthdistill.audit import write_audit
+from synthdistill import audit
 from synthdistill.audit.terms import dataset_triple, licence_triple, teacher_triple
 from synthdistill.errors import StageError
 from tests.audit_fixtures import ANSWERED_AS, KEPT, QUESTIONS, TEACHER, make_run
@@ -22,7 +22,7 @@ def _sha(path) -> str:
 @pytest.fixture()
 def audited(tmp_path):
     run = make_run(tmp_path)
-    summary = write_audit(run.run_dir, run.config)
+    summary = audit.run(run.run_dir, run.config)
     manifest = json.loads((run.run_dir / "audit" / "manifest.json").read_text())
     return run, summary, manifest
 
@@ -155,7 +155,7 @@ def test_provenance_triples_take_the_most_restrictive_source():
 
 def test_a_run_at_any_stage_is_audited_for_what_exists(tmp_path):
     run = make_run(tmp_path, stages=("harvest",))
-    write_audit(run.run_dir, run.config)
+    audit.run(run.run_dir, run.config)
     manifest = json.loads((run.run_dir / "audit" / "manifest.json").read_text())
     assert [s["stage"] for s in manifest["funnel"]] == ["requests sent", "answered"]
     assert manifest["stages"]["filter"] is None and manifest["stages"]["datasets"] == {}
@@ -164,7 +164,7 @@ def test_a_run_at_any_stage_is_audited_for_what_exists(tmp_path):
 
 def test_without_a_config_the_audit_reads_the_run_folder_alone(audited):
     run, _, _ = audited
-    write_audit(run.run_dir)
+    audit.run(run.run_dir)
     manifest = json.loads((run.run_dir / "audit" / "manifest.json").read_text())
     assert manifest["teachers"][0]["model"] == TEACHER and manifest["inputs"]["config"] is None
     assert [p["name"] for p in manifest["inputs"]["packs"]] == ["audit-demo"]  # from the dataset's provenance
@@ -172,14 +172,14 @@ def test_without_a_config_the_audit_reads_the_run_folder_alone(audited):
 
 def test_no_run_folder_is_a_stage_error(tmp_path):
     with pytest.raises(StageError, match="no run folder"):
-        write_audit(tmp_path / "nothing-here")
+        audit.run(tmp_path / "nothing-here")
 
 
 def test_the_audit_imports_no_torch_transformers_or_datasets(audited):
     run, _, _ = audited
     code = (
-        "import sys; from pathlib import Path; from synthdistill.audit import write_audit, trace, verify_audit; "
-        f"write_audit(Path({str(run.run_dir)!r})); verify_audit(Path({str(run.run_dir)!r})); "
+        "import sys; from pathlib import Path; from synthdistill.audit import run, trace, verify_audit; "
+        f"run(Path({str(run.run_dir)!r})); verify_audit(Path({str(run.run_dir)!r})); "
         "heavy = sorted(m for m in ('torch', 'transformers', 'datasets', 'trl') if m in sys.modules); print(heavy)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

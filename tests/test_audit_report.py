@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from synthdistill.audit import write_audit
+from synthdistill import audit
 from tests.audit_fixtures import ANSWERED_AS, TEACHER, make_run
 
 
 @pytest.fixture()
 def audit_dir(tmp_path) -> Path:
     run = make_run(tmp_path)
-    write_audit(run.run_dir, run.config)
+    audit.run(run.run_dir, run.config)
     return run.run_dir / "audit"
 
 
@@ -148,7 +148,7 @@ def test_bom_of_a_trained_student_validates(audit_dir):
             {"method": "sft", "examples": 1, "untrained": {"nll_per_token": 2.0}, "trained": {"nll_per_token": 1.0}}
         )
     )
-    write_audit(run_dir)
+    audit.run(run_dir)
     bom = json.loads((audit_dir / "bom.cdx.json").read_text())
     assert list(_cyclonedx_validator().iter_errors(bom)) == []
     student_component = next(c for c in bom["components"] if c["bom-ref"] == "student")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synthdistill.audit import verify_audit, write_audit
+from synthdistill import audit
+from synthdistill.audit import verify_audit
 from synthdistill.errors import StageError
 from tests.audit_fixtures import make_run
 
@@ -14,7 +15,7 @@ TRAIN = "datasets/sft/data/train-00000-of-00001.parquet"
 @pytest.fixture()
 def run(tmp_path):
     run = make_run(tmp_path)
-    write_audit(run.run_dir, run.config)
+    audit.run(run.run_dir, run.config)
     return run
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthdistill.chunked_logits import linear_gather_logsumexp
-from synthdistill.kd_loss import kd_loss, kd_loss_from_hidden
+from synthdistill.train.chunked_logits import linear_gather_logsumexp
+from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
 from tests.test_kd_loss import B, L, V, _batch
 
 H = 5

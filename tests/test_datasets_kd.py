@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from synthdistill import build
+from synthdistill.build import eval_prompt_ids
 from synthdistill.config import load_config
-from synthdistill.datasets import build_datasets, eval_prompt_ids
 from tests.records_fixtures import make_record
 from tests.test_alignment import GEMMA_ANSWER, GEMMA_TEXT
 from tests.training_fixtures import teacher_logprobs, write_kept_project
@@ -56,7 +57,7 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
     plain = make_record("Name a fruit.", "An apple.", model="gemma-api")
     config = _project(tmp_path, smollm2_dir, tokenizer, [exact, aligned, plain])
 
-    summary = build_datasets(config)
+    summary = build.run(config)
 
     held_out = eval_prompt_ids([exact.prompt_id, aligned.prompt_id, plain.prompt_id], 0.2, 0)
     expected_eval = sum(1 for r in (exact, aligned) if r.prompt_id in held_out)
@@ -81,11 +82,11 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
     assert row["kd_ids"][len(prompt) :] == exact.top_ids
     assert row["kd_mask"] == [0] * len(prompt) + [1] * len(exact.token_ids)
 
-    build = json.loads((kd_dir / "build.json").read_text())
-    assert build["tokenizer_match"] == {"exact-ids": 1, "aligned-text": 1}
-    assert build["masked_positions"] == {"no-teacher-token-with-same-boundaries": 2, "candidates-not-student-tokens": 1}
-    assert build["kd_ids_dtype"] == "uint16" and build["coverage"] == summary.kd_coverage
-    assert build["dropped"] == {"no-logprobs": 1}
+    build_info = json.loads((kd_dir / "build.json").read_text())
+    assert build_info["tokenizer_match"] == {"exact-ids": 1, "aligned-text": 1}
+    assert build_info["masked_positions"] == {"no-teacher-token-with-same-boundaries": 2, "candidates-not-student-tokens": 1}
+    assert build_info["kd_ids_dtype"] == "uint16" and build_info["coverage"] == summary.kd_coverage
+    assert build_info["dropped"] == {"no-logprobs": 1}
 
 
 def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, tokenizer):
@@ -96,7 +97,7 @@ def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, token
         for i in range(5)
     ]
     config = _project(tmp_path, smollm2_dir, tokenizer, aligned)
-    summary = build_datasets(config)
+    summary = build.run(config)
     kd_dir = tmp_path / "outputs" / "tiny" / "datasets" / "kd"
     cache = str(tmp_path / "hf-cache")
 
@@ -126,7 +127,7 @@ def test_no_kd_dataset_when_no_position_lines_up(tmp_path, smollm2_dir, tokenize
     stale = tmp_path / "outputs" / "tiny" / "datasets" / "kd" / "data"
     stale.mkdir(parents=True)
 
-    summary = build_datasets(config)
+    summary = build.run(config)
 
     assert summary.kd_rows is None and summary.kd_dir is None and summary.kd_coverage == 0.0
     assert summary.kd_skipped_reason == (

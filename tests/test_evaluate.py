@@ -6,11 +6,10 @@ import json
 
 import pytest
 
+from synthdistill import build, evaluate, train
 from synthdistill.config import load_config
-from synthdistill.datasets import build_datasets
 from synthdistill.errors import StageError
-from synthdistill.evaluate import batch_metrics, evaluate_student
-from synthdistill.train import train_student
+from synthdistill.evaluate import batch_metrics
 from tests.training_fixtures import write_kept_project, write_tiny_llama
 
 
@@ -34,11 +33,11 @@ def test_eval_reports_lower_nll_after_training(tmp_path, smollm2_dir):
     student = write_tiny_llama(tmp_path / "tiny", smollm2_dir)
     config = load_config(write_kept_project(tmp_path / "project", student, tokenizer, method="kd", max_steps=20))
     with pytest.raises(StageError, match="run `synthdistill train` first"):
-        evaluate_student(config)
-    build_datasets(config)
-    train_student(config)
+        evaluate.run(config)
+    build.run(config)
+    train.run(config)
 
-    result = evaluate_student(config)
+    result = evaluate.run(config)
 
     assert result["method"] == "kd" and result["examples"] == 2
     assert result["trained"]["nll_per_token"] < result["untrained"]["nll_per_token"]
@@ -54,17 +53,17 @@ def test_verifier_pass_rate_of_the_students_own_answers(tmp_path, tiny_student, 
     pack_yaml = tmp_path / "prompts" / "demo" / "pack.yaml"
     pack_yaml.write_text(pack_yaml.read_text() + "sampling: {max_tokens: 6}\nverify: {kind: regex, pattern: '^'}\n")
     config = load_config(path)
-    build_datasets(config)
-    train_student(config)
+    build.run(config)
+    train.run(config)
 
-    always = evaluate_student(config)
+    always = evaluate.run(config)
 
     assert always["examples"] == 2
     assert always["untrained"]["verifier_pass_rate"] == {"demo": 1.0}
     assert always["trained"]["verifier_pass_rate"] == {"demo": 1.0}
 
     pack_yaml.write_text(pack_yaml.read_text().replace("pattern: '^'", "pattern: '(?!)'"))  # matches nothing
-    never = evaluate_student(load_config(path))
+    never = evaluate.run(load_config(path))
 
     assert never["untrained"]["verifier_pass_rate"] == {"demo": 0.0}
     assert never["trained"]["verifier_pass_rate"] == {"demo": 0.0}

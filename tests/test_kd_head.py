@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from synthdistill.config import KDConfig
-from synthdistill.kd_head import add_kd_head, supports_kd_head
-from synthdistill.kd_loss import kd_loss
+from synthdistill.train.kd_head import add_kd_head, supports_kd_head
+from synthdistill.train.kd_loss import kd_loss
 
 
 def _targets(vocab: int, seed: int = 0):

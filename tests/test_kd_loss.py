@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from synthdistill.kd_loss import kd_loss
+from synthdistill.train.kd_loss import kd_loss
 
 B, L, V = 2, 6, 11
 

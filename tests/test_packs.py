@@ -10,8 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from synthdistill import pack_format, packs
+from synthdistill import packs
 from synthdistill.errors import PackError
+from synthdistill.packs import format as pack_format
 from synthdistill.records import Message, prompt_id_for
 from tests.packs_fixtures import PACK_YAML, ROWS_JSONL, write_pack, write_raw_pack, write_rows
 
@@ -365,7 +366,7 @@ def test_expand_references(tmp_path):
 
 def test_shipped_schema_is_generated_from_the_model():
     shipped = json.loads(pack_format.SCHEMA_PATH.read_text(encoding="utf-8"))
-    assert shipped == pack_format.pack_schema(), "run `python -m synthdistill.pack_format` to regenerate it"
+    assert shipped == pack_format.pack_schema(), "run `python -m synthdistill.packs.format` to regenerate it"
     assert shipped["additionalProperties"] is False
     assert set(shipped["required"]) == {"name", "version", "licence"}
 
@@ -419,4 +420,4 @@ def test_starter_pack_commented_options_are_valid_when_uncommented(tmp_path):
 
 def test_message_model_is_the_record_message():
     # Rows carry records.Message turns; the pack format adds no second message type.
-    assert packs.Prompt.model_fields["messages"].annotation == list[Message]
+    assert packs.loading.Prompt.model_fields["messages"].annotation == list[Message]

@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from synthdistill import build, train
 from synthdistill.config import load_config
-from synthdistill.datasets import build_datasets
 from synthdistill.errors import StageError
-from synthdistill.train import train_student
 from tests.training_fixtures import load_weights as _weights
 from tests.training_fixtures import write_kept_project
 
@@ -17,12 +16,12 @@ from tests.training_fixtures import write_kept_project
 @pytest.mark.parametrize("method", ["kd", "sft"])
 def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_student, tokenizer, method):
     config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method=method))
-    build = build_datasets(config)
-    assert build.sft_rows == {"train": 8, "eval": 2}
-    assert build.kd_rows == {"train": 8, "eval": 2}
+    built = build.run(config)
+    assert built.sft_rows == {"train": 8, "eval": 2}
+    assert built.kd_rows == {"train": 8, "eval": 2}
     events = []
 
-    summary = train_student(config, progress=events.append)
+    summary = train.run(config, progress=events.append)
 
     assert summary.method == method
     assert summary.steps == 12
@@ -48,21 +47,21 @@ def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_stu
 def test_kd_without_a_kd_dataset_says_what_to_do(tmp_path, tiny_student, tokenizer):
     config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method="kd"))
     with pytest.raises(StageError, match="run `synthdistill build`, or train with --method sft"):
-        train_student(config)
+        train.run(config)
 
 
 def test_resume_continues_from_the_last_checkpoint(tmp_path, tiny_student, tokenizer):
     path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft", max_steps=4, checkpoint_every=2)
     config = load_config(path)
-    build_datasets(config)
-    first = train_student(config)
+    build.run(config)
+    first = train.run(config)
     assert first.steps == 4
     checkpoints = sorted(p.name for p in (config.run_dir / "student" / "checkpoints").glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-2", "checkpoint-4"]
 
     text = path.read_text().replace("max_steps: 4", "max_steps: 6")
     path.write_text(text)
-    resumed = train_student(load_config(path), resume=True)
+    resumed = train.run(load_config(path), resume=True)
     assert resumed.resumed_from.endswith("checkpoint-4")
     assert resumed.steps == 6
     # the history restored from checkpoint-4 continues with steps 5 and 6, each logged once

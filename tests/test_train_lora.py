@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 
+from synthdistill import build, evaluate, train
 from synthdistill.config import load_config
-from synthdistill.datasets import build_datasets
-from synthdistill.evaluate import evaluate_student
-from synthdistill.train import train_student
 from tests.training_fixtures import load_weights as _weights
 from tests.training_fixtures import write_kept_project
 
@@ -15,14 +13,14 @@ from tests.training_fixtures import write_kept_project
 def _lora_project(tmp_path, tiny_student, tokenizer, merge: bool):
     lora = {"r": 4, "alpha": 8, "merge_on_save": merge}
     config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method="kd", lora=lora))
-    build_datasets(config)
+    build.run(config)
     return config
 
 
 def test_unmerged_lora_trains_only_the_adapter_and_still_evaluates(tmp_path, tiny_student, tokenizer):
     config = _lora_project(tmp_path, tiny_student, tokenizer, merge=False)
 
-    summary = train_student(config)
+    summary = train.run(config)
 
     assert summary.lora is True
     assert summary.steps == 12
@@ -37,7 +35,7 @@ def test_unmerged_lora_trains_only_the_adapter_and_still_evaluates(tmp_path, tin
     # LoRA B starts at zero: a trained adapter has non-zero B matrices
     assert all(tensor.abs().sum() > 0 for name, tensor in saved.items() if "lora_B" in name)
 
-    result = evaluate_student(config)
+    result = evaluate.run(config)
 
     assert result["examples"] == 2
     assert result["trained"]["nll_per_token"] < result["untrained"]["nll_per_token"]
@@ -46,7 +44,7 @@ def test_unmerged_lora_trains_only_the_adapter_and_still_evaluates(tmp_path, tin
 def test_merged_lora_saves_a_plain_model_with_changed_weights(tmp_path, tiny_student, tokenizer):
     config = _lora_project(tmp_path, tiny_student, tokenizer, merge=True)
 
-    summary = train_student(config)
+    summary = train.run(config)
 
     # the frozen random head and embeddings bound what a rank-4 adapter can do: ~10.4 -> ~10.0 in 12 steps
     assert summary.train_loss_last < summary.train_loss_first - 0.25
@@ -58,7 +56,7 @@ def test_merged_lora_saves_a_plain_model_with_changed_weights(tmp_path, tiny_stu
     # all-linear targets every projection in the decoder layers; embeddings and norms stay frozen
     assert changed and all(".layers." in name and name.endswith("proj.weight") for name in changed)
     assert not any("norm" in name or "embed" in name for name in changed)
-    result = evaluate_student(config)
+    result = evaluate.run(config)
     assert result["trained"]["nll_per_token"] < result["untrained"]["nll_per_token"]
 
 
@@ -67,7 +65,7 @@ def test_lora_freezes_the_base_weights_during_training(tmp_path, tiny_student, t
     import torch
     from transformers import AutoModelForCausalLM
 
-    from synthdistill import train as train_module
+    from synthdistill.train import stage as train_module
 
     config = _lora_project(tmp_path, tiny_student, tokenizer, merge=False)
     seen = {}
@@ -85,7 +83,7 @@ def test_lora_freezes_the_base_weights_during_training(tmp_path, tiny_student, t
 
     # a wrapper that records the trained model and then saves it as usual (no behaviour replaced)
     monkeypatch.setattr(train_module, "_save_student", spy)
-    train_student(config)
+    train.run(config)
 
     assert seen["trainable"] and all("lora_A" in n or "lora_B" in n for n in seen["trainable"])
     start = AutoModelForCausalLM.from_pretrained(tiny_student, dtype=torch.float32).state_dict()

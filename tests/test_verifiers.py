@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from synthdistill.pack_format import AnswerVerify, JsonSchemaVerify, RegexVerify
-from synthdistill.verifiers import extract_json, parse_number, verify_answer
+from synthdistill.packs.format import AnswerVerify, JsonSchemaVerify, RegexVerify
+from synthdistill.packs.verifiers import extract_json, parse_number, verify_answer
 
 ANSWER = {"kind": "answer", "field": "answer", "pattern": r"Answer:\s*\$?(-?[\d.,]*\d)"}
 

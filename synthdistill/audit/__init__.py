@@ -1,6 +1,6 @@
 """The audit of a run folder (design §9): manifest, reports, ML-BOM, verification and row lineage.
 
-    write_audit(run_dir, config)  → audit/manifest.json, report.md, report.html, bom.cdx.json
+    run(run_dir, config)          → audit/manifest.json, report.md, report.html, bom.cdx.json
     verify_audit(run_dir)         → every changed, missing or extra file (empty list: all match)
     trace(run_dir, id)            → a prompt's or training row's pack, teacher, decision and filters
 
@@ -26,7 +26,7 @@ from synthdistill.errors import StageError
 from synthdistill.policy import recheck_use
 from synthdistill.safe_write import write_text
 
-__all__ = ["Problem", "render_trace", "trace", "verify_audit", "write_audit"]
+__all__ = ["Problem", "render_trace", "run", "trace", "verify_audit"]
 
 REPORT_FILES = ("report.md", "report.html", "bom.cdx.json")
 
@@ -36,7 +36,7 @@ def _write(path: Path, text: str) -> None:
     write_text(path, text, inside=path.parent.parent)
 
 
-def write_audit(run_dir: Path, config=None) -> dict[str, Any]:
+def run(run_dir: Path, config=None) -> dict[str, Any]:
     """Write the audit folder of a run and return a summary with its paths.
 
     The reports and the BOM are written first and their hashes go into the manifest

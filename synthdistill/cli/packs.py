@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from synthdistill import pack_stats, packs
+from synthdistill import packs
 from synthdistill.cli import render
 from synthdistill.errors import PackError
+from synthdistill.packs import stats as pack_stats
 
 packs_app = typer.Typer(help="List, show, validate, render, create and measure prompt packs.", no_args_is_help=True)
 

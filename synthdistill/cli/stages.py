@@ -32,11 +32,11 @@ def _locked(config, command: str):
 
 
 def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
+    from synthdistill import harvest
     from synthdistill.cli.progress import HarvestProgress
-    from synthdistill.harvest import harvest
 
     with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
-        summary = harvest(config, limit=limit, fresh=fresh, observer=progress)
+        summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress)
     data = summary.model_dump()
     render.result(
         f"harvest: {summary.answered} answered, {summary.failed} failed, {summary.already_done} already done "
@@ -70,19 +70,19 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
 def do_filter(config) -> dict:
     from rich.markup import escape
 
+    from synthdistill import filter_stage
     from synthdistill.filters.funnel import funnel_lines
-    from synthdistill.filters.stage import run_filter_stage
 
-    report = run_filter_stage(config)
+    report = filter_stage.run(config)
     for line in funnel_lines(report):
         render.result(escape(line))  # reasons may hold [brackets], which rich would read as markup
     return report
 
 
 def do_build(config) -> dict:
-    from synthdistill.datasets import build_datasets
+    from synthdistill import build
 
-    summary = build_datasets(config)
+    summary = build.run(config)
     render.result(f"build: SFT dataset {summary.sft_rows} → {summary.sft_dir}")
     if summary.kd_rows is not None:
         render.result(f"build: KD dataset {summary.kd_rows}, coverage {summary.kd_coverage:.1%} → {summary.kd_dir}")
@@ -92,11 +92,11 @@ def do_build(config) -> dict:
 
 
 def do_train(config, method: str | None = None, resume: bool = False) -> dict:
+    from synthdistill import train
     from synthdistill.cli.progress import TrainProgress
-    from synthdistill.train import train_student
 
     with TrainProgress() as progress:
-        summary = train_student(config, method=method, resume=resume, progress=progress)
+        summary = train.run(config, method=method, resume=resume, progress=progress)
     data = summary.model_dump() if hasattr(summary, "model_dump") else dict(summary.__dict__)
     render.result(
         f"train: {data.get('method')} student, {data.get('steps')} steps, loss {data.get('train_loss_first'):.4f} → "
@@ -106,9 +106,9 @@ def do_train(config, method: str | None = None, resume: bool = False) -> dict:
 
 
 def do_eval(config) -> dict:
-    from synthdistill.evaluate import evaluate_student
+    from synthdistill import evaluate
 
-    result = evaluate_student(config)
+    result = evaluate.run(config)
     untrained, trained = result["untrained"], result["trained"]
     render.result(
         f"eval: NLL/token {untrained['nll_per_token']:.3f} → {trained['nll_per_token']:.3f}, "
@@ -119,9 +119,9 @@ def do_eval(config) -> dict:
 
 
 def do_audit(config) -> dict:
-    from synthdistill.audit import write_audit
+    from synthdistill import audit
 
-    summary = write_audit(config.run_dir, config=config)
+    summary = audit.run(config.run_dir, config=config)
     render.result(
         f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
         f"{summary['decision']} → {summary['report_html']}"

@@ -9,7 +9,7 @@ instead: `records[i]` replaces the i-th input, `notes[i]` says why it was change
 
 Filters that need files (`verify` reads the packs' verifiers, `decontaminate` the
 held-out sets) do no I/O themselves: their `prepare(params, context)` hook loads
-what they need into the params, and `filters/stage.py` calls it. `run_filters` is
+what they need into the params, and the filter stage (`filter_stage.py`) calls it. `run_filters` is
 pure: records in, kept + dropped records and a per-step report out.
 
 Your own filter: name it by import path in distill.yaml,

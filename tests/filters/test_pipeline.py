@@ -6,12 +6,13 @@ import json
 
 import pytest
 
+from synthdistill import filter_stage
 from synthdistill.cli import main
 from synthdistill.config import FilterSpec, load_config
 from synthdistill.errors import ConfigError
+from synthdistill.filter_stage import filtered_dir, read_kept, read_report
 from synthdistill.filters import run_filters
 from synthdistill.filters.funnel import funnel_lines
-from synthdistill.filters.stage import filtered_dir, read_kept, read_report, run_filter_stage
 from synthdistill.harvest import ledger_path
 from synthdistill.policy import gate, write_decision
 from synthdistill.store import HarvestStore
@@ -88,7 +89,7 @@ def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp
     ]
     stale = good("An edited row's old question?", 1)
     harvest(config, [record for _, record in RECORDS] + [stale])
-    report = run_filter_stage(config)
+    report = filter_stage.run(config)
     assert report["stale"] == 1  # answers a prompt no longer in the pack: left in the ledger, never filtered
 
     assert (report["input"], report["kept"], report["dropped"], report["modified"]) == (10, 2, 8, 1)

@@ -1,7 +1,7 @@
 """pack.yaml as pydantic models (design §5): the single source of truth for the pack format.
 
 The JSON Schema that editors use (`synthdistill/schemas/pack.schema.json`) is generated
-from `PackSpec`; regenerate it with `python -m synthdistill.pack_format` after changing
+from `PackSpec`; regenerate it with `python -m synthdistill.packs.format` after changing
 a model here (a test fails while the shipped file is stale).
 """
 
@@ -20,7 +20,7 @@ from synthdistill.errors import PackError
 from synthdistill.records import Sampling
 from synthdistill.yaml_source import YamlDocument, _allowed_keys, unknown_key_message
 
-SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "pack.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "pack.schema.json"
 
 # Licences of prompt collections seen in practice (SPDX ids). Anything else must be a
 # `LicenseRef-<name>` so that a reviewer sees at once that it is a custom licence.

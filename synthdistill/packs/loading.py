@@ -1,14 +1,4 @@
-"""Prompt packs (design §5): find, load, render and validate them; stable prompt ids.
-
-A pack is a folder with `pack.yaml` (format in `pack_format`) and a JSONL file of rows,
-or a `variables:` cartesian product. Each row becomes one `records.Prompt` whose id
-hashes the pack name and the rendered messages, so editing one row changes only that
-row's id. Everything is checked without sending a request; every problem is a
-`PackError` naming the file and line and what to fix.
-
-Rows become prompts in `pack_rows`; `packs stats` lives in `pack_stats`; the format
-itself (pydantic models, JSON Schema, the starter pack) in `pack_format`.
-"""
+"""Load and validate packs: find a pack by reference, read its YAML and rows, render every prompt."""
 
 from __future__ import annotations
 
@@ -24,30 +14,18 @@ from pydantic import ValidationError
 
 from synthdistill.errors import PackError
 from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
-from synthdistill.pack_format import (
+from synthdistill.packs.format import (
     AnswerVerify,
     JsonSchemaVerify,
     PackSpec,
     RegexVerify,
     check_json_schema,
-    create_pack,
     describe_spec_error,
 )
-from synthdistill.pack_rows import combination_count, combinations, prompt_for, template_environment
+from synthdistill.packs.rows import combination_count, combinations, prompt_for, template_environment
 from synthdistill.records import Prompt
 from synthdistill.shipped import shipped_dir
 from synthdistill.yaml_source import YamlDocument, iter_jsonl, load_yaml
-
-__all__ = [
-    "Pack",
-    "ValidationReport",
-    "create_pack",
-    "discover_packs",
-    "expand_references",
-    "load_pack",
-    "resolve_pack_path",
-    "validate_pack",
-]
 
 PACK_FILE = "pack.yaml"
 TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".jsonl", ".md", ".txt", ".jinja", ".j2"}

@@ -16,7 +16,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from synthdistill.config import KDConfig
-from synthdistill.kd_loss import kd_loss, kd_loss_from_hidden
+from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
 
 # Config fields that transform the logits after the LM head; a student with any of them set
 # (Gemma's softcapping, Granite's scaling...) keeps the full-logit path, which applies them.

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from synthdistill.pack_format import AnswerVerify, JsonSchemaVerify, RegexVerify, VerifySpec
+from synthdistill.packs.format import AnswerVerify, JsonSchemaVerify, RegexVerify, VerifySpec
 
 _SPEC_ADAPTER: TypeAdapter = TypeAdapter(VerifySpec)
 # A fenced block, optionally tagged (```json … ```): teachers often wrap JSON this way.

@@ -30,7 +30,7 @@ from typing import Literal
 
 import torch
 
-from synthdistill.chunked_logits import gather_logsumexp, linear_gather_logsumexp
+from synthdistill.train.chunked_logits import gather_logsumexp, linear_gather_logsumexp
 
 IGNORE_INDEX = -100
 # Floor for the student's tail mass: log(0) would give -inf and NaN gradients once the

@@ -128,10 +128,10 @@ def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_i
     )
 
 
-def build_datasets(config: DistillConfig) -> BuildSummary:
+def run(config: DistillConfig) -> BuildSummary:
     """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist)."""
     from synthdistill.dataset_cards import provenance, write_card
-    from synthdistill.filters.stage import read_kept
+    from synthdistill.filter_stage import read_kept
     from synthdistill.policy import recheck_use
 
     decision = recheck_use(config, "build")

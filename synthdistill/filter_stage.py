@@ -23,7 +23,7 @@ def filtered_dir(config: DistillConfig) -> Path:
     return config.run_dir / "filtered"
 
 
-def run_filter_stage(config: DistillConfig) -> dict:
+def run(config: DistillConfig) -> dict:
     """Filter every harvested record; write kept, dropped (with reasons) and modified records and the funnel.
 
     The stage does the I/O: it reads the ledger, lets each filter's `prepare` hook read

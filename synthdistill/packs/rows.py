@@ -20,7 +20,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 
 from synthdistill.errors import PackError
-from synthdistill.pack_format import AnswerVerify, PackSpec
+from synthdistill.packs.format import AnswerVerify, PackSpec
 from synthdistill.records import Message, Prompt, prompt_id_for
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.safe_write import write_text
-from synthdistill.train_data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 
 TRAIN_SUMMARY = "train.json"
 
@@ -70,7 +70,7 @@ def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[di
 def _kd_trainer_class():
     from trl import SFTTrainer
 
-    from synthdistill.kd_loss import kd_loss
+    from synthdistill.train.kd_loss import kd_loss
 
     class KDTrainer(SFTTrainer):
         """SFTTrainer whose loss is `alpha*CE + (1-alpha)*T^2*KL` over the stored teacher top-k (+ tail)."""
@@ -181,7 +181,7 @@ def _resume_point(checkpoints: Path, resume: bool, state) -> str | None:
     return last
 
 
-def train_student(
+def run(
     config: DistillConfig,
     method: str | None = None,
     resume: bool = False,
@@ -202,9 +202,9 @@ def train_student(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
 
-    from synthdistill.model_card import write_model_card
     from synthdistill.model_store import quiet_model_loading
-    from synthdistill.student_init import prepare_student
+    from synthdistill.train.model_card import write_model_card
+    from synthdistill.train.student_init import prepare_student
 
     quiet_model_loading()
     use_gpu = torch.cuda.is_available()
@@ -275,7 +275,7 @@ def train_student(
 
 def _add_kd_head(model, settings) -> bool:
     """Put the KD loss into the student's forward (as TRL does for CE); False where the logits need the model's head."""
-    from synthdistill.kd_head import add_kd_head, supports_kd_head
+    from synthdistill.train.kd_head import add_kd_head, supports_kd_head
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT, the wrapped model
     if not supports_kd_head(inner):

@@ -1,0 +1,40 @@
+"""Prompt packs (design §5): find, load, render and validate them; stable prompt ids.
+
+A pack is a folder with `pack.yaml` (format in `packs.format`) and a JSONL file of rows,
+or a `variables:` cartesian product. Each row becomes one `records.Prompt` whose id
+hashes the pack name and the rendered messages, so editing one row changes only that
+row's id. Everything is checked without sending a request; every problem is a
+`PackError` naming the file and line and what to fix.
+
+    loading.py    find, load and validate a pack (this package's public functions)
+    format.py     the pack.yaml format: pydantic models, JSON Schema, the starter pack
+    rows.py       rows and variable combinations → rendered `Prompt`s (sandboxed jinja2)
+    verifiers.py  check an answer against a pack's `verify:` (used by filters and eval)
+    stats.py      `packs stats`: token lengths and duplicates
+"""
+
+from __future__ import annotations
+
+from synthdistill.packs.format import create_pack
+from synthdistill.packs.loading import (
+    Pack,
+    ValidationReport,
+    discover_packs,
+    expand_references,
+    load_pack,
+    resolve_pack_path,
+    shipped_pack_names,
+    validate_pack,
+)
+
+__all__ = [
+    "Pack",
+    "ValidationReport",
+    "create_pack",
+    "discover_packs",
+    "expand_references",
+    "load_pack",
+    "resolve_pack_path",
+    "shipped_pack_names",
+    "validate_pack",
+]
