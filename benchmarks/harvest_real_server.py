@@ -55,11 +55,12 @@ def write_project(root: Path, base_url: str, concurrency: int, limit: int | None
 def rendered_bodies(config_path: Path) -> list[dict]:
     """The chat bodies the harvester sends for this project (vLLM dialect), built by its own code."""
     from synthdistill.config import load_config
-    from synthdistill.harvest import load_prompts, plan_requests
+    from synthdistill.harvest import plan_requests
+    from synthdistill.packs import configured_prompts
     from synthdistill.teachers.openai_dialects import build_chat_body
 
     config = load_config(config_path)
-    planned = plan_requests(config, load_prompts(config, config.harvest.limit))
+    planned = plan_requests(config, configured_prompts(config, config.harvest.limit))
     return [build_chat_body(MODEL, item.request, "vllm") for item in planned]
 
 

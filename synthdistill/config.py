@@ -238,11 +238,7 @@ class DistillConfig(_Strict):
 
     @property
     def project_dir(self) -> Path:
-        return self.path.parent
-
-    @property
-    def base_dir(self) -> Path:
-        """The folder relative paths in the config are read from (same as `project_dir`)."""
+        """The config file's folder: relative paths in the config are read from it."""
         return self.path.parent
 
     def resolve(self, relative: str | Path) -> Path:

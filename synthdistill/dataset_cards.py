@@ -36,12 +36,12 @@ def file_sha256(path: Path) -> str:
 def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:
     """What a dataset was made from: teacher, decision, the gated use, packs, funnel; saved as provenance.json."""
     from synthdistill.filter_stage import read_report
-    from synthdistill.packs import load_pack, resolve_pack_path
+    from synthdistill.packs import configured_packs
 
-    packs = []
-    for reference in config.harvest.packs:
-        pack = load_pack(resolve_pack_path(reference, config.project_dir))
-        packs.append({"name": pack.name, "version": pack.version, "licence": pack.licence, "source": pack.source, "sha256": pack.content_sha256()})
+    packs = [
+        {"name": pack.name, "version": pack.version, "licence": pack.licence, "source": pack.source, "sha256": pack.content_sha256()}
+        for pack in configured_packs(config)
+    ]
     return {
         "teacher": {
             "backend": config.teacher.backend,

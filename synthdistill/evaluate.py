@@ -102,10 +102,9 @@ def score_model(model, rows: list[dict[str, Any]], pad_token_id: int, has_kd: bo
 
 def verifier_packs(config: DistillConfig) -> list:
     """The run's packs that have a verifier."""
-    from synthdistill.packs import load_pack, resolve_pack_path
+    from synthdistill.packs import configured_packs
 
-    packs = [load_pack(resolve_pack_path(ref, config.base_dir)) for ref in config.harvest.packs]
-    return [p for p in packs if p.verify is not None]
+    return [pack for pack in configured_packs(config) if pack.verify is not None]
 
 
 def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, held_out: set[str]) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
+from synthdistill.packs import configured_packs, configured_prompts
 from synthdistill.records import DroppedRecord, HarvestRecord
 from synthdistill.safe_write import write_lines, write_text
 
@@ -37,7 +38,7 @@ def run(config: DistillConfig) -> dict:
     if not ledger.exists():
         raise StageError(f"no harvest at {ledger}; run `synthdistill harvest -c {config.path.name}` first")
     recheck_use(config, "filter")
-    context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=list(config.harvest.packs))
+    context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=configured_packs(config))
     steps = [_prepared(spec, context, config) for spec in config.filters]
     with HarvestStore(ledger) as store:
         stored = list(store.records())
@@ -79,9 +80,7 @@ def current_records(config: DistillConfig, stored: list[HarvestRecord]) -> tuple
     Matching is by prompt id (pack name + rendered messages): an edited row's old answer
     stays in the ledger for the audit but never reaches the datasets.
     """
-    from synthdistill.harvest import load_prompts
-
-    current_ids = {prompt.prompt_id for prompt in load_prompts(config)}
+    current_ids = {prompt.prompt_id for prompt in configured_prompts(config)}
     current = [r for r in stored if r.prompt_id in current_ids]
     return current, len(stored) - len(current)
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
+from synthdistill.packs import configured_prompts
 from synthdistill.policy import AnsweringModelGate, gate, write_decision
 from synthdistill.pricing import (
     Budget,
@@ -97,26 +98,6 @@ class HarvestSummary(BaseModel):
 
 def ledger_path(config: DistillConfig) -> Path:
     return config.run_dir / "harvest" / "ledger.sqlite"
-
-
-def load_prompts(config: DistillConfig, limit: int | None = None) -> list[Prompt]:
-    """Every prompt of the configured packs, in pack order, cut to `limit` (or harvest.limit).
-
-    With a limit, no row past it is read or rendered (a 50 MB rows file with `--limit 5`
-    costs five rows), and no later pack is loaded.
-    """
-    from synthdistill.packs import load_pack, resolve_pack_path
-
-    limit = limit if limit is not None else config.harvest.limit
-    prompts: list[Prompt] = []
-    for reference in config.harvest.packs:
-        if limit is not None and len(prompts) >= limit:
-            break
-        remaining = None if limit is None else limit - len(prompts)
-        pack = load_pack(resolve_pack_path(reference, config.project_dir), limit=remaining,
-                         max_prompt_chars=config.harvest.max_prompt_chars)
-        prompts.extend(pack.prompts)
-    return prompts
 
 
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
@@ -336,7 +317,7 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
     observer = observer or _Silent()
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
-    prompts = load_prompts(config, limit)
+    prompts = configured_prompts(config, limit)
     planned = plan_requests(config, prompts)
     api_key = read_api_key(config)
     price = teacher_price(config)

@@ -174,11 +174,11 @@ def _assembled_gguf(model: EmbeddedModel) -> Path:
     return target
 
 
-def resolve_model(reference: str, base_dir: Path | None = None) -> Path:
+def resolve_model(reference: str, project_dir: Path | None = None) -> Path:
     """A model folder for `reference`: an existing folder, or an embedded model converted once."""
     candidate = Path(reference).expanduser()
-    if not candidate.is_absolute() and base_dir is not None:
-        candidate = base_dir / candidate
+    if not candidate.is_absolute() and project_dir is not None:
+        candidate = project_dir / candidate
     if candidate.is_dir():
         if not (candidate / "config.json").exists():
             raise InputError("not a model folder (no config.json)", file=candidate)
@@ -196,22 +196,22 @@ def resolve_model(reference: str, base_dir: Path | None = None) -> Path:
     return _convert_gguf(embedded, target)
 
 
-def resolve_tokenizer(reference: str, base_dir: Path | None = None) -> Path:
+def resolve_tokenizer(reference: str, project_dir: Path | None = None) -> Path:
     """A folder with `reference`'s tokenizer: a local folder, or an embedded model's tokenizer converted once.
 
     An embedded model whose weights were already converted gives that folder; otherwise only
     the tokenizer is converted (seconds, not the minutes of dequantizing the weights).
     """
     candidate = Path(reference).expanduser()
-    if not candidate.is_absolute() and base_dir is not None:
-        candidate = base_dir / candidate
+    if not candidate.is_absolute() and project_dir is not None:
+        candidate = project_dir / candidate
     if candidate.is_dir():
         if not any((candidate / name).exists() for name in TOKENIZER_FILES):
             raise InputError("not a tokenizer folder (no tokenizer.json or tokenizer_config.json)", file=candidate)
         return candidate
     embedded = embedded_model(reference)
     if embedded is None:
-        return resolve_model(reference, base_dir)  # raises the same error as for weights
+        return resolve_model(reference, project_dir)  # raises the same error as for weights
     model_folder = cache_dir() / "models" / embedded.id.replace("/", "--")
     if (model_folder / "config.json").exists() and (model_folder / "tokenizer.json").exists():
         return model_folder

@@ -142,6 +142,37 @@ def test_content_sha256_follows_the_files(tmp_path):
     assert packs.load_pack(folder).content_sha256() != first
 
 
+def test_a_pack_is_rendered_once_until_one_of_its_files_changes(tmp_path):
+    folder = write_pack(tmp_path)
+    first = packs.load_pack(folder)
+    assert packs.load_pack(folder) is first
+    assert packs.load_pack(folder, limit=1) is not first  # another limit is another reading
+    rows = (folder / "rows.jsonl").read_text()
+    (folder / "rows.jsonl").write_text(rows.replace("What is 2 + 3?", "What is 2 + 4?"))  # same size, same second
+    again = packs.load_pack(folder)
+    assert again is not first
+    assert [p.messages[-1].content for p in again.prompts][0] == "What is 2 + 4?"
+
+
+def test_one_process_renders_each_pack_once_across_the_stages(tmp_path, monkeypatch):
+    """harvest, filter (current prompts and the verify filter), build's cards and the audit share one reading."""
+    from synthdistill import audit
+    from synthdistill.packs import loading
+    from tests.audit_fixtures import make_run
+
+    builds: list[Path] = []
+    real_build = loading._build
+
+    def counting_build(path, *args, **kwargs):  # counts, then builds as usual
+        builds.append(Path(path))
+        return real_build(path, *args, **kwargs)
+
+    monkeypatch.setattr(loading, "_build", counting_build)
+    run = make_run(tmp_path)
+    audit.run(run.run_dir, run.config)
+    assert [path.name for path in builds] == ["audit-demo"]
+
+
 # --- validation: every problem with file and line ------------------------------------------
 
 

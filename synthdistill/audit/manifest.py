@@ -79,12 +79,12 @@ def pack_inputs(config, datasets: dict[str, dict]) -> list[dict[str, Any]]:
     """Each prompt pack with its licence and hashes: from the config's packs, else from dataset provenance."""
     if config is not None:
         from synthdistill.errors import PackError
-        from synthdistill.packs import load_pack, resolve_pack_path
+        from synthdistill.packs import configured_pack
 
         packs = []
         for reference in config.harvest.packs:
             try:
-                pack = load_pack(resolve_pack_path(reference, config.project_dir))
+                pack = configured_pack(config, reference)
             except PackError as exc:
                 packs.append({"reference": reference, "error": str(exc)})
                 continue

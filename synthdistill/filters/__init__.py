@@ -62,11 +62,11 @@ FilterFunction = Callable[[list[HarvestRecord], Any], "list[str | None] | Filter
 
 @dataclass(frozen=True)
 class FilterContext:
-    """What `prepare` hooks may read: the project folder and the config's packs."""
+    """What `prepare` hooks may read: the project folder and the config's packs (loaded `packs.Pack`s)."""
 
     project_dir: Path
     config_path: Path
-    packs: list[str] = field(default_factory=list)
+    packs: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

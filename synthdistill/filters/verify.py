@@ -1,7 +1,7 @@
 """`verify`: drop answers that fail their pack's own verifier (answer, JSON schema, regex).
 
-The verifiers come from the packs in `harvest.packs`; `load_verifiers` (run by the
-stage, it reads the packs) puts them into the params, so the filter itself is pure.
+The verifiers come from the packs in `harvest.packs`: the stage loads the packs into the
+filter context and `load_verifiers` puts their verifiers into the params, so the filter is pure.
 """
 
 from __future__ import annotations
@@ -31,14 +31,8 @@ class VerifyParams(BaseModel):
 
 
 def load_verifiers(params: VerifyParams, context) -> VerifyParams:
-    """Read the verifier of every pack the config harvests (PackError if a pack is broken)."""
-    from synthdistill.packs import load_pack, resolve_pack_path
-
-    verifiers: dict[str, Any] = {}
-    for reference in context.packs:
-        pack = load_pack(resolve_pack_path(reference, context.project_dir))
-        verifiers[pack.name] = pack.verify
-    return params.with_verifiers(verifiers)
+    """The verifier of every pack the config harvests (the stage loaded them into the context)."""
+    return params.with_verifiers({pack.name: pack.verify for pack in context.packs})
 
 
 def verify(records: list[HarvestRecord], params: VerifyParams) -> list[str | None]:

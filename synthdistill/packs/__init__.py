@@ -7,6 +7,7 @@ row's id. Everything is checked without sending a request; every problem is a
 `PackError` naming the file and line and what to fix.
 
     loading.py    find, load and validate a pack (this package's public functions)
+    configured.py the packs a config names, loaded once per process for every stage
     format.py     the pack.yaml format: pydantic models, JSON Schema, the starter pack
     rows.py       rows and variable combinations → rendered `Prompt`s (sandboxed jinja2)
     verifiers.py  check an answer against a pack's `verify:` (used by filters and eval)
@@ -15,6 +16,7 @@ row's id. Everything is checked without sending a request; every problem is a
 
 from __future__ import annotations
 
+from synthdistill.packs.configured import configured_pack, configured_packs, configured_prompts
 from synthdistill.packs.format import create_pack
 from synthdistill.packs.loading import (
     Pack,
@@ -30,6 +32,9 @@ from synthdistill.packs.loading import (
 __all__ = [
     "Pack",
     "ValidationReport",
+    "configured_pack",
+    "configured_packs",
+    "configured_prompts",
     "create_pack",
     "discover_packs",
     "expand_references",

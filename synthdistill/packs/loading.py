@@ -30,6 +30,8 @@ from synthdistill.yaml_source import YamlDocument, iter_jsonl, load_yaml
 PACK_FILE = "pack.yaml"
 TEXT_SUFFIXES = {".yaml", ".yml", ".json", ".jsonl", ".md", ".txt", ".jinja", ".j2"}
 MAX_REPORTED = 50  # row problems kept per pack; the rest are counted
+# (resolved folder, limit, max_prompt_chars) → the pack and the sha256 of its files when it was read
+_LOADED: dict[tuple[Path, int | None, int | None], tuple[Pack, dict[str, str]]] = {}
 
 
 @dataclass
@@ -140,7 +142,13 @@ def load_pack(path: Path, *, limit: int | None = None, max_prompt_chars: int | N
 
     `limit` stops reading rows (or expanding `variables:`) once that many prompts are
     made; `max_prompt_chars` refuses a longer prompt (the harvest passes its setting).
+    A pack is rendered once per process: a second call with the same arguments returns
+    the same `Pack` while the sha256 of every file it read is unchanged (treat it as read-only).
     """
+    key = (Path(path).resolve(), limit, max_prompt_chars)
+    cached = _LOADED.get(key)
+    if cached is not None and cached[0].file_hashes() == cached[1]:
+        return cached[0]
     pack, problems, _ = _build(Path(path), limit=limit, max_prompt_chars=max_prompt_chars)
     if problems:
         first = problems[0]
@@ -148,6 +156,7 @@ def load_pack(path: Path, *, limit: int | None = None, max_prompt_chars: int | N
             more = f" (and {len(problems) - 1} more problems; run `synthdistill packs validate {path}`)"
             raise PackError(first.message + more, file=first.file, line=first.line)
         raise first
+    _LOADED[key] = (pack, pack.file_hashes())
     return pack
 
 

@@ -57,7 +57,7 @@ def prune_layers(model, keep: int) -> list[int]:
 def prepare_student(config: DistillConfig) -> Path:
     """Folder with the student's starting weights; builds (once) the pruned copy when `init` asks for it."""
     student = config.require_student("train")
-    source = resolve_model(student.model, config.base_dir)
+    source = resolve_model(student.model, config.project_dir)
     if student.init is None or student.init.prune_layers_to is None:
         return source
     keep = student.init.prune_layers_to

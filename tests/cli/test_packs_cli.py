@@ -357,9 +357,9 @@ def test_editing_one_row_of_fifty_sends_exactly_one_request(tmp_path, capsys, mo
         assert server.stats()["answered"]["What is 23 times 4?"] == 1
 
     from synthdistill.config import load_config
-    from synthdistill.harvest import load_prompts
+    from synthdistill.packs import configured_prompts
 
-    current = {p.prompt_id for p in load_prompts(load_config(config_file))}
+    current = {p.prompt_id for p in configured_prompts(load_config(config_file))}
     with HarvestStore(ledger) as store:
         after = {r.prompt_id: r for r in store.records() if r.prompt_id in current}
     assert len(after) == 50

@@ -10,6 +10,7 @@ from synthdistill.errors import ConfigError
 from synthdistill.filters import FilterContext
 from synthdistill.filters.decontaminate import DecontaminateParams, decontaminate, load_references
 from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
+from synthdistill.packs import load_pack
 from tests.records_fixtures import make_record
 
 PACK_YAML = """\
@@ -38,12 +39,13 @@ def answer(pack: str, question: str, text: str, variables: dict):
 # --- verify ----------------------------------------------------------------------------
 
 
-def test_verify_with_the_packs_verifiers_read_by_prepare(tmp_path):
+def test_verify_with_the_packs_verifiers_given_by_prepare(tmp_path):
     math = write_pack(
         tmp_path, "math", 'verify: {kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)"}', [{"question": "2+2?", "answer": 4}]
     )
     chat = write_pack(tmp_path, "chat", "", [{"question": "Hi?"}])
-    context = FilterContext(project_dir=tmp_path, config_path=tmp_path / "distill.yaml", packs=[math, chat])
+    loaded = [load_pack(tmp_path / reference) for reference in (math, chat)]  # the stage loads the packs
+    context = FilterContext(project_dir=tmp_path, config_path=tmp_path / "distill.yaml", packs=loaded)
     params = load_verifiers(VerifyParams(), context)
     records = [
         answer("math", "2+2?", "Two and two. Answer: 4", {"question": "2+2?", "answer": 4}),

@@ -111,7 +111,7 @@ GOOD_ROWS = b'{"q": "hello"}\n{"q": "world"}\n'
 @given(st.one_of(mutated(BASE_CONFIG).map(_dump), file_bytes))
 def test_fuzzed_distill_yaml_loads_or_is_a_config_error(config_bytes):
     from synthdistill.config import load_config
-    from synthdistill.harvest import load_prompts
+    from synthdistill.packs import configured_prompts
 
     with tempfile.TemporaryDirectory() as folder:
         path = _project(Path(folder), config_bytes, GOOD_PACK, GOOD_ROWS)
@@ -124,7 +124,7 @@ def test_fuzzed_distill_yaml_loads_or_is_a_config_error(config_bytes):
             _assert_one_line_naming(exc, path)
             return
         try:
-            load_prompts(config)
+            configured_prompts(config)
         except InputError as exc:
             assert exc.message and "\n" not in str(exc)
 
