@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.alignment import AnswerTargets, align_answer, exact_targets
+from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.config import DistillConfig
 from synthdistill.records import HarvestRecord
 from synthdistill.safe_write import write_text
@@ -92,7 +93,7 @@ def kd_row(
         "request_key": record.request_key,
         "pack": record.pack,
         "input_ids": input_ids,
-        "labels": [-100] * len(prompt_ids) + input_ids[len(prompt_ids) :],
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + input_ids[len(prompt_ids) :],
         "kd_ids": kd_ids,
         "kd_logprobs": kd_logprobs,
         "kd_mask": [1 if ids else 0 for ids in kd_ids],

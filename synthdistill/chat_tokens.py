@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # the label of a position with no loss (torch's cross_entropy default); used everywhere
 
 
 def prompt_token_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:

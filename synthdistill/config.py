@@ -23,7 +23,7 @@ from pydantic import (
 
 from synthdistill.errors import ConfigError
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
-from synthdistill.records import Sampling
+from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
 
 
 class _Strict(BaseModel):
@@ -91,11 +91,11 @@ class UseConfig(_Strict):
 class HarvestConfig(_Strict):
     packs: list[str] = Field(min_length=1, description="Prompt pack folders, relative to distill.yaml")
     samples_per_prompt: int = Field(1, ge=1)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, ge=1)
-    top_logprobs: int = Field(20, ge=0, le=100, description="0 = no logprob capture (SFT only)")
-    seed: int | None = 0
+    temperature: Temperature = DEFAULT_SAMPLING.temperature
+    top_p: TopP = DEFAULT_SAMPLING.top_p
+    max_tokens: MaxTokens = DEFAULT_SAMPLING.max_tokens
+    top_logprobs: TopLogprobs = Field(DEFAULT_SAMPLING.top_logprobs, description="0 = no logprob capture (SFT only)")
+    seed: int | None = DEFAULT_SAMPLING.seed
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
     budget_usd: float | None = Field(None, ge=0)
     give_up_after_s: float | None = Field(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import yaml
 
 from synthdistill.config import DistillConfig
+from synthdistill.digests import file_sha256
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.records import HarvestRecord
 from synthdistill.safe_write import write_text
@@ -23,14 +23,6 @@ HF_LICENCES = {
     "MIT": "mit",
     "ODC-By-1.0": "odc-by",
 }
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:

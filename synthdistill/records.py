@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,16 +30,27 @@ class Message(BaseModel):
     content: str
 
 
+# The limits of each sampling key, stated once: `Sampling`, the harvest defaults of distill.yaml
+# (config.HarvestConfig) and a pack's overrides (packs.format.PackSampling) all use them.
+Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+MaxTokens = Annotated[int, Field(ge=1)]
+TopLogprobs = Annotated[int, Field(ge=0, le=100)]
+
+
 class Sampling(BaseModel):
     """Sampling parameters sent to the teacher (harvest defaults, overridden per pack)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(512, ge=1)
-    top_logprobs: int = Field(20, ge=0, le=100)
+    temperature: Temperature = 0.7
+    top_p: TopP = 1.0
+    max_tokens: MaxTokens = 512
+    top_logprobs: TopLogprobs = 20
     seed: int | None = 0
+
+
+DEFAULT_SAMPLING = Sampling()
 
 
 class Prompt(BaseModel):

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthdistill.errors import PackError
-from synthdistill.records import Sampling
+from synthdistill.records import MaxTokens, Sampling, Temperature, TopLogprobs, TopP
 from synthdistill.yaml_source import YamlDocument, _allowed_keys, unknown_key_message
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "pack.schema.json"
@@ -152,10 +152,10 @@ class PackSampling(_Strict):
     """Pack-level overrides of the harvest sampling defaults (keys of records.Sampling)."""
 
     # `float = None`: leaving a key out keeps the harvest default; writing `null` is an error.
-    temperature: float = Field(None, ge=0.0, le=2.0, json_schema_extra=_no_default)
-    top_p: float = Field(None, gt=0.0, le=1.0, json_schema_extra=_no_default)
-    max_tokens: int = Field(None, ge=1, json_schema_extra=_no_default)
-    top_logprobs: int = Field(None, ge=0, le=100, json_schema_extra=_no_default)
+    temperature: Temperature = Field(None, json_schema_extra=_no_default)
+    top_p: TopP = Field(None, json_schema_extra=_no_default)
+    max_tokens: MaxTokens = Field(None, json_schema_extra=_no_default)
+    top_logprobs: TopLogprobs = Field(None, json_schema_extra=_no_default)
     seed: int | None = None
 
     @model_validator(mode="after")

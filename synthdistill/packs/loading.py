@@ -12,6 +12,7 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import ValidationError
 
+from synthdistill.digests import file_sha256
 from synthdistill.errors import PackError
 from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
 from synthdistill.packs.format import (
@@ -64,7 +65,7 @@ class Pack:
     def file_hashes(self) -> dict[str, str]:
         """sha256 of each file, keyed by its path relative to the pack folder."""
         return {
-            Path(os.path.relpath(p, self.path)).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            Path(os.path.relpath(p, self.path)).as_posix(): file_sha256(p)
             for p in self.files()
         }
 

@@ -12,7 +12,6 @@ overrides the shipped one.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -21,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from synthdistill.digests import file_sha256
 from synthdistill.errors import PolicyFileError
 from synthdistill.shipped import shipped_dir
 from synthdistill.yaml_source import load_yaml, validate_document
@@ -202,7 +202,7 @@ def _read(path: Path, origin: Literal["project", "shipped"]) -> tuple[LoadedPoli
     doc = load_yaml(path, PolicyFileError)
     policy = validate_document(doc, Policy, PolicyFileError)
     _check_document_text(policy, path, doc.line_of(("document",)))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_sha256(path)
     return LoadedPolicy(policy, path.resolve(), digest, origin), doc.line_of(("id",))
 
 
@@ -219,7 +219,7 @@ def _check_document_text(policy: Policy, path: Path, line: int | None) -> None:
     stored = path.parent / text
     if not stored.is_file():
         raise PolicyFileError(f"document.text: {text} does not exist beside the policy", file=path, line=line)
-    digest = hashlib.sha256(stored.read_bytes()).hexdigest()
+    digest = file_sha256(stored)
     if policy.document.sha256 is not None and policy.document.sha256 != digest:
         raise PolicyFileError(
             f"document.sha256 is {policy.document.sha256[:12]}…, but {text} hashes to {digest[:12]}…", file=path, line=line

@@ -30,9 +30,9 @@ from typing import Literal
 
 import torch
 
+from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.train.chunked_logits import gather_logsumexp, linear_gather_logsumexp
 
-IGNORE_INDEX = -100
 # Floor for the student's tail mass: log(0) would give -inf and NaN gradients once the
 # top-k cover (numerically) all of the student's mass.
 _TINY_MASS = 1e-12
