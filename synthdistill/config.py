@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from synthdistill.errors import ConfigError
+from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
 
@@ -125,19 +126,8 @@ class HarvestConfig(_Strict):
         return Sampling(**values)
 
 
-class FilterSpec(_Strict):
-    """One step of the filter pipeline: a registered name and its validated params."""
-
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
 def _parse_filter(item: Any) -> Any:
-    if isinstance(item, FilterSpec):
-        return item
-    from synthdistill.filters import parse_filter_spec  # light: pure-python filters
-
-    return parse_filter_spec(item)
+    return item if isinstance(item, FilterSpec) else parse_filter_spec(item)
 
 
 # How users write a step (`- finished` or `- dedup: {exact: true}`), not the parsed FilterSpec.

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -42,22 +42,12 @@ from synthdistill.filters.decontaminate import DecontaminateParams, decontaminat
 from synthdistill.filters.dedup import DedupParams, dedup
 from synthdistill.filters.finished import FinishedParams, finished
 from synthdistill.filters.length import LengthParams, length
+from synthdistill.filters.outcome import FilterFunction, FilterOutcome, FilterSpec
 from synthdistill.filters.pii import PiiParams, pii
 from synthdistill.filters.refusal import RefusalParams, refusal
 from synthdistill.filters.repetition import RepetitionParams, repetition
 from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
 from synthdistill.records import DroppedRecord, HarvestRecord
-
-
-class FilterOutcome(NamedTuple):
-    """What a filter that rewrites records returns (a plain verdict list is enough otherwise)."""
-
-    verdicts: list[str | None]
-    records: list[HarvestRecord]  # the records as they go on (e.g. redacted); same length
-    notes: list[str | None] | None = None  # why a kept record was changed, per record
-
-
-FilterFunction = Callable[[list[HarvestRecord], Any], "list[str | None] | FilterOutcome"]
 
 
 @dataclass(frozen=True)
@@ -137,8 +127,6 @@ def validate_params(name: str, registered: RegisteredFilter, params: Any) -> Any
 
 def parse_filter_spec(item: Any):
     """Validate one entry of `filters:` (a name, or {name: params}) into a FilterSpec."""
-    from synthdistill.config import FilterSpec
-
     if isinstance(item, str):
         name, params = item, {}
     elif isinstance(item, dict) and len(item) == 1:

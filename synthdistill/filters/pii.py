@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthdistill.filters.outcome import FilterOutcome
 from synthdistill.records import HarvestRecord
 
 Kind = Literal["api_key", "card", "email", "phone"]
@@ -131,8 +132,6 @@ def _describe(counts: dict[str, int]) -> str:
 
 def pii(records: list[HarvestRecord], params: PiiParams):
     """Drop ('pii: email, phone') or redact answers that hold PII; the rest pass unchanged."""
-    from synthdistill.filters import FilterOutcome
-
     verdicts: list[str | None] = []
     out: list[HarvestRecord] = []
     notes: list[str | None] = []
