@@ -7,6 +7,7 @@ the config file.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,10 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from synthdistill.errors import ConfigError
+from synthdistill.errors import ConfigError, UnsafeWriteError
 from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
+from synthdistill.yaml_source import load_yaml, validate_document
 
 
 class _Strict(BaseModel):
@@ -253,8 +255,6 @@ def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = Fals
     or a symlink out) is refused unless `allow_outside` or `allow_outside_project` says so:
     a run folder is written to, and a config from elsewhere should not choose where.
     """
-    from synthdistill.yaml_source import load_yaml, validate_document
-
     path = Path(path).resolve()
     if not path.exists():
         raise ConfigError("config file not found (pass -c FILE, or run `synthdistill init DIR`)", file=path)
@@ -267,8 +267,6 @@ def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = Fals
 
 
 def _check_inside(config: DistillConfig, line: int | None) -> None:
-    from synthdistill.errors import UnsafeWriteError
-
     project = config.project_dir.resolve()
     target = config.resolve(config.output_dir).resolve()  # resolve(): a symlink out counts as out
     if target != project and project not in target.parents:
@@ -286,8 +284,6 @@ def config_json_schema() -> dict[str, Any]:
 
 def write_config_schema(path: str | Path | None = None) -> Path:
     """Regenerate synthdistill/schemas/distill.schema.json (run after changing the models)."""
-    import json
-
     path = Path(path) if path else Path(__file__).resolve().parent / "schemas" / "distill.schema.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config_json_schema(), indent=2) + "\n")

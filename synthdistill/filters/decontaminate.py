@@ -14,7 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from synthdistill.errors import ConfigError, InputError
 from synthdistill.records import HarvestRecord
+from synthdistill.yaml_source import _read_text, read_jsonl
 
 _WORD = re.compile(r"\w+")
 
@@ -78,8 +80,6 @@ class DecontaminateParams(BaseModel):
 
 def load_references(params: DecontaminateParams, context) -> DecontaminateParams:
     """Read the `against` files (relative to the config) into the params."""
-    from synthdistill.errors import ConfigError
-
     items: list[tuple[str, str]] = []
     for name in params.against:
         path = Path(name).expanduser()
@@ -92,9 +92,6 @@ def load_references(params: DecontaminateParams, context) -> DecontaminateParams
 
 def reference_texts(path: Path, label: str, fields: list[str] | None) -> Iterator[tuple[str, str]]:
     """(source, text) of a held-out file: each string of each JSONL row, or the whole text file."""
-    from synthdistill.errors import InputError
-    from synthdistill.yaml_source import _read_text, read_jsonl
-
     if path.suffix.lower() != ".jsonl":
         yield label, _read_text(path, InputError)
         return

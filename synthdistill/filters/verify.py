@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from synthdistill.packs.verifiers import parse_verify_spec, verify_answer
 from synthdistill.records import HarvestRecord
 
 
@@ -23,8 +24,6 @@ class VerifyParams(BaseModel):
 
     def with_verifiers(self, verifiers: dict[str, Any]) -> VerifyParams:
         """A copy that checks each pack's answers with `verifiers[pack]` (a spec model or dict)."""
-        from synthdistill.packs.verifiers import parse_verify_spec
-
         copy = self.model_copy()
         copy._verifiers = {pack: None if spec is None else parse_verify_spec(spec) for pack, spec in verifiers.items()}
         return copy
@@ -37,8 +36,6 @@ def load_verifiers(params: VerifyParams, context) -> VerifyParams:
 
 def verify(records: list[HarvestRecord], params: VerifyParams) -> list[str | None]:
     """'verifier-failed: <why>' for answers their pack's verifier rejects."""
-    from synthdistill.packs.verifiers import verify_answer
-
     if params._verifiers is None:
         raise RuntimeError("the verify filter has no verifiers: prepare it with load_verifiers or with_verifiers")
     verdicts: list[str | None] = []

@@ -7,6 +7,8 @@ import re
 import statistics
 from typing import TYPE_CHECKING, Any
 
+from synthdistill.chat_tokens import prompt_token_ids
+from synthdistill.model_store import resolve_model
 from synthdistill.records import Prompt
 
 if TYPE_CHECKING:
@@ -19,7 +21,6 @@ def load_tokenizer(reference: str | None = None):
     """A transformers tokenizer for `reference` (a folder or embedded model; default SmolLM2)."""
     from transformers import AutoTokenizer  # heavy: only `packs stats` needs it
 
-    from synthdistill.model_store import resolve_model
 
     return AutoTokenizer.from_pretrained(str(resolve_model(reference or DEFAULT_TOKENIZER)))
 
@@ -28,8 +29,6 @@ def prompt_token_length(tokenizer: Any, prompt: Prompt) -> int:
     """Tokens of the prompt as the model sees it (chat template with generation prompt)."""
     messages = [m.model_dump() for m in prompt.messages]
     if getattr(tokenizer, "chat_template", None):
-        from synthdistill.chat_tokens import prompt_token_ids
-
         return len(prompt_token_ids(tokenizer, messages))
     return sum(len(tokenizer(m["content"], add_special_tokens=False)["input_ids"]) for m in messages)
 
