@@ -20,7 +20,7 @@ from synthdistill import build
 from synthdistill.config import load_config
 from tests.training_fixtures import load_weights, write_kept_project, write_tiny_llama
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "accelerate"
 
 
