@@ -4,6 +4,9 @@
     the ledger holds → `max_concurrency` workers, each: reserve budget → wait for the
     rate limiter → ask with retries (retrying.py) → commit the answer or the failure.
 
+A batch teacher (`teachers.BatchTeacher`, the OpenAI Batch API) is driven batch by
+batch instead (harvest_batches.py), through the same budget, ledger and tallies.
+
 Every answer is committed to the SQLite ledger as it lands, so `kill -9` loses at most
 the requests in flight and a re-run sends only what the ledger lacks, including the
 failures of earlier runs. A 401/403 stops every worker at once; `harvest.budget_usd`
@@ -24,6 +27,7 @@ from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
+from synthdistill.harvest_batches import drive_batches
 from synthdistill.packs import configured_prompts
 from synthdistill.policy import AnsweringModelGate, gate, write_decision
 from synthdistill.pricing import (
@@ -35,10 +39,11 @@ from synthdistill.pricing import (
     prompt_tokens_upper_bound,
 )
 from synthdistill.rate_limit import RateLimiter
-from synthdistill.records import HarvestRecord, Prompt, TeacherRequest, request_key_for
+from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, request_key_for
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore, utc_now
+from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
 
 
 class HarvestObserver(Protocol):
@@ -128,35 +133,6 @@ def read_api_key(config: DistillConfig) -> str | None:
     return value
 
 
-def build_record(config, item: PlannedRequest, teacher, completion, attempts: int, latency_ms: float, decision) -> HarvestRecord:
-    """The ledger record of one answer (every backend builds its records here)."""
-    logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
-    return HarvestRecord(
-        request_key=item.request.request_key,
-        prompt_id=item.prompt.prompt_id,
-        pack=item.prompt.pack,
-        pack_version=item.prompt.pack_version,
-        sample_index=item.request.sample_index,
-        messages=item.prompt.messages,
-        variables=item.prompt.variables,
-        text=completion.text,
-        finish_reason=completion.finish_reason,
-        model_requested=config.teacher.model,
-        model_answered=completion.model,
-        backend=teacher.backend,
-        endpoint=teacher.endpoint_for(item.request),
-        system_fingerprint=completion.system_fingerprint,
-        sampling=item.request.sampling,
-        usage=completion.usage,
-        latency_ms=round(latency_ms, 2),
-        attempts=attempts,
-        harvested_at=utc_now(),
-        policy_id=decision.policy_id or "",
-        decision=decision.outcome,
-        **logprobs,
-    )
-
-
 def estimated_tokens(item: PlannedRequest) -> int:
     """What the tokens-per-minute bucket charges a request: a rough prompt size plus all of max_tokens."""
     return sum(len(m.content) for m in item.prompt.messages) // 4 + item.request.sampling.max_tokens
@@ -182,8 +158,11 @@ class _Tally:
         self.errors_by_kind[kind] = self.errors_by_kind.get(kind, 0) + 1
 
 
-class _Run:
-    """One run over the pending requests: the shared queue, budget, retry policy and tallies."""
+class HarvestRun:
+    """One run over the pending requests: the shared queue, budget, retry policy and tallies.
+
+    However the teacher is driven, its answers and failures reach the ledger through `store_answer` / `store_failure`.
+    """
 
     def __init__(self, config: DistillConfig, store: HarvestStore, decision, budget: Budget, observer,
                  failed_before: set[str]):
@@ -220,7 +199,7 @@ class _Run:
         if paused is not None:
             paused(seconds, reason)
 
-    async def run(self, teacher, pending: list[PlannedRequest]) -> None:
+    async def run(self, teacher: Teacher, pending: list[PlannedRequest]) -> None:
         """Send every pending request with `teacher` (returns early on a budget stop; raises on 401/403)."""
         self.teacher = teacher
         if hasattr(teacher, "on_rate_limits"):
@@ -241,6 +220,11 @@ class _Run:
             await asyncio.gather(*workers, return_exceptions=True)
         self.not_sent = len(queue)
 
+    async def run_batches(self, teacher: BatchTeacher, pending: list[PlannedRequest]) -> None:
+        """Answer every pending request with a batch teacher: resume open batches, submit the rest, collect."""
+        self.teacher = teacher
+        self.not_sent = await drive_batches(self, teacher, pending)
+
     async def _watch(self, senders: list[asyncio.Task]) -> None:
         """Raise TeacherStuck once the teacher has been silent (or paused) too long; end with the senders."""
         from synthdistill.teachers.openai_http import endpoint_host
@@ -254,8 +238,7 @@ class _Run:
     async def _worker(self, queue: deque[PlannedRequest]) -> None:
         while queue and not self.budget.exhausted:
             item = queue.popleft()
-            sampling = item.request.sampling
-            reserved = self.budget.reserve(prompt_tokens_upper_bound(item.prompt.messages), sampling.max_tokens)
+            reserved = self.reserve(item)
             if reserved is None:
                 queue.appendleft(item)  # not sent: left for a later run with more budget
                 return
@@ -263,17 +246,50 @@ class _Run:
             try:
                 completion, attempts, latency = await self.policy.ask(self.teacher, item.request, estimated_tokens(item))
             except RequestFailed as exc:
-                self.budget.release(reserved)
-                self.commit_failure(item, exc)
+                self.release(reserved)
+                self.store_failure(item, exc.kind, exc.message, exc.attempts)
                 continue
             except BaseException:
-                self.budget.release(reserved)
+                self.release(reserved)
                 raise
-            self.admit(completion.model, reserved)
-            record = build_record(self.config, item, self.teacher, completion, attempts, latency, self.decision)
-            self.commit_answer(record, reserved)
+            self.store_answer(item, completion, attempts, latency, reserved)
 
-    def admit(self, model: str | None, reserved: float) -> None:
+    def reserve(self, item: PlannedRequest) -> float | None:
+        """Reserve the worst-case cost of a request; None when the budget cannot cover it."""
+        return self.budget.reserve(prompt_tokens_upper_bound(item.prompt.messages), item.request.sampling.max_tokens)
+
+    def release(self, reserved: float) -> None:
+        """Give back a reservation whose request was not answered."""
+        self.budget.release(reserved)
+
+    def count_sent(self, keys: list[str]) -> None:
+        """Count requests sent all at once (a batch), and the earlier failures among them."""
+        self.tally.requests_sent += len(keys)
+        self.retried_failures += sum(key in self.failed_before for key in keys)
+
+    def store_answer(self, item: PlannedRequest, completion: Completion, attempts: int, latency_ms: float,
+                     reserved: float) -> None:
+        """Admit the answering model, settle the budget, store the answer's record and count it (once per request)."""
+        self._admit(completion.model, reserved)
+        decision = self.decision  # read after admit: it names the model that answered
+        record = HarvestRecord.from_completion(
+            item.prompt, item.request, completion, model_requested=self.config.teacher.model,
+            backend=self.teacher.backend, endpoint=self.teacher.endpoint_for(item.request), attempts=attempts,
+            latency_ms=latency_ms, policy_id=decision.policy_id or "", decision=decision.outcome,
+            harvested_at=utc_now(),
+        )
+        cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
+        self.watch.answered()
+        if self.store.put_done(record):  # a request already done is not counted again
+            self.tally.answered += 1
+            self.tally.tokens_in += record.usage.prompt_tokens
+            self.tally.tokens_out += record.usage.completion_tokens
+            self.observer.answered(record)
+            spent = getattr(self.observer, "spent", None)
+            if spent is not None and self.budget.cost_usd is not None:
+                spent(cost)
+
+    def _admit(self, model: str | None, reserved: float) -> None:
         """Before an answer is stored: a server that answers as another model has the gate decide on that model.
 
         A refusal marks the model in the ledger (its answers never reach a dataset) and stops the run.
@@ -285,26 +301,13 @@ class _Run:
             self.store.refuse_model(exc.model, str(exc).split("\n", 1)[0])
             raise
 
-    def commit_answer(self, record: HarvestRecord, reserved: float) -> None:
-        """Settle the budget, store the answer and count it (a request already done is not counted again)."""
-        cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
-        self.watch.answered()
-        if self.store.put_done(record):
-            self.tally.answered += 1
-            self.tally.tokens_in += record.usage.prompt_tokens
-            self.tally.tokens_out += record.usage.completion_tokens
-            self.observer.answered(record)
-            spent = getattr(self.observer, "spent", None)
-            if spent is not None and self.budget.cost_usd is not None:
-                spent(cost)
-
-    def commit_failure(self, item: PlannedRequest, exc: RequestFailed) -> None:
-        """Store a request that exhausted its retries (with its last error) so the next run retries it."""
-        self.tally.error(exc.kind)
+    def store_failure(self, item: PlannedRequest, kind: str, message: str, attempts: int) -> None:
+        """Store a request that was not answered (with its last error) so the next run retries it."""
+        self.tally.error(kind)
         self.store.put_failed(item.request.request_key, item.prompt.prompt_id, item.prompt.pack,
-                              item.request.sample_index, exc.kind, exc.message, exc.attempts)
+                              item.request.sample_index, kind, message, attempts)
         self.tally.failed += 1
-        self.observer.failed(exc.kind)
+        self.observer.failed(kind)
 
 
 def _reset_ledger(path: Path) -> None:
@@ -336,7 +339,7 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
         failed_before = {f["request_key"] for f in store.failures()}
         pending = [item for item in planned if item.request.request_key not in done]
         observer.planned(len(planned), len(planned) - len(pending))
-        run = _Run(config, store, decision, budget, observer, failed_before)
+        run = HarvestRun(config, store, decision, budget, observer, failed_before)
         try:
             await _send(run, pending, api_key)
         finally:
@@ -368,19 +371,17 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
         store.finish_run(run_id, summary.model_dump())
     return summary
 
-async def _send(run: _Run, pending: list[PlannedRequest], api_key: str | None) -> None:
-    from synthdistill.teachers import make_teacher
-
-    if pending and run.config.teacher.backend == "openai-batch":
-        from synthdistill.teachers.openai_batch import run_batch
-
-        await run_batch(run, pending, api_key)
-    elif pending:
-        teacher = make_teacher(run.config.teacher, api_key=api_key, base_dir=run.config.project_dir)
-        try:
+async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | None) -> None:
+    if not pending:
+        return
+    teacher = make_teacher(run.config.teacher, api_key=api_key, base_dir=run.config.project_dir)
+    try:
+        if isinstance(teacher, BatchTeacher):
+            await run.run_batches(teacher, pending)
+        else:
             await run.run(teacher, pending)
-        finally:
-            await teacher.aclose()
+    finally:
+        await teacher.aclose()
 
 
 def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:

@@ -1,7 +1,8 @@
 """The records that flow through the stages: Prompt → TeacherRequest → Completion → HarvestRecord.
 
 One record type (`HarvestRecord`) flows from the harvester through the filters into
-the dataset builders; every stage adds to it, none replaces it.
+the dataset builders; every stage adds to it, none replaces it. Every backend's
+answers become records in one place, `HarvestRecord.from_completion`.
 """
 
 from __future__ import annotations
@@ -150,6 +151,37 @@ class HarvestRecord(BaseModel):
     top_tokens: list[list[str]] | None = None
     top_ids: list[list[int]] | None = None
     top_logprobs: list[list[float]] | None = None
+
+    @classmethod
+    def from_completion(cls, prompt: Prompt, request: TeacherRequest, completion: Completion, *, model_requested: str,
+                        backend: str, endpoint: str | None, attempts: int, latency_ms: float, policy_id: str,
+                        decision: str, harvested_at: str) -> HarvestRecord:
+        """The ledger record of one answer (every backend's answers are built here)."""
+        logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
+        return cls(
+            request_key=request.request_key,
+            prompt_id=prompt.prompt_id,
+            pack=prompt.pack,
+            pack_version=prompt.pack_version,
+            sample_index=request.sample_index,
+            messages=prompt.messages,
+            variables=prompt.variables,
+            text=completion.text,
+            finish_reason=completion.finish_reason,
+            model_requested=model_requested,
+            model_answered=completion.model,
+            backend=backend,
+            endpoint=endpoint,
+            system_fingerprint=completion.system_fingerprint,
+            sampling=request.sampling,
+            usage=completion.usage,
+            latency_ms=round(latency_ms, 2),
+            attempts=attempts,
+            harvested_at=harvested_at,
+            policy_id=policy_id,
+            decision=decision,
+            **logprobs,
+        )
 
     @property
     def has_logprobs(self) -> bool:

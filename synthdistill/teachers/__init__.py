@@ -1,4 +1,8 @@
-"""Teacher backends behind one protocol: ask for a completion, get text and top-k logprobs.
+"""Teacher backends behind two protocols: ask for completions, get text and top-k logprobs.
+
+A `Teacher` answers one request per call (`complete`); a `BatchTeacher` answers many
+at once, asynchronously (`submit`, `poll`, `collect`: the OpenAI Batch API). The
+harvester drives either kind and keeps the ledger, the budget and the tallies.
 
 Teachers know nothing of the store, the filters or training. They raise
 `RetryableTeacherError` for transient faults (the harvester retries) and
@@ -7,8 +11,10 @@ Teachers know nothing of the store, the filters or training. They raise
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, Protocol, runtime_checkable
 
+from synthdistill.errors import ConfigError
 from synthdistill.records import Completion, TeacherRequest
 
 
@@ -27,7 +33,40 @@ class Teacher(Protocol):
         """Release connections / models."""
 
 
-def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher:
+class BatchFailure(NamedTuple):
+    """A request a batch answered with an error: its kind (tallied) and message (kept in the ledger)."""
+
+    kind: str
+    message: str
+
+
+@runtime_checkable
+class BatchTeacher(Protocol):
+    """A teacher that answers requests in batches: submit them, poll until the batch ends, collect the answers."""
+
+    backend: str
+    model: str
+
+    def endpoint_for(self, request: TeacherRequest) -> str | None:
+        """Host the request goes to (recorded in provenance)."""
+
+    async def submit(self, requests: list[TeacherRequest]) -> tuple[str, dict]:
+        """Send the requests as one batch; (input file id, batch object with its `id` and `status`)."""
+
+    async def poll(self, batch_id: str, on_status: Callable[[str], None] | None = None) -> dict:
+        """Wait until the batch ends (`on_status` hears every status seen); the last batch object."""
+
+    async def collect(self, batch: dict, requests: Mapping[str, TeacherRequest]) -> dict[str, Completion | BatchFailure]:
+        """The ended batch's answer or failure for each of `requests` (by request key) that it answered.
+
+        A request the batch never answered has no entry; lines of requests not in `requests` are skipped.
+        """
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher | BatchTeacher:
     """Build the teacher backend named by a TeacherConfig (`base_dir` resolves relative model paths)."""
     if config.backend == "transformers":
         from synthdistill.teachers.transformers_local import TransformersTeacher
@@ -38,10 +77,7 @@ def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher:
 
         return OpenAIHTTPTeacher(config, api_key=api_key)
     if config.backend == "openai-batch":
-        # the harvester drives this backend batch by batch (teachers.openai_batch.run_batch)
         from synthdistill.teachers.openai_batch import OpenAIBatchClient
 
         return OpenAIBatchClient(config, api_key=api_key)
-    from synthdistill.errors import ConfigError
-
     raise ConfigError(f"teacher backend '{config.backend}' is not available yet in this version")
