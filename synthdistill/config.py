@@ -24,6 +24,7 @@ from pydantic import (
 from synthdistill.errors import ConfigError
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import Sampling
+from synthdistill.run_layout import RunLayout
 
 
 class _Strict(BaseModel):
@@ -253,6 +254,11 @@ class DistillConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return self.resolve(self.output_dir) / self.name
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run folder (run_layout.py)."""
+        return RunLayout(self.run_dir)
 
     def require_student(self, stage: str) -> StudentConfig:
         if self.student is None:
