@@ -84,7 +84,7 @@ def quickstart_setup(config, batch_size: int):
 
     start = config.run_dir / "student-init"
     tokenizer = AutoTokenizer.from_pretrained(start)
-    rows = kd_token_rows(read_rows(config.run_dir / "datasets" / "kd", "train"))[:batch_size]
+    rows = kd_token_rows(read_rows(config.layout, "kd", "train"))[:batch_size]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     return AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32), rows, pad
 

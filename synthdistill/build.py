@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -29,6 +28,7 @@ from synthdistill.alignment import AnswerTargets, align_answer, exact_targets
 from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.config import DistillConfig
 from synthdistill.records import HarvestRecord
+from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
 
 SPLITS = ("train", "eval")
@@ -138,21 +138,20 @@ def run(config: DistillConfig) -> BuildSummary:
     decision = recheck_use(config, "build")
     records = read_kept(config)
     held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
-    root = config.run_dir / "datasets"
+    layout = config.layout
     info = provenance(config, records, decision)
 
-    sft_dir = root / "sft"
-    sft_counts = _write_splits(sft_dir, records, held_out, sft_row, _sft_schema())
-    write_card(sft_dir, "sft", config, info, sft_counts)
+    sft_counts = _write_splits(layout, "sft", records, held_out, sft_row, _sft_schema())
+    write_card("sft", config, decision, info, sft_counts)
 
     kd_counts, reason, coverage, dropped = None, None, None, {}
-    kd_dir = root / "kd"
+    kd_dir = layout.dataset_dir("kd")
     if config.harvest.top_logprobs == 0 or not any(r.has_logprobs for r in records):
         reason = "no logprobs were captured (harvest.top_logprobs is 0 or the teacher sent none)"
     elif config.student is None:
         reason = "no `student` section in the config: KD rows are tokenized for the student"
     else:
-        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, kd_dir, info)
+        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, decision, info)
     if kd_counts is None and kd_dir.exists():
         shutil.rmtree(kd_dir)  # a stale KD dataset from an earlier build must not be trained on
     return BuildSummary(
@@ -161,12 +160,12 @@ def run(config: DistillConfig) -> BuildSummary:
         kd_skipped_reason=reason,
         kd_coverage=coverage,
         kd_dropped=dropped,
-        sft_dir=str(sft_dir),
+        sft_dir=str(layout.dataset_dir("sft")),
         kd_dir=str(kd_dir) if kd_counts is not None else None,
     )
 
 
-def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict):
+def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
     from transformers import AutoTokenizer
 
     from synthdistill.alignment import single_token_mapper
@@ -209,9 +208,10 @@ def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict
         )
     id_type = "uint16" if len(tokenizer) <= UINT16_VOCAB else "int32"
     kept = [r for r in records if r.request_key in rows_by_key]
-    counts = _write_splits(kd_dir, kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema(id_type))
+    layout = config.layout
+    counts = _write_splits(layout, "kd", kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema(id_type))
     top_k = max((len(ids) for row in rows_by_key.values() for ids in row["kd_ids"]), default=0)
-    tokenizer.save_pretrained(kd_dir / "tokenizer")
+    tokenizer.save_pretrained(layout.dataset_tokenizer("kd"))
     build = {
         "student_model": student.model,
         # records per case: exact-ids, or aligned-<how the teacher's pieces were read>
@@ -226,8 +226,8 @@ def _build_kd(config: DistillConfig, records, held_out, kd_dir: Path, info: dict
         "masked_positions": masked,
         "dropped": dropped,
     }
-    write_text(kd_dir / "build.json", json.dumps(build, indent=2) + "\n", inside=config.run_dir)
-    write_card(kd_dir, "kd", config, {**info, "kd": build}, counts)
+    write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
+    write_card("kd", config, decision, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
 
 
@@ -235,11 +235,11 @@ def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-def _write_splits(folder: Path, records, held_out: set[str], to_row, schema) -> dict[str, int]:
+def _write_splits(layout: RunLayout, kind: str, records, held_out: set[str], to_row, schema) -> dict[str, int]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    data = folder / "data"
+    data = layout.dataset_data_dir(kind)
     if data.exists():
         shutil.rmtree(data)
     data.mkdir(parents=True)
@@ -247,7 +247,7 @@ def _write_splits(folder: Path, records, held_out: set[str], to_row, schema) -> 
     for split in SPLITS:
         rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == "eval")]
         table = pa.Table.from_pylist(rows, schema=schema)
-        pq.write_table(table, data / f"{split}-00000-of-00001.parquet")
+        pq.write_table(table, layout.split_file(kind, split))
         counts[split] = len(rows)
     return counts
 

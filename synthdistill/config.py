@@ -26,6 +26,7 @@ from synthdistill.errors import ConfigError, UnsafeWriteError
 from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
+from synthdistill.run_layout import RunLayout
 from synthdistill.yaml_source import load_yaml, validate_document
 
 
@@ -241,6 +242,11 @@ class DistillConfig(_Strict):
     @property
     def run_dir(self) -> Path:
         return self.resolve(self.output_dir) / self.name
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of the run folder (run_layout.py)."""
+        return RunLayout(self.run_dir)
 
     def require_student(self, stage: str) -> StudentConfig:
         if self.student is None:

@@ -29,10 +29,10 @@ MAX_GENERATIONS_PER_PACK = 32
 def eval_rows(config: DistillConfig, tokenizer) -> tuple[list[dict[str, Any]], bool]:
     """Held-out token rows (KD rows when the KD dataset exists) and whether they carry KD targets."""
     student = config.require_student("eval")
-    datasets_dir = config.run_dir / "datasets"
-    if (datasets_dir / "kd").exists():
-        return kd_token_rows(read_rows(datasets_dir / "kd", "eval")), True
-    return sft_token_rows(read_rows(datasets_dir / "sft", "eval"), tokenizer, student.max_length), False
+    layout = config.layout
+    if layout.dataset_dir("kd").exists():
+        return kd_token_rows(read_rows(layout, "kd", "eval")), True
+    return sft_token_rows(read_rows(layout, "sft", "eval"), tokenizer, student.max_length), False
 
 
 def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
@@ -142,13 +142,14 @@ def run(config: DistillConfig) -> dict[str, Any]:
 
     from synthdistill.model_store import quiet_model_loading
     from synthdistill.policy import recheck_use
-    from synthdistill.train import read_train_summary, student_dir
+    from synthdistill.train import read_train_summary
     from synthdistill.train.student_init import prepare_student
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads
     recheck_use(config, "eval")
-    trained_dir = student_dir(config)
+    layout = config.layout
+    trained_dir = layout.student_dir
     summary = read_train_summary(config)
     if summary is None:
         raise StageError(f"no trained student in {trained_dir}: run `synthdistill train` first")
@@ -160,7 +161,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
             "the eval split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    held_out = {row["prompt_id"] for row in read_rows(config.run_dir / "datasets" / "sft", "eval", ["prompt_id"])}
+    held_out = {row["prompt_id"] for row in read_rows(layout, "sft", "eval", ["prompt_id"])}
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
@@ -172,9 +173,9 @@ def run(config: DistillConfig) -> dict[str, Any]:
     result["untrained_model"] = str(untrained_dir)
     result["trained_model"] = str(trained_dir)
     result["train_steps"] = summary["steps"]
-    result["plot"] = "eval.png"
-    write_text(config.run_dir / "eval.json", json.dumps(result, indent=2) + "\n", inside=config.run_dir)
-    write_plot(config.run_dir / "eval.png", summary.get("loss_history", []), result)
+    result["plot"] = layout.relative(layout.eval_plot)
+    write_text(layout.eval_result, json.dumps(result, indent=2) + "\n", inside=config.run_dir)
+    write_plot(layout.eval_plot, summary.get("loss_history", []), result)
     return result
 
 

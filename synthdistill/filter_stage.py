@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, DamagedFileError, StageError
@@ -20,21 +19,17 @@ from synthdistill.records import DroppedRecord, HarvestRecord
 from synthdistill.safe_write import write_lines, write_text
 
 
-def filtered_dir(config: DistillConfig) -> Path:
-    return config.run_dir / "filtered"
-
-
 def run(config: DistillConfig) -> dict:
     """Filter every harvested record; write kept, dropped (with reasons) and modified records and the funnel.
 
     The stage does the I/O: it reads the ledger, lets each filter's `prepare` hook read
     what it needs (pack verifiers, held-out files), and writes `filtered/`.
     """
-    from synthdistill.harvest import ledger_path
     from synthdistill.policy import recheck_use
     from synthdistill.store import HarvestStore
 
-    ledger = ledger_path(config)
+    layout = config.layout
+    ledger = layout.ledger
     if not ledger.exists():
         raise StageError(f"no harvest at {ledger}; run `synthdistill harvest -c {config.path.name}` first")
     recheck_use(config, "filter")
@@ -48,12 +43,11 @@ def run(config: DistillConfig) -> dict:
     result = run_filters(records, steps)
     result.dropped[:0] = refused_rows
 
-    out = filtered_dir(config)
-    out.mkdir(parents=True, exist_ok=True)
+    layout.filtered_dir.mkdir(parents=True, exist_ok=True)
     # temp file beside, then rename: a crash never leaves half a file; a symlinked target is refused
-    write_lines(out / "kept.jsonl", (r.model_dump_json() for r in result.kept), inside=config.run_dir)
-    write_lines(out / "dropped.jsonl", (d.model_dump_json() for d in result.dropped), inside=config.run_dir)
-    write_lines(out / "modified.jsonl", (json.dumps(asdict(m)) for m in result.modified), inside=config.run_dir)
+    write_lines(layout.kept, (r.model_dump_json() for r in result.kept), inside=config.run_dir)
+    write_lines(layout.dropped, (d.model_dump_json() for d in result.dropped), inside=config.run_dir)
+    write_lines(layout.modified, (json.dumps(asdict(m)) for m in result.modified), inside=config.run_dir)
     reasons: dict[str, int] = {}
     for dropped in result.dropped:
         key = f"{dropped.filter}:{reason_category(dropped.reason)}"
@@ -70,7 +64,7 @@ def run(config: DistillConfig) -> dict:
         # a changed sampling setting or teacher): never trained on, never deleted
         "stale": stale,
     }
-    write_text(out / "report.json", json.dumps(report, indent=2) + "\n", inside=config.run_dir)
+    write_text(layout.filter_report, json.dumps(report, indent=2) + "\n", inside=config.run_dir)
     return report
 
 
@@ -106,7 +100,7 @@ def _prepared(spec, context: FilterContext, config: DistillConfig):
 
 def read_kept(config: DistillConfig) -> list[HarvestRecord]:
     """The records the filters kept, in harvest order."""
-    path = filtered_dir(config) / "kept.jsonl"
+    path = config.layout.kept
     if not path.exists():
         raise StageError(f"no filtered records at {path}; run `synthdistill filter -c {config.path.name}` first")
     records = []
@@ -126,6 +120,6 @@ def read_kept(config: DistillConfig) -> list[HarvestRecord]:
 
 
 def read_report(config: DistillConfig) -> dict:
-    path = filtered_dir(config) / "report.json"
+    path = config.layout.filter_report
     return json.loads(path.read_text()) if path.exists() else {}
 

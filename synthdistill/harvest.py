@@ -101,10 +101,6 @@ class HarvestSummary(BaseModel):
     ledger: str
 
 
-def ledger_path(config: DistillConfig) -> Path:
-    return config.run_dir / "harvest" / "ledger.sqlite"
-
-
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
     """One request per (prompt, sample); each sample gets its own seed so samples differ."""
     planned = []
@@ -326,10 +322,10 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
     price = teacher_price(config)
     check_budget_priced(price, config.harvest.budget_usd, config.teacher.model, config.path)
 
-    path = ledger_path(config)
+    path = config.layout.ledger
     if fresh:
         _reset_ledger(path)
-    write_decision(config.run_dir, decision)
+    write_decision(config.layout, decision)
 
     with HarvestStore(path) as store:
         spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0
@@ -344,7 +340,7 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
             await _send(run, pending, api_key)
         finally:
             if run.decision is not decision:  # the server answered as other models: the decision records them
-                write_decision(config.run_dir, run.decision)
+                write_decision(config.layout, run.decision)
         tally = run.tally
         summary = HarvestSummary(
             prompts=len(prompts),

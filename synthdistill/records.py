@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -194,3 +194,10 @@ class DroppedRecord(BaseModel):
     filter: str
     reason: str
     record: HarvestRecord
+
+
+class BatchFailure(NamedTuple):
+    """A request a batch answered with an error: its kind (tallied) and message (kept in the ledger)."""
+
+    kind: str
+    message: str

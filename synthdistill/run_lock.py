@@ -21,8 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from synthdistill.errors import RunFolderBusy
-
-LOCK_NAME = ".synthdistill.lock"
+from synthdistill.run_layout import RunLayout
 
 
 def _holder(handle: int) -> str:
@@ -36,7 +35,7 @@ def run_folder_lock(run_dir: Path, command: str) -> Iterator[Path]:
     """Hold the run folder's lock while the block runs; RunFolderBusy if another process holds it."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK_NAME
+    path = RunLayout(run_dir).lock
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         handle = os.open(path, flags, 0o644)

@@ -3,7 +3,8 @@
 SQLite in WAL mode commits each answer atomically, so `kill -9` at any moment loses
 at most the requests still in flight. A finished request is never overwritten or
 sent again; a failed one keeps its last error and is retried by the next run.
-The schema evolves through named, append-only migrations.
+The schema evolves through named, append-only migrations. Every query of the ledger
+lives here: `LedgerReader` opens it read-only for the audit (never writes, never migrates).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import functools
 import json
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -308,7 +309,108 @@ class HarvestStore:
 
     @_guarded
     def counts(self) -> dict[str, int]:
-        counts = {"done": 0, "failed": 0}
-        for status, n in self._db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"):
-            counts[status] = n
-        return counts
+        return _counts(self._db)
+
+
+def _counts(db: sqlite3.Connection) -> dict[str, int]:
+    counts = {"done": 0, "failed": 0}
+    for status, n in db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"):
+        counts[status] = n
+    return counts
+
+
+# -- read-only access (the audit) ----------------------------------------------
+
+
+class LedgerReadError(Exception):
+    """SQLite could not read the ledger (damaged or foreign); the message is SQLite's."""
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise LedgerReadError(str(exc)) from exc
+
+
+def wal_path(ledger: Path) -> Path:
+    """The ledger's write-ahead log (SQLite keeps recent commits there until a checkpoint)."""
+    return ledger.with_name(ledger.name + "-wal")
+
+
+def checkpoint(ledger: Path) -> None:
+    """Fold a pending write-ahead log into the ledger (no row changes); closing the last connection deletes the log."""
+    with _reading(), closing(sqlite3.connect(ledger, timeout=10)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+ROW_COLUMNS = "request_key, prompt_id, pack, sample_index, status, record, error_kind, error, attempts, updated_at"
+
+
+class LedgerReader:
+    """The ledger opened read-only: never written to, never migrated. Reads raise LedgerReadError.
+
+    With no write-ahead log pending it is opened `immutable`: SQLite then creates no -wal/-shm
+    files beside it. A pending log (a harvest running or killed) must be read too.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        wal = wal_path(self.path)
+        mode = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "mode=ro&immutable=1"
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> LedgerReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _dicts(self, sql: str, params: tuple = ()) -> list[dict]:
+        with _reading():
+            cursor = self._db.execute(sql, params)
+            names = [column[0] for column in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def counts(self) -> dict[str, int]:
+        with _reading():
+            return _counts(self._db)
+
+    def failures_by_kind(self) -> dict[str | None, int]:
+        sql = "SELECT error_kind, COUNT(*) AS n FROM requests WHERE status = 'failed' GROUP BY error_kind"
+        return {row["error_kind"]: row["n"] for row in self._dicts(sql)}
+
+    def answer_groups(self) -> list[dict]:
+        """Answers grouped by teacher, endpoint, pack and decision, summed in SQL: records are never parsed here."""
+        fields = ("model_requested", "model_answered", "backend", "endpoint", "system_fingerprint", "pack",
+                  "pack_version", "policy_id", "decision")
+        keys = ", ".join(f"json_extract(record, '$.{name}') AS {name}" for name in fields)
+        return self._dicts(
+            f"""
+            SELECT {keys}, COUNT(*) AS answers,
+                   MIN(json_extract(record, '$.harvested_at')) AS first_at,
+                   MAX(json_extract(record, '$.harvested_at')) AS last_at,
+                   SUM(json_extract(record, '$.usage.prompt_tokens')) AS tokens_in,
+                   SUM(json_extract(record, '$.usage.completion_tokens')) AS tokens_out,
+                   SUM(json_extract(record, '$.top_logprobs') IS NOT NULL) AS with_logprobs
+            FROM requests WHERE status = 'done' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+            """
+        )
+
+    def runs(self) -> list[dict]:
+        """Every harvest run, oldest first: {started_at, finished_at, summary}."""
+        runs = self._dicts("SELECT started_at, finished_at, summary FROM harvest_runs ORDER BY id")
+        return [{**run, "summary": json.loads(run["summary"]) if run["summary"] else None} for run in runs]
+
+    def find(self, ident: str, min_prefix: int) -> list[dict]:
+        """Requests whose key or prompt id is `ident`, else (from `min_prefix` characters) begins with it."""
+        select = f"SELECT {ROW_COLUMNS} FROM requests"
+        rows = self._dicts(f"{select} WHERE request_key = ? OR prompt_id = ? ORDER BY rowid", (ident, ident))
+        if rows or len(ident) < min_prefix:
+            return rows
+        pattern = ident.replace("%", "").replace("_", "") + "%"
+        return self._dicts(f"{select} WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid", (pattern, pattern))

@@ -12,6 +12,7 @@ import pytest
 from synthdistill import audit
 from synthdistill.audit.terms import dataset_triple, licence_triple, teacher_triple
 from synthdistill.errors import StageError
+from synthdistill.policy import Decision
 from tests.audit_fixtures import ANSWERED_AS, KEPT, QUESTIONS, TEACHER, make_run
 
 
@@ -140,17 +141,15 @@ def test_dataset_provenance_triple(audited):
 def test_provenance_triples_take_the_most_restrictive_source():
     assert licence_triple("CC-BY-NC-SA-4.0", "pack 'x'")["use"] == "non-commercial"
     assert licence_triple("LicenseRef-mine", "pack 'x'")["use"] == "unspecified"
-    derivative = {
-        "outcome": "allow-with-obligations",
-        "policy_id": "gemma",
-        "outputs_for_training": "derivative",
-        "obligations": [],
-    }
+    def decision(**fields) -> Decision:
+        return Decision(reason="decided", use={}, teacher_model="teacher", obligations=[], **fields)
+
+    derivative = decision(outcome="allow-with-obligations", policy_id="gemma", outputs_for_training="derivative")
     assert teacher_triple(derivative, None)["share_alike"] == 1
-    research = {"outcome": "allow", "policy_id": "mistral-research", "obligations": []}
+    research = decision(outcome="allow", policy_id="mistral-research")
     combined = dataset_triple([("a", "CC0-1.0"), ("b", "CC-BY-SA-4.0")], research, {"commercial_use": "forbidden"})
     assert (combined["use"], combined["attribution"], combined["share_alike"]) == ("non-commercial", 1, 1)
-    assert dataset_triple([("a", "CC0-1.0")], {"outcome": "allow", "obligations": []}, None)["use"] == "commercial"
+    assert dataset_triple([("a", "CC0-1.0")], decision(outcome="allow"), None)["use"] == "commercial"
 
 
 def test_a_run_at_any_stage_is_audited_for_what_exists(tmp_path):

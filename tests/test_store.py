@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import sqlite3
+from pathlib import Path
 
-from synthdistill.store import MIGRATIONS, HarvestStore
+import pytest
+
+from synthdistill.store import MIGRATIONS, HarvestStore, LedgerReader, LedgerReadError, checkpoint, wal_path
 from tests.records_fixtures import make_record
+
+PACKAGE = Path(__file__).resolve().parents[1] / "synthdistill"
+SQL = re.compile(r"\b(SELECT\b.*\bFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE (TABLE|INDEX)|PRAGMA)\b", re.S)
 
 
 def test_done_record_round_trips_and_is_never_overwritten(tmp_path):
@@ -67,3 +75,81 @@ def test_a_refused_answering_model_is_recorded_with_how_many_answers_came_from_i
         assert store.refuse_model("served-name", "refused again") == 2  # idempotent; the newest reason is kept
     with HarvestStore(tmp_path / "ledger.sqlite") as store:
         assert store.refused_models() == {"served-name": "refused again"}
+
+
+def _ledger(path: Path) -> list:
+    records = [make_record(question="a", model="m1"), make_record(question="b", model="m1"),
+               make_record(question="c", model="m2", pack="other")]
+    with HarvestStore(path) as store:
+        run = store.start_run()
+        for record in records:
+            store.put_done(record)
+        store.put_failed("k-failed", "p-failed", "demo", 0, "timeout", "timeout: slow", attempts=2)
+        store.finish_run(run, {"prompts": 4})
+    return records
+
+
+def test_the_reader_summarises_the_ledger_read_only(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    records = _ledger(path)
+    checkpoint(path)  # as the audit does before it hashes: the log is folded in and removed
+    assert not wal_path(path).exists()
+    before = path.read_bytes()
+    with LedgerReader(path) as ledger:
+        assert ledger.counts() == {"done": 3, "failed": 1}
+        assert ledger.failures_by_kind() == {"timeout": 1}
+        groups = ledger.answer_groups()
+        assert [(g["model_answered"], g["pack"], g["answers"], g["tokens_in"], g["tokens_out"]) for g in groups] == [
+            ("m1", "demo", 2, 10, 6), ("m2", "other", 1, 5, 3)]
+        assert [(run["summary"], bool(run["finished_at"])) for run in ledger.runs()] == [({"prompts": 4}, True)]
+        found = ledger.find(records[0].request_key[:8], min_prefix=6)
+        assert [row["request_key"] for row in found] == [records[0].request_key]
+        assert found[0]["record"] == records[0].model_dump_json()
+        assert ledger.find(records[0].request_key[:5], min_prefix=6) == []  # too short for a prefix
+        assert [row["status"] for row in ledger.find("p-failed", min_prefix=6)] == ["failed"]
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ledger.sqlite"]  # immutable: no -wal or -shm made
+
+
+def test_the_reader_sees_writes_still_in_the_log(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    store = HarvestStore(path)  # held open: its commits stay in ledger.sqlite-wal
+    store.put_done(make_record())
+    assert wal_path(path).stat().st_size > 0
+    with LedgerReader(path) as ledger:
+        assert ledger.counts() == {"done": 1, "failed": 0}
+    store.close()
+
+
+def test_a_foreign_file_is_a_read_error_not_a_crash(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    path.write_bytes(b"not a database at all" * 10)
+    with LedgerReader(path) as ledger, pytest.raises(LedgerReadError, match="not a database"):
+        ledger.counts()
+    wal_path(path).write_bytes(b"x")
+    with pytest.raises(LedgerReadError, match="not a database"):
+        checkpoint(path)
+
+
+def _sql_outside_the_store(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "sqlite3" for a in node.names):
+            found.append(f"{path.name}:{node.lineno}: import sqlite3")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlite3":
+            found.append(f"{path.name}:{node.lineno}: from sqlite3 import")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and SQL.search(node.value):
+            found.append(f"{path.name}:{node.lineno}: SQL {node.value.strip()[:40]!r}")
+        elif isinstance(node, ast.JoinedStr):  # an f-string: its literal parts with a gap for each value
+            text = "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in node.values)
+            if SQL.search(text):
+                found.append(f"{path.name}:{node.lineno}: SQL {text.strip()[:40]!r}")
+    return found
+
+
+def test_no_module_but_the_store_imports_sqlite3_or_holds_sql():
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "store.py"
+             for hit in _sql_outside_the_store(path)]
+    assert found == []
+    assert _sql_outside_the_store(PACKAGE / "store.py")  # the checker does see the store's own

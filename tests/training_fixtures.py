@@ -108,5 +108,5 @@ def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str 
     (kept / "report.json").write_text(json.dumps({"input": len(records), "kept": len(records), "steps": []}))
     # what the harvest would have recorded: the gate's real decision on this teacher
     loaded = load_config(path)
-    write_decision(loaded.run_dir, gate(loaded))
+    write_decision(loaded.layout, gate(loaded))
     return path

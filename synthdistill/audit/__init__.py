@@ -4,7 +4,7 @@
     verify_audit(run_dir)         → every changed, missing or extra file (empty list: all match)
     trace(run_dir, id)            → a prompt's or training row's pack, teacher, decision and filters
 
-The audit reads the run folder with json, sqlite3 (read-only) and pyarrow; it never
+The audit reads the run folder with json, store.LedgerReader (read-only) and pyarrow; it never
 imports torch, transformers or datasets, and works on a run at any stage.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from synthdistill.audit.binding import checkpoint_ledger, record_manifest_hash, write_seal
 from synthdistill.audit.bom import build_bom
-from synthdistill.audit.hashing import AUDIT_DIR, hash_file
+from synthdistill.audit.hashing import hash_file
 from synthdistill.audit.lineage import render_trace, trace
 from synthdistill.audit.manifest import build_manifest
 from synthdistill.audit.report_render import render_html, render_markdown
@@ -24,11 +24,10 @@ from synthdistill.audit.report_sections import report_sections
 from synthdistill.audit.verify import Problem, verify_audit
 from synthdistill.errors import StageError
 from synthdistill.policy import recheck_use
+from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
 
 __all__ = ["Problem", "render_trace", "run", "trace", "verify_audit"]
-
-REPORT_FILES = ("report.md", "report.html", "bom.cdx.json")
 
 
 def _write(path: Path, text: str) -> None:
@@ -49,27 +48,27 @@ def run(run_dir: Path, config=None) -> dict[str, Any]:
         recheck_use(config, "audit", required=False)  # a broader use is decided again before the report says anything
     checkpoint_ledger(run_dir)  # the ledger's hash must cover writes still in its -wal file
     manifest = build_manifest(run_dir, config)
-    out = run_dir / AUDIT_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    layout = RunLayout(run_dir)
+    layout.audit_dir.mkdir(parents=True, exist_ok=True)
     sections = report_sections(manifest)
-    _write(out / "report.md", render_markdown(manifest, sections))
-    _write(out / "report.html", render_html(manifest, sections))
-    _write(out / "bom.cdx.json", json.dumps(build_bom(manifest), indent=2, ensure_ascii=False) + "\n")
-    for name in REPORT_FILES:
-        sha, size, _ = hash_file(out / name)
-        manifest["audit_files"].append({"path": name, "sha256": sha, "size": size})
-    _write(out / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
+    _write(layout.report_md, render_markdown(manifest, sections))
+    _write(layout.report_html, render_html(manifest, sections))
+    _write(layout.bom, json.dumps(build_bom(manifest), indent=2, ensure_ascii=False) + "\n")
+    for path in layout.audit_reports:
+        sha, size, _ = hash_file(path)
+        manifest["audit_files"].append({"path": path.name, "sha256": sha, "size": size})
+    _write(layout.manifest, json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n")
     manifest_sha256 = record_manifest_hash(run_dir)
     sealed = write_seal(run_dir)
     teacher = manifest["teachers"][0]
     return {
-        "audit_dir": str(out),
-        "manifest": str(out / "manifest.json"),
+        "audit_dir": str(layout.audit_dir),
+        "manifest": str(layout.manifest),
         "manifest_sha256": manifest_sha256,
         "manifest_sealed": sealed,
-        "report_md": str(out / "report.md"),
-        "report_html": str(out / "report.html"),
-        "bom": str(out / "bom.cdx.json"),
+        "report_md": str(layout.report_md),
+        "report_html": str(layout.report_html),
+        "bom": str(layout.bom),
         "artifacts": len(manifest["artifacts"]),
         "teacher": teacher.get("model"),
         "policy_id": teacher.get("policy_id"),

@@ -21,62 +21,51 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import sqlite3
 from pathlib import Path
 
-from synthdistill.audit.hashing import AUDIT_DIR, hash_file
+from synthdistill.audit.hashing import hash_file
 from synthdistill.errors import DamagedFileError, InputError
+from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
+from synthdistill.store import LedgerReadError, checkpoint, wal_path
 
-LEDGER = Path("harvest") / "ledger.sqlite"
-MANIFEST = Path(AUDIT_DIR) / "manifest.json"
-MANIFEST_SHA = Path(AUDIT_DIR) / "manifest.sha256"
-MANIFEST_SEAL = Path(AUDIT_DIR) / "manifest.hmac"
 SEAL_KEY_ENV = "SYNTHDISTILL_AUDIT_KEY"
 MIN_KEY_CHARS = 16
 
 
-def wal_of(ledger: Path) -> Path:
-    return ledger.with_name(ledger.name + "-wal")
-
-
 def checkpoint_ledger(run_dir: Path) -> None:
     """Fold a pending write-ahead log into the ledger (and remove it) so the ledger's hash covers it."""
-    ledger = Path(run_dir) / LEDGER
-    wal = wal_of(ledger)
-    if not ledger.is_file() or not wal.exists():
+    ledger = RunLayout(run_dir).ledger
+    if not ledger.is_file() or not wal_path(ledger).exists():
         return
     try:
-        db = sqlite3.connect(ledger, timeout=10)
-        try:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        finally:
-            db.close()  # the last connection to close deletes the -wal file
-    except sqlite3.DatabaseError as exc:
+        checkpoint(ledger)
+    except LedgerReadError as exc:
         raise DamagedFileError(f"the harvest ledger is damaged ({exc}); the audit cannot hash it", file=ledger) from None
 
 
 def pending_wal(run_dir: Path) -> int:
     """Bytes in the ledger's write-ahead log (0: none): writes that the hashed ledger does not hold."""
-    wal = wal_of(Path(run_dir) / LEDGER)
+    wal = wal_path(RunLayout(run_dir).ledger)
     return wal.stat().st_size if wal.is_file() else 0
 
 
 def record_manifest_hash(run_dir: Path) -> str:
     """The manifest's sha256, also written to audit/manifest.sha256."""
-    sha, _, _ = hash_file(Path(run_dir) / MANIFEST)
-    write_text(Path(run_dir) / MANIFEST_SHA, f"{sha}  manifest.json\n", inside=run_dir)
+    layout = RunLayout(run_dir)
+    sha, _, _ = hash_file(layout.manifest)
+    write_text(layout.manifest_sha256, f"{sha}  {layout.manifest.name}\n", inside=run_dir)
     return sha
 
 
 def manifest_hash(run_dir: Path) -> str:
-    sha, _, _ = hash_file(Path(run_dir) / MANIFEST)
+    sha, _, _ = hash_file(RunLayout(run_dir).manifest)
     return sha
 
 
 def recorded_manifest_hash(run_dir: Path) -> str | None:
     """The sha256 in audit/manifest.sha256, if the file is there (a careless edit's check; --expect binds)."""
-    path = Path(run_dir) / MANIFEST_SHA
+    path = RunLayout(run_dir).manifest_sha256
     if not path.is_file():
         return None
     return path.read_text(encoding="utf-8", errors="replace").split(" ", 1)[0].strip().lower()
@@ -93,7 +82,7 @@ def seal_key() -> bytes | None:
 
 
 def _seal(key: bytes, run_dir: Path) -> str:
-    return hmac.new(key, (Path(run_dir) / MANIFEST).read_bytes(), hashlib.sha256).hexdigest()
+    return hmac.new(key, RunLayout(run_dir).manifest.read_bytes(), hashlib.sha256).hexdigest()
 
 
 def write_seal(run_dir: Path) -> bool:
@@ -101,7 +90,8 @@ def write_seal(run_dir: Path) -> bool:
     key = seal_key()
     if key is None:
         return False
-    write_text(Path(run_dir) / MANIFEST_SEAL, f"hmac-sha256 {_seal(key, run_dir)}  manifest.json\n", inside=run_dir)
+    layout = RunLayout(run_dir)
+    write_text(layout.manifest_seal, f"hmac-sha256 {_seal(key, run_dir)}  {layout.manifest.name}\n", inside=run_dir)
     return True
 
 
@@ -110,11 +100,12 @@ def seal_problem(run_dir: Path) -> tuple[str, str, str] | None:
     key = seal_key()
     if key is None:
         return None
-    path = Path(run_dir) / MANIFEST_SEAL
+    layout = RunLayout(run_dir)
+    path = layout.manifest_seal
     if not path.is_file():
-        return ("missing", MANIFEST_SEAL.as_posix(), f"{SEAL_KEY_ENV} is set but the manifest was never sealed")
+        return ("missing", layout.relative(path), f"{SEAL_KEY_ENV} is set but the manifest was never sealed")
     recorded = path.read_text(encoding="utf-8", errors="replace").split()
     if len(recorded) < 2 or not hmac.compare_digest(recorded[1], _seal(key, run_dir)):
-        return ("changed", MANIFEST.as_posix(),
+        return ("changed", layout.relative(layout.manifest),
                 f"its seal does not match {SEAL_KEY_ENV}: the manifest was rewritten, or sealed with another key")
     return None

@@ -16,24 +16,24 @@ import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 
-AUDIT_DIR = "audit"
+from synthdistill.run_layout import RunLayout
+
 TRANSIENT_SUFFIXES = ("-wal", "-shm", "-journal")
 CHUNK = 1 << 20
 
 
-LOCK_FILE = ".synthdistill.lock"  # run_lock.LOCK_NAME (the audit does not import the CLI's modules)
-
-
-def is_transient(path: Path) -> bool:
-    return path.name.endswith(TRANSIENT_SUFFIXES) or path.name == LOCK_FILE
+def is_transient(path: Path, layout: RunLayout) -> bool:
+    return path.name.endswith(TRANSIENT_SUFFIXES) or path.name == layout.lock.name
 
 
 def artifact_paths(run_dir: Path) -> list[Path]:
     """Every artifact of the run, as paths relative to the run folder, sorted."""
+    layout = RunLayout(run_dir)
+    audit = layout.relative(layout.audit_dir)
     found = []
     for path in run_dir.rglob("*"):
         relative = path.relative_to(run_dir)
-        if relative.parts[0] == AUDIT_DIR or not path.is_file() or is_transient(path):
+        if relative.parts[0] == audit or not path.is_file() or is_transient(path, layout):
             continue
         found.append(relative)
     return sorted(found, key=lambda p: p.as_posix())

@@ -14,50 +14,37 @@ from typing import Any
 
 from synthdistill.audit import run_facts
 from synthdistill.errors import InputError
+from synthdistill.run_layout import RunLayout
+from synthdistill.store import LedgerReader
 
 MIN_PREFIX = 6
-COLUMNS = "request_key, prompt_id, pack, sample_index, status, record, error_kind, error, attempts, updated_at"
 KEY_AT_START = re.compile(r'\{"request_key":\s*"([^"]+)"')
 
 
-def _ledger_rows(run_dir: Path, ident: str) -> list[tuple]:
-    db = run_facts.open_ledger(run_dir)
-    if db is None:
-        raise InputError(f"no harvest ledger in {run_dir}; nothing to trace", file=run_dir / run_facts.LEDGER)
-    try:
-        exact = db.execute(
-            f"SELECT {COLUMNS} FROM requests WHERE request_key = ? OR prompt_id = ? ORDER BY rowid",
-            (ident, ident),
-        ).fetchall()
-        if exact or len(ident) < MIN_PREFIX:
-            return exact
-        pattern = ident.replace("%", "").replace("_", "") + "%"
-        return db.execute(
-            f"SELECT {COLUMNS} FROM requests WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid",
-            (pattern, pattern),
-        ).fetchall()
-    finally:
-        db.close()
+def _ledger_rows(layout: RunLayout, ident: str) -> list[dict]:
+    if not layout.ledger.exists():
+        raise InputError(f"no harvest ledger in {layout.run_dir}; nothing to trace", file=layout.ledger)
+    with LedgerReader(layout.ledger) as ledger:
+        return ledger.find(ident, MIN_PREFIX)
 
 
-def _filter_outcomes(run_dir: Path) -> tuple | None:
+def _filter_outcomes(layout: RunLayout) -> tuple | None:
     """(filter names in order, request_key → (filter, reason) of dropped records, kept keys, key → changes)."""
-    folder = run_dir / run_facts.FILTERED
-    report = run_facts.read_json(folder / "report.json")
+    report = run_facts.read_json(layout.filter_report)
     if report is None:
         return None
     names = [step["name"] for step in report.get("steps", [])]
     dropped: dict[str, tuple[str, str]] = {}
     kept: set[str] = set()
-    for line in _lines(folder / "dropped.jsonl"):
+    for line in _lines(layout.dropped):
         item = json.loads(line)
         dropped[item["record"]["request_key"]] = (item["filter"], item["reason"])
-    for line in _lines(folder / "kept.jsonl"):
+    for line in _lines(layout.kept):
         # Only the key is needed: read it from the line's start, not by parsing a record with logprobs.
         match = KEY_AT_START.match(line)
         kept.add(match.group(1) if match else json.loads(line)["request_key"])
     modified: dict[str, list[dict[str, str]]] = {}
-    for line in _lines(folder / "modified.jsonl"):
+    for line in _lines(layout.modified):
         item = json.loads(line)
         modified.setdefault(item["request_key"], []).append({"filter": item.get("filter"), "note": item.get("note")})
     return names, dropped, kept, modified
@@ -69,12 +56,12 @@ def _lines(path: Path):
             yield from (line for line in handle if line.strip())
 
 
-def _dataset_rows(run_dir: Path, keys: set[str]) -> dict[str, list[dict[str, str]]]:
+def _dataset_rows(layout: RunLayout, keys: set[str]) -> dict[str, list[dict[str, str]]]:
     """request_key → [{dataset, split, file}] for every dataset row that came from it."""
     import pyarrow.parquet as pq
 
     found: dict[str, list[dict[str, str]]] = {}
-    for file in sorted((run_dir / run_facts.DATASETS).glob("*/data/*.parquet")):
+    for file in layout.every_split_file():
         try:
             column = pq.read_table(file, columns=["row_id"]).column("row_id").to_pylist()
         except (KeyError, OSError, ValueError):
@@ -83,8 +70,8 @@ def _dataset_rows(run_dir: Path, keys: set[str]) -> dict[str, list[dict[str, str
             found.setdefault(row_id, []).append(
                 {
                     "dataset": file.parent.parent.name,
-                    "split": file.name.split("-", 1)[0],
-                    "file": file.relative_to(run_dir).as_posix(),
+                    "split": layout.split_of(file),
+                    "file": layout.relative(file),
                 }
             )
     return found
@@ -116,25 +103,24 @@ def _filters_of(key: str, outcomes) -> dict[str, Any]:
 
 def trace(run_dir: Path, ident: str) -> dict[str, Any]:
     """Everything known about one prompt id or training-row id (request key)."""
-    run_dir = Path(run_dir).resolve()
-    rows = _ledger_rows(run_dir, ident.strip())
+    layout = RunLayout(Path(run_dir).resolve())
+    rows = _ledger_rows(layout, ident.strip())
     if not rows:
-        raise InputError(
-            f"no prompt id or training-row id '{ident}' in this run's ledger", file=run_dir / run_facts.LEDGER
-        )
-    decision = run_facts.read_decision(run_dir) or {}
-    outcomes = _filter_outcomes(run_dir)
-    in_datasets = _dataset_rows(run_dir, {row[0] for row in rows})
+        raise InputError(f"no prompt id or training-row id '{ident}' in this run's ledger", file=layout.ledger)
+    decision = run_facts.read_decision(layout)
+    outcomes = _filter_outcomes(layout)
+    in_datasets = _dataset_rows(layout, {row["request_key"] for row in rows})
     samples = []
-    for key, prompt_id, pack, sample_index, status, payload, error_kind, error, attempts, updated_at in rows:
-        record = json.loads(payload) if payload else {}
+    for row in rows:
+        key, status = row["request_key"], row["status"]
+        record = json.loads(row["record"]) if row["record"] else {}
         samples.append(
             {
                 "request_key": key,
-                "prompt_id": prompt_id,
-                "sample_index": sample_index,
+                "prompt_id": row["prompt_id"],
+                "sample_index": row["sample_index"],
                 "status": "answered" if status == "done" else "failed",
-                "pack": pack,
+                "pack": row["pack"],
                 "pack_version": record.get("pack_version"),
                 "messages": record.get("messages"),
                 "answer": record.get("text"),
@@ -146,20 +132,20 @@ def trace(run_dir: Path, ident: str) -> dict[str, Any]:
                     "endpoint": record.get("endpoint"),
                     "system_fingerprint": record.get("system_fingerprint"),
                 },
-                "harvested_at": record.get("harvested_at") or updated_at,
-                "attempts": attempts,
-                "error": f"{error_kind}: {error}" if status == "failed" else None,
+                "harvested_at": record.get("harvested_at") or row["updated_at"],
+                "attempts": row["attempts"],
+                "error": f"{row['error_kind']}: {row['error']}" if status == "failed" else None,
                 "policy": {
-                    "id": record.get("policy_id") or decision.get("policy_id"),
-                    "decision": record.get("decision") or decision.get("outcome"),
-                    "clause": decision.get("clause"),
-                    "title": decision.get("policy_title"),
+                    "id": record.get("policy_id") or (decision.policy_id if decision else None),
+                    "decision": record.get("decision") or (decision.outcome if decision else None),
+                    "clause": decision.clause if decision else None,
+                    "title": decision.policy_title if decision else None,
                 },
                 "filters": _filters_of(key, outcomes) if status == "done" else None,
                 "datasets": in_datasets.get(key, []),
             }
         )
-    return {"id": ident, "run_dir": str(run_dir), "samples": samples}
+    return {"id": ident, "run_dir": str(layout.run_dir), "samples": samples}
 
 
 def render_trace(result: dict[str, Any]) -> str:

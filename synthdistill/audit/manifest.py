@@ -17,6 +17,8 @@ from typing import Any
 from synthdistill.audit import run_facts
 from synthdistill.audit.hashing import hash_artifacts, hash_file
 from synthdistill.audit.terms import dataset_triple, load_policy_terms
+from synthdistill.policy import Decision
+from synthdistill.run_layout import RunLayout
 
 MANIFEST_VERSION = 1
 LIBRARIES = (
@@ -109,17 +111,17 @@ def pack_inputs(config, datasets: dict[str, dict]) -> list[dict[str, Any]]:
     return []
 
 
-def policy_inputs(decision: dict | None, policy: dict | None) -> list[dict[str, Any]]:
+def policy_inputs(decision: Decision | None, policy: dict | None) -> list[dict[str, Any]]:
     """The policy file that decided, with its hash at harvest time and now."""
-    if not decision or not decision.get("policy_file"):
+    if decision is None or not decision.policy_file:
         return []
-    recorded = decision.get("policy_sha256")
+    recorded = decision.policy_sha256
     now = (policy or {}).get("sha256_now")
     return [
         {
-            "id": decision.get("policy_id"),
-            "path": (policy or {}).get("path") or decision.get("policy_file"),
-            "origin": decision.get("origin"),
+            "id": decision.policy_id,
+            "path": (policy or {}).get("path") or decision.policy_file,
+            "origin": decision.origin,
             "sha256": recorded,
             "sha256_now": now,
             "unchanged_since_harvest": (recorded == now) if recorded and now else None,
@@ -127,12 +129,19 @@ def policy_inputs(decision: dict | None, policy: dict | None) -> list[dict[str, 
     ]
 
 
-def teacher_entries(config, decision: dict | None, policy: dict | None, harvest: dict | None) -> list[dict[str, Any]]:
-    """The teacher(s) with the policy decision, the deciding clause, the attestation and the obligations."""
-    decision, policy, harvest = decision or {}, policy or {}, harvest or {}
+def _dumped(items: list) -> list[dict[str, Any]]:
+    return [item.model_dump(mode="json") for item in items]
+
+
+def teacher_entries(config, decision: Decision | None, policy: dict | None, harvest: dict | None) -> list[dict[str, Any]]:
+    """The teacher(s) with the policy decision, the deciding clause, the attestation and the obligations.
+
+    Where the recorded decision is silent (no harvest yet), the policy file as it reads now fills in.
+    """
+    d, policy, harvest = decision, policy or {}, harvest or {}
     requested = harvest.get("models_requested") or []
-    model = config.teacher.model if config is not None else decision.get("teacher_model") or next(iter(requested), None)
-    use = decision.get("use") or (config.use.model_dump(mode="json") if config is not None else {})
+    model = config.teacher.model if config is not None else (d and d.teacher_model) or next(iter(requested), None)
+    use = (d and d.use) or (config.use.model_dump(mode="json") if config is not None else {})
     return [
         {
             "model": model,
@@ -140,32 +149,32 @@ def teacher_entries(config, decision: dict | None, policy: dict | None, harvest:
             "backend": config.teacher.backend
             if config is not None
             else next(iter(harvest.get("backends") or []), None),
-            "host": decision.get("teacher_host"),
+            "host": d.teacher_host if d else None,
             "endpoints": harvest.get("endpoints", []),
             "system_fingerprints": harvest.get("system_fingerprints", []),
-            "decision": decision.get("outcome"),
-            "reason": decision.get("reason"),
-            "policy_id": decision.get("policy_id"),
-            "policy_title": decision.get("policy_title") or policy.get("title"),
-            "policy_kind": decision.get("policy_kind") or policy.get("kind"),
-            "policy_origin": decision.get("origin"),
-            "clause": decision.get("clause") or policy.get("clause"),
-            "attestation": decision.get("attestation") or use.get("attestation"),
-            "obligations": decision.get("obligations") or [],
-            "licence": decision.get("licence") or policy.get("licence"),
-            "document": decision.get("document") or policy.get("document"),
-            "outputs_for_training": decision.get("outputs_for_training") or policy.get("outputs_for_training"),
+            "decision": d.outcome if d else None,
+            "reason": d.reason if d else None,
+            "policy_id": d.policy_id if d else None,
+            "policy_title": (d and d.policy_title) or policy.get("title"),
+            "policy_kind": (d and d.policy_kind) or policy.get("kind"),
+            "policy_origin": d.origin if d else None,
+            "clause": (d and d.clause) or policy.get("clause"),
+            "attestation": (d and d.attestation) or use.get("attestation"),
+            "obligations": _dumped(d.obligations) if d else [],
+            "licence": (d and d.licence) or policy.get("licence"),
+            "document": (d and d.document) or policy.get("document"),
+            "outputs_for_training": (d and d.outputs_for_training) or policy.get("outputs_for_training"),
             "commercial_use": policy.get("commercial_use"),
-            "conditions": decision.get("conditions") or policy.get("conditions"),
-            "notes": decision.get("notes") or policy.get("notes"),
-            "requires_attestation": decision.get("requires_attestation", policy.get("requires_attestation")),
-            "also_governed_by": decision.get("also_governed_by") or [],
-            "overrides": decision.get("overrides") or [],
-            "set_aside": decision.get("set_aside") or [],
-            "answering_models": decision.get("answering_models") or [],
-            "clause_kind": decision.get("clause_kind"),
+            "conditions": (d and d.conditions) or policy.get("conditions"),
+            "notes": (d and d.notes) or policy.get("notes"),
+            "requires_attestation": d.requires_attestation if d else policy.get("requires_attestation"),
+            "also_governed_by": _dumped(d.also_governed_by) if d else [],
+            "overrides": _dumped(d.overrides) if d else [],
+            "set_aside": _dumped(d.set_aside) if d else [],
+            "answering_models": _dumped(d.answering_models) if d else [],
+            "clause_kind": d.clause_kind if d else None,
             "use": use,
-            "recorded_decision": decision or None,
+            "recorded_decision": d.model_dump(mode="json") if d else None,
         }
     ]
 
@@ -231,13 +240,14 @@ def secret_check(config) -> tuple[str | None, str | None]:
 def build_manifest(run_dir: Path, config=None) -> dict[str, Any]:
     """Everything the audit knows about a run folder (artifacts hashed last, after every read)."""
     run_dir = Path(run_dir).resolve()
-    decision = run_facts.read_decision(run_dir)
+    layout = RunLayout(run_dir)
+    decision = run_facts.read_decision(layout)
     policy = load_policy_terms(decision, config.project_dir if config is not None else None)
-    harvest = run_facts.harvest_facts(run_dir)
-    filtered = run_facts.filter_facts(run_dir)
-    datasets = run_facts.dataset_facts(run_dir)
-    student = run_facts.student_facts(run_dir)
-    evaluation = run_facts.eval_facts(run_dir)
+    harvest = run_facts.harvest_facts(layout)
+    filtered = run_facts.filter_facts(layout)
+    datasets = run_facts.dataset_facts(layout)
+    student = run_facts.student_facts(layout)
+    evaluation = run_facts.eval_facts(layout)
     packs = pack_inputs(config, datasets)
     for info in datasets.values():
         used = (info.get("provenance") or {}).get("packs") or packs

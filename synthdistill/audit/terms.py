@@ -9,7 +9,10 @@ licences and the teacher's terms, and each value says which source set it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from synthdistill.policy import Decision
 
 USE_ORDER = ("commercial", "unspecified", "non-commercial", "academic-only")
 
@@ -45,22 +48,21 @@ LICENCE_TRIPLES: dict[str, tuple[str, int, int]] = {
 }
 
 
-def policy_path(decision: dict[str, Any] | None, project_dir: Path | None) -> Path | None:
+def policy_path(decision: Decision | None, project_dir: Path | None) -> Path | None:
     """The decision's policy file (recorded as `policies/<file>` under the project or the tool)."""
-    recorded = (decision or {}).get("policy_file")
-    if not recorded:
+    if decision is None or not decision.policy_file:
         return None
-    path = Path(recorded)
+    path = Path(decision.policy_file)
     if path.is_absolute():
         return path
-    if decision.get("origin") == "shipped":
+    if decision.origin == "shipped":
         from synthdistill.shipped import shipped_dir
 
         return shipped_dir("policies").parent / path
     return (project_dir / path) if project_dir is not None else None
 
 
-def load_policy_terms(decision: dict[str, Any] | None, project_dir: Path | None) -> dict[str, Any] | None:
+def load_policy_terms(decision: Decision | None, project_dir: Path | None) -> dict[str, Any] | None:
     """The policy file the decision names, as it reads now (None when it is gone or invalid).
 
     Adds what the decision may not carry (commercial_use, kind, notes, conditions) and the file's hash now.
@@ -78,24 +80,24 @@ def load_policy_terms(decision: dict[str, Any] | None, project_dir: Path | None)
     return {**loaded.policy.model_dump(mode="json"), "path": str(loaded.path), "sha256_now": loaded.sha256}
 
 
-def teacher_triple(decision: dict[str, Any] | None, policy: dict[str, Any] | None) -> dict[str, Any]:
+def teacher_triple(decision: Decision | None, policy: dict[str, Any] | None) -> dict[str, Any]:
     """What the teacher's terms add to every dataset made from its outputs."""
-    decision, policy = decision or {}, policy or {}
+    policy = policy or {}
     use, attribution, share_alike, because = "commercial", 0, 0, []
-    if not decision:
+    if decision is None:
         return {"use": "unspecified", "attribution": 0, "share_alike": 0, "because": ["no policy decision recorded"]}
-    title = decision.get("policy_title") or decision.get("policy_id") or "the teacher's policy"
-    if policy.get("commercial_use") == "forbidden" or decision.get("outcome") == "deny":
+    title = decision.policy_title or decision.policy_id or "the teacher's policy"
+    if policy.get("commercial_use") == "forbidden" or decision.outcome == "deny":
         use = "non-commercial"
         because.append(f"use: {title} forbids commercial use of the outputs")
-    if (decision.get("outputs_for_training") or policy.get("outputs_for_training")) == "derivative":
+    if (decision.outputs_for_training or policy.get("outputs_for_training")) == "derivative":
         share_alike = 1
         because.append(f"share-alike: under {title} a model trained on the outputs is a derivative; the terms pass on")
-    for obligation in decision.get("obligations") or []:
-        text = f"{obligation.get('id', '')} {obligation.get('text', '')}".lower()
+    for obligation in decision.obligations:
+        text = f"{obligation.id} {obligation.text}".lower()
         if any(word in text for word in ("attribution", "built with", "display", "notice", "credit")):
             attribution = 1
-            because.append(f"attribution: obligation '{obligation.get('id')}' of {title}")
+            because.append(f"attribution: obligation '{obligation.id}' of {title}")
             break
     return {"use": use, "attribution": attribution, "share_alike": share_alike, "because": because}
 
@@ -136,7 +138,7 @@ def combine(triples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def dataset_triple(pack_licences: list[tuple[str, str | None]], decision, policy) -> dict[str, Any]:
+def dataset_triple(pack_licences: list[tuple[str, str | None]], decision: Decision | None, policy) -> dict[str, Any]:
     """A dataset's triple from its packs' (name, licence) and the teacher's terms."""
     parts = [licence_triple(spdx, f"pack '{name}'") for name, spdx in pack_licences]
     return combine(parts + [teacher_triple(decision, policy)])

@@ -6,11 +6,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from synthdistill.audit.binding import LEDGER, manifest_hash, pending_wal, recorded_manifest_hash, seal_problem
-from synthdistill.audit.hashing import AUDIT_DIR, artifact_paths, hash_file
+from synthdistill.audit.binding import manifest_hash, pending_wal, recorded_manifest_hash, seal_problem
+from synthdistill.audit.hashing import artifact_paths, hash_file
 from synthdistill.errors import StageError
-
-MANIFEST = Path(AUDIT_DIR) / "manifest.json"
+from synthdistill.run_layout import RunLayout
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Problem:
 
 
 def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / MANIFEST
+    path = RunLayout(run_dir).manifest
     if not path.is_file():
         raise StageError(f"no audit manifest at {path}; run `synthdistill audit -c distill.yaml` first")
     try:
@@ -61,21 +60,23 @@ def verify_audit(run_dir: Path, expect: str | None = None) -> list[Problem]:
     and, with `expect`, the manifest's own sha256 (see audit/binding.py).
     """
     run_dir = Path(run_dir).resolve()
+    layout = RunLayout(run_dir)
     manifest = read_manifest(run_dir)
     problems: list[Problem] = []
     actual = manifest_hash(run_dir)
+    manifest_shown = layout.relative(layout.manifest)
     if expect is not None and actual != expect.strip().lower():
-        problems.append(Problem("changed", MANIFEST.as_posix(),
+        problems.append(Problem("changed", manifest_shown,
                                 f"sha256 {actual} where {expect.strip()} was expected: the manifest was rewritten"))
     recorded = recorded_manifest_hash(run_dir)
     if recorded is not None and recorded != actual:
-        problems.append(Problem("changed", MANIFEST.as_posix(), f"sha256 {actual}, not the {recorded} that audit/"
-                                "manifest.sha256 records: the manifest was edited after the audit"))
+        problems.append(Problem("changed", manifest_shown, f"sha256 {actual}, not the {recorded} that "
+                                f"{layout.relative(layout.manifest_sha256)} records: the manifest was edited after the audit"))
     if (sealed := seal_problem(run_dir)) is not None:
         problems.append(Problem(*sealed))
     wal_bytes = pending_wal(run_dir)
     if wal_bytes:
-        problems.append(Problem("changed", LEDGER.as_posix(),
+        problems.append(Problem("changed", layout.relative(layout.ledger),
                                 f"its write-ahead log holds {wal_bytes} bytes of writes that the hashed ledger "
                                 "does not (reads already see them)"))
     listed = {entry["path"]: entry for entry in manifest.get("artifacts", [])}
@@ -86,8 +87,9 @@ def verify_audit(run_dir: Path, expect: str | None = None) -> list[Problem]:
     for relative in artifact_paths(run_dir):
         if relative.as_posix() not in listed:
             problems.append(Problem("extra", relative.as_posix(), "on disk, not in the manifest"))
+    audit = layout.relative(layout.audit_dir)
     for entry in manifest.get("audit_files", []):
-        shown = f"{AUDIT_DIR}/{entry['path']}"
+        shown = f"{audit}/{entry['path']}"
         problem = _compare(run_dir / shown, shown, entry["sha256"], entry["size"])
         if problem:
             problems.append(problem)

@@ -10,6 +10,7 @@ import typer
 
 from synthdistill.cli import render
 from synthdistill.errors import InputError, SynthdistillError
+from synthdistill.run_layout import RunLayout
 
 audit_app = typer.Typer(
     help="Write the audit of a run (no command), verify its hashes, or trace a row.", invoke_without_command=True
@@ -58,7 +59,7 @@ def verify(
             _plain(str(problem))
         # A SynthdistillError (exit 1): main() renders it once; typer.Exit is swallowed outside standalone mode.
         raise SynthdistillError(f"{len(problems)} file(s) differ from the audit manifest of {run_dir}")
-    render.result(f"verify: every hash in {run_dir / 'audit' / 'manifest.json'} matches")
+    render.result(f"verify: every hash in {RunLayout(run_dir).manifest} matches")
 
 
 @audit_app.command("trace")

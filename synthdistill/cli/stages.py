@@ -59,7 +59,7 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
                       f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
     from synthdistill.policy import read_decision
 
-    decision = read_decision(config.run_dir)
+    decision = read_decision(config.layout)
     for answered in decision.answering_models if decision else []:
         render.result(f"  the server answered as '{answered.model}': {answered.outcome} ({answered.reason})")
     for warning in decision.warnings if decision else []:  # e.g. a student name `train` will refuse
@@ -113,7 +113,7 @@ def do_eval(config) -> dict:
     render.result(
         f"eval: NLL/token {untrained['nll_per_token']:.3f} → {trained['nll_per_token']:.3f}, "
         f"top-1 agreement {untrained['top1_agreement']:.3f} → {trained['top1_agreement']:.3f} "
-        f"({result['examples']} held-out examples) → {config.run_dir / 'eval.json'}"
+        f"({result['examples']} held-out examples) → {config.layout.eval_result}"
     )
     return result
 
@@ -181,13 +181,13 @@ def register_stage_commands(app: typer.Typer) -> None:
         cfg = _config(config)
         with _locked(cfg, "run"):
             summary = _run_stages(cfg, until, fresh)
-        run_dir = cfg.run_dir
-        render.result(f"\ndone: run folder {run_dir}")
+        layout = cfg.layout
+        render.result(f"\ndone: run folder {layout.run_dir}")
         for label, path in (
-            ("datasets", run_dir / "datasets"),
-            ("student", run_dir / "student"),
-            ("eval", run_dir / "eval.json"),
-            ("audit", run_dir / "audit"),
+            ("datasets", layout.datasets_dir),
+            ("student", layout.student_dir),
+            ("eval", layout.eval_result),
+            ("audit", layout.audit_dir),
         ):
             if path.exists():
                 render.result(f"  {label:9} {path}")

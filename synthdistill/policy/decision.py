@@ -51,6 +51,11 @@ class DecisionObligation(_Strict):
     check: dict[str, Any] | None = None
     policy_id: str
 
+    @property
+    def name_prefix(self) -> str | None:
+        """The text the student's name must begin with, when the obligation is checkable."""
+        return (self.check or {}).get("name_prefix")
+
 
 class GoverningPolicy(_Strict):
     """A policy that governs the teacher besides the deciding one."""

@@ -22,16 +22,13 @@ from synthdistill.errors import AnsweringModelRefused, ConfigError, InputError, 
 from synthdistill.policy.decision import AnsweringModel, Decision, DecisionObligation, evaluate, refusal_message
 from synthdistill.policy.format import LoadedPolicy, load_policies
 from synthdistill.policy.matching import loose_matches, same_model
+from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
 
 
-def decision_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "harvest" / "decision.json"
-
-
-def read_decision(run_dir: Path) -> Decision | None:
-    """The decision the gate recorded for a run (None before the first harvest)."""
-    path = decision_path(run_dir)
+def read_decision(layout: RunLayout) -> Decision | None:
+    """The decision the gate recorded for a run (None before the first harvest); every reader of it comes here."""
+    path = layout.decision
     if not path.exists():
         return None
     try:
@@ -41,10 +38,10 @@ def read_decision(run_dir: Path) -> Decision | None:
         raise InputError(f"not a gate decision ({first}); re-run `synthdistill harvest` to decide again", file=path) from None
 
 
-def write_decision(run_dir: Path, decision: Decision) -> Path:
+def write_decision(layout: RunLayout, decision: Decision) -> Path:
     """Write decision.json beside the ledger (temp file, then rename; never through a symlink)."""
-    path = decision_path(run_dir)
-    write_text(path, decision.model_dump_json(indent=2) + "\n", inside=Path(run_dir))
+    path = layout.decision
+    write_text(path, decision.model_dump_json(indent=2) + "\n", inside=layout.run_dir)
     return path
 
 
@@ -102,12 +99,12 @@ def recheck_use(config: DistillConfig, stage: str, required: bool = True) -> Dec
     Raises PolicyDenied (exit 3) when the gate refuses the broader use, or when `required`
     and no decision was recorded (the teacher was never gated for this run).
     """
-    recorded = read_decision(config.run_dir)
+    recorded = read_decision(config.layout)
     if recorded is None:
         if not required:
             return None
         raise PolicyDenied(
-            f"{stage}: no gate decision for this run ({decision_path(config.run_dir)} is missing); "
+            f"{stage}: no gate decision for this run ({config.layout.decision} is missing); "
             f"run `synthdistill harvest -c {config.path.name}` so the gate decides first"
         )
     wider = broader_use(recorded.gated_use, config.use)
@@ -118,7 +115,7 @@ def recheck_use(config: DistillConfig, stage: str, required: bool = True) -> Dec
     if not decision.allowed:
         lead = f"{stage}: the run was gated for a narrower use ({'; '.join(wider)}); deciding again, the gate refused"
         raise PolicyDenied(refusal_message(decision, lead, f"The {stage} stage did nothing."))
-    write_decision(config.run_dir, decision)
+    write_decision(config.layout, decision)
     return decision
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # decision.py imports this module; the types are only annotat
 
 def name_problem(obligation: DecisionObligation, student_name: str | None) -> str | None:
     """Why `student_name` breaks a name-prefix obligation, or None when it keeps it (or has no check)."""
-    prefix = (obligation.check or {}).get("name_prefix")
+    prefix = obligation.name_prefix
     if not prefix:
         return None
     source = obligation.policy_id or "the teacher's policy"
@@ -80,11 +80,11 @@ def terms_lines(decision: Decision) -> list[str]:
         lines.append(f"- Also governed by: `{other.policy_id}` — {other.title} ({other.outcome})")
     for answered in decision.answering_models:
         lines.append(f"- Server answered as `{answered.model}`: {answered.outcome} ({', '.join(answered.policy_ids) or 'no policy'})")
-    use = decision.use
+    use = decision.gated_use
     lines.append(
-        f"- Gated use: commercial {_yes(use.get('commercial'))}, "
-        f"distribute student {_yes(use.get('distribute_student'))}, "
-        f"competes with teacher provider {_yes(use.get('competes_with_teacher_provider'))}"
+        f"- Gated use: commercial {_yes(use.commercial)}, "
+        f"distribute student {_yes(use.distribute_student)}, "
+        f"competes with teacher provider {_yes(use.competes_with_teacher_provider)}"
     )
     if decision.attestation:
         lines.append(f"- Attestation: \"{decision.attestation}\"")
@@ -103,7 +103,7 @@ def obligations_markdown(decision: Decision) -> str:
     if not decision.obligations:
         lines.append("None pass on to this dataset or model.")
     for obligation in decision.obligations:
-        prefix = (obligation.check or {}).get("name_prefix")
+        prefix = obligation.name_prefix
         checked = f' (checked: name begins with "{prefix}")' if prefix else ""
         lines.append(f"- **{obligation.id}** ({obligation.policy_id}): {obligation.text}{checked}")
     return "\n".join(lines) + "\n"

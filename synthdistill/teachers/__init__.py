@@ -12,10 +12,10 @@ Teachers know nothing of the store, the filters or training. They raise
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NamedTuple, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from synthdistill.errors import ConfigError
-from synthdistill.records import Completion, TeacherRequest
+from synthdistill.records import BatchFailure, Completion, TeacherRequest
 
 
 @runtime_checkable
@@ -31,13 +31,6 @@ class Teacher(Protocol):
 
     async def aclose(self) -> None:
         """Release connections / models."""
-
-
-class BatchFailure(NamedTuple):
-    """A request a batch answered with an error: its kind (tallied) and message (kept in the ledger)."""
-
-    kind: str
-    message: str
 
 
 @runtime_checkable

@@ -22,8 +22,7 @@ from typing import Any
 import httpx
 
 from synthdistill.errors import ConfigError, TeacherAuthError, TeacherError
-from synthdistill.records import Completion, TeacherRequest
-from synthdistill.teachers import BatchFailure
+from synthdistill.records import BatchFailure, Completion, TeacherRequest
 from synthdistill.teachers.openai_dialects import build_chat_body, parse_answer
 from synthdistill.teachers.openai_http import endpoint_host, error_message
 

@@ -13,6 +13,6 @@ Only `stage` and `data` are imported here; torch and transformers load when trai
 
 from __future__ import annotations
 
-from synthdistill.train.stage import TrainSummary, read_train_summary, run, student_dir, student_name
+from synthdistill.train.stage import TrainSummary, read_train_summary, run, student_name
 
-__all__ = ["TrainSummary", "read_train_summary", "run", "student_dir", "student_name"]
+__all__ = ["TrainSummary", "read_train_summary", "run", "student_name"]

@@ -7,25 +7,20 @@ student (prompt masked, answer learned); the KD rows arrive already tokenized.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from synthdistill.chat_tokens import IGNORE_INDEX, answer_token_ids, prompt_token_ids, training_example
 from synthdistill.errors import StageError
+from synthdistill.run_layout import RunLayout
 
 KD_COLUMNS = ("input_ids", "labels", "kd_ids", "kd_logprobs", "kd_mask")
 
 
-def split_file(dataset_dir: Path, split: str) -> Path:
-    """The Parquet file of one split of a built dataset."""
-    return dataset_dir / "data" / f"{split}-00000-of-00001.parquet"
-
-
-def read_rows(dataset_dir: Path, split: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
-    """Rows of one split as Python dicts (pyarrow; no datasets cache involved)."""
+def read_rows(layout: RunLayout, kind: str, split: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Rows of one split of the `kind` dataset as Python dicts (pyarrow; no datasets cache involved)."""
     import pyarrow.parquet as pq
 
-    path = split_file(dataset_dir, split)
+    path = layout.split_file(kind, split)
     if not path.exists():
         raise StageError(f"{path} does not exist: run `synthdistill build` first")
     return pq.read_table(path, columns=columns).to_pylist()

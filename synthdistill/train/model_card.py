@@ -22,10 +22,12 @@ def _student_licence(reference: str) -> dict[str, str]:
     return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
 
 
-def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
+def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
     """Write README.md with Hub metadata into the student folder."""
     student = config.require_student("train")
-    datasets = [f"{config.name}/datasets/{summary['method'] if summary['method'] == 'kd' else 'sft'}"]
+    layout = config.layout
+    trained_on = layout.dataset_dir(summary["method"] if summary["method"] == "kd" else "sft")
+    datasets = [f"{config.name}/{layout.relative(trained_on)}"]
     metadata = {
         "base_model": student.model,
         "base_model_relation": "finetune",
@@ -71,6 +73,6 @@ def write_model_card(out: Path, config: DistillConfig, summary: dict[str, Any], 
         obligations_markdown(decision),
     ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
-    path = out / "README.md"
+    path = layout.student_card
     write_text(path, text, inside=config.run_dir)
     return path

@@ -20,8 +20,6 @@ from synthdistill.errors import StageError
 from synthdistill.safe_write import write_text
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 
-TRAIN_SUMMARY = "train.json"
-
 
 class TrainSummary(BaseModel):
     """What `train` did; saved as student/train.json beside the weights."""
@@ -43,11 +41,6 @@ class TrainSummary(BaseModel):
     loss_history: list[dict[str, float]]
 
 
-def student_dir(config: DistillConfig) -> Path:
-    """Where the trained student is saved."""
-    return config.run_dir / "student"
-
-
 def student_name(config: DistillConfig) -> str:
     """The trained student's name (student.name, else the run name)."""
     return config.require_student("train").name or config.name
@@ -56,15 +49,15 @@ def student_name(config: DistillConfig) -> str:
 def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[dict[str, Any]]:
     """Token rows of the train split for `method` (kd needs the KD dataset, sft the SFT one)."""
     student = config.require_student("train")
-    datasets_dir = config.run_dir / "datasets"
+    layout = config.layout
     if method == "kd":
-        if not (datasets_dir / "kd").exists():
+        if not layout.dataset_dir("kd").exists():
             raise StageError(
-                f"{datasets_dir / 'kd'} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
+                f"{layout.dataset_dir('kd')} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
                 "and a student; run `synthdistill build`, or train with --method sft"
             )
-        return kd_token_rows(read_rows(datasets_dir / "kd", "train"))
-    return sft_token_rows(read_rows(datasets_dir / "sft", "train"), tokenizer, student.max_length)
+        return kd_token_rows(read_rows(layout, "kd", "train"))
+    return sft_token_rows(read_rows(layout, "sft", "train"), tokenizer, student.max_length)
 
 
 def _kd_trainer_class():
@@ -217,10 +210,10 @@ def run(
         tokenizer.pad_token = tokenizer.eos_token
     rows = load_training_rows(config, method, tokenizer)
     if not rows:
-        raise StageError(f"the {method} train split is empty: nothing to train on (see {config.run_dir / 'filtered'})")
+        raise StageError(f"the {method} train split is empty: nothing to train on (see {config.layout.filtered_dir})")
 
-    out = student_dir(config)
-    checkpoints = out / "checkpoints"
+    out = config.layout.student_dir
+    checkpoints = config.layout.checkpoints_dir
     resume_from = _resume_point(checkpoints, resume, state)
     model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
     trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
@@ -268,8 +261,8 @@ def run(
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
-        write_text(out / TRAIN_SUMMARY, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
-        write_model_card(out, config, summary.model_dump(), decision)
+        write_text(config.layout.train_summary, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
+        write_model_card(config, summary.model_dump(), decision)
     return summary
 
 
@@ -299,5 +292,5 @@ def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:
 
 def read_train_summary(config: DistillConfig) -> dict[str, Any] | None:
     """student/train.json, or None before training."""
-    path = student_dir(config) / TRAIN_SUMMARY
+    path = config.layout.train_summary
     return json.loads(path.read_text()) if path.exists() else None

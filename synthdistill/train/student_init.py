@@ -13,6 +13,7 @@ from pathlib import Path
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError
 from synthdistill.model_store import resolve_model
+from synthdistill.run_layout import RunLayout
 
 
 def evenly_spaced_layers(total: int, keep: int) -> list[int]:
@@ -61,16 +62,16 @@ def prepare_student(config: DistillConfig) -> Path:
     if student.init is None or student.init.prune_layers_to is None:
         return source
     keep = student.init.prune_layers_to
-    target = config.run_dir / "student-init"
-    marker = target / "init.json"
+    layout = config.layout
+    marker = layout.student_init_recipe
     recipe = {"source": str(source), "prune_layers_to": keep}
     if marker.exists() and json.loads(marker.read_text()).get("recipe") == recipe:
-        return target
-    _write_pruned_copy(source, target, keep, recipe)
-    return target
+        return layout.student_init_dir
+    _write_pruned_copy(source, layout, keep, recipe)
+    return layout.student_init_dir
 
 
-def _write_pruned_copy(source: Path, target: Path, keep: int, recipe: dict) -> None:
+def _write_pruned_copy(source: Path, layout: RunLayout, keep: int, recipe: dict) -> None:
     import shutil
 
     import torch
@@ -81,11 +82,12 @@ def _write_pruned_copy(source: Path, target: Path, keep: int, recipe: dict) -> N
     if keep > total:
         raise ConfigError(f"student.init.prune_layers_to is {keep} but {source.name} has only {total} layers")
     kept = prune_layers(model, keep)
+    target = layout.student_init_dir
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     model.save_pretrained(partial)
     AutoTokenizer.from_pretrained(source).save_pretrained(partial)
     info = {"recipe": recipe, "kept_layers": kept, "of_layers": total}
-    (partial / "init.json").write_text(json.dumps(info, indent=2) + "\n")
+    (partial / layout.student_init_recipe.name).write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)  # a crash mid-write never leaves a half copy under the real name

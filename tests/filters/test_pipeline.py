@@ -10,10 +10,9 @@ from synthdistill import filter_stage
 from synthdistill.cli import main
 from synthdistill.config import FilterSpec, load_config
 from synthdistill.errors import ConfigError
-from synthdistill.filter_stage import filtered_dir, read_kept, read_report
+from synthdistill.filter_stage import read_kept, read_report
 from synthdistill.filters import run_filters
 from synthdistill.filters.funnel import funnel_lines
-from synthdistill.harvest import ledger_path
 from synthdistill.policy import gate, write_decision
 from synthdistill.store import HarvestStore
 from tests.filters.test_verify_and_decontaminate import HELD_OUT, answer, write_pack
@@ -60,12 +59,12 @@ def project(tmp_path, filters: str = ALL_FILTERS):
 
 
 def harvest(config, records) -> None:
-    ledger = ledger_path(config)
+    ledger = config.layout.ledger
     ledger.parent.mkdir(parents=True, exist_ok=True)
     with HarvestStore(ledger) as store:
         for record in records:
             store.put_done(record)
-    write_decision(config.run_dir, gate(config))  # as the harvest records it
+    write_decision(config.layout, gate(config))  # as the harvest records it
 
 
 RECORDS = [
@@ -119,7 +118,7 @@ def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp
 
     kept = read_kept(config)
     assert [r.text for r in kept] == [RECORDS[0][1].text, "Mail me at [EMAIL] with questions. Answer: 18"]
-    dropped = [json.loads(line) for line in (filtered_dir(config) / "dropped.jsonl").read_text().splitlines()]
+    dropped = [json.loads(line) for line in config.layout.dropped.read_text().splitlines()]
     assert [(d["filter"], d["reason"]) for d in dropped] == [
         ("finished", "truncated"),
         ("finished", "empty"),
@@ -131,7 +130,7 @@ def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp
         ("decontaminate", "contaminated: prompt shares a 13-word span with evals/heldout.jsonl:1"),
     ]
     assert dropped[0]["record"]["request_key"] == RECORDS[1][1].request_key  # the whole record is kept
-    modified = [json.loads(line) for line in (filtered_dir(config) / "modified.jsonl").read_text().splitlines()]
+    modified = [json.loads(line) for line in config.layout.modified.read_text().splitlines()]
     assert modified == [{"filter": "pii", "note": "redacted: email", "request_key": RECORDS[9][1].request_key}]
 
 

@@ -1,0 +1,196 @@
+"""Every path of a run folder (`<output_dir>/<name>/`): the one module that names them.
+
+    harvest/ledger.sqlite, harvest/decision.json      the ledger and the gate's decision
+    filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
+    datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
+    student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
+    eval.json, eval.png
+    audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
+    .synthdistill.lock
+
+Stages, the CLI and the audit ask a `RunLayout` for each path. Only pathlib: the audit and
+`--help` import this module, which must never pull in torch or transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLIT_SHARD = "-00000-of-00001.parquet"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run folder."""
+
+    run_dir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(self.run_dir))
+
+    @classmethod
+    def of(cls, config) -> RunLayout:
+        """The layout of a config's run folder (`DistillConfig.layout`)."""
+        return cls(config.run_dir)
+
+    def relative(self, path: Path) -> str:
+        """A path of the run folder as the audit lists it: relative, with forward slashes."""
+        return Path(path).relative_to(self.run_dir).as_posix()
+
+    # -- harvest ---------------------------------------------------------------
+    @property
+    def harvest_dir(self) -> Path:
+        return self.run_dir / "harvest"
+
+    @property
+    def ledger(self) -> Path:
+        return self.harvest_dir / "ledger.sqlite"
+
+    @property
+    def decision(self) -> Path:
+        return self.harvest_dir / "decision.json"
+
+    # -- filter ----------------------------------------------------------------
+    @property
+    def filtered_dir(self) -> Path:
+        return self.run_dir / "filtered"
+
+    @property
+    def kept(self) -> Path:
+        return self.filtered_dir / "kept.jsonl"
+
+    @property
+    def dropped(self) -> Path:
+        return self.filtered_dir / "dropped.jsonl"
+
+    @property
+    def modified(self) -> Path:
+        return self.filtered_dir / "modified.jsonl"
+
+    @property
+    def filter_report(self) -> Path:
+        return self.filtered_dir / "report.json"
+
+    # -- build -----------------------------------------------------------------
+    @property
+    def datasets_dir(self) -> Path:
+        return self.run_dir / "datasets"
+
+    def dataset_dir(self, kind: str) -> Path:
+        """A built dataset's folder (kind: sft or kd)."""
+        return self.datasets_dir / kind
+
+    def dataset_data_dir(self, kind: str) -> Path:
+        return self.dataset_dir(kind) / "data"
+
+    def split_file(self, kind: str, split: str) -> Path:
+        """The Parquet file of one split of a built dataset."""
+        return self.dataset_data_dir(kind) / f"{split}{SPLIT_SHARD}"
+
+    def split_files(self, kind: str) -> list[Path]:
+        """The Parquet files of one built dataset, sorted."""
+        return sorted(self.dataset_data_dir(kind).glob("*.parquet"))
+
+    def every_split_file(self) -> list[Path]:
+        """The Parquet files of every built dataset, sorted."""
+        return sorted(self.datasets_dir.glob("*/data/*.parquet"))
+
+    @staticmethod
+    def split_pattern(split: str) -> str:
+        """A split's files relative to its dataset folder, as the card's `data_files` names them."""
+        return f"data/{split}-*.parquet"
+
+    @staticmethod
+    def split_of(path: Path) -> str:
+        """The split a dataset's Parquet file belongs to."""
+        return Path(path).name.split("-", 1)[0]
+
+    def dataset_card(self, kind: str) -> Path:
+        return self.dataset_dir(kind) / "README.md"
+
+    def dataset_provenance(self, kind: str) -> Path:
+        return self.dataset_dir(kind) / "provenance.json"
+
+    def dataset_build(self, kind: str) -> Path:
+        """What the build recorded about a dataset (written for kd)."""
+        return self.dataset_dir(kind) / "build.json"
+
+    def dataset_tokenizer(self, kind: str) -> Path:
+        return self.dataset_dir(kind) / "tokenizer"
+
+    # -- train -----------------------------------------------------------------
+    @property
+    def student_init_dir(self) -> Path:
+        """The depth-pruned starting weights, when student.init asks for them."""
+        return self.run_dir / "student-init"
+
+    @property
+    def student_init_recipe(self) -> Path:
+        return self.student_init_dir / "init.json"
+
+    @property
+    def student_dir(self) -> Path:
+        """Where the trained student is saved."""
+        return self.run_dir / "student"
+
+    @property
+    def train_summary(self) -> Path:
+        return self.student_dir / "train.json"
+
+    @property
+    def student_card(self) -> Path:
+        return self.student_dir / "README.md"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.student_dir / "checkpoints"
+
+    # -- eval ------------------------------------------------------------------
+    @property
+    def eval_result(self) -> Path:
+        return self.run_dir / "eval.json"
+
+    @property
+    def eval_plot(self) -> Path:
+        return self.run_dir / "eval.png"
+
+    # -- audit -----------------------------------------------------------------
+    @property
+    def audit_dir(self) -> Path:
+        return self.run_dir / "audit"
+
+    @property
+    def manifest(self) -> Path:
+        return self.audit_dir / "manifest.json"
+
+    @property
+    def manifest_sha256(self) -> Path:
+        return self.audit_dir / "manifest.sha256"
+
+    @property
+    def manifest_seal(self) -> Path:
+        return self.audit_dir / "manifest.hmac"
+
+    @property
+    def report_md(self) -> Path:
+        return self.audit_dir / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        return self.audit_dir / "report.html"
+
+    @property
+    def bom(self) -> Path:
+        return self.audit_dir / "bom.cdx.json"
+
+    @property
+    def audit_reports(self) -> tuple[Path, Path, Path]:
+        """The audit's files besides the manifest, which lists their hashes."""
+        return self.report_md, self.report_html, self.bom
+
+    # -- the folder itself -----------------------------------------------------
+    @property
+    def lock(self) -> Path:
+        """The lock file every writing stage holds (run_lock.py)."""
+        return self.run_dir / ".synthdistill.lock"
