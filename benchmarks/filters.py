@@ -60,7 +60,9 @@ HELD_OUT_ITEMS = 1000
 def synthetic_records(count: int, seed: int = 0) -> tuple[list[HarvestRecord], list[tuple[str, str]]]:
     """`count` records with the SHARES of problems, and the held-out texts some of them copy."""
     rng = random.Random(seed)
-    vocabulary = [f"{rng.choice('bcdfghklmnprstvz')}{rng.choice('aeiou')}{rng.choice('lmnrst')}{i}" for i in range(3000)]
+    vocabulary = [
+        f"{rng.choice('bcdfghklmnprstvz')}{rng.choice('aeiou')}{rng.choice('lmnrst')}{i}" for i in range(3000)
+    ]
     held_out = [(f"heldout.jsonl:{i + 1}", " ".join(rng.choices(vocabulary, k=30))) for i in range(HELD_OUT_ITEMS)]
     sampling, usage = Sampling(), Usage(prompt_tokens=20, completion_tokens=80)
     good_logprobs = [[rng.uniform(-1.2, 0.0) for _ in range(80)] for _ in range(64)]
@@ -126,7 +128,12 @@ def prepared_steps(held_out: list[tuple[str, str]]):
     for spec in PIPELINE:
         step = resolve_step(spec)
         if spec.name == "verify":
-            step = step.__class__(step.name, step.params.with_verifiers({"bench-math": {"kind": "answer", "field": "answer"}}), step.function, step.config_params)
+            step = step.__class__(
+                step.name,
+                step.params.with_verifiers({"bench-math": {"kind": "answer", "field": "answer"}}),
+                step.function,
+                step.config_params,
+            )
         elif spec.name == "decontaminate":
             step = step.__class__(step.name, step.params.with_references(held_out), step.function, step.config_params)
         steps.append(step)
@@ -138,8 +145,17 @@ def machine() -> str:
     model = ""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")), "")
-    return f"{cores} cores ({model or platform.processor() or 'unknown CPU'}), no GPU, Python {platform.python_version()}"
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in cpuinfo.read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
+    return (
+        f"{cores} cores ({model or platform.processor() or 'unknown CPU'}), no GPU, Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,8 +34,9 @@ TOP_K = 5
 
 def start_server() -> tuple[subprocess.Popen, str]:
     """The fake server in its own process; returns it and its base URL."""
-    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "openai_server.py"), "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "openai_server.py"), "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     line = server.stdout.readline().strip()
     if not line.startswith("READY "):
         server.kill()
@@ -52,16 +53,27 @@ async def bare_loop(base_url: str, n: int, concurrency: int) -> float:
     except ImportError:
         raise SystemExit("this benchmark needs the `bench` extra: pip install 'synthdistill[bench]'") from None
 
-    client = AsyncOpenAI(base_url=base_url, api_key="sk-benchmark", max_retries=0,
-                         http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency,
-                                                                           max_keepalive_connections=concurrency)))
+    client = AsyncOpenAI(
+        base_url=base_url,
+        api_key="sk-benchmark",
+        max_retries=0,
+        http_client=httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        ),
+    )
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> None:
         async with gate:
             await client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": question(i)}], max_tokens=64,
-                temperature=0.7, top_p=1.0, seed=0, logprobs=True, top_logprobs=TOP_K,
+                model="fake-model",
+                messages=[{"role": "user", "content": question(i)}],
+                max_tokens=64,
+                temperature=0.7,
+                top_p=1.0,
+                seed=0,
+                logprobs=True,
+                top_logprobs=TOP_K,
             )
 
     started = time.perf_counter()
@@ -76,8 +88,13 @@ def harvest_run(base_url: str, n: int, concurrency: int, root: Path) -> tuple[fl
     from synthdistill import harvest
     from synthdistill.config import load_config
 
-    config_path = write_project(root, base_url, n, teacher={"max_concurrency": concurrency, "timeout_s": 60},
-                                harvest={"max_tokens": 64, "top_logprobs": TOP_K})
+    config_path = write_project(
+        root,
+        base_url,
+        n,
+        teacher={"max_concurrency": concurrency, "timeout_s": 60},
+        harvest={"max_tokens": 64, "top_logprobs": TOP_K},
+    )
     started = time.perf_counter()
     summary = harvest.run(load_config(config_path))
     seconds = time.perf_counter() - started
@@ -87,16 +104,30 @@ def harvest_run(base_url: str, n: int, concurrency: int, root: Path) -> tuple[fl
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return (
+        f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--write-results", action="store_true", help="write benchmarks/results/harvest_overhead-<date>.md")
+    parser.add_argument(
+        "--write-results", action="store_true", help="write benchmarks/results/harvest_overhead-<date>.md"
+    )
     args = parser.parse_args(argv)
 
     load_before = " / ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -110,10 +141,16 @@ def main(argv: list[str] | None = None) -> int:
         server.wait()
     bare_rps, harvest_rps = args.requests / bare_s, args.requests / harvest_s
     result = {
-        "requests": args.requests, "concurrency": args.concurrency, "top_logprobs": TOP_K,
-        "bare_async_openai_rps": round(bare_rps, 1), "synthdistill_harvest_rps": round(harvest_rps, 1),
-        "ratio": round(harvest_rps / bare_rps, 3), "machine": machine(), "date": date.today().isoformat(),
-        "harvest_requests_sent": summary["requests_sent"], "load_before": load_before,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "top_logprobs": TOP_K,
+        "bare_async_openai_rps": round(bare_rps, 1),
+        "synthdistill_harvest_rps": round(harvest_rps, 1),
+        "ratio": round(harvest_rps / bare_rps, 3),
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "harvest_requests_sent": summary["requests_sent"],
+        "load_before": load_before,
     }
     print(f"bare AsyncOpenAI loop : {bare_rps:8.1f} requests/s ({bare_s:.2f} s)")
     print(f"synthdistill harvest  : {harvest_rps:8.1f} requests/s ({harvest_s:.2f} s)")

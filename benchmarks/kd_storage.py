@@ -94,9 +94,7 @@ def measure(rows: list[dict], id_type: str, folder: Path) -> dict:
 
     table = pa.Table.from_pylist(rows, schema=_kd_schema(id_type))
     id_bytes = pa.type_for_alias(id_type).bit_width // 8
-    answer_positions = [
-        len(ids) for row in rows for ids, label in zip(row["kd_ids"], row["labels"]) if label != -100
-    ]
+    answer_positions = [len(ids) for row in rows for ids, label in zip(row["kd_ids"], row["labels"]) if label != -100]
     answer = len(answer_positions)
     path = folder / f"kd-{id_type}.parquet"
     pq.write_table(table, path)
@@ -118,8 +116,11 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     memory = ""
     if Path("/proc/cpuinfo").exists():
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     if Path("/proc/meminfo").exists():
         total_kib = int(Path("/proc/meminfo").read_text().split()[1])

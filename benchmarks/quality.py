@@ -110,7 +110,9 @@ def markdown_report(results: list[dict]) -> str:
     lines = [head, "|---" * (4 + len(METRICS)) + "|"]
     for split in splits:
         first = by[(split, labels[0])]
-        rows = [("untrained", first["untrained"], 0)] + [(lab, by[(split, lab)]["trained"], by[(split, lab)]["steps"]) for lab in labels]
+        rows = [("untrained", first["untrained"], 0)] + [
+            (lab, by[(split, lab)]["trained"], by[(split, lab)]["steps"]) for lab in labels
+        ]
         for name, metrics, steps in rows:
             values = " | ".join(f"{metrics[key]:.4f}" for key, _, _ in METRICS)
             lines.append(f"| {split} | {first['examples']} / {first['answer_tokens']} | {name} | {steps} | {values} |")

@@ -222,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory_mib": peak_of,
         "step_peak_over_baseline_mib": step_peak_of,
         "over_sft": {
-            variant: {"time": round(time_of[variant] / time_of["sft"], 3), "peak_memory": round(peak_of[variant] / peak_of["sft"], 3)}
+            variant: {
+                "time": round(time_of[variant] / time_of["sft"], 3),
+                "peak_memory": round(peak_of[variant] / peak_of["sft"], 3),
+            }
             for variant in variants
             if variant != "sft" and "sft" in variants
         },

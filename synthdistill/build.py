@@ -202,9 +202,14 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
     with_targets = sum(sum(row["kd_mask"]) for row in rows_by_key.values())
     coverage = round(with_targets / answer_tokens, 4) if answer_tokens else 0.0
     if coverage == 0.0:
-        return None, coverage, dropped, (
-            "no answer token got KD targets: the teacher's tokens never line up with the student's "
-            f"(masked positions: {masked})"
+        return (
+            None,
+            coverage,
+            dropped,
+            (
+                "no answer token got KD targets: the teacher's tokens never line up with the student's "
+                f"(masked positions: {masked})"
+            ),
         )
     id_type = "uint16" if len(tokenizer) <= UINT16_VOCAB else "int32"
     kept = [r for r in records if r.request_key in rows_by_key]

@@ -37,7 +37,9 @@ class _Strict(BaseModel):
 class TeacherConfig(_Strict):
     backend: Literal["openai", "openai-batch", "transformers"] = "openai"
     model: str = Field(description="Model id sent to the API, or a path / embedded model for transformers")
-    base_url: str | list[str] | None = Field(None, description="OpenAI-compatible base URL, or a list to spread requests over")
+    base_url: str | list[str] | None = Field(
+        None, description="OpenAI-compatible base URL, or a list to spread requests over"
+    )
     api_key_env: str | None = Field(None, description="NAME of the environment variable holding the API key")
     api_style: Literal["auto", "openai", "vllm", "llamacpp", "together", "ollama"] = Field(
         "auto",
@@ -79,8 +81,9 @@ class UseConfig(_Strict):
 
     commercial: bool = Field(True, description="The datasets or the student serve a commercial purpose")
     distribute_student: bool = Field(
-        True, description="The student is given to others (a hosted student is 'made available', which some licences "
-        "bind whether or not it is distributed)"
+        True,
+        description="The student is given to others (a hosted student is 'made available', which some licences "
+        "bind whether or not it is distributed)",
     )
     competes_with_teacher_provider: bool = Field(
         False, description="The student competes with the teacher provider's products or services"
@@ -103,22 +106,26 @@ class HarvestConfig(_Strict):
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
     budget_usd: float | None = Field(None, ge=0)
     give_up_after_s: float | None = Field(
-        300, gt=0,
+        300,
+        gt=0,
         description="End the harvest (exit 1, answers kept) when the teacher has given no answer for this many "
         "seconds; null = wait for ever",
     )
     max_pause_s: float | None = Field(
-        900, gt=0,
+        900,
+        gt=0,
         description="End the harvest (exit 1, answers kept) once failure pauses of every sender add up to this "
         "many seconds; null = no cap",
     )
     progress_every_s: float = Field(
-        10, gt=0,
+        10,
+        gt=0,
         description="Without a terminal: one progress line on stderr every this many seconds "
         "(a JSON event per line under --json)",
     )
     max_prompt_chars: int = Field(
-        DEFAULT_MAX_PROMPT_CHARS, ge=1,
+        DEFAULT_MAX_PROMPT_CHARS,
+        ge=1,
         description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",
     )
 
@@ -145,7 +152,12 @@ _FILTER_ENTRY_SCHEMA = {
             "description": "{filter name: {params}}",
         },
     ],
-    "examples": ["finished", "refusal", {"dedup": {"exact": True, "near_threshold": 0.9}}, {"pii": {"action": "redact"}}],
+    "examples": [
+        "finished",
+        "refusal",
+        {"dedup": {"exact": True, "near_threshold": 0.9}},
+        {"pii": {"action": "redact"}},
+    ],
 }
 
 
@@ -196,7 +208,8 @@ class DistillConfig(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Run folder name: <output_dir>/<name>/")
     output_dir: str = Field(
-        "outputs", description="Where run folders go, relative to distill.yaml; outside the project only with allow_outside_project"
+        "outputs",
+        description="Where run folders go, relative to distill.yaml; outside the project only with allow_outside_project",
     )
     allow_outside_project: bool = Field(
         False,
@@ -279,7 +292,8 @@ def _check_inside(config: DistillConfig, line: int | None) -> None:
         raise UnsafeWriteError(
             f"output_dir '{config.output_dir}' leads outside the project folder {project} (to {target}); "
             "pass --allow-outside or set allow_outside_project: true to write there",
-            file=config.path, line=line if "output_dir" in config.model_fields_set else None,
+            file=config.path,
+            line=line if "output_dir" in config.model_fields_set else None,
         )
 
 

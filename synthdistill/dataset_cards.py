@@ -30,7 +30,13 @@ def provenance(config: DistillConfig, records: list[HarvestRecord], decision: De
     from synthdistill.packs import configured_packs
 
     packs = [
-        {"name": pack.name, "version": pack.version, "licence": pack.licence, "source": pack.source, "sha256": pack.content_sha256()}
+        {
+            "name": pack.name,
+            "version": pack.version,
+            "licence": pack.licence,
+            "source": pack.source,
+            "sha256": pack.content_sha256(),
+        }
         for pack in configured_packs(config)
     ]
     return {
@@ -56,7 +62,9 @@ def _hf_licence(packs: list[dict]) -> dict[str, str]:
     return {"license": "other", "license_name": " AND ".join(licences) or "unknown"}
 
 
-def write_card(kind: str, config: DistillConfig, decision: Decision, info: dict[str, Any], counts: dict[str, int]) -> None:
+def write_card(
+    kind: str, config: DistillConfig, decision: Decision, info: dict[str, Any], counts: dict[str, int]
+) -> None:
     """README.md with Hub metadata, plus provenance.json, in a dataset folder."""
     layout = config.layout
     layout.dataset_dir(kind).mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,14 @@ def printable(text: str) -> str:
     """`text` with each non-printable character (newline, NUL, lone surrogate, …) escaped as \\n, \\x00, \\ud800."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                   if not 0xD800 <= ord(c) <= 0xDFFF else f"\\u{ord(c):04x}" for c in text)
+    return "".join(
+        c
+        if c.isprintable()
+        else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if not 0xD800 <= ord(c) <= 0xDFFF
+        else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 class SynthdistillError(Exception):

@@ -119,7 +119,7 @@ def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, he
         prompts = [p for p in pack.prompts if p.prompt_id in held_out][:MAX_GENERATIONS_PER_PACK]
         if not prompts:
             continue
-        max_new = (pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None)
+        max_new = pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None
         passed = 0
         for prompt in prompts:
             ids = prompt_token_ids(tokenizer, [m.model_dump() for m in prompt.messages])

@@ -1,9 +1,9 @@
 """The filter stage's I/O: ledger in; `filtered/` out.
 
-    filtered/kept.jsonl       the records that passed every step (redacted where `pii` redacts)
-    filtered/dropped.jsonl    every dropped record with its filter and reason
-    filtered/modified.jsonl   {filter, note, request_key} of each kept record a step changed
-    filtered/report.json      the funnel: per-step input/kept/dropped, reason counts, seconds
+filtered/kept.jsonl       the records that passed every step (redacted where `pii` redacts)
+filtered/dropped.jsonl    every dropped record with its filter and reason
+filtered/modified.jsonl   {filter, note, request_key} of each kept record a step changed
+filtered/report.json      the funnel: per-step input/kept/dropped, reason counts, seconds
 """
 
 from __future__ import annotations
@@ -79,11 +79,15 @@ def current_records(config: DistillConfig, stored: list[HarvestRecord]) -> tuple
     return current, len(stored) - len(current)
 
 
-def split_refused(records: list[HarvestRecord], refused: dict[str, str]) -> tuple[list[HarvestRecord], list[DroppedRecord]]:
+def split_refused(
+    records: list[HarvestRecord], refused: dict[str, str]
+) -> tuple[list[HarvestRecord], list[DroppedRecord]]:
     """Answers from a model the gate refused (the server answered as it) are dropped before any filter, with why."""
     kept = [r for r in records if r.model_answered not in refused]
     dropped = [
-        DroppedRecord(filter="gate", reason=f"answering-model-refused: {r.model_answered}: {refused[r.model_answered]}", record=r)
+        DroppedRecord(
+            filter="gate", reason=f"answering-model-refused: {r.model_answered}: {refused[r.model_answered]}", record=r
+        )
         for r in records
         if r.model_answered in refused
     ]
@@ -114,7 +118,8 @@ def read_kept(config: DistillConfig) -> list[HarvestRecord]:
                 raise DamagedFileError(
                     "not a complete record (the file is truncated or was edited); "
                     f"run `synthdistill filter -c {config.path.name}` again to rewrite it",
-                    file=path, line=number,
+                    file=path,
+                    line=number,
                 ) from None
     return records
 
@@ -122,4 +127,3 @@ def read_kept(config: DistillConfig) -> list[HarvestRecord]:
 def read_report(config: DistillConfig) -> dict:
     path = config.layout.filter_report
     return json.loads(path.read_text()) if path.exists() else {}
-

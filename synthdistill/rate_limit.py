@@ -124,8 +124,12 @@ class TokenBucket:
 class RateLimiter:
     """Both buckets of a teacher (None = unlimited until a server names a limit) and a shared pause."""
 
-    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        requests_per_minute: float | None,
+        tokens_per_minute: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self._clock = clock
         self.buckets: dict[str, TokenBucket | None] = {
             "requests": TokenBucket(requests_per_minute, clock) if requests_per_minute else None,

@@ -153,9 +153,21 @@ class HarvestRecord(BaseModel):
     top_logprobs: list[list[float]] | None = None
 
     @classmethod
-    def from_completion(cls, prompt: Prompt, request: TeacherRequest, completion: Completion, *, model_requested: str,
-                        backend: str, endpoint: str | None, attempts: int, latency_ms: float, policy_id: str,
-                        decision: str, harvested_at: str) -> HarvestRecord:
+    def from_completion(
+        cls,
+        prompt: Prompt,
+        request: TeacherRequest,
+        completion: Completion,
+        *,
+        model_requested: str,
+        backend: str,
+        endpoint: str | None,
+        attempts: int,
+        latency_ms: float,
+        policy_id: str,
+        decision: str,
+        harvested_at: str,
+    ) -> HarvestRecord:
         """The ledger record of one answer (every backend's answers are built here)."""
         logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
         return cls(

@@ -30,8 +30,13 @@ BRAKE_FIRST_PAUSE_S = 1.0
 BRAKE_MAX_PAUSE_S = 60.0
 
 
-def backoff_seconds(attempt: int, retry_after: float | None, rng: random.Random | None = None,
-                    base_s: float = 0.5, max_s: float = MAX_BACKOFF_S) -> float:
+def backoff_seconds(
+    attempt: int,
+    retry_after: float | None,
+    rng: random.Random | None = None,
+    base_s: float = 0.5,
+    max_s: float = MAX_BACKOFF_S,
+) -> float:
     """Wait after failed attempt number `attempt` (1-based): full jitter over base·2^(attempt-1), capped, ≥ Retry-After."""
     exponential = min(max_s, base_s * (2 ** (attempt - 1)))
     wait = (rng or random).uniform(0, exponential)
@@ -41,8 +46,12 @@ def backoff_seconds(attempt: int, retry_after: float | None, rng: random.Random 
 class FailureBrake:
     """Counts retryable faults in a row across all requests; past `threshold`, says how long to pause everyone."""
 
-    def __init__(self, threshold: int = BRAKE_THRESHOLD, first_pause_s: float = BRAKE_FIRST_PAUSE_S,
-                 max_pause_s: float = BRAKE_MAX_PAUSE_S):
+    def __init__(
+        self,
+        threshold: int = BRAKE_THRESHOLD,
+        first_pause_s: float = BRAKE_FIRST_PAUSE_S,
+        max_pause_s: float = BRAKE_MAX_PAUSE_S,
+    ):
         self.threshold = threshold
         self.first_pause_s = first_pause_s
         self.max_pause_s = max_pause_s

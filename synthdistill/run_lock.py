@@ -60,4 +60,3 @@ def run_folder_lock(run_dir: Path, command: str) -> Iterator[Path]:
 def is_secondary_rank() -> bool:
     """True in the non-zero ranks of a distributed launch, which share rank 0's lock."""
     return os.environ.get("RANK", "0") != "0"
-

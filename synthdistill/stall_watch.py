@@ -20,17 +20,20 @@ from synthdistill.errors import TeacherStuck
 
 
 def describe_errors(errors_by_kind: dict[str, int]) -> str:
-    """"429 ×57, timeout ×3", or what it means that there were none."""
+    """ "429 ×57, timeout ×3", or what it means that there were none."""
     if not errors_by_kind:
         return "no answer and no error (every request was still waiting)"
-    return "only errors: " + ", ".join(f"{kind} ×{n}" for kind, n in sorted(errors_by_kind.items(), key=lambda kv: -kv[1]))
+    return "only errors: " + ", ".join(
+        f"{kind} ×{n}" for kind, n in sorted(errors_by_kind.items(), key=lambda kv: -kv[1])
+    )
 
 
 class StallWatch:
     """Tracks the last answer and the pause time; `check` says why to give up, if it is time."""
 
-    def __init__(self, give_up_after_s: float | None, max_pause_s: float | None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, give_up_after_s: float | None, max_pause_s: float | None, clock: Callable[[], float] = time.monotonic
+    ):
         self.give_up_after_s = give_up_after_s
         self.max_pause_s = max_pause_s
         self.clock = clock
@@ -49,8 +52,10 @@ class StallWatch:
         if self.give_up_after_s is not None and silent_s >= self.give_up_after_s:
             why = f"gave no answer for {silent_s:.0f} s (harvest.give_up_after_s = {self.give_up_after_s:g})"
         elif self.max_pause_s is not None and self.paused_s >= self.max_pause_s:
-            why = (f"kept failing until every sender had paused {self.paused_s:.0f} s in all "
-                   f"(harvest.max_pause_s = {self.max_pause_s:g})")
+            why = (
+                f"kept failing until every sender had paused {self.paused_s:.0f} s in all "
+                f"(harvest.max_pause_s = {self.max_pause_s:g})"
+            )
         else:
             return
         raise TeacherStuck(

@@ -92,13 +92,13 @@ def check_ledger_file(path: Path) -> None:
     """Refuse an existing ledger that is empty, not SQLite, or shorter than its header says (truncated)."""
     size = path.stat().st_size
     if size == 0:
-        raise DamagedFileError(f"the harvest ledger is empty (0 bytes), so it holds no answers; {RESTART_HINT}",
-                               file=path)
+        raise DamagedFileError(
+            f"the harvest ledger is empty (0 bytes), so it holds no answers; {RESTART_HINT}", file=path
+        )
     with path.open("rb") as handle:
         header = handle.read(100)
     if not header.startswith(SQLITE_MAGIC) or len(header) < 100:
-        raise DamagedFileError(f"not a synthdistill harvest ledger (not an SQLite database); {RESTART_HINT}",
-                               file=path)
+        raise DamagedFileError(f"not a synthdistill harvest ledger (not an SQLite database); {RESTART_HINT}", file=path)
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
@@ -209,7 +209,9 @@ class HarvestStore:
         return cursor.rowcount == 1
 
     @_guarded
-    def put_failed(self, request_key: str, prompt_id: str, pack: str, sample_index: int, kind: str, error: str, attempts: int) -> None:
+    def put_failed(
+        self, request_key: str, prompt_id: str, pack: str, sample_index: int, kind: str, error: str, attempts: int
+    ) -> None:
         """Record a request whose retries ran out, with its last error (never over an answer)."""
         self._db.execute(
             """
@@ -231,7 +233,8 @@ class HarvestStore:
             (model, reason, utc_now()),
         )
         row = self._db.execute(
-            "SELECT COUNT(*) FROM requests WHERE status = 'done' AND json_extract(record, '$.model_answered') = ?", (model,)
+            "SELECT COUNT(*) FROM requests WHERE status = 'done' AND json_extract(record, '$.model_answered') = ?",
+            (model,),
         ).fetchone()
         return int(row[0])
 
@@ -246,7 +249,8 @@ class HarvestStore:
 
     def finish_run(self, run_id: int, summary: dict) -> None:
         self._db.execute(
-            "UPDATE harvest_runs SET finished_at = ?, summary = ? WHERE id = ?", (utc_now(), json.dumps(summary), run_id)
+            "UPDATE harvest_runs SET finished_at = ?, summary = ? WHERE id = ?",
+            (utc_now(), json.dumps(summary), run_id),
         )
 
     def put_batch(self, batch_id: str, input_file_id: str, request_keys: list[str], status: str) -> None:
@@ -287,8 +291,9 @@ class HarvestStore:
         try:
             return HarvestRecord.model_validate_json(payload)
         except ValueError:  # pydantic's ValidationError included
-            raise DamagedFileError(f"the stored answer of request {key} is not a valid record; {RESTART_HINT}",
-                                   file=self.path) from None
+            raise DamagedFileError(
+                f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path
+            ) from None
 
     @_guarded
     def failures(self) -> list[dict]:
@@ -386,8 +391,17 @@ class LedgerReader:
 
     def answer_groups(self) -> list[dict]:
         """Answers grouped by teacher, endpoint, pack and decision, summed in SQL: records are never parsed here."""
-        fields = ("model_requested", "model_answered", "backend", "endpoint", "system_fingerprint", "pack",
-                  "pack_version", "policy_id", "decision")
+        fields = (
+            "model_requested",
+            "model_answered",
+            "backend",
+            "endpoint",
+            "system_fingerprint",
+            "pack",
+            "pack_version",
+            "policy_id",
+            "decision",
+        )
         keys = ", ".join(f"json_extract(record, '$.{name}') AS {name}" for name in fields)
         return self._dicts(
             f"""

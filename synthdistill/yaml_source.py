@@ -126,13 +126,19 @@ def _compose_with(loader_class: type, text: str, path: Path, error: type[InputEr
         try:
             size = _expanded_size(node, {}, set())
         except RecursionError:
-            raise error("a YAML alias refers to the node that contains it (a cycle); write the values out",
-                        file=path, line=_first_alias_line(text)) from None
+            raise error(
+                "a YAML alias refers to the node that contains it (a cycle); write the values out",
+                file=path,
+                line=_first_alias_line(text),
+            ) from None
         first_alias = _first_alias_line(text) if size > MAX_YAML_NODES else None
         if first_alias is not None:  # a large file without aliases is bounded by MAX_YAML_BYTES instead
             raise error(
                 f"YAML aliases expand this file past {MAX_YAML_NODES} nodes (an alias bomb?); "
-                "write the values out instead of nesting aliases", file=path, line=first_alias)
+                "write the values out instead of nesting aliases",
+                file=path,
+                line=first_alias,
+            )
         return loader.construct_document(node), node
     finally:
         loader.dispose()
@@ -146,8 +152,11 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDoc
     except OSError:
         size = 0  # _read_text reports a missing or unreadable file
     if size > MAX_YAML_BYTES:
-        raise error(f"file is {size} bytes, over the {MAX_YAML_BYTES}-byte limit for YAML files; "
-                    "put long lists of rows in a JSONL rows file", file=path)
+        raise error(
+            f"file is {size} bytes, over the {MAX_YAML_BYTES}-byte limit for YAML files; "
+            "put long lists of rows in a JSONL rows file",
+            file=path,
+        )
     text = _read_text(path, error)
     try:
         data, node = _compose_bounded(text, path, error)
@@ -159,8 +168,9 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDoc
     except yaml.reader.ReaderError as exc:  # a control character YAML does not allow (NUL, …)
         line = text[: exc.position].count("\n") + 1
         char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        raise error(f"invalid YAML: the character U+{ord(char):04X} is not allowed in YAML; remove it",
-                    file=path, line=line) from None
+        raise error(
+            f"invalid YAML: the character U+{ord(char):04X} is not allowed in YAML; remove it", file=path, line=line
+        ) from None
     except yaml.YAMLError as exc:
         raise error(f"invalid YAML: {str(exc).splitlines()[0]}", file=path) from None
     except RecursionError:
@@ -183,8 +193,11 @@ def _refuse_surrogates(root: yaml.Node, path: Path, error: type[InputError]) -> 
         seen.add(id(node))
         if isinstance(node, yaml.ScalarNode):
             if isinstance(node.value, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in node.value):
-                raise error("a lone surrogate (a \\uD800-\\uDFFF escape without its pair) is not text; remove it",
-                            file=path, line=node.start_mark.line + 1)
+                raise error(
+                    "a lone surrogate (a \\uD800-\\uDFFF escape without its pair) is not text; remove it",
+                    file=path,
+                    line=node.start_mark.line + 1,
+                )
         elif isinstance(node, yaml.MappingNode):
             stack.extend(n for pair in node.value for n in pair)
         else:
@@ -206,8 +219,9 @@ def read_jsonl(path: str | Path, error: type[InputError] = InputError) -> list[t
     return rows
 
 
-def iter_jsonl(path: str | Path, error: type[InputError] = InputError,
-               max_line_bytes: int | None = None) -> Iterator[tuple[int, Any]]:
+def iter_jsonl(
+    path: str | Path, error: type[InputError] = InputError, max_line_bytes: int | None = None
+) -> Iterator[tuple[int, Any]]:
     """Rows of a JSONL file as (line number, object), read one line at a time.
 
     Nothing past the row the caller stops at is read, and a line longer than
@@ -228,13 +242,17 @@ def iter_jsonl(path: str | Path, error: type[InputError] = InputError,
                 return
             number += 1
             if max_line_bytes and len(raw) > max_line_bytes:
-                raise error(f"line is longer than {max_line_bytes} bytes; shorten the row "
-                            "(or raise harvest.max_prompt_chars)", file=path, line=number)
+                raise error(
+                    f"line is longer than {max_line_bytes} bytes; shorten the row (or raise harvest.max_prompt_chars)",
+                    file=path,
+                    line=number,
+                )
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise error(f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
-                            file=path, line=number) from None
+                raise error(
+                    f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8", file=path, line=number
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -272,13 +290,15 @@ def _nested_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def unknown_key_message(dotted: str, key: str, options: list[str]) -> str:
-    """"unknown key 'a.b'" with the closest valid key (or the list of valid keys)."""
+    """ "unknown key 'a.b'" with the closest valid key (or the list of valid keys)."""
     close = difflib.get_close_matches(key, options, n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else (f"; valid keys: {', '.join(options)}" if options else "")
     return f"unknown key '{dotted}'{hint}"
 
 
-def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc: YamlDocument) -> tuple[str, int | None]:
+def describe_validation_error(
+    exc: ValidationError, model: type[BaseModel], doc: YamlDocument
+) -> tuple[str, int | None]:
     """Turn the first pydantic error into (message, line), suggesting the closest valid key."""
     # An unknown key first: a misspelt required key also reports the real key as missing,
     # and "did you mean" is the message that helps.
@@ -300,7 +320,9 @@ def describe_validation_error(exc: ValidationError, model: type[BaseModel], doc:
     return message, doc.line_of(loc)
 
 
-def validate_document(doc: YamlDocument, model: type[ModelT], error: type[InputError], context: dict | None = None) -> ModelT:
+def validate_document(
+    doc: YamlDocument, model: type[ModelT], error: type[InputError], context: dict | None = None
+) -> ModelT:
     """Validate a parsed document into `model`, raising `error` with file, line and key path."""
     if not isinstance(doc.data, dict):
         raise error("expected a mapping of keys at the top level", file=doc.path, line=1)

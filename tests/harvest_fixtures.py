@@ -37,8 +37,15 @@ def write_pack(folder: Path, questions: list[str], name: str = "tiny") -> Path:
     return folder
 
 
-def write_project(root: Path, base_url: str | list[str], n_prompts: int = 10, *, teacher: dict | None = None,
-                  harvest: dict | None = None, pricing: dict | None = None) -> Path:
+def write_project(
+    root: Path,
+    base_url: str | list[str],
+    n_prompts: int = 10,
+    *,
+    teacher: dict | None = None,
+    harvest: dict | None = None,
+    pricing: dict | None = None,
+) -> Path:
     """A project (pack, policies/fake.yaml, optional pricing.yaml, distill.yaml); returns distill.yaml's path."""
     root.mkdir(parents=True, exist_ok=True)
     write_pack(root / "prompts" / "tiny", [question(i) for i in range(n_prompts)])
@@ -48,8 +55,16 @@ def write_project(root: Path, base_url: str | list[str], n_prompts: int = 10, *,
         (root / "pricing.yaml").write_text(yaml.safe_dump(pricing, sort_keys=False))
     config = {
         "name": "run",
-        "teacher": {"backend": "openai", "model": FAKE_MODEL, "base_url": base_url, "policy": "fake",
-                    "max_concurrency": 8, "timeout_s": 10, "max_retries": 8, **(teacher or {})},
+        "teacher": {
+            "backend": "openai",
+            "model": FAKE_MODEL,
+            "base_url": base_url,
+            "policy": "fake",
+            "max_concurrency": 8,
+            "timeout_s": 10,
+            "max_retries": 8,
+            **(teacher or {}),
+        },
         "harvest": {"packs": ["prompts/tiny"], "max_tokens": 64, "top_logprobs": 5, **(harvest or {})},
     }
     path = root / "distill.yaml"

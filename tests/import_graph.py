@@ -16,10 +16,27 @@ PACKAGE = Path(__file__).resolve().parent.parent / "synthdistill"
 # pull torch: a command that does not need them must not load them. An import inside a
 # function is there to keep one of these off a path that does not need it, and for no
 # other reason.
-HEAVY = frozenset({
-    "accelerate", "datasets", "datasketch", "httpx", "jsonschema", "llama_cpp", "matplotlib", "numpy",
-    "openai", "peft", "pyarrow", "safetensors", "scipy", "tokenizers", "torch", "transformers", "trl",
-})
+HEAVY = frozenset(
+    {
+        "accelerate",
+        "datasets",
+        "datasketch",
+        "httpx",
+        "jsonschema",
+        "llama_cpp",
+        "matplotlib",
+        "numpy",
+        "openai",
+        "peft",
+        "pyarrow",
+        "safetensors",
+        "scipy",
+        "tokenizers",
+        "torch",
+        "transformers",
+        "trl",
+    }
+)
 
 
 @dataclass
@@ -32,8 +49,8 @@ class Module:
     deferred: list[tuple[int, str]] = field(default_factory=list)  # (line, target) of imports inside functions
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+def module_name(path: Path, package: Path = PACKAGE) -> str:
+    parts = list(path.relative_to(package.parent).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -62,12 +79,12 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
 def read_modules(package: Path = PACKAGE) -> dict[str, Module]:
     """Every module of the package with what it imports at load time and inside functions."""
     paths = sorted(package.rglob("*.py"))
-    names = {module_name(path) for path in paths}
+    names = {module_name(path, package) for path in paths}
     modules: dict[str, Module] = {}
     for path in paths:
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
-        name = module_name(path)
+        name = module_name(path, package)
         module = Module(name, path, len(source.splitlines()))
         in_functions = {
             id(inner)
@@ -159,7 +176,9 @@ def main(argv: list[str]) -> None:
     print(f"modules: {len(modules)}  lines: {sum(sizes.values())}  largest: {largest} ({sizes[largest]})")
     print(f"import edges at load time: {sum(len(m.imports) for m in modules.values())}")
     deferred = [(m.name, t) for m in modules.values() for _, t in m.deferred]
-    print(f"imports inside functions: {len(deferred)} ({sum(t.startswith('synthdistill') for _, t in deferred)} of synthdistill modules)")
+    print(
+        f"imports inside functions: {len(deferred)} ({sum(t.startswith('synthdistill') for _, t in deferred)} of synthdistill modules)"
+    )
     print(f"import cycles (deferred imports counted): {len(cycles(modules))}")
     for group in cycles(modules):
         print("   ", " <-> ".join(group))

@@ -71,11 +71,13 @@ class Faults(BaseModel):
     models: list[str] | None = Field(None, description="known models; others get 404")
     system_fingerprint: str | None = "fp_fake_openai"
     dialect: Literal["openai", "llamacpp", "vllm", "together", "ollama"] = Field(
-        "openai", description="which server family's request and answer shapes")
+        "openai", description="which server family's request and answer shapes"
+    )
     seed: int = 0
     batch_polls_to_complete: int = Field(2, ge=1, description="Batch API: GET /batches/{id} calls until completed")
     batch_end: Literal["completed", "expired", "failed", "cancelled"] = Field(
-        "completed", description="Batch API: how a batch ends (all but completed answer no line)")
+        "completed", description="Batch API: how a batch ends (all but completed answer no line)"
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self) -> Faults:
@@ -105,7 +107,7 @@ def answer_text(prompt: str) -> str:
 def split_tokens(text: str) -> list[str]:
     """Tokens: whitespace-separated words with the whitespace before them; they join back to `text`."""
     tokens = re.findall(r"\s*\S+", text)
-    rest = text[len("".join(tokens)):]
+    rest = text[len("".join(tokens)) :]
     if rest:
         tokens = tokens[:-1] + [tokens[-1] + rest] if tokens else [rest]
     return tokens
@@ -161,8 +163,9 @@ def legacy_logprobs(tokens: list[str], k: int, with_ids: bool, as_ids: bool = Fa
     result = {
         "tokens": [spelled(token, as_ids) for token in tokens],
         "token_logprobs": [token_logprob(t) for t in range(len(tokens))],
-        "top_logprobs": [{spelled(a, as_ids): lp for a, lp in alternatives(token, t, k)}
-                         for t, token in enumerate(tokens)],
+        "top_logprobs": [
+            {spelled(a, as_ids): lp for a, lp in alternatives(token, t, k)} for t, token in enumerate(tokens)
+        ],
         "text_offset": offsets,
     }
     if with_ids:
@@ -222,8 +225,11 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
         "model": faults.model or body.get("model", "fake-model"),
         "system_fingerprint": faults.system_fingerprint,
         "choices": [choice],
-        "usage": {"prompt_tokens": prompt_words, "completion_tokens": len(tokens),
-                  "total_tokens": prompt_words + len(tokens)},
+        "usage": {
+            "prompt_tokens": prompt_words,
+            "completion_tokens": len(tokens),
+            "total_tokens": prompt_words + len(tokens),
+        },
     }
 
 
@@ -420,11 +426,16 @@ class FakeOpenAIServer:
             self._tasks.discard(task)
             writer.close()
 
-    async def _send(self, writer, status: int, payload: dict | bytes, keep_alive: bool,
-                    headers: dict[str, str] | None = None) -> bool:
+    async def _send(
+        self, writer, status: int, payload: dict | bytes, keep_alive: bool, headers: dict[str, str] | None = None
+    ) -> bool:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", "Content-Type: application/json",
-                f"Content-Length: {len(body)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
+        head = [
+            f"HTTP/1.1 {status} {HTTPStatus(status).phrase}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            f"Connection: {'keep-alive' if keep_alive else 'close'}",
+        ]
         head += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
         await writer.drain()
@@ -480,9 +491,16 @@ class FakeOpenAIServer:
             if body.get("input_file_id") not in self._files:
                 return 404, _error("No such File object", "invalid_request_error")
             batch_id = f"batch_{len(self._batches)}"
-            self._batches[batch_id] = {"id": batch_id, "object": "batch", "endpoint": body.get("endpoint"),
-                                       "input_file_id": body["input_file_id"], "status": "validating",
-                                       "output_file_id": None, "error_file_id": None, "polls": 0}
+            self._batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "input_file_id": body["input_file_id"],
+                "status": "validating",
+                "output_file_id": None,
+                "error_file_id": None,
+                "polls": 0,
+            }
             return 200, _public(self._batches[batch_id])
         if req.method == "GET" and parts[1] == "batches" and len(parts) == 3 and parts[2] in self._batches:
             with self._lock:
@@ -512,16 +530,32 @@ class FakeOpenAIServer:
             kind = self._decide(prompt)
             self._record(kind if kind != "slow" else "ok", prompt if kind in ("ok", "slow") else None)
             if kind in ("ok", "slow", "no-logprobs", "malformed"):
-                answer = {} if kind == "malformed" else build_answer(
-                    line["url"], body, self.faults, with_logprobs=kind != "no-logprobs")
-                output.append({"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id,
-                               "response": {"status_code": 200, "body": answer}, "error": None})
+                answer = (
+                    {}
+                    if kind == "malformed"
+                    else build_answer(line["url"], body, self.faults, with_logprobs=kind != "no-logprobs")
+                )
+                output.append(
+                    {
+                        "id": f"batch_req_{custom_id[:8]}",
+                        "custom_id": custom_id,
+                        "response": {"status_code": 200, "body": answer},
+                        "error": None,
+                    }
+                )
             else:
                 status = 500 if kind == "drop" else int(kind)
-                errors.append({"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id,
-                               "response": {"status_code": status,
-                                            "body": _error(f"{HTTPStatus(status).phrase} (injected)", "server_error")},
-                               "error": None})
+                errors.append(
+                    {
+                        "id": f"batch_req_{custom_id[:8]}",
+                        "custom_id": custom_id,
+                        "response": {
+                            "status_code": status,
+                            "body": _error(f"{HTTPStatus(status).phrase} (injected)", "server_error"),
+                        },
+                        "error": None,
+                    }
+                )
         for name, lines in (("output_file_id", output), ("error_file_id", errors)):
             if lines:
                 file_id = f"file-out-{len(self._files)}"
@@ -532,8 +566,9 @@ class FakeOpenAIServer:
     def _refusal(self, req: _Request, body: Any) -> tuple[int, dict] | None:
         """(status, error) for a request the API itself refuses: bad body, wrong key, unknown model."""
         if not _well_formed(req.path, body):
-            return 400, _error("request body needs 'messages' (chat) or 'prompt' (completions)",
-                               "invalid_request_error")
+            return 400, _error(
+                "request body needs 'messages' (chat) or 'prompt' (completions)", "invalid_request_error"
+            )
         f = self.faults
         if f.require_key is not None:
             given = req.headers.get("authorization", "")
@@ -545,8 +580,11 @@ class FakeOpenAIServer:
         if f.dialect == "together" and isinstance(body.get("logprobs"), bool):
             return 400, _error("logprobs: Input should be a valid integer", "invalid_request_error")
         if f.models is not None and body.get("model") not in f.models:
-            return 404, _error(f"The model `{body.get('model')}` does not exist or you do not have access to it.",
-                               "invalid_request_error", "model_not_found")
+            return 404, _error(
+                f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+                "invalid_request_error",
+                "model_not_found",
+            )
         return None
 
     async def _api(self, req: _Request, reader, writer) -> bool:
@@ -577,8 +615,9 @@ class FakeOpenAIServer:
             self._record(kind)
             status = int(kind)
             error_type = "server_error" if status >= 500 else "invalid_request_error"
-            return await self._send(writer, status, _error(f"{HTTPStatus(status).phrase} (injected)", error_type),
-                                    req.keep_alive)
+            return await self._send(
+                writer, status, _error(f"{HTTPStatus(status).phrase} (injected)", error_type), req.keep_alive
+            )
         if kind == "malformed":
             self._record(kind)
             return await self._send(writer, 200, MALFORMED_BODY, req.keep_alive)
@@ -669,11 +708,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     split = lambda text: [part for part in text.split(",") if part]  # noqa: E731
     faults = {
-        "fault_rate": args.fault_rate, "fault_kinds": split(args.fault_kinds),
-        "fail_first_n_per_prompt": args.fail_first_n_per_prompt, "fail_kinds": split(args.fail_kinds),
-        "schedule": split(args.schedule), "retry_after": args.retry_after, "latency_s": args.latency,
-        "slow_s": args.slow, "require_key": args.require_key, "auth_status": args.auth_status,
-        "model": args.model, "seed": args.seed, **json.loads(args.faults),
+        "fault_rate": args.fault_rate,
+        "fault_kinds": split(args.fault_kinds),
+        "fail_first_n_per_prompt": args.fail_first_n_per_prompt,
+        "fail_kinds": split(args.fail_kinds),
+        "schedule": split(args.schedule),
+        "retry_after": args.retry_after,
+        "latency_s": args.latency,
+        "slow_s": args.slow,
+        "require_key": args.require_key,
+        "auth_status": args.auth_status,
+        "model": args.model,
+        "seed": args.seed,
+        **json.loads(args.faults),
     }
     server = FakeOpenAIServer(port=args.port, **faults)
 

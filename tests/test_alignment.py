@@ -96,7 +96,15 @@ def test_gemma_teacher_aligns_onto_smollm2_student(smollm2):
         [30],
     ]
     assert result.kd_logprobs == [
-        [-0.1, -2.5], [-0.2, -2.0, -4.0], [-0.05], [-0.3], [-0.4, -1.2, -1.5], [], [], [], [-0.01]
+        [-0.1, -2.5],
+        [-0.2, -2.0, -4.0],
+        [-0.05],
+        [-0.3],
+        [-0.4, -1.2, -1.5],
+        [],
+        [],
+        [],
+        [-0.01],
     ]
     assert result.masked == {"no-teacher-token-with-same-boundaries": 2, "candidates-not-student-tokens": 1}
     assert result.kept == 6

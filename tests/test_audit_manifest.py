@@ -141,6 +141,7 @@ def test_dataset_provenance_triple(audited):
 def test_provenance_triples_take_the_most_restrictive_source():
     assert licence_triple("CC-BY-NC-SA-4.0", "pack 'x'")["use"] == "non-commercial"
     assert licence_triple("LicenseRef-mine", "pack 'x'")["use"] == "unspecified"
+
     def decision(**fields) -> Decision:
         return Decision(reason="decided", use={}, teacher_model="teacher", obligations=[], **fields)
 

@@ -20,7 +20,9 @@ def test_no_file_of_the_run_folder_holds_the_api_key(tmp_path, monkeypatch, caps
     assert main(["audit", "-c", str(run.config_path)]) == 0
     capsys.readouterr()
     files = [p for p in run.run_dir.rglob("*") if p.is_file()]
-    assert len(files) == 16  # 10 artifacts, 4 audit files, manifest.sha256 and the run folder's lock file: all read below
+    assert (
+        len(files) == 16
+    )  # 10 artifacts, 4 audit files, manifest.sha256 and the run folder's lock file: all read below
     assert _files_holding(run.run_dir, key.encode()) == []
     assert _files_holding(run.run_dir, key[8:].encode()) == []  # not even the key without its prefix
     manifest = json.loads((run.run_dir / "audit" / "manifest.json").read_text())

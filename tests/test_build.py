@@ -84,7 +84,10 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
 
     build_info = json.loads((kd_dir / "build.json").read_text())
     assert build_info["tokenizer_match"] == {"exact-ids": 1, "aligned-text": 1}
-    assert build_info["masked_positions"] == {"no-teacher-token-with-same-boundaries": 2, "candidates-not-student-tokens": 1}
+    assert build_info["masked_positions"] == {
+        "no-teacher-token-with-same-boundaries": 2,
+        "candidates-not-student-tokens": 1,
+    }
     assert build_info["kd_ids_dtype"] == "uint16" and build_info["coverage"] == summary.kd_coverage
     assert build_info["dropped"] == {"no-logprobs": 1}
 

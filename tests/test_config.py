@@ -45,7 +45,9 @@ def test_empty_filters_list_means_none(tmp_path):
 
 
 def test_unknown_key_names_file_line_path_and_suggestion(tmp_path):
-    path = write(tmp_path, MINIMAL.replace("  backend: transformers\n", "  backend: transformers\n  max_concurency: 4\n"))
+    path = write(
+        tmp_path, MINIMAL.replace("  backend: transformers\n", "  backend: transformers\n  max_concurency: 4\n")
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
@@ -92,7 +94,9 @@ def test_broken_yaml_names_line(tmp_path):
 
 
 def test_cli_renders_config_error_as_one_line_exit_2(tmp_path, capsys):
-    path = write(tmp_path, MINIMAL.replace("  backend: transformers\n", "  backend: transformers\n  max_concurency: 4\n"))
+    path = write(
+        tmp_path, MINIMAL.replace("  backend: transformers\n", "  backend: transformers\n  max_concurency: 4\n")
+    )
     code = main(["harvest", "-c", str(path)])
     captured = capsys.readouterr()
     assert code == 2

@@ -64,8 +64,9 @@ def test_twenty_percent_faults_every_prompt_answered_once_with_its_own_prompt(tm
 def test_wrong_key_stops_within_seconds_and_never_shows_the_key(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("TEACHER_KEY", KEY)
     with FakeOpenAIServer(require_key="the-right-key", latency_s=0.05) as server:
-        config = write_project(tmp_path, server.base_url, 200,
-                               teacher={"api_key_env": "TEACHER_KEY", "max_concurrency": 8})
+        config = write_project(
+            tmp_path, server.base_url, 200, teacher={"api_key_env": "TEACHER_KEY", "max_concurrency": 8}
+        )
         started = time.perf_counter()
         rc, summary, err = _harvest(capsys, config)
         elapsed = time.perf_counter() - started
@@ -113,8 +114,10 @@ def test_exhausted_failures_keep_their_last_error_and_are_retried_next_run(tmp_p
         # every request failed: exit 1, and --json still prints the summary, plus the error
         assert rc == 1
         assert (first["answered"], first["failed"], first["requests_sent"]) == (0, n, 2 * n)
-        message = (f"harvest: every request failed ({n}; errors: 500 ×{n}, 503 ×{n}); nothing was answered. "
-                   "Check the teacher, then run `synthdistill harvest` again: the next run retries them")
+        message = (
+            f"harvest: every request failed ({n}; errors: 500 ×{n}, 503 ×{n}); nothing was answered. "
+            "Check the teacher, then run `synthdistill harvest` again: the next run retries them"
+        )
         assert first["error"] == {"type": "NothingAnswered", "message": message, "exit_code": 1}
         assert err.count("error:") == 1 and "every request failed" in err
         rows = ledger_rows(ledger_of(tmp_path))
@@ -230,8 +233,9 @@ def _cost(records: list[dict]) -> float:
 def test_budget_stops_cleanly_before_exceeding_it_and_counts_earlier_runs(tmp_path, capsys):
     n = 40
     with FakeOpenAIServer() as server:
-        config = write_project(tmp_path, server.base_url, n, teacher={"max_concurrency": 1},
-                               harvest={"budget_usd": 0.5}, pricing=PRICING)
+        config = write_project(
+            tmp_path, server.base_url, n, teacher={"max_concurrency": 1}, harvest={"budget_usd": 0.5}, pricing=PRICING
+        )
         rc, first, _ = _harvest(capsys, config)
         assert rc == 0 and first["stopped"] == "budget"
         assert 0 < first["answered"] < n and first["answered"] + first["not_sent"] == n
@@ -244,8 +248,10 @@ def test_budget_stops_cleanly_before_exceeding_it_and_counts_earlier_runs(tmp_pa
         assert rc == 0 and second["stopped"] == "budget" and second["requests_sent"] == 0
         assert second["total_cost_usd"] == pytest.approx(first["cost_usd"])
         assert main(["harvest", "-c", str(config), "--quiet"]) == 0
-        assert (f"stopped by harvest.budget_usd=0.5: ${first['cost_usd']:.4f} spent, {first['not_sent']} requests "
-                "not sent; raise the budget and run again to continue") in capsys.readouterr().out
+        assert (
+            f"stopped by harvest.budget_usd=0.5: ${first['cost_usd']:.4f} spent, {first['not_sent']} requests "
+            "not sent; raise the budget and run again to continue"
+        ) in capsys.readouterr().out
 
         config.write_text(config.read_text().replace("budget_usd: 0.5", "budget_usd: 10.0"))
         rc, third, _ = _harvest(capsys, config)

@@ -22,7 +22,10 @@ CONCURRENCY = 4
 def _harvest_process(config, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "synthdistill", "harvest", "-c", str(config), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
 
 

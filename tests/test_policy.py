@@ -33,11 +33,14 @@ COMMERCIAL = UseConfig(commercial=True, distribute_student=True)
 
 def make_policy(**fields) -> Policy:
     base = {
-        "id": "p", "title": "Test terms", "kind": "weights-licence",
+        "id": "p",
+        "title": "Test terms",
+        "kind": "weights-licence",
         "applies_to": {"models": ["org/model-*"], "hosts": []},
         "document": {"url": "https://example.com/terms", "version": "2025-01-01", "retrieved": "2026-11-22"},
         "licence": {"spdx": "LicenseRef-test", "name": "Test"},
-        "outputs_for_training": "allowed", "clause": "§1: test clause",
+        "outputs_for_training": "allowed",
+        "clause": "§1: test clause",
     }
     return Policy.model_validate({**base, **fields})
 
@@ -56,10 +59,12 @@ def test_allowed_without_obligations_is_allow():
 
 
 def test_obligations_make_allow_with_obligations_and_distributing_ones_need_distribution():
-    policy = make_policy(obligations=[
-        {"id": "name-prefix", "text": "begin with X", "check": {"name_prefix": "X"}, "when": "distributing"},
-        {"id": "aup", "text": "follow the AUP"},
-    ])
+    policy = make_policy(
+        obligations=[
+            {"id": "name-prefix", "text": "begin with X", "check": {"name_prefix": "X"}, "when": "distributing"},
+            {"id": "aup", "text": "follow the AUP"},
+        ]
+    )
     verdict = decide(policy, COMMERCIAL)
     assert verdict.outcome == "allow-with-obligations"
     assert [o.id for o in verdict.obligations] == ["name-prefix", "aup"]
@@ -137,7 +142,11 @@ def test_host_of_base_urls():
 def test_host_matching_with_globs_and_url_lists():
     terms = loaded(make_policy(id="provider", kind="api-terms", applies_to={"hosts": ["*.provider.example"]}))
     hit = evaluate([terms], "any-model", ["http://127.0.0.1:8000/v1", "https://eu.provider.example/v1"], COMMERCIAL)
-    assert (hit.policy_id, hit.matched_by, hit.teacher_hosts) == ("provider", "host", ["127.0.0.1", "eu.provider.example"])
+    assert (hit.policy_id, hit.matched_by, hit.teacher_hosts) == (
+        "provider",
+        "host",
+        ["127.0.0.1", "eu.provider.example"],
+    )
     miss = evaluate([terms], "any-model", ["http://127.0.0.1:8000/v1"], COMMERCIAL)
     assert (miss.outcome, miss.policy_id) == ("deny", None)
 
@@ -157,7 +166,9 @@ def test_the_most_specific_glob_wins():
 
 
 def test_a_project_policy_without_overrides_cannot_loosen_a_shipped_one():
-    shipped = loaded(make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden"))
+    shipped = loaded(
+        make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden")
+    )
     project = loaded(make_policy(id="mine", applies_to={"models": ["*"]}), origin="project")
     decision = evaluate([project, shipped], "org/model-1", [], COMMERCIAL)
     assert (decision.outcome, decision.policy_id, decision.origin) == ("deny", "shipped-one", "shipped")
@@ -170,9 +181,13 @@ PERMISSION = {"granted_by": "Org Legal", "date": "2026-10-01", "reference": "con
 
 
 def test_a_project_policy_with_a_written_permission_overrides_and_says_so():
-    shipped = loaded(make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden"))
-    project = loaded(make_policy(id="mine", applies_to={"models": []}, overrides=["shipped-one"], permission=PERMISSION),
-                     origin="project")
+    shipped = loaded(
+        make_policy(id="shipped-one", applies_to={"models": ["org/model-1*"]}, outputs_for_training="forbidden")
+    )
+    project = loaded(
+        make_policy(id="mine", applies_to={"models": []}, overrides=["shipped-one"], permission=PERMISSION),
+        origin="project",
+    )
     decision = evaluate([project, shipped], "org/model-1", [], COMMERCIAL)
     assert (decision.outcome, decision.policy_id, decision.matched_by) == ("allow", "mine", "overrides")
     assert [(o.policy_id, o.overridden, o.permission["reference"]) for o in decision.overrides] == [
@@ -190,14 +205,29 @@ def test_overrides_need_a_permission():
 
 
 def test_provider_terms_and_weights_licence_both_govern_the_most_restrictive_decides():
-    weights = loaded(make_policy(id="weights", obligations=[{"id": "name", "text": "n", "check": {"name_prefix": "Org"}}]))
-    terms = loaded(make_policy(id="terms", kind="api-terms", applies_to={"hosts": ["api.org.example"]},
-                               outputs_for_training="non-competing", requires_attestation=True))
+    weights = loaded(
+        make_policy(id="weights", obligations=[{"id": "name", "text": "n", "check": {"name_prefix": "Org"}}])
+    )
+    terms = loaded(
+        make_policy(
+            id="terms",
+            kind="api-terms",
+            applies_to={"hosts": ["api.org.example"]},
+            outputs_for_training="non-competing",
+            requires_attestation=True,
+        )
+    )
     refused = evaluate([weights, terms], "org/model-1", ["https://api.org.example/v1"], COMMERCIAL)
     assert (refused.outcome, refused.policy_id) == ("needs-attestation", "terms")
-    assert [(g.policy_id, g.outcome, g.matched_by) for g in refused.also_governed_by] == [("weights", "allow-with-obligations", "model")]
-    attested = evaluate([weights, terms], "org/model-1", ["https://api.org.example/v1"],
-                        UseConfig(attestation="The student does not compete"))
+    assert [(g.policy_id, g.outcome, g.matched_by) for g in refused.also_governed_by] == [
+        ("weights", "allow-with-obligations", "model")
+    ]
+    attested = evaluate(
+        [weights, terms],
+        "org/model-1",
+        ["https://api.org.example/v1"],
+        UseConfig(attestation="The student does not compete"),
+    )
     assert attested.outcome == "allow-with-obligations"
     assert [(o.policy_id, o.id) for o in attested.obligations] == [("weights", "name"), ("terms", "attestation")]
 
@@ -208,16 +238,22 @@ def test_an_explicit_policy_id_may_only_choose_among_matching_policies():
     assert (decision.policy_id, decision.matched_by, decision.outcome) == ("chosen", "policy-id", "allow")
     with pytest.raises(ConfigError, match=r"teacher.policy: no policy has id 'chosn'; did you mean 'chosen'\?"):
         evaluate([policy], "org/model-1", [], COMMERCIAL, policy_choice="chosn")
-    with pytest.raises(ConfigError, match=r"teacher.policy: policy 'chosen' does not match teacher 'anything' "
-                                          r"\(policies that match it: none\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"teacher.policy: policy 'chosen' does not match teacher 'anything' "
+        r"\(policies that match it: none\)",
+    ):
         evaluate([policy], "anything", [], COMMERCIAL, policy_choice="chosen")
 
 
 def test_an_explicit_policy_id_cannot_set_a_stricter_one_aside():
     loose = loaded(make_policy(id="loose", applies_to={"models": ["model-*"]}))
     strict = loaded(make_policy(id="strict", applies_to={"models": ["model-3b*"]}, commercial_use="forbidden"))
-    with pytest.raises(ConfigError, match=r"teacher.policy: 'loose' would set aside 'strict', which also governs "
-                                          r"teacher 'org/model-3b' and is more restrictive for this use \(allow vs deny\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"teacher.policy: 'loose' would set aside 'strict', which also governs "
+        r"teacher 'org/model-3b' and is more restrictive for this use \(allow vs deny\)",
+    ):
         evaluate([loose, strict], "org/model-3b", [], COMMERCIAL, policy_choice="loose")
     chosen = evaluate([loose, strict], "org/model-3b", [], UseConfig(commercial=False), policy_choice="loose")
     assert (chosen.policy_id, chosen.outcome) == ("loose", "allow")  # as restrictive for research: a free choice
@@ -227,7 +263,9 @@ def test_no_matching_policy_is_refused_with_ways_forward():
     decision = evaluate([], "mystery-model", ["http://10.0.0.1/v1"], COMMERCIAL, project_hint="/proj/policies")
     assert decision.outcome == "deny"
     assert decision.reason == "no policy matches teacher 'mystery-model' at 10.0.0.1"
-    assert decision.how_to_proceed[0].startswith("add a policy file for the teacher's licence or terms to /proj/policies")
+    assert decision.how_to_proceed[0].startswith(
+        "add a policy file for the teacher's licence or terms to /proj/policies"
+    )
     assert decision.how_to_proceed[1].startswith("then declare your `use`")
 
 
@@ -255,13 +293,21 @@ clause: "our clause"
 
 def test_project_policies_override_and_add_to_the_shipped_ones(tmp_path):
     override = _write(tmp_path / "policies", "smollm2.yaml", SMOLLM2_OVERRIDE)
-    _write(tmp_path / "policies", "extra.yml", SMOLLM2_OVERRIDE.replace("id: smollm2", "id: extra").replace("SmolLM2-*", "extra-*"))
+    _write(
+        tmp_path / "policies",
+        "extra.yml",
+        SMOLLM2_OVERRIDE.replace("id: smollm2", "id: extra").replace("SmolLM2-*", "extra-*"),
+    )
     policies = load_policies(tmp_path)
     ids = [p.id for p in policies]
     assert ids[:2] == ["extra", "smollm2"] and ids.count("smollm2") == 1
     assert "llama-3.1" in ids
     decision = evaluate(policies, "HuggingFaceTB/SmolLM2-135M-Instruct", [], COMMERCIAL)
-    assert (decision.policy_id, decision.origin, decision.policy_file) == ("smollm2", "project", "policies/smollm2.yaml")
+    assert (decision.policy_id, decision.origin, decision.policy_file) == (
+        "smollm2",
+        "project",
+        "policies/smollm2.yaml",
+    )
     assert decision.policy_sha256 == hashlib.sha256(override.read_bytes()).hexdigest()
     assert decision.clause == "our clause" and decision.outcome == "allow"
 
@@ -270,12 +316,19 @@ def test_project_policies_override_and_add_to_the_shipped_ones(tmp_path):
     ("text", "line", "message"),
     [
         (SMOLLM2_OVERRIDE + "note: typo\n", 9, "unknown key 'note'; did you mean 'notes'?"),
-        (SMOLLM2_OVERRIDE.replace("outputs_for_training: allowed", "outputs_for_training: maybe"), 7,
-         "'outputs_for_training': Input should be 'allowed', 'non-competing', 'derivative' or 'forbidden'"),
+        (
+            SMOLLM2_OVERRIDE.replace("outputs_for_training: allowed", "outputs_for_training: maybe"),
+            7,
+            "'outputs_for_training': Input should be 'allowed', 'non-competing', 'derivative' or 'forbidden'",
+        ),
         (SMOLLM2_OVERRIDE.replace('retrieved: "2026-11-22"', 'retrieved: "last week"'), 5, "'document.retrieved'"),
         (SMOLLM2_OVERRIDE.replace("kind: weights-licence\n", ""), 1, "missing required key 'kind'"),
         (SMOLLM2_OVERRIDE.replace('clause: "our clause"', "clause: [unclosed"), 9, "invalid YAML"),
-        (SMOLLM2_OVERRIDE + "obligations:\n  - {id: a, text: x}\n  - {id: a, text: y}\n", 10, "obligation id 'a' appears twice"),
+        (
+            SMOLLM2_OVERRIDE + "obligations:\n  - {id: a, text: x}\n  - {id: a, text: y}\n",
+            10,
+            "obligation id 'a' appears twice",
+        ),
     ],
 )
 def test_policy_file_errors_name_file_and_line(tmp_path, text, line, message):
@@ -305,13 +358,19 @@ def test_a_broken_project_policy_stops_the_gate_with_exit_2(tmp_path):
 def test_shipped_schema_is_generated_from_the_models():
     assert SCHEMA_PATH.read_text() == render_policy_schema()
     assert json.loads(SCHEMA_PATH.read_text())["properties"]["outputs_for_training"]["enum"] == [
-        "allowed", "non-competing", "derivative", "forbidden"]
+        "allowed",
+        "non-competing",
+        "derivative",
+        "forbidden",
+    ]
 
 
 # -- the gate --------------------------------------------------------------------------
 
 
-def _config(tmp_path: Path, model: str, use: dict | None = None, policy: str = "auto", student: dict | None = None) -> DistillConfig:
+def _config(
+    tmp_path: Path, model: str, use: dict | None = None, policy: str = "auto", student: dict | None = None
+) -> DistillConfig:
     data = {
         "name": "t",
         "teacher": {"backend": "openai", "model": model, "base_url": "http://127.0.0.1:9/v1", "policy": policy},
@@ -336,7 +395,7 @@ def test_gate_returns_the_decision_when_allowed(tmp_path):
     assert decision.teacher_host == "127.0.0.1"
     assert decision.warnings == [
         "student name 'tiny' must begin with 'Llama': policy 'llama-3.1' obliges it "
-        "(Student names must begin with \"Llama\" (a model distributed or made available, hosted included)); `train` will refuse it"
+        '(Student names must begin with "Llama" (a model distributed or made available, hosted included)); `train` will refuse it'
     ]
 
 
@@ -345,11 +404,18 @@ def test_gate_refuses_with_reason_and_ways_forward(tmp_path):
         gate(_config(tmp_path, "gpt-4o-mini", policy="openai-api"))
     text = str(caught.value)
     assert caught.value.exit_code == 3
-    assert text.startswith("the policy gate refused teacher 'gpt-4o-mini': policy 'openai-api' (OpenAI Services Agreement (API)) "
-                           "needs use.attestation: the clause needs your judgement.")
+    assert text.startswith(
+        "the policy gate refused teacher 'gpt-4o-mini': policy 'openai-api' (OpenAI Services Agreement (API)) "
+        "needs use.attestation: the clause needs your judgement."
+    )
     assert "Nothing was sent to the teacher. To proceed:" in text
-    assert "set use.attestation in distill.yaml to \"The student will not compete with OpenAI's products or services\"" in text
-    attested = gate(_config(tmp_path, "gpt-4o-mini", use={"attestation": "The student is not competing"}, policy="openai-api"))
+    assert (
+        'set use.attestation in distill.yaml to "The student will not compete with OpenAI\'s products or services"'
+        in text
+    )
+    attested = gate(
+        _config(tmp_path, "gpt-4o-mini", use={"attestation": "The student is not competing"}, policy="openai-api")
+    )
     assert (attested.outcome, attested.attested) == ("allow-with-obligations", True)
 
 
@@ -378,7 +444,7 @@ def test_enforce_name_prefix(tmp_path):
     assert caught.value.exit_code == 3
     assert str(caught.value) == (
         "student name 'tiny-student' must begin with 'Llama': policy 'llama-3.1' obliges it "
-        "(Student names must begin with \"Llama\" (a model distributed or made available, hosted included)). Rename the student (student.name in distill.yaml) and train again."
+        '(Student names must begin with "Llama" (a model distributed or made available, hosted included)). Rename the student (student.name in distill.yaml) and train again.'
     )
     with pytest.raises(ObligationViolation, match="set student.name"):
         enforce_obligations(decision, None)
@@ -398,12 +464,21 @@ def test_made_available_duties_bind_an_undistributed_student_too(tmp_path):
 def test_obligations_markdown_for_cards(tmp_path):
     text = obligations_markdown(_llama_decision(tmp_path, attestation="research lab use"))
     assert text.startswith("## Teacher terms\n\n- Teacher: `meta-llama/Llama-3.1-8B-Instruct` at 127.0.0.1\n")
-    assert "- Policy: `llama-3.1` — Llama 3.1 Community License Agreement (shipped file policies/llama-3.1.yaml, sha256 " in text
+    assert (
+        "- Policy: `llama-3.1` — Llama 3.1 Community License Agreement (shipped file policies/llama-3.1.yaml, sha256 "
+        in text
+    )
     assert "- Decision: **allow-with-obligations**" in text
-    assert "- Document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)" in text
+    assert (
+        "- Document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)"
+        in text
+    )
     assert "- Condition: max monthly active users = 700,000,000" in text
     assert '- Attestation: "research lab use"' in text
-    assert '- **name-prefix** (llama-3.1): Student names must begin with "Llama" (a model distributed or made available, hosted included) (checked: name begins with "Llama")' in text
+    assert (
+        '- **name-prefix** (llama-3.1): Student names must begin with "Llama" (a model distributed or made available, hosted included) (checked: name begins with "Llama")'
+        in text
+    )
     assert text.count("\n- **") == 4
     bare = Decision(outcome="allow", reason="r", use={}, teacher_model="m")
     assert obligations_markdown(bare).endswith("### Obligations\n\nNone pass on to this dataset or model.\n")

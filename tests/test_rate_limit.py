@@ -18,9 +18,17 @@ from synthdistill.rate_limit import (
 from synthdistill.teachers.openai_http import parse_retry_after
 
 
-@pytest.mark.parametrize("text, seconds", [
-    ("1s", 1.0), ("6m0s", 360.0), ("20ms", 0.02), ("1h2m3s", 3723.0), ("0.5", 0.5), ("250us", 0.00025),
-])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3s", 3723.0),
+        ("0.5", 0.5),
+        ("250us", 0.00025),
+    ],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -31,18 +39,31 @@ def test_bad_durations(text):
 
 
 def test_headers_parsed_case_insensitively_and_none_without_any():
-    headers = {"X-RateLimit-Limit-Requests": "500", "x-ratelimit-remaining-requests": "499",
-               "x-ratelimit-reset-requests": "120ms", "x-ratelimit-remaining-tokens": "garbage"}
+    headers = {
+        "X-RateLimit-Limit-Requests": "500",
+        "x-ratelimit-remaining-requests": "499",
+        "x-ratelimit-reset-requests": "120ms",
+        "x-ratelimit-remaining-tokens": "garbage",
+    }
     assert parse_rate_limit_headers(headers) == RateLimitHeaders(
-        requests=LimitState(500.0, 499.0, 0.12), tokens=LimitState(None, None, None))
+        requests=LimitState(500.0, 499.0, 0.12), tokens=LimitState(None, None, None)
+    )
     assert parse_rate_limit_headers({"content-type": "application/json"}) is None
 
 
 def test_retry_after_prefers_ms_then_seconds_then_exhausted_reset():
     assert parse_retry_after({"retry-after-ms": "1500", "Retry-After": "9"}) == 1.5
     assert parse_retry_after({"Retry-After": "2"}) == 2.0
-    assert parse_retry_after({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6s",
-                              "x-ratelimit-remaining-requests": "0"}) == 1.0
+    assert (
+        parse_retry_after(
+            {
+                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-reset-tokens": "6s",
+                "x-ratelimit-remaining-requests": "0",
+            }
+        )
+        == 1.0
+    )
     assert parse_retry_after({}) is None
 
 

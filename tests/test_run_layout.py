@@ -14,10 +14,28 @@ PACKAGE = Path(__file__).resolve().parents[1] / "synthdistill"
 
 # Names of files and folders in a run folder: only run_layout.py may spell them as paths.
 RUN_FILES = (
-    "ledger.sqlite", "decision.json", "kept.jsonl", "dropped.jsonl", "modified.jsonl", "report.json",
-    "build.json", "provenance.json", "train.json", "init.json", "student-init", "eval.json", "eval.png",
-    "manifest.json", "manifest.sha256", "manifest.hmac", "report.md", "report.html", "bom.cdx.json",
-    ".synthdistill.lock", "-00000-of-00001.parquet", "README.md",
+    "ledger.sqlite",
+    "decision.json",
+    "kept.jsonl",
+    "dropped.jsonl",
+    "modified.jsonl",
+    "report.json",
+    "build.json",
+    "provenance.json",
+    "train.json",
+    "init.json",
+    "student-init",
+    "eval.json",
+    "eval.png",
+    "manifest.json",
+    "manifest.sha256",
+    "manifest.hmac",
+    "report.md",
+    "report.html",
+    "bom.cdx.json",
+    ".synthdistill.lock",
+    "-00000-of-00001.parquet",
+    "README.md",
 )
 # Folder names too common to forbid in text: forbidden where they are joined into a path.
 RUN_FOLDERS = ("harvest", "filtered", "datasets", "student", "audit", "sft", "kd", "checkpoints", "tokenizer")
@@ -26,29 +44,61 @@ RUN_FOLDERS = ("harvest", "filtered", "datasets", "student", "audit", "sft", "kd
 def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
     layout = RunLayout(tmp_path)
     paths = {
-        "ledger": layout.ledger, "decision": layout.decision,
-        "kept": layout.kept, "dropped": layout.dropped, "modified": layout.modified, "report": layout.filter_report,
-        "sft": layout.dataset_dir("sft"), "kd train": layout.split_file("kd", "train"),
-        "kd card": layout.dataset_card("kd"), "kd provenance": layout.dataset_provenance("kd"),
-        "kd build": layout.dataset_build("kd"), "kd tokenizer": layout.dataset_tokenizer("kd"),
-        "student": layout.student_dir, "train": layout.train_summary, "card": layout.student_card,
-        "checkpoints": layout.checkpoints_dir, "init": layout.student_init_dir, "recipe": layout.student_init_recipe,
-        "eval": layout.eval_result, "plot": layout.eval_plot,
-        "manifest": layout.manifest, "sha": layout.manifest_sha256, "seal": layout.manifest_seal,
-        "md": layout.report_md, "html": layout.report_html, "bom": layout.bom, "lock": layout.lock,
+        "ledger": layout.ledger,
+        "decision": layout.decision,
+        "kept": layout.kept,
+        "dropped": layout.dropped,
+        "modified": layout.modified,
+        "report": layout.filter_report,
+        "sft": layout.dataset_dir("sft"),
+        "kd train": layout.split_file("kd", "train"),
+        "kd card": layout.dataset_card("kd"),
+        "kd provenance": layout.dataset_provenance("kd"),
+        "kd build": layout.dataset_build("kd"),
+        "kd tokenizer": layout.dataset_tokenizer("kd"),
+        "student": layout.student_dir,
+        "train": layout.train_summary,
+        "card": layout.student_card,
+        "checkpoints": layout.checkpoints_dir,
+        "init": layout.student_init_dir,
+        "recipe": layout.student_init_recipe,
+        "eval": layout.eval_result,
+        "plot": layout.eval_plot,
+        "manifest": layout.manifest,
+        "sha": layout.manifest_sha256,
+        "seal": layout.manifest_seal,
+        "md": layout.report_md,
+        "html": layout.report_html,
+        "bom": layout.bom,
+        "lock": layout.lock,
     }
     assert {name: layout.relative(path) for name, path in paths.items()} == {
-        "ledger": "harvest/ledger.sqlite", "decision": "harvest/decision.json",
-        "kept": "filtered/kept.jsonl", "dropped": "filtered/dropped.jsonl", "modified": "filtered/modified.jsonl",
+        "ledger": "harvest/ledger.sqlite",
+        "decision": "harvest/decision.json",
+        "kept": "filtered/kept.jsonl",
+        "dropped": "filtered/dropped.jsonl",
+        "modified": "filtered/modified.jsonl",
         "report": "filtered/report.json",
-        "sft": "datasets/sft", "kd train": "datasets/kd/data/train-00000-of-00001.parquet",
-        "kd card": "datasets/kd/README.md", "kd provenance": "datasets/kd/provenance.json",
-        "kd build": "datasets/kd/build.json", "kd tokenizer": "datasets/kd/tokenizer",
-        "student": "student", "train": "student/train.json", "card": "student/README.md",
-        "checkpoints": "student/checkpoints", "init": "student-init", "recipe": "student-init/init.json",
-        "eval": "eval.json", "plot": "eval.png",
-        "manifest": "audit/manifest.json", "sha": "audit/manifest.sha256", "seal": "audit/manifest.hmac",
-        "md": "audit/report.md", "html": "audit/report.html", "bom": "audit/bom.cdx.json",
+        "sft": "datasets/sft",
+        "kd train": "datasets/kd/data/train-00000-of-00001.parquet",
+        "kd card": "datasets/kd/README.md",
+        "kd provenance": "datasets/kd/provenance.json",
+        "kd build": "datasets/kd/build.json",
+        "kd tokenizer": "datasets/kd/tokenizer",
+        "student": "student",
+        "train": "student/train.json",
+        "card": "student/README.md",
+        "checkpoints": "student/checkpoints",
+        "init": "student-init",
+        "recipe": "student-init/init.json",
+        "eval": "eval.json",
+        "plot": "eval.png",
+        "manifest": "audit/manifest.json",
+        "sha": "audit/manifest.sha256",
+        "seal": "audit/manifest.hmac",
+        "md": "audit/report.md",
+        "html": "audit/report.html",
+        "bom": "audit/bom.cdx.json",
         "lock": ".synthdistill.lock",
     }
     assert layout.audit_reports == (layout.report_md, layout.report_html, layout.bom)
@@ -70,10 +120,14 @@ def test_splits_are_found_and_named_as_the_card_says(tmp_path):
 
 
 def test_a_config_gives_the_layout_of_its_run_folder(tmp_path):
-    config = DistillConfig.model_validate({
-        "name": "run", "output_dir": "out",
-        "teacher": {"backend": "transformers", "model": "tiny"}, "harvest": {"packs": ["p"]},
-    })
+    config = DistillConfig.model_validate(
+        {
+            "name": "run",
+            "output_dir": "out",
+            "teacher": {"backend": "transformers", "model": "tiny"},
+            "harvest": {"packs": ["p"]},
+        }
+    )
     assert config.layout == RunLayout.of(config) == RunLayout(config.run_dir)
     assert config.layout.run_dir == config.run_dir
 
@@ -107,7 +161,9 @@ def _run_path_literals(path: Path) -> list[str]:
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
             joined = [node.left, node.right]
         elif isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
-            "Path", "joinpath", "with_name",
+            "Path",
+            "joinpath",
+            "with_name",
         ):
             joined = node.args
         for part in joined:
@@ -117,18 +173,26 @@ def _run_path_literals(path: Path) -> list[str]:
 
 
 def test_no_module_but_run_layout_spells_a_run_path():
-    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "run_layout.py"
-             for hit in _run_path_literals(path)]
+    found = [
+        hit
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "run_layout.py"
+        for hit in _run_path_literals(path)
+    ]
     assert found == []
 
 
 def test_the_checker_sees_a_run_path(tmp_path):
     module = tmp_path / "stage.py"
-    module.write_text('"""Writes harvest/ledger.sqlite."""\n'
-                      'def f(run_dir, sha):\n'
-                      '    return run_dir / "harvest" / "ledger.sqlite", f"{sha}  manifest.json", "recorded in decision.json"\n')
+    module.write_text(
+        '"""Writes harvest/ledger.sqlite."""\n'
+        "def f(run_dir, sha):\n"
+        '    return run_dir / "harvest" / "ledger.sqlite", f"{sha}  manifest.json", "recorded in decision.json"\n'
+    )
     assert sorted(_run_path_literals(module)) == [
-        "stage.py:3: 'harvest' joined into a path", "stage.py:3: 'ledger.sqlite'", "stage.py:3: 'manifest.json'",
+        "stage.py:3: 'harvest' joined into a path",
+        "stage.py:3: 'ledger.sqlite'",
+        "stage.py:3: 'manifest.json'",
     ]
 
 

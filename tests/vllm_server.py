@@ -59,16 +59,37 @@ class VllmServer:
         from synthdistill.model_store import resolve_model
 
         model_dir = self.model_dir or resolve_model(MODEL)
-        command = [str(venv_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                   "--served-model-name", MODEL, "--dtype", "float32", "--max-model-len", "2048",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-               "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+        command = [
+            str(venv_python()),
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            MODEL,
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "2048",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "VLLM_NO_USAGE_STATS": "1",
+            "DO_NOT_TRACK": "1",
+        }
         env.pop("PYTHONPATH", None)  # the server's venv has its own packages
         with self.log.open("w") as sink:
             # its own process group: stopping it stops the engine core process it spawns too
-            self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         try:
             self._wait_ready()
         except BaseException:

@@ -41,7 +41,9 @@ def checkpoint_ledger(run_dir: Path) -> None:
     try:
         checkpoint(ledger)
     except LedgerReadError as exc:
-        raise DamagedFileError(f"the harvest ledger is damaged ({exc}); the audit cannot hash it", file=ledger) from None
+        raise DamagedFileError(
+            f"the harvest ledger is damaged ({exc}); the audit cannot hash it", file=ledger
+        ) from None
 
 
 def pending_wal(run_dir: Path) -> int:
@@ -106,6 +108,9 @@ def seal_problem(run_dir: Path) -> tuple[str, str, str] | None:
         return ("missing", layout.relative(path), f"{SEAL_KEY_ENV} is set but the manifest was never sealed")
     recorded = path.read_text(encoding="utf-8", errors="replace").split()
     if len(recorded) < 2 or not hmac.compare_digest(recorded[1], _seal(key, run_dir)):
-        return ("changed", layout.relative(layout.manifest),
-                f"its seal does not match {SEAL_KEY_ENV}: the manifest was rewritten, or sealed with another key")
+        return (
+            "changed",
+            layout.relative(layout.manifest),
+            f"its seal does not match {SEAL_KEY_ENV}: the manifest was rewritten, or sealed with another key",
+        )
     return None

@@ -133,7 +133,9 @@ def _dumped(items: list) -> list[dict[str, Any]]:
     return [item.model_dump(mode="json") for item in items]
 
 
-def teacher_entries(config, decision: Decision | None, policy: dict | None, harvest: dict | None) -> list[dict[str, Any]]:
+def teacher_entries(
+    config, decision: Decision | None, policy: dict | None, harvest: dict | None
+) -> list[dict[str, Any]]:
     """The teacher(s) with the policy decision, the deciding clause, the attestation and the obligations.
 
     Where the recorded decision is silent (no harvest yet), the policy file as it reads now fills in.

@@ -61,7 +61,10 @@ def headline(manifest: dict[str, Any]) -> list[list[Cell]]:
         ["Terms", f"{teacher.get('policy_title') or 'no policy recorded'} ({licence.get('spdx') or 'no licence id'})"],
         ["Decision", teacher.get("decision") or "not recorded (no harvest yet)"],
         *[
-            ["Server answered as", f"{a['model']}: {a['outcome']} ({', '.join(a.get('policy_ids') or []) or 'no policy'})"]
+            [
+                "Server answered as",
+                f"{a['model']}: {a['outcome']} ({', '.join(a.get('policy_ids') or []) or 'no policy'})",
+            ]
             for a in teacher.get("answering_models") or []
         ],
         ["Obligations", f"{len(teacher.get('obligations') or [])} (listed below)"],
@@ -106,8 +109,10 @@ def teacher_section(teacher: dict[str, Any]) -> list[Block]:
         ["Commercial use of outputs", teacher.get("commercial_use") or "not recorded"],
         ["Decision", teacher.get("decision") or "not recorded"],
         ["Why", teacher.get("reason") or "not recorded"],
-        ["Deciding clause" + (" (summary)" if teacher.get("clause_kind") == "summary" else ""),
-         teacher.get("clause") or "not recorded"],
+        [
+            "Deciding clause" + (" (summary)" if teacher.get("clause_kind") == "summary" else ""),
+            teacher.get("clause") or "not recorded",
+        ],
         ["Attestation", teacher.get("attestation") or "none given"],
         [
             "Gated use (what the gate decided for)",
@@ -153,7 +158,11 @@ def _checked(obligation: dict[str, Any], name: str | None) -> str:
     if not prefix:
         return "no (you must do it)"
     typed = DecisionObligation.model_validate({"policy_id": "", **obligation})
-    verdict = "" if name is None else (f"; student '{name}' BREAKS it" if name_problem(typed, name) else f"; student '{name}' keeps it")
+    verdict = (
+        ""
+        if name is None
+        else (f"; student '{name}' BREAKS it" if name_problem(typed, name) else f"; student '{name}' keeps it")
+    )
     return f'yes: the student\'s name must begin with "{prefix}"{verdict}'
 
 
@@ -235,7 +244,13 @@ def provenance_section(manifest: dict[str, Any]) -> list[Block]:
     if not datasets:
         return [Block("text", text="No dataset has been built yet.")]
     rows = [
-        [kind, t["use"], "required" if t["attribution"] else "not required", "yes" if t["share_alike"] else "no", "; ".join(t["because"])]
+        [
+            kind,
+            t["use"],
+            "required" if t["attribution"] else "not required",
+            "yes" if t["share_alike"] else "no",
+            "; ".join(t["because"]),
+        ]
         for kind, info in datasets.items()
         if (t := info.get("provenance_triple"))
     ]

@@ -66,19 +66,35 @@ def verify_audit(run_dir: Path, expect: str | None = None) -> list[Problem]:
     actual = manifest_hash(run_dir)
     manifest_shown = layout.relative(layout.manifest)
     if expect is not None and actual != expect.strip().lower():
-        problems.append(Problem("changed", manifest_shown,
-                                f"sha256 {actual} where {expect.strip()} was expected: the manifest was rewritten"))
+        problems.append(
+            Problem(
+                "changed",
+                manifest_shown,
+                f"sha256 {actual} where {expect.strip()} was expected: the manifest was rewritten",
+            )
+        )
     recorded = recorded_manifest_hash(run_dir)
     if recorded is not None and recorded != actual:
-        problems.append(Problem("changed", manifest_shown, f"sha256 {actual}, not the {recorded} that "
-                                f"{layout.relative(layout.manifest_sha256)} records: the manifest was edited after the audit"))
+        problems.append(
+            Problem(
+                "changed",
+                manifest_shown,
+                f"sha256 {actual}, not the {recorded} that "
+                f"{layout.relative(layout.manifest_sha256)} records: the manifest was edited after the audit",
+            )
+        )
     if (sealed := seal_problem(run_dir)) is not None:
         problems.append(Problem(*sealed))
     wal_bytes = pending_wal(run_dir)
     if wal_bytes:
-        problems.append(Problem("changed", layout.relative(layout.ledger),
-                                f"its write-ahead log holds {wal_bytes} bytes of writes that the hashed ledger "
-                                "does not (reads already see them)"))
+        problems.append(
+            Problem(
+                "changed",
+                layout.relative(layout.ledger),
+                f"its write-ahead log holds {wal_bytes} bytes of writes that the hashed ledger "
+                "does not (reads already see them)",
+            )
+        )
     listed = {entry["path"]: entry for entry in manifest.get("artifacts", [])}
     for shown, entry in listed.items():
         problem = _compare(run_dir / shown, shown, entry["sha256"], entry["size"])

@@ -44,7 +44,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _global_options(
     context: typer.Context,
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and results."),
     json_output: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),

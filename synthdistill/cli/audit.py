@@ -41,9 +41,14 @@ def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> No
 @audit_app.command("verify")
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="The run folder, e.g. outputs/quickstart.")],
-    expect: Annotated[str | None, typer.Option(
-        "--expect", metavar="SHA256", help="The manifest's sha256 as `audit` printed it; fail if the manifest differs.",
-    )] = None,
+    expect: Annotated[
+        str | None,
+        typer.Option(
+            "--expect",
+            metavar="SHA256",
+            help="The manifest's sha256 as `audit` printed it; fail if the manifest differs.",
+        ),
+    ] = None,
 ) -> None:
     """Recompute every hash of audit/manifest.json; exit 1 naming each changed, missing or extra file."""
     from synthdistill.audit import verify_audit

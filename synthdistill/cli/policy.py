@@ -40,10 +40,15 @@ def list_policies(config: ConfigOpt = None) -> None:
     """Every policy: the project's own (./policies or beside -c) first, then the shipped ones."""
     entries = [
         {
-            "id": p.id, "title": p.policy.title, "kind": p.policy.kind,
-            "outputs_for_training": p.policy.outputs_for_training, "commercial_use": p.policy.commercial_use,
-            "requires_attestation": p.policy.requires_attestation, "origin": p.origin,
-            "file": str(p.path), "sha256": p.sha256,
+            "id": p.id,
+            "title": p.policy.title,
+            "kind": p.policy.kind,
+            "outputs_for_training": p.policy.outputs_for_training,
+            "commercial_use": p.policy.commercial_use,
+            "requires_attestation": p.policy.requires_attestation,
+            "origin": p.origin,
+            "file": str(p.path),
+            "sha256": p.sha256,
         }
         for p in _policies(config)
     ]
@@ -52,11 +57,16 @@ def list_policies(config: ConfigOpt = None) -> None:
         flags = "attest" if e["requires_attestation"] else ""
         if e["commercial_use"] == "forbidden":
             flags = ",".join(filter(None, [flags, "non-commercial"]))
-        _lines([f"{e['id']:<22} {e['kind']:<16} {e['outputs_for_training']:<14} {flags:<20} {e['origin']:<8} {e['title']}"])
+        _lines(
+            [f"{e['id']:<22} {e['kind']:<16} {e['outputs_for_training']:<14} {flags:<20} {e['origin']:<8} {e['title']}"]
+        )
 
 
 @policy_app.command("show")
-def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthdistill policy list`).")], config: ConfigOpt = None) -> None:
+def show(
+    policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthdistill policy list`).")],
+    config: ConfigOpt = None,
+) -> None:
     """A policy in full: what it matches, the document, the deciding clause, the obligations."""
     policies = _policies(config)
     loaded = find_policy(policies, policy_id)
@@ -65,7 +75,9 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `synthdistill policy list`"
         raise InputError(f"no policy has id '{policy_id}'{hint}")
     p = loaded.policy
-    render.emit_json({**p.model_dump(mode="json"), "origin": loaded.origin, "file": str(loaded.path), "sha256": loaded.sha256})
+    render.emit_json(
+        {**p.model_dump(mode="json"), "origin": loaded.origin, "file": str(loaded.path), "sha256": loaded.sha256}
+    )
     doc = p.document
     lines = [
         f"{p.id}: {p.title}  ({loaded.origin}, {loaded.path})",
@@ -75,12 +87,19 @@ def show(policy_id: Annotated[str, typer.Argument(help="A policy id (see `synthd
         f"hosts:         {', '.join(p.applies_to.hosts) or '-'} (and their sub-domains)",
         f"document:      {doc.url} (version {doc.version}, retrieved {doc.retrieved})",
         f"licence:       {p.licence.name} ({p.licence.spdx})",
-        f"outputs:       {p.outputs_for_training}" + (" (non-commercial use only)" if p.commercial_use == "forbidden" else ""),
+        f"outputs:       {p.outputs_for_training}"
+        + (" (non-commercial use only)" if p.commercial_use == "forbidden" else ""),
         f"attestation:   {'required' + (': ' + p.attestation_hint if p.attestation_hint else '') if p.requires_attestation else 'not required'}",
         f"clause:        {_clause(p.clause, p.clause_kind)}",
         *([f"text kept:     {doc.text}"] if doc.text else []),
-        *([f"overrides:     {', '.join(p.overrides)} (permission: {p.permission.granted_by}, {p.permission.date}, "
-           f"{p.permission.reference})"] if p.overrides and p.permission else []),
+        *(
+            [
+                f"overrides:     {', '.join(p.overrides)} (permission: {p.permission.granted_by}, {p.permission.date}, "
+                f"{p.permission.reference})"
+            ]
+            if p.overrides and p.permission
+            else []
+        ),
         "obligations:",
         *[_obligation_line(o.model_dump()) for o in p.obligations],
     ]
@@ -111,13 +130,25 @@ def _obligation_line(obligation: dict[str, Any]) -> str:
 
 @policy_app.command("check")
 def check(
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Teacher model id (default: teacher.model of -c).")] = None,
-    base_url: Annotated[list[str] | None, typer.Option("--base-url", help="Teacher base URL; repeat for several.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Teacher model id (default: teacher.model of -c).")
+    ] = None,
+    base_url: Annotated[
+        list[str] | None, typer.Option("--base-url", help="Teacher base URL; repeat for several.")
+    ] = None,
     config: ConfigOpt = None,
-    policy: Annotated[str | None, typer.Option("--policy", help="A policy id instead of matching (teacher.policy).")] = None,
-    commercial: Annotated[bool | None, typer.Option("--commercial/--non-commercial", help="Override use.commercial.")] = None,
-    distribute: Annotated[bool | None, typer.Option("--distribute/--no-distribute", help="Override use.distribute_student.")] = None,
-    competes: Annotated[bool | None, typer.Option("--competes/--not-competing", help="Override use.competes_with_teacher_provider.")] = None,
+    policy: Annotated[
+        str | None, typer.Option("--policy", help="A policy id instead of matching (teacher.policy).")
+    ] = None,
+    commercial: Annotated[
+        bool | None, typer.Option("--commercial/--non-commercial", help="Override use.commercial.")
+    ] = None,
+    distribute: Annotated[
+        bool | None, typer.Option("--distribute/--no-distribute", help="Override use.distribute_student.")
+    ] = None,
+    competes: Annotated[
+        bool | None, typer.Option("--competes/--not-competing", help="Override use.competes_with_teacher_provider.")
+    ] = None,
     attestation: Annotated[str | None, typer.Option("--attestation", help="Override use.attestation.")] = None,
 ) -> None:
     """The gate's decision for a teacher and a use: outcome, clause, obligations. Exit 3 when it would refuse."""
@@ -128,12 +159,21 @@ def check(
         raise InputError("give --model MODEL (or -c distill.yaml to take the teacher from it)")
     urls = list(base_url) if base_url else (teacher.base_urls if teacher and not model_given(model, teacher) else [])
     use = loaded_config.use if loaded_config else UseConfig()
-    overrides = {"commercial": commercial, "distribute_student": distribute, "competes_with_teacher_provider": competes, "attestation": attestation}
+    overrides = {
+        "commercial": commercial,
+        "distribute_student": distribute,
+        "competes_with_teacher_provider": competes,
+        "attestation": attestation,
+    }
     use = use.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     choice = policy or (teacher.policy if teacher and not model_given(model, teacher) else "auto")
-    student_name = (loaded_config.student.name or loaded_config.name) if loaded_config and loaded_config.student else None
+    student_name = (
+        (loaded_config.student.name or loaded_config.name) if loaded_config and loaded_config.student else None
+    )
     project = _project_dir(config)
-    decision = evaluate(_policies(config), model, urls, use, choice, student_name=student_name, project_hint=str(project / "policies"))
+    decision = evaluate(
+        _policies(config), model, urls, use, choice, student_name=student_name, project_hint=str(project / "policies")
+    )
     render.emit_json(decision.model_dump(mode="json"))
     _lines(_decision_lines(decision))
     if not decision.allowed:
@@ -155,11 +195,17 @@ def _decision_lines(d) -> list[str]:
     lines += [f"decision:    {d.outcome}" + (" (attested)" if d.attested else ""), f"reason:      {d.reason}"]
     lines.append(f"teacher:     {d.teacher_model}" + (f" at {', '.join(d.teacher_hosts)}" if d.teacher_hosts else ""))
     if d.policy_id:
-        lines.append(f"policy:      {d.policy_id} — {d.policy_title} ({d.origin} {d.policy_file}, matched by {d.matched_by}, sha256 {d.policy_sha256[:12]}…)")
-        lines.append(f"document:    {d.document['url']} (version {d.document['version']}, retrieved {d.document['retrieved']})")
+        lines.append(
+            f"policy:      {d.policy_id} — {d.policy_title} ({d.origin} {d.policy_file}, matched by {d.matched_by}, sha256 {d.policy_sha256[:12]}…)"
+        )
+        lines.append(
+            f"document:    {d.document['url']} (version {d.document['version']}, retrieved {d.document['retrieved']})"
+        )
         lines.append(f"clause:      {_clause(d.clause, d.clause_kind)}")
     for other in d.also_governed_by:
-        lines.append(f"also:        {other.policy_id} — {other.title}: {other.outcome} ({other.origin} {other.policy_file})")
+        lines.append(
+            f"also:        {other.policy_id} — {other.title}: {other.outcome} ({other.origin} {other.policy_file})"
+        )
     lines.extend(f"set aside:   {s.policy_id}: {s.why}" for s in d.set_aside)
     lines.extend(f"condition:   {c}" for c in d.conditions.get("stated", []))
     lines.append("obligations:" + ("" if d.obligations else " none"))

@@ -24,8 +24,11 @@ class HarvestProgress:
     def __init__(self, every_s: float = 10.0) -> None:
         self.enabled = render.show_progress()
         self.every_s = every_s
-        self.ticking = not render.OPTIONS.quiet and not render.OPTIONS.secondary and (
-            render.OPTIONS.json or not render.err_console.is_terminal)
+        self.ticking = (
+            not render.OPTIONS.quiet
+            and not render.OPTIONS.secondary
+            and (render.OPTIONS.json or not render.err_console.is_terminal)
+        )
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self.total = 0
@@ -73,14 +76,24 @@ class HarvestProgress:
         seconds = round(time.perf_counter() - self.started, 1)
         done = self.already_done + self.answered_count + self.failed_count
         if render.OPTIONS.json:
-            event = {"event": "progress", "done": done, "total": self.total, "answered": self.answered_count,
-                     "failed": self.failed_count, "already_done": self.already_done, "errors": dict(self.errors),
-                     "pauses": self.pauses, "seconds": seconds}
+            event = {
+                "event": "progress",
+                "done": done,
+                "total": self.total,
+                "answered": self.answered_count,
+                "failed": self.failed_count,
+                "already_done": self.already_done,
+                "errors": dict(self.errors),
+                "pauses": self.pauses,
+                "seconds": seconds,
+            }
             line = json.dumps(event)
         else:
             errors = " ".join(f"{k}:{v}" for k, v in sorted(self.errors.items())) or "none"
-            line = (f"harvest: {done}/{self.total} done ({self.answered_count} answered, {self.failed_count} failed "
-                    f"this run), errors {errors}, {self.pauses} pauses, {seconds:.0f} s")
+            line = (
+                f"harvest: {done}/{self.total} done ({self.answered_count} answered, {self.failed_count} failed "
+                f"this run), errors {errors}, {self.pauses} pauses, {seconds:.0f} s"
+            )
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
 

@@ -55,8 +55,10 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
     if summary.failed:
         render.result(f"  {summary.failed} requests failed after retries; the next `synthdistill harvest` retries them")
     if summary.stopped == "budget":
-        render.result(f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
-                      f"{summary.not_sent} requests not sent; raise the budget and run again to continue")
+        render.result(
+            f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
+            f"{summary.not_sent} requests not sent; raise the budget and run again to continue"
+        )
     from synthdistill.policy import read_decision
 
     decision = read_decision(config.layout)
@@ -126,8 +128,10 @@ def do_audit(config) -> dict:
         f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
         f"{summary['decision']} → {summary['report_html']}"
     )
-    render.result(f"audit: manifest sha256 {summary['manifest_sha256']}; keep it elsewhere and check the run later with "
-                  f"`synthdistill audit verify {config.run_dir} --expect {summary['manifest_sha256']}`")
+    render.result(
+        f"audit: manifest sha256 {summary['manifest_sha256']}; keep it elsewhere and check the run later with "
+        f"`synthdistill audit verify {config.run_dir} --expect {summary['manifest_sha256']}`"
+    )
     if summary["secret_found_in"]:
         render.error(f"the API key's value was found in: {', '.join(summary['secret_found_in'])}")
     return summary
@@ -157,7 +161,9 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command()
     def init(
         directory: Annotated[Path, typer.Argument(help="Folder for the new project.")],
-        force: Annotated[bool, typer.Option("--force", help="Write into a folder that already has a distill.yaml.")] = False,
+        force: Annotated[
+            bool, typer.Option("--force", help="Write into a folder that already has a distill.yaml.")
+        ] = False,
     ) -> None:
         """Scaffold a project: distill.yaml, prompts/, policies/, schemas/ (a working copy of the quickstart)."""
         from synthdistill.scaffold import init_project
@@ -172,7 +178,9 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command()
     def run(
         config: ConfigOption = Path("distill.yaml"),
-        until: Annotated[str | None, typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")] = None,
+        until: Annotated[
+            str | None, typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")
+        ] = None,
         fresh: FreshOption = False,
     ) -> None:
         """Run every stage in order: harvest, filter, build, train, eval, audit."""
@@ -194,7 +202,9 @@ def register_stage_commands(app: typer.Typer) -> None:
         render.emit_json(summary)
 
     @app.command("harvest")
-    def harvest_command(config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, fresh: FreshOption = False) -> None:
+    def harvest_command(
+        config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, fresh: FreshOption = False
+    ) -> None:
         """Ask the teacher for answers and top-k logprobs (resumes; the policy gate runs first)."""
         cfg = _config(config)
         with _locked(cfg, "harvest"):

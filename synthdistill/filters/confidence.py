@@ -12,7 +12,9 @@ from synthdistill.records import HarvestRecord
 class ConfidenceParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_mean_logprob: float | None = Field(-2.5, le=0.0, description="Drop below this mean logprob of the sampled tokens")
+    min_mean_logprob: float | None = Field(
+        -2.5, le=0.0, description="Drop below this mean logprob of the sampled tokens"
+    )
     min_token_logprob: float | None = Field(None, le=0.0, description="Drop when any sampled token is below this")
     without_logprobs: Literal["keep", "drop"] = Field("keep", description="Answers harvested without logprobs")
 

@@ -62,7 +62,9 @@ class DecontaminateParams(BaseModel):
 
     against: list[str] = Field(min_length=1, description="Held-out files (JSONL or text), relative to distill.yaml")
     ngram: int = Field(13, ge=1, description="Words per n-gram")
-    min_words: int = Field(8, ge=1, description="Reference texts shorter than `ngram` words count whole from this length")
+    min_words: int = Field(
+        8, ge=1, description="Reference texts shorter than `ngram` words count whole from this length"
+    )
     fields: list[str] | None = Field(None, description="JSONL keys to read; default every string value")
     check: list[Literal["prompt", "answer"]] = Field(["prompt", "answer"], min_length=1)
 
@@ -85,7 +87,9 @@ def load_references(params: DecontaminateParams, context) -> DecontaminateParams
         path = Path(name).expanduser()
         path = path if path.is_absolute() else context.project_dir / path
         if not path.is_file():
-            raise ConfigError(f"filter 'decontaminate': against file '{name}' not found (looked for {path})", file=context.config_path)
+            raise ConfigError(
+                f"filter 'decontaminate': against file '{name}' not found (looked for {path})", file=context.config_path
+            )
         items.extend(reference_texts(path, name, params.fields))
     return params.with_references(items)
 
@@ -116,12 +120,16 @@ def decontaminate(records: list[HarvestRecord], params: DecontaminateParams) -> 
     """'contaminated: …' for records whose prompt or answer contains a reference n-gram."""
     reference = params._reference
     if reference is None:
-        raise RuntimeError("the decontaminate filter has no reference texts: prepare it with load_references or with_references")
+        raise RuntimeError(
+            "the decontaminate filter has no reference texts: prepare it with load_references or with_references"
+        )
     verdicts: list[str | None] = []
     for record in records:
         verdict = None
         for part in params.check:
-            text = record.text if part == "answer" else "\n".join(m.content for m in record.messages if m.role == "user")
+            text = (
+                record.text if part == "answer" else "\n".join(m.content for m in record.messages if m.role == "user")
+            )
             found = reference.find(words_of(text))
             if found is not None:
                 verdict = f"contaminated: {part} shares a {found[1]}-word span with {found[0]}"

@@ -23,9 +23,12 @@ class DedupParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     exact: bool = True
-    near_threshold: float | None = Field(None, gt=0.0, le=1.0, description="MinHash Jaccard threshold; null = exact only")
+    near_threshold: float | None = Field(
+        None, gt=0.0, le=1.0, description="MinHash Jaccard threshold; null = exact only"
+    )
     scope: Literal["all", "prompt"] = Field(
-        "all", description="all: an answer repeating any earlier answer goes; prompt: only repeats among one prompt's samples"
+        "all",
+        description="all: an answer repeating any earlier answer goes; prompt: only repeats among one prompt's samples",
     )
 
 
@@ -47,12 +50,13 @@ def dedup(records: list[HarvestRecord], params: DedupParams) -> list[str | None]
             else:
                 first_seen[key] = record.request_key
     if params.near_threshold is not None:
-        near = near_duplicate_verdicts(records, params.near_threshold, skip=verdicts, same_prompt=params.scope == "prompt")
+        near = near_duplicate_verdicts(
+            records, params.near_threshold, skip=verdicts, same_prompt=params.scope == "prompt"
+        )
         for i, reason in enumerate(near):
             if verdicts[i] is None and reason is not None:
                 verdicts[i] = reason
     return verdicts
-
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:

@@ -25,5 +25,7 @@ def funnel_lines(report: dict[str, Any]) -> list[str]:
         if step.get("modified"):
             changed = ", ".join(f"{name} {count}" for name, count in sorted(step.get("modified_reasons", {}).items()))
             shown = ", ".join(filter(None, [shown, changed]))
-        lines.append(f"  {step['name']:<{width}}  {step['input']:>8}  {step['kept']:>8}  {step['dropped']:>8}  {shown or '-'}")
+        lines.append(
+            f"  {step['name']:<{width}}  {step['input']:>8}  {step['kept']:>8}  {step['dropped']:>8}  {shown or '-'}"
+        )
     return lines

@@ -14,7 +14,9 @@ _WORD = re.compile(r"\w+|[^\w\s]")
 class RepetitionParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_repeated_ngram_fraction: float = Field(0.3, gt=0.0, le=1.0, description="Drop above this share of repeated n-grams")
+    max_repeated_ngram_fraction: float = Field(
+        0.3, gt=0.0, le=1.0, description="Drop above this share of repeated n-grams"
+    )
     ngram: int = Field(3, ge=1, description="Words per n-gram")
     min_ngrams: int = Field(10, ge=1, description="Answers with fewer n-grams are too short to judge and are kept")
 

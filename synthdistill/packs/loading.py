@@ -64,10 +64,7 @@ class Pack:
 
     def file_hashes(self) -> dict[str, str]:
         """sha256 of each file, keyed by its path relative to the pack folder."""
-        return {
-            Path(os.path.relpath(p, self.path)).as_posix(): file_sha256(p)
-            for p in self.files()
-        }
+        return {Path(os.path.relpath(p, self.path)).as_posix(): file_sha256(p) for p in self.files()}
 
     def content_sha256(self) -> str:
         """One sha256 over the pack's files and their names (for the audit)."""
@@ -179,8 +176,9 @@ def validate_pack(path: Path) -> ValidationReport:
 # --- building a pack -------------------------------------------------------------------
 
 
-def _build(path: Path, limit: int | None = None,
-           max_prompt_chars: int | None = None) -> tuple[Pack, list[PackError], list[str]]:
+def _build(
+    path: Path, limit: int | None = None, max_prompt_chars: int | None = None
+) -> tuple[Pack, list[PackError], list[str]]:
     """Load a pack; fatal problems raise, row problems are returned with the warnings.
 
     Rows are read, and `variables:` combinations made, one at a time: with `limit` nothing
@@ -212,7 +210,8 @@ def _build(path: Path, limit: int | None = None,
             raise PackError(
                 f"`variables:` would make {count} prompts, over the maximum of {MAX_VARIABLE_COMBINATIONS}; "
                 "use fewer values, or list the rows you want in a rows file",
-                file=doc.path, line=line,
+                file=doc.path,
+                line=line,
             )
         items = (
             (doc.path, line, f"{PACK_FILE}:variables[{i}]", row) for i, row in enumerate(combinations(spec.variables))
@@ -225,8 +224,9 @@ def _build(path: Path, limit: int | None = None,
             break
         where = line if spec.rows is not None else doc.line_of(("template",))
         if (problem := forbidden_character(row, "row" if spec.rows is not None else "variables")) is not None:
-            problems.append(PackError(f"{problem}; remove it (prompts may not hold NUL or lone surrogates)",
-                                      file=file, line=line))
+            problems.append(
+                PackError(f"{problem}; remove it (prompts may not hold NUL or lone surrogates)", file=file, line=line)
+            )
             continue
         try:
             prompt = prompt_for(spec, template, row, source)
@@ -241,9 +241,14 @@ def _build(path: Path, limit: int | None = None,
             continue
         size = sum(len(t) for t in text)
         if max_prompt_chars is not None and size > max_prompt_chars:
-            problems.append(PackError(
-                f"prompt is {size} characters, over harvest.max_prompt_chars ({max_prompt_chars}); "
-                "shorten it or raise the limit", file=file, line=line))
+            problems.append(
+                PackError(
+                    f"prompt is {size} characters, over harvest.max_prompt_chars ({max_prompt_chars}); "
+                    "shorten it or raise the limit",
+                    file=file,
+                    line=line,
+                )
+            )
             continue
         if prompt.prompt_id in seen:
             problems.append(
@@ -347,8 +352,11 @@ def _check_text_files(path: Path, skip: Path | None = None) -> None:
                 try:
                     raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise PackError(f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
-                                    file=file, line=number) from None
+                    raise PackError(
+                        f"not valid UTF-8 (byte {exc.start} of the line); save the file as UTF-8",
+                        file=file,
+                        line=number,
+                    ) from None
 
 
 def _warnings(spec: PackSpec, path: Path) -> list[str]:

@@ -21,7 +21,6 @@ def load_tokenizer(reference: str | None = None):
     """A transformers tokenizer for `reference` (a folder or embedded model; default SmolLM2)."""
     from transformers import AutoTokenizer  # heavy: only `packs stats` needs it
 
-
     return AutoTokenizer.from_pretrained(str(resolve_model(reference or DEFAULT_TOKENIZER)))
 
 

@@ -179,7 +179,11 @@ def decide(policy: Policy, use: UseConfig) -> Verdict:
         return Verdict("deny", f"{name} {why}", [])
     obligations = obligations_in_force(policy, use)
     if policy.requires_attestation and not is_statement(use.attestation):
-        why = "the clause needs your judgement" if rule == "non-competing" else "it rests on facts that need your confirmation"
+        why = (
+            "the clause needs your judgement"
+            if rule == "non-competing"
+            else "it rests on facts that need your confirmation"
+        )
         if (use.attestation or "").strip():
             why += f" ({use.attestation.strip()!r} is not a statement: write a sentence of at least {MIN_WORDS} words)"
         return Verdict("needs-attestation", f"{name} needs use.attestation: {why}", obligations)
@@ -187,7 +191,9 @@ def decide(policy: Policy, use: UseConfig) -> Verdict:
     if policy.requires_attestation:
         return Verdict("allow-with-obligations", f"{allows} on your attestation", obligations, attested=True)
     if rule == "derivative":
-        return Verdict("allow-with-obligations", f"{allows}; the student is a derivative and its terms pass on", obligations)
+        return Verdict(
+            "allow-with-obligations", f"{allows}; the student is a derivative and its terms pass on", obligations
+        )
     if obligations:
         return Verdict("allow-with-obligations", f"{allows}, with obligations that pass on", obligations)
     return Verdict("allow", allows, [])
@@ -219,8 +225,13 @@ def _how_to_proceed(policy: Policy, verdict: Verdict, project_hint: str) -> list
 def _governing(match: Match, verdict: Verdict) -> GoverningPolicy:
     loaded = match.loaded
     return GoverningPolicy(
-        policy_id=loaded.id, title=loaded.policy.title, outcome=verdict.outcome, clause=loaded.policy.clause,
-        policy_file=f"policies/{loaded.path.name}", policy_sha256=loaded.sha256, origin=loaded.origin,
+        policy_id=loaded.id,
+        title=loaded.policy.title,
+        outcome=verdict.outcome,
+        clause=loaded.policy.clause,
+        policy_file=f"policies/{loaded.path.name}",
+        policy_sha256=loaded.sha256,
+        origin=loaded.origin,
         matched_by=match.matched_by,
     )
 
@@ -255,15 +266,23 @@ def _strictest_per_layer(verdicts: list[tuple[Match, Verdict]]) -> tuple[list[tu
         strictest = max(of_layer, key=_strictness)
         governing.append(strictest)
         shadowed += [
-            SetAside(policy_id=m.loaded.id, why=f"also matches; '{strictest[0].loaded.id}' is at least as restrictive "
-                     f"for this use ({v.outcome} vs {strictest[1].outcome})")
-            for m, v in of_layer if m is not strictest[0]
+            SetAside(
+                policy_id=m.loaded.id,
+                why=f"also matches; '{strictest[0].loaded.id}' is at least as restrictive "
+                f"for this use ({v.outcome} vs {strictest[1].outcome})",
+            )
+            for m, v in of_layer
+            if m is not strictest[0]
         ]
     return governing, shadowed
 
 
 def _choose(
-    chosen_id: str, policies: list[LoadedPolicy], model: str, hosts: list[str], use: UseConfig,
+    chosen_id: str,
+    policies: list[LoadedPolicy],
+    model: str,
+    hosts: list[str],
+    use: UseConfig,
     governing: list[tuple[Match, Verdict]],
 ) -> tuple[Match, Verdict, str]:
     """The policy `teacher.policy` names, and the layer it governs in.
@@ -275,7 +294,9 @@ def _choose(
     if chosen_id not in loose:
         if find_policy(policies, chosen_id) is None:
             close = close_ids(policies, chosen_id)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `synthdistill policy list`"
+            hint = (
+                f"; did you mean {', '.join(repr(c) for c in close)}?" if close else "; see `synthdistill policy list`"
+            )
             raise ConfigError(f"teacher.policy: no policy has id '{chosen_id}'{hint}")
         names = ", ".join(sorted(loose)) or "none"
         raise ConfigError(
@@ -302,7 +323,8 @@ def _choose(
 def _unmatched(model: str, hosts: list[str], project_hint: str, common: dict[str, Any]) -> Decision:
     where = f" at {', '.join(hosts)}" if hosts else ""
     return Decision(
-        outcome="deny", reason=f"no policy matches teacher '{model}'{where}",
+        outcome="deny",
+        reason=f"no policy matches teacher '{model}'{where}",
         how_to_proceed=[
             f"add a policy file for the teacher's licence or terms to {project_hint} "
             "(copy one shown by `synthdistill policy show smollm2`)",
@@ -341,10 +363,16 @@ def _override_records(set_aside: list[Overridden]) -> list[OverrideRecord]:
     records: dict[str, OverrideRecord] = {}
     for item in set_aside:
         by = item.by
-        record = records.setdefault(by.id, OverrideRecord(
-            policy_id=by.id, overridden=[], permission=by.policy.permission.model_dump() if by.policy.permission else {},
-            policy_file=f"policies/{by.path.name}", policy_sha256=by.sha256,
-        ))
+        record = records.setdefault(
+            by.id,
+            OverrideRecord(
+                policy_id=by.id,
+                overridden=[],
+                permission=by.policy.permission.model_dump() if by.policy.permission else {},
+                policy_file=f"policies/{by.path.name}",
+                policy_sha256=by.sha256,
+            ),
+        )
         record.overridden.append(item.policy.id)
     return list(records.values())
 
@@ -361,8 +389,12 @@ def evaluate(
     """The decision for a teacher and a declared use, refusals included. Pure (no I/O)."""
     hosts = sorted({h for h in (host_of(u) for u in base_urls) if h})
     common: dict[str, Any] = dict(
-        use=use.model_dump(), teacher_model=teacher_model, teacher_names=model_names(teacher_model),
-        teacher_host=hosts[0] if hosts else None, teacher_hosts=hosts, attestation=use.attestation,
+        use=use.model_dump(),
+        teacher_model=teacher_model,
+        teacher_names=model_names(teacher_model),
+        teacher_host=hosts[0] if hosts else None,
+        teacher_hosts=hosts,
+        attestation=use.attestation,
         policy_choice=policy_choice,
     )
     matches, overridden = governing_matches(policies, teacher_model, hosts)
@@ -370,13 +402,19 @@ def evaluate(
     if policy_choice != "auto":
         match, verdict, layer = _choose(policy_choice, policies, teacher_model, hosts, use, governing)
         replaced = [m.loaded.id for m, _ in governing if _layer(m) == layer and m.loaded.id != policy_choice]
-        shadowed += [SetAside(policy_id=i, why=f"teacher.policy chose '{policy_choice}', as restrictive") for i in replaced]
+        shadowed += [
+            SetAside(policy_id=i, why=f"teacher.policy chose '{policy_choice}', as restrictive") for i in replaced
+        ]
         governing = [mv for mv in governing if _layer(mv[0]) != layer and mv[0].loaded.id != policy_choice]
         governing.append((match, verdict))
     set_aside = shadowed + [
-        SetAside(policy_id=o.policy.id, why=f"overridden by project policy '{o.by.id}' (permission from "
-                 f"{o.by.policy.permission.granted_by}, {o.by.policy.permission.date})")
-        for o in overridden if o.by.policy.permission
+        SetAside(
+            policy_id=o.policy.id,
+            why=f"overridden by project policy '{o.by.id}' (permission from "
+            f"{o.by.policy.permission.granted_by}, {o.by.policy.permission.date})",
+        )
+        for o in overridden
+        if o.by.policy.permission
     ]
     common.update(set_aside=set_aside, overrides=_override_records(overridden))
     if not governing:
@@ -387,23 +425,35 @@ def evaluate(
     obligations = _carried(governing, use)
     policy = deciding.loaded.policy
     return Decision(
-        outcome=verdict.outcome, reason=verdict.reason,
+        outcome=verdict.outcome,
+        reason=verdict.reason,
         how_to_proceed=[] if allowed else _how_to_proceed(policy, verdict, project_hint),
         attested=allowed and any(v.attested for _, v in governing),
-        policy_id=policy.id, policy_title=policy.title, policy_kind=policy.kind, clause=policy.clause,
-        clause_kind=policy.clause_kind, outputs_for_training=policy.outputs_for_training, obligations=obligations,
+        policy_id=policy.id,
+        policy_title=policy.title,
+        policy_kind=policy.kind,
+        clause=policy.clause,
+        clause_kind=policy.clause_kind,
+        outputs_for_training=policy.outputs_for_training,
+        obligations=obligations,
         conditions=_conditions(governing),
-        policy_file=f"policies/{deciding.loaded.path.name}", policy_sha256=deciding.loaded.sha256,
-        origin=deciding.loaded.origin, matched_by=deciding.matched_by,
+        policy_file=f"policies/{deciding.loaded.path.name}",
+        policy_sha256=deciding.loaded.sha256,
+        origin=deciding.loaded.origin,
+        matched_by=deciding.matched_by,
         also_governed_by=[_governing(m, v) for m, v in governing if m is not deciding],
         requires_attestation=any(m.loaded.policy.requires_attestation for m, _ in governing),
-        licence=policy.licence.model_dump(), document=policy.document.model_dump(), notes=policy.notes,
+        licence=policy.licence.model_dump(),
+        document=policy.document.model_dump(),
+        notes=policy.notes,
         warnings=_name_warnings(obligations, student_name) if allowed else [],
         **common,
     )
 
 
-def refusal_message(decision: Decision, lead: str | None = None, nothing_done: str = "Nothing was sent to the teacher.") -> str:
+def refusal_message(
+    decision: Decision, lead: str | None = None, nothing_done: str = "Nothing was sent to the teacher."
+) -> str:
     """Why the gate refused and how to proceed, for the user."""
     lead = lead or f"the policy gate refused teacher '{decision.teacher_model}'"
     lines = [f"{lead}: {decision.reason}."]

@@ -148,9 +148,7 @@ class Policy(_Strict):
     requires_attestation: bool = Field(
         False, description="Refuse until use.attestation is given (unverified facts, or a clause that needs judgement)"
     )
-    attestation_hint: str = Field(
-        "", description="What use.attestation should affirm, shown when the gate asks for it"
-    )
+    attestation_hint: str = Field("", description="What use.attestation should affirm, shown when the gate asks for it")
     notes: str = ""
     overrides: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
@@ -222,7 +220,9 @@ def _check_document_text(policy: Policy, path: Path, line: int | None) -> None:
     digest = file_sha256(stored)
     if policy.document.sha256 is not None and policy.document.sha256 != digest:
         raise PolicyFileError(
-            f"document.sha256 is {policy.document.sha256[:12]}…, but {text} hashes to {digest[:12]}…", file=path, line=line
+            f"document.sha256 is {policy.document.sha256[:12]}…, but {text} hashes to {digest[:12]}…",
+            file=path,
+            line=line,
         )
 
 
@@ -233,7 +233,9 @@ def _load_folder(folder: Path, origin: Literal["project", "shipped"]) -> list[Lo
         loaded, id_line = _read(path, origin)
         if loaded.id in found:
             other = found[loaded.id].path.name
-            raise PolicyFileError(f"policy id '{loaded.id}' is also used by {other} in the same folder", file=path, line=id_line)
+            raise PolicyFileError(
+                f"policy id '{loaded.id}' is also used by {other} in the same folder", file=path, line=id_line
+            )
         found[loaded.id] = loaded
     return list(found.values())
 

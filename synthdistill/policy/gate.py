@@ -35,7 +35,9 @@ def read_decision(layout: RunLayout) -> Decision | None:
         return Decision.model_validate_json(path.read_bytes())
     except (ValidationError, ValueError) as exc:
         first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise InputError(f"not a gate decision ({first}); re-run `synthdistill harvest` to decide again", file=path) from None
+        raise InputError(
+            f"not a gate decision ({first}); re-run `synthdistill harvest` to decide again", file=path
+        ) from None
 
 
 def write_decision(layout: RunLayout, decision: Decision) -> Path:
@@ -59,15 +61,23 @@ def _student_name(config: DistillConfig) -> str | None:
     return (config.student.name or config.name) if config.student else None
 
 
-def decide_for(config: DistillConfig, use: UseConfig | None = None, model: str | None = None,
-               policies: list[LoadedPolicy] | None = None, policy_choice: str | None = None) -> Decision:
+def decide_for(
+    config: DistillConfig,
+    use: UseConfig | None = None,
+    model: str | None = None,
+    policies: list[LoadedPolicy] | None = None,
+    policy_choice: str | None = None,
+) -> Decision:
     """The gate's decision for the configured teacher (or `model` at its hosts) and `use`; refusals included."""
     try:
         return evaluate(
             policies if policies is not None else load_policies(config.project_dir),
-            model or config.teacher.model, config.teacher.base_urls, use or config.use,
+            model or config.teacher.model,
+            config.teacher.base_urls,
+            use or config.use,
             policy_choice or config.teacher.policy,
-            student_name=_student_name(config), project_hint=str(config.project_dir / "policies"),
+            student_name=_student_name(config),
+            project_hint=str(config.project_dir / "policies"),
         )
     except ConfigError as exc:
         raise ConfigError(exc.message, file=config.path, line=_config_line(config, ("teacher", "policy"))) from None
@@ -139,15 +149,24 @@ class AnsweringModelGate:
             return self._seen[answered]
         if self._policies is None:
             self._policies = load_policies(self.config.project_dir)
-        decision = decide_for(self.config, use=self.decision.gated_use, model=answered, policies=self._policies,
-                              policy_choice=self._choice_for(answered))
+        decision = decide_for(
+            self.config,
+            use=self.decision.gated_use,
+            model=answered,
+            policies=self._policies,
+            policy_choice=self._choice_for(answered),
+        )
         ids = [i for i in [decision.policy_id, *(g.policy_id for g in decision.also_governed_by)] if i]
         verdict = AnsweringModel(model=answered, outcome=decision.outcome, policy_ids=ids, reason=decision.reason)
         self._seen[answered] = verdict
         if not decision.allowed:
-            self.decision = self.decision.model_copy(update={"answering_models": [*self.decision.answering_models, verdict]})
+            self.decision = self.decision.model_copy(
+                update={"answering_models": [*self.decision.answering_models, verdict]}
+            )
             lead = f"the server answered as '{answered}', not '{self.config.teacher.model}', and the gate refused it"
-            nothing = "The harvest stopped; answers from that model are marked in the ledger and left out of the datasets."
+            nothing = (
+                "The harvest stopped; answers from that model are marked in the ledger and left out of the datasets."
+            )
             raise AnsweringModelRefused(refusal_message(decision, lead, nothing), model=answered)
         self._absorb(verdict, decision.obligations)
         return verdict
@@ -162,8 +181,12 @@ class AnsweringModelGate:
         """The run's decision carries the answering model and its obligations, for the cards and the audit."""
         known = {(o.policy_id, o.id) for o in self.decision.obligations}
         extra = [o for o in obligations if (o.policy_id, o.id) not in known]
-        self.decision = self.decision.model_copy(update={
-            "answering_models": [*self.decision.answering_models, verdict],
-            "obligations": [*self.decision.obligations, *extra],
-            "outcome": "allow-with-obligations" if extra and self.decision.outcome == "allow" else self.decision.outcome,
-        })
+        self.decision = self.decision.model_copy(
+            update={
+                "answering_models": [*self.decision.answering_models, verdict],
+                "obligations": [*self.decision.obligations, *extra],
+                "outcome": "allow-with-obligations"
+                if extra and self.decision.outcome == "allow"
+                else self.decision.outcome,
+            }
+        )

@@ -152,7 +152,9 @@ class Overridden:
     by: LoadedPolicy
 
 
-def governing_matches(policies: list[LoadedPolicy], model: str, hosts: list[str]) -> tuple[list[Match], list[Overridden]]:
+def governing_matches(
+    policies: list[LoadedPolicy], model: str, hosts: list[str]
+) -> tuple[list[Match], list[Overridden]]:
     """Every policy that governs the teacher (overrides applied), and the ones set aside by an override."""
     names = model_names(model)
     weights = [m for p in policies if p.policy.kind == "weights-licence" if (m := _own_match(p, names, hosts, True))]
@@ -167,8 +169,6 @@ def governing_matches(policies: list[LoadedPolicy], model: str, hosts: list[str]
             if hits:
                 matches.append(Match(loaded, "overrides", max(h.specificity for h in hits)))
     overriders = [m.loaded for m in matches if m.loaded.policy.overrides]
-    set_aside = [
-        Overridden(m.loaded, by) for m in matches for by in overriders if m.loaded.id in by.policy.overrides
-    ]
+    set_aside = [Overridden(m.loaded, by) for m in matches for by in overriders if m.loaded.id in by.policy.overrides]
     aside_ids = {o.policy.id for o in set_aside}
     return [m for m in matches if m.loaded.id not in aside_ids], set_aside

@@ -79,7 +79,9 @@ def terms_lines(decision: Decision) -> list[str]:
     for other in decision.also_governed_by:
         lines.append(f"- Also governed by: `{other.policy_id}` — {other.title} ({other.outcome})")
     for answered in decision.answering_models:
-        lines.append(f"- Server answered as `{answered.model}`: {answered.outcome} ({', '.join(answered.policy_ids) or 'no policy'})")
+        lines.append(
+            f"- Server answered as `{answered.model}`: {answered.outcome} ({', '.join(answered.policy_ids) or 'no policy'})"
+        )
     use = decision.gated_use
     lines.append(
         f"- Gated use: commercial {_yes(use.commercial)}, "
@@ -87,7 +89,7 @@ def terms_lines(decision: Decision) -> list[str]:
         f"competes with teacher provider {_yes(use.competes_with_teacher_provider)}"
     )
     if decision.attestation:
-        lines.append(f"- Attestation: \"{decision.attestation}\"")
+        lines.append(f'- Attestation: "{decision.attestation}"')
     for key, value in (decision.conditions or {}).items():
         if isinstance(value, list):
             lines.extend(f"- Condition: {item}" for item in value)

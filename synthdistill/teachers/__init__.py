@@ -49,7 +49,9 @@ class BatchTeacher(Protocol):
     async def poll(self, batch_id: str, on_status: Callable[[str], None] | None = None) -> dict:
         """Wait until the batch ends (`on_status` hears every status seen); the last batch object."""
 
-    async def collect(self, batch: dict, requests: Mapping[str, TeacherRequest]) -> dict[str, Completion | BatchFailure]:
+    async def collect(
+        self, batch: dict, requests: Mapping[str, TeacherRequest]
+    ) -> dict[str, Completion | BatchFailure]:
         """The ended batch's answer or failure for each of `requests` (by request key) that it answered.
 
         A request the batch never answered has no entry; lines of requests not in `requests` are skipped.

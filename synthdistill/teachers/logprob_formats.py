@@ -190,6 +190,7 @@ def keep_top(logprobs: TokenLogprobs, k: int) -> TokenLogprobs:
     llama.cpp and legacy Completions add the sampled token when it is not among the
     top k (k + 1 entries); records keep the width that was asked for.
     """
+
     def best(row: list[float]) -> list[int]:
         return sorted(range(len(row)), key=lambda j: -row[j])[:k]
 
@@ -200,8 +201,10 @@ def keep_top(logprobs: TokenLogprobs, k: int) -> TokenLogprobs:
     def pick(rows: list[list]) -> list[list]:
         return [[row[j] for j in o] for o, row in zip(order, rows, strict=True)]
 
-    return logprobs.model_copy(update={
-        "top_tokens": pick(logprobs.top_tokens),
-        "top_ids": pick(logprobs.top_ids) if logprobs.top_ids is not None else None,
-        "top_logprobs": pick(logprobs.top_logprobs),
-    })
+    return logprobs.model_copy(
+        update={
+            "top_tokens": pick(logprobs.top_tokens),
+            "top_ids": pick(logprobs.top_ids) if logprobs.top_ids is not None else None,
+            "top_logprobs": pick(logprobs.top_logprobs),
+        }
+    )

@@ -38,8 +38,12 @@ CALL_RETRIES = 5
 
 def batch_line(model: str, request: TeacherRequest) -> dict[str, Any]:
     """One JSONL line of a batch input file: the chat body the openai backend would send."""
-    return {"custom_id": request.request_key, "method": "POST", "url": CHAT_URL,
-            "body": build_chat_body(model, request, "openai")}
+    return {
+        "custom_id": request.request_key,
+        "method": "POST",
+        "url": CHAT_URL,
+        "body": build_chat_body(model, request, "openai"),
+    }
 
 
 def jsonl_lines(text: str) -> list[dict]:
@@ -103,29 +107,40 @@ class OpenAIBatchClient:
                 response = await self._client.request(method, f"{self.base_url}{path}", **kwargs)
             except httpx.TransportError as exc:
                 if last:
-                    raise TeacherError(f"Batch API at {host} unreachable: {type(exc).__name__}: {self._scrub(str(exc))}") from None
+                    raise TeacherError(
+                        f"Batch API at {host} unreachable: {type(exc).__name__}: {self._scrub(str(exc))}"
+                    ) from None
             else:
                 if 200 <= response.status_code < 300:
                     return response
                 message = self._scrub(error_message(response))
                 if response.status_code in (401, 403):
-                    hint = (f"check the API key in the environment variable {self.config.api_key_env}"
-                            if self.config.api_key_env else "set teacher.api_key_env to the NAME of the variable holding it")
-                    raise TeacherAuthError(f"Batch API at {host} refused the request (HTTP {response.status_code}): {message}; {hint}")
+                    hint = (
+                        f"check the API key in the environment variable {self.config.api_key_env}"
+                        if self.config.api_key_env
+                        else "set teacher.api_key_env to the NAME of the variable holding it"
+                    )
+                    raise TeacherAuthError(
+                        f"Batch API at {host} refused the request (HTTP {response.status_code}): {message}; {hint}"
+                    )
                 if response.status_code not in TRANSIENT_STATUSES or last:
-                    raise TeacherError(f"Batch API at {host}: {method} {path} failed (HTTP {response.status_code}): {message}")
-            await asyncio.sleep(min(POLL_INTERVAL_S, 2.0 ** attempt * 0.1))
+                    raise TeacherError(
+                        f"Batch API at {host}: {method} {path} failed (HTTP {response.status_code}): {message}"
+                    )
+            await asyncio.sleep(min(POLL_INTERVAL_S, 2.0**attempt * 0.1))
         raise AssertionError("unreachable")
 
     async def submit(self, requests: list[TeacherRequest]) -> tuple[str, dict]:
         """Upload the requests as JSONL and create the batch; (input file id, batch object)."""
         lines = [batch_line(self.model, request) for request in requests]
         data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
-        upload = await self._call("POST", "/files", data={"purpose": "batch"},
-                                  files={"file": ("batch.jsonl", data, "application/jsonl")})
+        upload = await self._call(
+            "POST", "/files", data={"purpose": "batch"}, files={"file": ("batch.jsonl", data, "application/jsonl")}
+        )
         file_id = upload.json()["id"]
-        created = await self._call("POST", "/batches", json={
-            "input_file_id": file_id, "endpoint": CHAT_URL, "completion_window": "24h"})
+        created = await self._call(
+            "POST", "/batches", json={"input_file_id": file_id, "endpoint": CHAT_URL, "completion_window": "24h"}
+        )
         return file_id, created.json()
 
     async def poll(self, batch_id: str, on_status: Callable[[str], None] | None = None) -> dict:
@@ -140,7 +155,9 @@ class OpenAIBatchClient:
             await asyncio.sleep(interval)
             interval = min(MAX_POLL_INTERVAL_S, interval * 1.5)
 
-    async def collect(self, batch: dict, requests: Mapping[str, TeacherRequest]) -> dict[str, Completion | BatchFailure]:
+    async def collect(
+        self, batch: dict, requests: Mapping[str, TeacherRequest]
+    ) -> dict[str, Completion | BatchFailure]:
         """The answer or failure of each line (output file, then error file) whose `custom_id` is in `requests`.
 
         Lines of other requests (answered earlier, or no longer planned) are skipped; a request
@@ -159,9 +176,13 @@ class OpenAIBatchClient:
         if error is not None:
             return BatchFailure(*error)
         try:
-            return parse_answer(line["response"].get("body"), want_logprobs=request.sampling.top_logprobs > 0,
-                                fallback_model=self.model, source=f"batch answer {request.request_key[:12]}",
-                                top_k=request.sampling.top_logprobs)
+            return parse_answer(
+                line["response"].get("body"),
+                want_logprobs=request.sampling.top_logprobs > 0,
+                fallback_model=self.model,
+                source=f"batch answer {request.request_key[:12]}",
+                top_k=request.sampling.top_logprobs,
+            )
         except Exception as exc:  # noqa: BLE001 - a bad line fails its own request, not the batch
             return BatchFailure(getattr(exc, "kind", "malformed"), str(exc))
 

@@ -162,8 +162,15 @@ def _completions_text(choice: dict, source: str) -> str:
     return text
 
 
-def parse_answer(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer",
-                 endpoint: str = "chat", top_k: int | None = None) -> Completion:
+def parse_answer(
+    payload: Any,
+    *,
+    want_logprobs: bool,
+    fallback_model: str,
+    source: str = "answer",
+    endpoint: str = "chat",
+    top_k: int | None = None,
+) -> Completion:
     """A chat or legacy completions answer as a Completion; raises RetryableTeacherError for a bad answer.
 
     `source` names the answer in messages (e.g. "answer from 127.0.0.1:8000"); `top_k`
@@ -196,6 +203,8 @@ def parse_answer(payload: Any, *, want_logprobs: bool, fallback_model: str, sour
     )
 
 
-def parse_chat_response(payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer") -> Completion:
+def parse_chat_response(
+    payload: Any, *, want_logprobs: bool, fallback_model: str, source: str = "answer"
+) -> Completion:
     """A chat completions answer as a Completion (see `parse_answer`)."""
     return parse_answer(payload, want_logprobs=want_logprobs, fallback_model=fallback_model, source=source)

@@ -150,8 +150,13 @@ class Endpoints:
     remains; when every URL is cooling down, the one that comes back first is used.
     """
 
-    def __init__(self, base_urls: list[str], cooldown_s: float = COOLDOWN_S, clock: Callable[[], float] = time.monotonic,
-                 failures_before_cooldown: int = FAILURES_BEFORE_COOLDOWN):
+    def __init__(
+        self,
+        base_urls: list[str],
+        cooldown_s: float = COOLDOWN_S,
+        clock: Callable[[], float] = time.monotonic,
+        failures_before_cooldown: int = FAILURES_BEFORE_COOLDOWN,
+    ):
         if not base_urls:
             raise ConfigError("teacher.base_url is empty: the openai backend needs at least one URL")
         self.base_urls = [u.rstrip("/") for u in base_urls]
@@ -190,7 +195,9 @@ class Endpoints:
         if len(self.base_urls) > 1:
             self._down_until[base_url] = self._clock() + self.cooldown_s
             self._failures_in_a_row[base_url] = 0
-            log.warning("teacher endpoint %s %s; skipping it for %.0f s", endpoint_host(base_url), reason, self.cooldown_s)
+            log.warning(
+                "teacher endpoint %s %s; skipping it for %.0f s", endpoint_host(base_url), reason, self.cooldown_s
+            )
 
     def failed(self, base_url: str) -> None:
         """A server-side fault at `base_url`; enough in a row and it cools down."""
@@ -212,8 +219,15 @@ class OpenAIHTTPTeacher:
 
     backend = "openai"
 
-    def __init__(self, config, api_key: str | None = None, *, style: str | None = None,
-                 cooldown_s: float = COOLDOWN_S, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config,
+        api_key: str | None = None,
+        *,
+        style: str | None = None,
+        cooldown_s: float = COOLDOWN_S,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         style = style or getattr(config, "api_style", "auto")
         if style not in API_STYLES:
             raise ConfigError(f"unknown teacher.api_style '{style}' (expected one of: {', '.join(API_STYLES)})")
@@ -364,12 +378,16 @@ class OpenAIHTTPTeacher:
             raise malformed(f"answer from {host} holds a lone surrogate escape (not valid Unicode text)")
         try:
             return parse_answer(
-                payload, want_logprobs=request.sampling.top_logprobs > 0, fallback_model=self.model,
-                source=f"answer from {host}", endpoint=self.endpoint, top_k=request.sampling.top_logprobs,
+                payload,
+                want_logprobs=request.sampling.top_logprobs > 0,
+                fallback_model=self.model,
+                source=f"answer from {host}",
+                endpoint=self.endpoint,
+                top_k=request.sampling.top_logprobs,
             )
         except RetryableTeacherError as exc:
             # the server's own words may be quoted in the message: scrub them
-            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2:])) from None
+            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
 
     def _observe_limits(self, headers: httpx.Headers) -> None:
         if self.on_rate_limits is not None:

@@ -71,8 +71,10 @@ class TransformersTeacher:
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
                 torch.set_num_threads(max(1, torch.get_num_threads()))
                 # what an API's system_fingerprint says: the software and numerics that answered
-                self.fingerprint = (f"transformers-{transformers.__version__} torch-{torch.__version__} "
-                                    f"{str(dtype).removeprefix('torch.')} {torch.device(device).type}")
+                self.fingerprint = (
+                    f"transformers-{transformers.__version__} torch-{torch.__version__} "
+                    f"{str(dtype).removeprefix('torch.')} {torch.device(device).type}"
+                )
                 self._loaded = (model, tokenizer, device)
         return self._loaded
 
@@ -244,7 +246,9 @@ def row_sampler(sampling, request_keys: list[str]):
             self.generators = [torch.Generator().manual_seed(row_seed(sampling.seed, key)) for key in request_keys]
 
         def __call__(self, input_ids, scores):
-            uniform = torch.stack([torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators])
+            uniform = torch.stack(
+                [torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators]
+            )
             gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
             return scores + gumbel.to(device=scores.device, dtype=scores.dtype)  # -inf (cut by top-p) stays -inf
 

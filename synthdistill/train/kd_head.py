@@ -20,7 +20,13 @@ from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
 
 # Config fields that transform the logits after the LM head; a student with any of them set
 # (Gemma's softcapping, Granite's scaling...) keeps the full-logit path, which applies them.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+_LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logit_scale",
+    "output_multiplier",
+    "lm_head_multiplier",
+    "logits_scaling",
+)
 
 
 @dataclass

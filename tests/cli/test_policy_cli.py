@@ -48,10 +48,15 @@ def test_show_prints_clause_document_and_obligations(capsys):
     assert main(["policy", "show", "llama-3.1"]) == 0
     out = flat(capsys.readouterr().out)
     assert "llama-3.1: Llama 3.1 Community License Agreement (shipped," in out
-    assert "document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)" in out
+    assert (
+        "document: https://github.com/meta-llama/llama-models/blob/main/models/llama3_1/LICENSE (version Llama 3.1 Version Release Date: July 23, 2024, retrieved 2026-12-01)"
+        in out
+    )
     assert "clause: §1.b.i:" in out
-    assert ("- name-prefix: Student names must begin with \"Llama\" (a model distributed or made available, hosted included) "
-            "[checked: name begins with 'Llama']") in out
+    assert (
+        '- name-prefix: Student names must begin with "Llama" (a model distributed or made available, hosted included) '
+        "[checked: name begins with 'Llama']"
+    ) in out
     assert "conditions: at most 700,000,000 monthly active users" in out
     rc, data = run_json(capsys, ["policy", "show", "gemma"])
     assert (rc, data["outputs_for_training"], data["origin"]) == (0, "derivative", "shipped")
@@ -64,24 +69,57 @@ def test_show_unknown_id_suggests_the_closest(capsys):
 
 
 def test_check_allowed_prints_decision_clause_obligations(capsys):
-    assert main(["policy", "check", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--base-url", "http://127.0.0.1:8000/v1"]) == 0
+    assert (
+        main(
+            ["policy", "check", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--base-url", "http://127.0.0.1:8000/v1"]
+        )
+        == 0
+    )
     out = flat(capsys.readouterr().out)
     assert "decision: allow-with-obligations" in out
     assert "teacher: meta-llama/Llama-3.1-8B-Instruct at 127.0.0.1" in out
-    assert "policy: llama-3.1 — Llama 3.1 Community License Agreement (shipped policies/llama-3.1.yaml, matched by model" in out
+    assert (
+        "policy: llama-3.1 — Llama 3.1 Community License Agreement (shipped policies/llama-3.1.yaml, matched by model"
+        in out
+    )
     assert "clause: §1.b.i:" in out
-    assert "- attribution (llama-3.1): Display \"Built with Llama\"" in out
+    assert '- attribution (llama-3.1): Display "Built with Llama"' in out
 
 
 def test_check_matches_by_host_and_exits_3_when_refused(capsys):
-    rc, data = run_json(capsys, ["policy", "check", "--model", "my-fine-tune", "--base-url", "https://api.openai.com/v1"])
+    rc, data = run_json(
+        capsys, ["policy", "check", "--model", "my-fine-tune", "--base-url", "https://api.openai.com/v1"]
+    )
     assert rc == 3
     assert (data["outcome"], data["policy_id"], data["matched_by"]) == ("needs-attestation", "openai-api", "host")
-    rc, data = run_json(capsys, ["policy", "check", "--model", "my-fine-tune", "--base-url", "https://api.openai.com/v1",
-                                 "--attestation", "The student will not compete with OpenAI"])
+    rc, data = run_json(
+        capsys,
+        [
+            "policy",
+            "check",
+            "--model",
+            "my-fine-tune",
+            "--base-url",
+            "https://api.openai.com/v1",
+            "--attestation",
+            "The student will not compete with OpenAI",
+        ],
+    )
     assert (rc, data["outcome"], data["attested"]) == (0, "allow-with-obligations", True)
-    rc, data = run_json(capsys, ["policy", "check", "--model", "my-fine-tune", "--base-url", "https://api.openai.com/v1",
-                                 "--attestation", "x", "--competes"])
+    rc, data = run_json(
+        capsys,
+        [
+            "policy",
+            "check",
+            "--model",
+            "my-fine-tune",
+            "--base-url",
+            "https://api.openai.com/v1",
+            "--attestation",
+            "x",
+            "--competes",
+        ],
+    )
     assert (rc, data["outcome"]) == (3, "deny")
 
 
@@ -152,12 +190,18 @@ def test_validate_reports_file_and_line(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("model", "use", "expected"),
     [
-        ("meta-llama/Llama-2-7b-chat-hf", "",
-         "policy 'llama-2' (Llama 2 Community License Agreement) forbids using the teacher's outputs to train other models."),
+        (
+            "meta-llama/Llama-2-7b-chat-hf",
+            "",
+            "policy 'llama-2' (Llama 2 Community License Agreement) forbids using the teacher's outputs to train other models.",
+        ),
         ("acme/unknown-7b", "", "no policy matches teacher 'acme/unknown-7b' at 127.0.0.1."),
         ("gpt-4o-mini", "", "policy 'openai-api' (OpenAI Services Agreement (API)) needs use.attestation"),
-        ("Qwen/Qwen2.5-3B-Instruct", "use: {commercial: true}\n",
-         "policy 'qwen-research' (Qwen RESEARCH LICENSE AGREEMENT (Qwen2.5 3B sizes)) allows training on the outputs for non-commercial use only"),
+        (
+            "Qwen/Qwen2.5-3B-Instruct",
+            "use: {commercial: true}\n",
+            "policy 'qwen-research' (Qwen RESEARCH LICENSE AGREEMENT (Qwen2.5 3B sizes)) allows training on the outputs for non-commercial use only",
+        ),
     ],
 )
 def test_a_refused_harvest_exits_3_and_sends_nothing(tmp_path, capsys, model, use, expected):
@@ -181,7 +225,11 @@ def test_an_allowed_harvest_records_the_decision(tmp_path, capsys):
     assert rc == 0
     harvest = tmp_path / "outputs" / "t" / "harvest"
     decision = json.loads((harvest / "decision.json").read_text())
-    assert (decision["outcome"], decision["policy_id"], decision["origin"]) == ("allow-with-obligations", "acme", "project")
+    assert (decision["outcome"], decision["policy_id"], decision["origin"]) == (
+        "allow-with-obligations",
+        "acme",
+        "project",
+    )
     assert decision["clause"] == "§2: outputs may train any model"
     with HarvestStore(harvest / "ledger.sqlite") as store:
         records = list(store.records())

@@ -28,7 +28,9 @@ def test_help_lists_every_command_without_importing_heavy_libraries():
 
 
 def test_python_dash_m_runs_the_same_cli():
-    done = subprocess.run([sys.executable, "-m", "synthdistill", "policy", "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "synthdistill", "policy", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0
     assert "check" in done.stdout and "list" in done.stdout
 
@@ -36,7 +38,9 @@ def test_python_dash_m_runs_the_same_cli():
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out == f"synthdistill {synthdistill.__version__}\n"
-    done = subprocess.run([sys.executable, "-m", "synthdistill", "--version"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "synthdistill", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert (done.returncode, done.stdout) == (0, f"synthdistill {synthdistill.__version__}\n")
 
 

@@ -14,11 +14,17 @@ from synthdistill.policy import gate
 def _llama_project(tmp_path, student_name: str):
     pack = tmp_path / "prompts" / "demo"
     pack.mkdir(parents=True)
-    (pack / "pack.yaml").write_text("name: demo\nversion: 1.0.0\nlicence: CC0-1.0\ntemplate: '{{ q }}'\nrows: rows.jsonl\n")
+    (pack / "pack.yaml").write_text(
+        "name: demo\nversion: 1.0.0\nlicence: CC0-1.0\ntemplate: '{{ q }}'\nrows: rows.jsonl\n"
+    )
     (pack / "rows.jsonl").write_text('{"q": "Hello?"}\n')
     config = {
         "name": "llama-run",
-        "teacher": {"backend": "openai", "model": "meta-llama/Llama-3.1-8B-Instruct", "base_url": "http://127.0.0.1:9/v1"},
+        "teacher": {
+            "backend": "openai",
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "base_url": "http://127.0.0.1:9/v1",
+        },
         "use": {"commercial": True, "distribute_student": True},
         "harvest": {"packs": ["prompts/demo"]},
         "student": {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "name": student_name},

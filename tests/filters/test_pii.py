@@ -20,7 +20,14 @@ def test_pii_drop_names_what_it_found():
         make_record("f", "-----BEGIN RSA PRIVATE KEY-----\nMIIE..."),
     ]
     outcome = pii(records, PiiParams(action="drop"))
-    assert outcome.verdicts == ["pii: email", "pii: phone x2", "pii: card", "pii: api_key", "pii: api_key", "pii: api_key"]
+    assert outcome.verdicts == [
+        "pii: email",
+        "pii: phone x2",
+        "pii: card",
+        "pii: api_key",
+        "pii: api_key",
+        "pii: api_key",
+    ]
     assert outcome.records == records  # dropping changes nothing
 
 
@@ -37,7 +44,14 @@ def test_pii_keeps_look_alikes():
 
 
 def test_pii_redact_replaces_finds_keeps_the_record_and_clears_its_logprobs():
-    logprobs = {"tokens": ["mail"], "token_ids": [1], "token_logprobs": [-0.1], "top_tokens": [["mail"]], "top_ids": [[1]], "top_logprobs": [[-0.1]]}
+    logprobs = {
+        "tokens": ["mail"],
+        "token_ids": [1],
+        "token_logprobs": [-0.1],
+        "top_tokens": [["mail"]],
+        "top_ids": [[1]],
+        "top_logprobs": [[-0.1]],
+    }
     records = [
         make_record("a", "Mail jane@corp.io or call 415 555 0100.", logprobs=logprobs),
         make_record("b", "Nothing personal here.", logprobs=logprobs),
@@ -48,7 +62,12 @@ def test_pii_redact_replaces_finds_keeps_the_record_and_clears_its_logprobs():
     assert outcome.notes == ["redacted: email, phone", None]
     redacted, untouched = outcome.records
     assert redacted.text == "Mail [EMAIL] or call [PHONE]."
-    assert (redacted.tokens, redacted.token_ids, redacted.token_logprobs, redacted.top_logprobs) == (None, None, None, None)
+    assert (redacted.tokens, redacted.token_ids, redacted.token_logprobs, redacted.top_logprobs) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert redacted.request_key == records[0].request_key
     assert untouched is records[1]
 
@@ -60,7 +79,9 @@ def test_pii_redact_through_the_pipeline_counts_modified_records():
     assert result.dropped == []
     step = result.steps[0]
     assert (step.input, step.kept, step.dropped, step.modified, step.modified_reasons) == (2, 2, 0, 1, {"redacted": 1})
-    assert [(m.filter, m.note, m.request_key) for m in result.modified] == [("pii", "redacted: card", records[0].request_key)]
+    assert [(m.filter, m.note, m.request_key) for m in result.modified] == [
+        ("pii", "redacted: card", records[0].request_key)
+    ]
 
 
 def test_pii_kinds_limit_what_is_looked_for():

@@ -45,7 +45,14 @@ def good(question: str, result: int, text: str | None = None, logprob: float = -
     text = text or f"Working it out step by step gives the result. Answer: {result}"
     record = answer("math", question, text, {"question": question, "answer": result})
     n = 5
-    return record.model_copy(update={"tokens": ["t"] * n, "token_logprobs": [logprob] * n, "top_tokens": [["t"]] * n, "top_logprobs": [[logprob]] * n})
+    return record.model_copy(
+        update={
+            "tokens": ["t"] * n,
+            "token_logprobs": [logprob] * n,
+            "top_tokens": [["t"]] * n,
+            "top_logprobs": [[logprob]] * n,
+        }
+    )
 
 
 def project(tmp_path, filters: str = ALL_FILTERS):
@@ -84,7 +91,15 @@ RECORDS = [
 def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp_path):
     config = project(tmp_path)
     assert [f.name for f in config.filters] == [
-        "finished", "refusal", "length", "repetition", "dedup", "confidence", "verify", "decontaminate", "pii",
+        "finished",
+        "refusal",
+        "length",
+        "repetition",
+        "dedup",
+        "confidence",
+        "verify",
+        "decontaminate",
+        "pii",
     ]
     stale = good("An edited row's old question?", 1)
     harvest(config, [record for _, record in RECORDS] + [stale])
@@ -142,8 +157,22 @@ def test_funnel_lines_are_a_readable_table():
         "steps": [
             {"name": "finished", "input": 10, "kept": 9, "dropped": 1, "reasons": {"truncated": 1}},
             {"name": "refusal", "input": 9, "kept": 9, "dropped": 0, "reasons": {}},
-            {"name": "dedup", "input": 9, "kept": 7, "dropped": 2, "reasons": {"near-duplicate": 1, "exact-duplicate": 1}},
-            {"name": "pii", "input": 7, "kept": 7, "dropped": 0, "reasons": {}, "modified": 2, "modified_reasons": {"redacted": 2}},
+            {
+                "name": "dedup",
+                "input": 9,
+                "kept": 7,
+                "dropped": 2,
+                "reasons": {"near-duplicate": 1, "exact-duplicate": 1},
+            },
+            {
+                "name": "pii",
+                "input": 7,
+                "kept": 7,
+                "dropped": 0,
+                "reasons": {},
+                "modified": 2,
+                "modified_reasons": {"redacted": 2},
+            },
         ],
     }
     assert funnel_lines(report) == [
@@ -182,7 +211,10 @@ def test_cli_filter_prints_the_funnel_and_json(tmp_path, capsys):
         ("  - refusl\n", "unknown filter 'refusl'; did you mean 'refusal'?"),
         ("  - length: {max_token: 10}\n", "filter 'length': unknown param 'max_token'; did you mean 'max_tokens'?"),
         ("  - pii: {action: scrub}\n", "filter 'pii': action: Input should be 'drop' or 'redact'"),
-        ("  - repetition: {max_repeated_ngram_fraction: 2}\n", "filter 'repetition': max_repeated_ngram_fraction: Input should be less than or equal to 1"),
+        (
+            "  - repetition: {max_repeated_ngram_fraction: 2}\n",
+            "filter 'repetition': max_repeated_ngram_fraction: Input should be less than or equal to 1",
+        ),
         ("  - decontaminate\n", "filter 'decontaminate': against: Field required"),
         ("  - nosuchpkg.mod:fn\n", "filter 'nosuchpkg.mod:fn': cannot import 'nosuchpkg.mod': ModuleNotFoundError"),
     ],
@@ -208,12 +240,14 @@ def test_missing_decontamination_file_exits_2(tmp_path, capsys):
     config = project(tmp_path, "filters:\n  - decontaminate: {against: [evals/missing.jsonl]}\n")
     harvest(config, [RECORDS[0][1]])
     assert main(["filter", "-c", str(config.path)]) == 2
-    assert "filter 'decontaminate': against file 'evals/missing.jsonl' not found" in " ".join(capsys.readouterr().err.split())
+    assert "filter 'decontaminate': against file 'evals/missing.jsonl' not found" in " ".join(
+        capsys.readouterr().err.split()
+    )
 
 
 # --- plug-ins --------------------------------------------------------------------------
 
-PLUGIN = '''
+PLUGIN = """
 from pydantic import BaseModel, ConfigDict
 
 from synthdistill.filters import FilterOutcome
@@ -234,14 +268,16 @@ min_words.Params = Params
 def shout(records, params):
     upper = [r.model_copy(update={"text": r.text.upper()}) for r in records]
     return FilterOutcome([None] * len(records), upper, [f"shouted: {params.get('why', 'no reason')}"] * len(records))
-'''
+"""
 
 
 def test_plugin_filter_by_import_path(tmp_path, monkeypatch):
     (tmp_path / "sd_test_plugin_a.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "distill.yaml"
-    path.write_text(CONFIG + "filters:\n  - sd_test_plugin_a:min_words: {words: 2}\n  - sd_test_plugin_a:shout: {why: test}\n")
+    path.write_text(
+        CONFIG + "filters:\n  - sd_test_plugin_a:min_words: {words: 2}\n  - sd_test_plugin_a:shout: {why: test}\n"
+    )
     config = load_config(path)
     assert [(f.name, f.params) for f in config.filters] == [
         ("sd_test_plugin_a:min_words", {"words": 2}),
@@ -262,7 +298,9 @@ def test_plugin_params_are_validated_by_its_model(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     path = tmp_path / "distill.yaml"
     path.write_text(CONFIG + "filters:\n  - sd_test_plugin_b:min_words: {word: 2}\n  - sd_test_plugin_b:nothing\n")
-    with pytest.raises(ConfigError, match=r"filter 'sd_test_plugin_b:min_words': unknown param 'word'; did you mean 'words'\?"):
+    with pytest.raises(
+        ConfigError, match=r"filter 'sd_test_plugin_b:min_words': unknown param 'word'; did you mean 'words'\?"
+    ):
         load_config(path)
     path.write_text(CONFIG + "filters:\n  - sd_test_plugin_b:nothing\n")
     with pytest.raises(ConfigError, match=r"'sd_test_plugin_b' has no function 'nothing'"):

@@ -73,9 +73,20 @@ def test_length_drops_outside_char_bounds_and_keeps_inside():
 
 
 def test_length_counts_tokens_from_logprobs_then_usage_then_estimate():
-    with_logprobs = make_record("a", "abc", logprobs={"tokens": ["a", "b", "c"], "token_logprobs": [-0.1] * 3, "top_tokens": [[]] * 3, "top_logprobs": [[]] * 3})
+    with_logprobs = make_record(
+        "a",
+        "abc",
+        logprobs={
+            "tokens": ["a", "b", "c"],
+            "token_logprobs": [-0.1] * 3,
+            "top_tokens": [[]] * 3,
+            "top_logprobs": [[]] * 3,
+        },
+    )
     from_usage = make_record("b", "two words")  # usage.completion_tokens = 3 in the fixture
-    estimated = make_record("c", "x" * 40).model_copy(update={"usage": from_usage.usage.model_copy(update={"completion_tokens": 0})})
+    estimated = make_record("c", "x" * 40).model_copy(
+        update={"usage": from_usage.usage.model_copy(update={"completion_tokens": 0})}
+    )
     params = LengthParams(min_tokens=3, max_tokens=9)
     assert length([with_logprobs, from_usage, estimated], params) == [None, None, "too-long: 10 tokens > max_tokens 9"]
     assert length([from_usage], LengthParams(min_tokens=4)) == ["too-short: 3 tokens < min_tokens 4"]
@@ -117,7 +128,12 @@ def logprob_record(question: str, logprobs: list[float]):
     return make_record(
         question,
         "answer",
-        logprobs={"tokens": ["t"] * n, "token_logprobs": logprobs, "top_tokens": [["t"]] * n, "top_logprobs": [[lp] for lp in logprobs]},
+        logprobs={
+            "tokens": ["t"] * n,
+            "token_logprobs": logprobs,
+            "top_tokens": [["t"]] * n,
+            "top_logprobs": [[lp] for lp in logprobs],
+        },
     )
 
 

@@ -41,7 +41,10 @@ def answer(pack: str, question: str, text: str, variables: dict):
 
 def test_verify_with_the_packs_verifiers_given_by_prepare(tmp_path):
     math = write_pack(
-        tmp_path, "math", 'verify: {kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)"}', [{"question": "2+2?", "answer": 4}]
+        tmp_path,
+        "math",
+        'verify: {kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)"}',
+        [{"question": "2+2?", "answer": 4}],
     )
     chat = write_pack(tmp_path, "chat", "", [{"question": "Hi?"}])
     loaded = [load_pack(tmp_path / reference) for reference in (math, chat)]  # the stage loads the packs
@@ -101,14 +104,22 @@ HELD_OUT = "Natalia sold clips to 48 of her friends in April and then she sold h
 def test_decontaminate_drops_prompts_and_answers_that_share_a_long_span(tmp_path):
     (tmp_path / "evals").mkdir()
     (tmp_path / "evals" / "heldout.jsonl").write_text(
-        json.dumps({"question": HELD_OUT, "answer": "72"}) + "\n" + json.dumps({"question": "What is the boiling point of water at sea level in celsius?"}) + "\n"
+        json.dumps({"question": HELD_OUT, "answer": "72"})
+        + "\n"
+        + json.dumps({"question": "What is the boiling point of water at sea level in celsius?"})
+        + "\n"
     )
-    (tmp_path / "evals" / "notes.txt").write_text("The mitochondria is the powerhouse of the cell and it makes most of the ATP.\n")
+    (tmp_path / "evals" / "notes.txt").write_text(
+        "The mitochondria is the powerhouse of the cell and it makes most of the ATP.\n"
+    )
     context = FilterContext(project_dir=tmp_path, config_path=tmp_path / "distill.yaml")
     params = load_references(DecontaminateParams(against=["evals/heldout.jsonl", "evals/notes.txt"], ngram=13), context)
     records = [
         make_record("Q: " + HELD_OUT.upper() + "?", "72"),  # case and punctuation do not hide it
-        make_record("Explain cells.", "Well, the mitochondria is the powerhouse of the cell and it makes most of the ATP, they say."),
+        make_record(
+            "Explain cells.",
+            "Well, the mitochondria is the powerhouse of the cell and it makes most of the ATP, they say.",
+        ),
         make_record("Quiz", "What is the boiling point of water at sea level in celsius? 100."),  # a short item, whole
         make_record("Natalia sold clips to 48 of her friends.", "She sold 48."),  # 8 words: under 13
         make_record("What is the boiling point of water?", "100 degrees Celsius at sea level."),
@@ -125,8 +136,12 @@ def test_decontaminate_drops_prompts_and_answers_that_share_a_long_span(tmp_path
 
 
 def test_decontaminate_fields_pick_which_jsonl_keys_count():
-    params = DecontaminateParams(against=["x"], ngram=3, min_words=3).with_references([("x:1", "alpha beta gamma delta")])
-    assert decontaminate([make_record("q", "say beta gamma delta now"), make_record("q", "gamma beta alpha")], params) == [
+    params = DecontaminateParams(against=["x"], ngram=3, min_words=3).with_references(
+        [("x:1", "alpha beta gamma delta")]
+    )
+    assert decontaminate(
+        [make_record("q", "say beta gamma delta now"), make_record("q", "gamma beta alpha")], params
+    ) == [
         "contaminated: answer shares a 3-word span with x:1",
         None,
     ]
@@ -134,5 +149,7 @@ def test_decontaminate_fields_pick_which_jsonl_keys_count():
 
 def test_decontaminate_missing_file_is_a_config_error(tmp_path):
     context = FilterContext(project_dir=tmp_path, config_path=tmp_path / "distill.yaml")
-    with pytest.raises(ConfigError, match=r"distill.yaml: filter 'decontaminate': against file 'evals/none.jsonl' not found"):
+    with pytest.raises(
+        ConfigError, match=r"distill.yaml: filter 'decontaminate': against file 'evals/none.jsonl' not found"
+    ):
         load_references(DecontaminateParams(against=["evals/none.jsonl"]), context)

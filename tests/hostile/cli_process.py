@@ -25,8 +25,14 @@ def start_cli(*args: str, cwd: Path, out: Path, env: dict | None = None) -> subp
     out.mkdir(parents=True, exist_ok=True)
     stdout = (out / "stdout").open("w")
     stderr = (out / "stderr").open("w")
-    return subprocess.Popen([sys.executable, "-m", "synthdistill", *args], cwd=cwd, stdout=stdout, stderr=stderr,
-                            env=env or dict(os.environ), text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthdistill", *args],
+        cwd=cwd,
+        stdout=stdout,
+        stderr=stderr,
+        env=env or dict(os.environ),
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen, out: Path, started: float, timeout_s: float = 60.0) -> Finished:
@@ -45,8 +51,9 @@ def finish(process: subprocess.Popen, out: Path, started: float, timeout_s: floa
         time.sleep(0.01)
     process.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - started
-    return Finished(process.returncode, (out / "stdout").read_text(), (out / "stderr").read_text(), seconds,
-                    peak_kib / 1024)
+    return Finished(
+        process.returncode, (out / "stdout").read_text(), (out / "stderr").read_text(), seconds, peak_kib / 1024
+    )
 
 
 def _high_water_kib(pid: int) -> int:

@@ -42,9 +42,10 @@ def test_verify_fails_on_an_edit_still_in_the_wal(tmp_path):
     _edit_in_wal(ledger)
     result = run_cli("audit", "verify", str(run_dir), cwd=tmp_path)
     assert result.code == 1, result.out + result.err
-    assert result.out.splitlines()[0].startswith(
-        "changed: harvest/ledger.sqlite (its write-ahead log holds ")
-    assert result.out.splitlines()[0].endswith(" bytes of writes that the hashed ledger does not (reads already see them))")
+    assert result.out.splitlines()[0].startswith("changed: harvest/ledger.sqlite (its write-ahead log holds ")
+    assert result.out.splitlines()[0].endswith(
+        " bytes of writes that the hashed ledger does not (reads already see them))"
+    )
     assert result.err.strip() == f"error: 1 file(s) differ from the audit manifest of {run_dir}"
 
 
@@ -70,7 +71,8 @@ def test_the_manifest_hash_is_printed_recorded_and_expected(tmp_path):
     sha = hashlib.sha256((run_dir / "audit" / "manifest.json").read_bytes()).hexdigest()
     assert human.out.splitlines()[-1] == (
         f"audit: manifest sha256 {sha}; keep it elsewhere and check the run later with "
-        f"`synthdistill audit verify {run_dir} --expect {sha}`")
+        f"`synthdistill audit verify {run_dir} --expect {sha}`"
+    )
 
 
 def test_expect_catches_a_manifest_rewritten_with_the_file_it_describes(tmp_path):
@@ -93,7 +95,8 @@ def test_expect_catches_a_manifest_rewritten_with_the_file_it_describes(tmp_path
     bound = run_cli("audit", "verify", str(run_dir), "--expect", noted, cwd=tmp_path)
     assert bound.code == 1
     assert bound.out.splitlines()[0] == (
-        f"changed: audit/manifest.json (sha256 {forged} where {noted} was expected: the manifest was rewritten)")
+        f"changed: audit/manifest.json (sha256 {forged} where {noted} was expected: the manifest was rewritten)"
+    )
 
 
 def test_expect_must_be_a_sha256(tmp_path):
@@ -115,8 +118,9 @@ def test_a_manifest_sealed_with_a_key_fails_verify_once_rewritten(tmp_path):
     assert json.loads(audit.out)["manifest_sealed"] is True
     run_dir = tmp_path / "outputs" / "run"
     assert run_cli("audit", "verify", str(run_dir), cwd=tmp_path, env=key_env).code == 0
-    wrong_key = run_cli("audit", "verify", str(run_dir), cwd=tmp_path,
-                        env={**key_env, "SYNTHDISTILL_AUDIT_KEY": "w" * 32})
+    wrong_key = run_cli(
+        "audit", "verify", str(run_dir), cwd=tmp_path, env={**key_env, "SYNTHDISTILL_AUDIT_KEY": "w" * 32}
+    )
     assert wrong_key.code == 1
     manifest = run_dir / "audit" / "manifest.json"
     manifest.write_text(manifest.read_text().replace('"size"', '"size" '))  # a forger's rewrite
@@ -126,7 +130,8 @@ def test_a_manifest_sealed_with_a_key_fails_verify_once_rewritten(tmp_path):
     assert result.code == 1
     assert result.out.splitlines()[0] == (
         "changed: audit/manifest.json (its seal does not match SYNTHDISTILL_AUDIT_KEY: the manifest was "
-        "rewritten, or sealed with another key)")
+        "rewritten, or sealed with another key)"
+    )
     short = run_cli("audit", "verify", str(run_dir), cwd=tmp_path, env={**key_env, "SYNTHDISTILL_AUDIT_KEY": "x"})
     assert short.code == 2
     assert short.err.strip() == "error: SYNTHDISTILL_AUDIT_KEY is shorter than 16 characters; use a long random key"

@@ -62,8 +62,11 @@ def test_a_foreign_sqlite_database_is_refused(tmp_path):
     ledger.parent.mkdir(parents=True)
     with sqlite3.connect(ledger) as db:
         db.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY, jpeg BLOB)")
-    _assert_message(run_cli("harvest", "-c", str(config), cwd=tmp_path), 2,
-                    f"{ledger}: not a synthdistill harvest ledger (it has no requests/migrations tables); {HINT}")
+    _assert_message(
+        run_cli("harvest", "-c", str(config), cwd=tmp_path),
+        2,
+        f"{ledger}: not a synthdistill harvest ledger (it has no requests/migrations tables); {HINT}",
+    )
     with sqlite3.connect(ledger) as db:  # left as it was
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["photos"]
 
@@ -101,8 +104,12 @@ def test_a_truncated_kept_jsonl_names_its_file_and_line(tmp_path):
     text = kept.read_text()
     kept.write_text(text[: len(text) - 200])  # the last line cut off
     result = run_cli("build", "-c", str(config), cwd=tmp_path)
-    _assert_message(result, 2, f"{kept}:5: not a complete record (the file is truncated or was edited); "
-                               "run `synthdistill filter -c distill.yaml` again to rewrite it")
+    _assert_message(
+        result,
+        2,
+        f"{kept}:5: not a complete record (the file is truncated or was edited); "
+        "run `synthdistill filter -c distill.yaml` again to rewrite it",
+    )
 
 
 def _row_file(tmp_path, raw_row: str):
@@ -114,8 +121,10 @@ def _row_file(tmp_path, raw_row: str):
 
 def test_a_lone_surrogate_in_a_row_is_refused_by_harvest_validate_and_stats(tmp_path):
     config, rows = _row_file(tmp_path, '{"q": "bad \\ud800 here"}')
-    expected = (f"{rows}:2: row.q holds a lone surrogate (U+D800) at character 4; "
-                "remove it (prompts may not hold NUL or lone surrogates)")
+    expected = (
+        f"{rows}:2: row.q holds a lone surrogate (U+D800) at character 4; "
+        "remove it (prompts may not hold NUL or lone surrogates)"
+    )
     _assert_message(run_cli("harvest", "-c", str(config), cwd=tmp_path), 2, expected)
     for command in ("validate", "stats"):
         result = run_cli("packs", command, str(rows.parent), cwd=tmp_path)
@@ -126,16 +135,22 @@ def test_a_lone_surrogate_in_a_row_is_refused_by_harvest_validate_and_stats(tmp_
 
 def test_a_nul_in_a_row_is_refused_at_its_line(tmp_path):
     config, rows = _row_file(tmp_path, '{"q": "bad \\u0000 here"}')
-    _assert_message(run_cli("harvest", "-c", str(config), cwd=tmp_path), 2,
-                    f"{rows}:2: row.q holds a NUL character (U+0000) at character 4; "
-                    "remove it (prompts may not hold NUL or lone surrogates)")
+    _assert_message(
+        run_cli("harvest", "-c", str(config), cwd=tmp_path),
+        2,
+        f"{rows}:2: row.q holds a NUL character (U+0000) at character 4; "
+        "remove it (prompts may not hold NUL or lone surrogates)",
+    )
 
 
 def test_invalid_utf8_in_a_row_names_its_line(tmp_path):
     config, rows = _row_file(tmp_path, "")
     rows.write_bytes(b'{"q": "fine"}\n{"q": "caf\xe9"}\n')
-    _assert_message(run_cli("harvest", "-c", str(config), cwd=tmp_path), 2,
-                    f"{rows}:2: not valid UTF-8 (byte 10 of the line); save the file as UTF-8")
+    _assert_message(
+        run_cli("harvest", "-c", str(config), cwd=tmp_path),
+        2,
+        f"{rows}:2: not valid UTF-8 (byte 10 of the line); save the file as UTF-8",
+    )
 
 
 def test_ctrl_c_says_interrupted_and_exits_130_then_resumes(tmp_path):
@@ -165,8 +180,10 @@ def test_control_characters_and_surrogate_escapes_in_distill_yaml_are_one_line_m
     for text, expected in (
         ("name: run\x00\n", f"{config}:1: invalid YAML: the character U+0000 is not allowed in YAML; remove it"),
         ("? '\n\n  '\n: null\n" + good, f"{config}:4: unknown key '\\n'; valid keys: "),
-        ('filters:\n- "\\uD800"\n' + good, f"{config}:2: a lone surrogate (a \\uD800-\\uDFFF escape without its pair) "
-                                          "is not text; remove it"),
+        (
+            'filters:\n- "\\uD800"\n' + good,
+            f"{config}:2: a lone surrogate (a \\uD800-\\uDFFF escape without its pair) is not text; remove it",
+        ),
     ):
         config.write_text(text)
         result = run_cli("harvest", "-c", str(config), cwd=tmp_path)

@@ -20,7 +20,11 @@ from hypothesis import strategies as st
 
 from synthdistill.errors import ConfigError, InputError, PackError
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "120")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "120")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 BASE_CONFIG = {
     "name": "run",
@@ -33,13 +37,40 @@ BASE_PACK = {"name": "tiny", "version": "1.0.0", "licence": "CC0-1.0", "template
 # Strings that have broken loaders: NULs, lone surrogates, YAML/Jinja syntax, huge and odd numbers.
 nasty_text = st.one_of(
     st.text(max_size=20),
-    st.sampled_from(["\x00", "\ud800", "{{ q }", "{% for %}", "*alias", "&anchor", "!!python/object:os.system",
-                     "../../etc", "~", "1e400", "-0", "NaN", "null", "\u2028", "\ufeff", "'", '"']),
+    st.sampled_from(
+        [
+            "\x00",
+            "\ud800",
+            "{{ q }",
+            "{% for %}",
+            "*alias",
+            "&anchor",
+            "!!python/object:os.system",
+            "../../etc",
+            "~",
+            "1e400",
+            "-0",
+            "NaN",
+            "null",
+            "\u2028",
+            "\ufeff",
+            "'",
+            '"',
+        ]
+    ),
 )
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), nasty_text)
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                        st.dictionaries(nasty_text, inner, max_size=4)), max_leaves=12)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    nasty_text,
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(nasty_text, inner, max_size=4)),
+    max_leaves=12,
+)
 
 
 def _paths(data, prefix=()):
@@ -130,10 +161,16 @@ def test_fuzzed_distill_yaml_loads_or_is_a_config_error(config_bytes):
 
 
 @FUZZ
-@given(st.one_of(mutated(BASE_PACK).map(_dump), file_bytes),
-       st.one_of(st.just(GOOD_ROWS), file_bytes,
-                 st.lists(values, max_size=4).map(
-                     lambda rows: "\n".join(json.dumps(r) for r in rows).encode("utf-8", "surrogatepass"))))
+@given(
+    st.one_of(mutated(BASE_PACK).map(_dump), file_bytes),
+    st.one_of(
+        st.just(GOOD_ROWS),
+        file_bytes,
+        st.lists(values, max_size=4).map(
+            lambda rows: "\n".join(json.dumps(r) for r in rows).encode("utf-8", "surrogatepass")
+        ),
+    ),
+)
 def test_fuzzed_pack_loads_or_is_a_pack_error(pack_bytes, rows_bytes):
     from synthdistill.packs import load_pack, validate_pack
 

@@ -36,19 +36,27 @@ def assert_cheap(result) -> None:
 def test_alias_bomb_in_distill_yaml_is_refused_at_the_first_alias(tmp_path):
     config = write_project(tmp_path, "http://127.0.0.1:9/v1", 3)
     config.write_text(config.read_text() + alias_bomb())
-    first_alias_line = config.read_text().splitlines().index(next(
-        line for line in config.read_text().splitlines() if line.startswith("a1:"))) + 1
+    first_alias_line = (
+        config.read_text()
+        .splitlines()
+        .index(next(line for line in config.read_text().splitlines() if line.startswith("a1:")))
+        + 1
+    )
     result = run_cli("harvest", "-c", str(config), cwd=tmp_path)
     assert result.code == 2, result.err
-    assert result.err.strip() == (f"error: {config}:{first_alias_line}: YAML aliases expand this file past 100000 "
-                                  "nodes (an alias bomb?); write the values out instead of nesting aliases")
+    assert result.err.strip() == (
+        f"error: {config}:{first_alias_line}: YAML aliases expand this file past 100000 "
+        "nodes (an alias bomb?); write the values out instead of nesting aliases"
+    )
     assert_cheap(result)
 
 
 def test_alias_bomb_in_pack_yaml_is_refused_by_harvest_and_validate(tmp_path):
     config = write_project(tmp_path, "http://127.0.0.1:9/v1", 3)
     pack_yaml = tmp_path / "prompts" / "tiny" / "pack.yaml"
-    pack_yaml.write_text(pack_yaml.read_text() + "extra:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines()))
+    pack_yaml.write_text(
+        pack_yaml.read_text() + "extra:\n" + "".join("  " + line + "\n" for line in alias_bomb().splitlines())
+    )
     for args in (("harvest", "-c", str(config)), ("packs", "validate", str(pack_yaml.parent))):
         result = run_cli(*args, cwd=tmp_path)
         assert result.code == 2, result.err
@@ -61,8 +69,11 @@ def test_a_few_aliases_still_load(tmp_path):
 
     path = tmp_path / "small.yaml"
     path.write_text("base: &b {temperature: 0.2}\nother: *b\nlist: [*b, *b]\n")
-    assert load_yaml(path).data == {"base": {"temperature": 0.2}, "other": {"temperature": 0.2},
-                                     "list": [{"temperature": 0.2}, {"temperature": 0.2}]}
+    assert load_yaml(path).data == {
+        "base": {"temperature": 0.2},
+        "other": {"temperature": 0.2},
+        "list": [{"temperature": 0.2}, {"temperature": 0.2}],
+    }
 
 
 def test_recursive_alias_is_refused(tmp_path):
@@ -80,9 +91,13 @@ def test_recursive_alias_is_refused(tmp_path):
 
 
 def _variables_pack(folder, keys: int, values: int) -> None:
-    spec = {"name": "tiny", "version": "1.0.0", "licence": "CC0-1.0",
-            "template": " ".join("{{ k" + str(k) + " }}" for k in range(keys)),
-            "variables": {f"k{k}": [f"v{v}" for v in range(values)] for k in range(keys)}}
+    spec = {
+        "name": "tiny",
+        "version": "1.0.0",
+        "licence": "CC0-1.0",
+        "template": " ".join("{{ k" + str(k) + " }}" for k in range(keys)),
+        "variables": {f"k{k}": [f"v{v}" for v in range(values)] for k in range(keys)},
+    }
     (folder / "rows.jsonl").unlink()
     (folder / "pack.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
 
@@ -94,8 +109,10 @@ def test_variables_product_over_the_maximum_is_refused_even_with_limit(tmp_path)
     line = (pack / "pack.yaml").read_text().splitlines().index("variables:") + 2  # its first value
     result = run_cli("harvest", "-c", str(config), "--limit", "3", cwd=tmp_path)
     assert result.code == 2, result.err
-    assert result.err.strip() == (f"error: {pack / 'pack.yaml'}:{line}: `variables:` would make 100000000 prompts, "
-                                  "over the maximum of 100000; use fewer values, or list the rows you want in a rows file")
+    assert result.err.strip() == (
+        f"error: {pack / 'pack.yaml'}:{line}: `variables:` would make 100000000 prompts, "
+        "over the maximum of 100000; use fewer values, or list the rows you want in a rows file"
+    )
     assert_cheap(result)
 
 
@@ -132,8 +149,9 @@ def test_prompt_over_max_prompt_chars_is_refused_at_its_row(tmp_path):
     rows.write_text(json.dumps({"q": "short"}) + "\n" + json.dumps({"q": "y" * 101}) + "\n")
     result = run_cli("harvest", "-c", str(config), cwd=tmp_path)
     assert result.code == 2, result.err
-    assert result.err.strip() == (f"error: {rows}:2: prompt is 101 characters, over harvest.max_prompt_chars (100); "
-                                  "shorten it or raise the limit")
+    assert result.err.strip() == (
+        f"error: {rows}:2: prompt is 101 characters, over harvest.max_prompt_chars (100); shorten it or raise the limit"
+    )
 
 
 def test_a_huge_row_line_is_refused_before_it_is_read_whole(tmp_path):
@@ -142,6 +160,7 @@ def test_a_huge_row_line_is_refused_before_it_is_read_whole(tmp_path):
     rows.write_text(json.dumps({"q": "z" * 30_000_000}) + "\n")
     result = run_cli("harvest", "-c", str(config), cwd=tmp_path)
     assert result.code == 2, result.err
-    assert result.err.strip() == (f"error: {rows}:1: line is longer than 1049776 bytes; shorten the row "
-                                  "(or raise harvest.max_prompt_chars)")
+    assert result.err.strip() == (
+        f"error: {rows}:1: line is longer than 1049776 bytes; shorten the row (or raise harvest.max_prompt_chars)"
+    )
     assert_cheap(result)

@@ -42,7 +42,8 @@ def test_a_second_stage_on_a_locked_run_folder_exits_2_naming_the_holder(tmp_pat
     assert result.code == 2, result.err
     assert result.err.strip() == (
         f"error: {run_dir}: the run folder is in use by pid {first.pid} (synthdistill harvest); wait for it to "
-        "finish (or stop it; a stopped run resumes where it left off)")
+        "finish (or stop it; a stopped run resumes where it left off)"
+    )
     assert result.seconds < 10
     assert done.code == 0, done.err
     summary = json.loads(done.out)

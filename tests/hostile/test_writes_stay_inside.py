@@ -27,7 +27,10 @@ def test_a_symlinked_decision_json_is_refused_and_its_target_untouched(tmp_path)
         result = run_cli("harvest", "-c", str(config), cwd=tmp_path)
         sent = server.stats()["requests"]
     assert result.code == 2, result.err
-    assert result.err.strip() == f"error: {link}: is a symlink (to {victim}); refusing to write through it: remove the link"
+    assert (
+        result.err.strip()
+        == f"error: {link}: is a symlink (to {victim}); refusing to write through it: remove the link"
+    )
     assert victim.read_text() == "precious\n"
     assert sent == 0
 
@@ -71,14 +74,18 @@ def test_output_dir_outside_the_project_is_refused_at_its_line(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
-    for output_dir, target in ((str(tmp_path / "abs"), tmp_path / "abs"), ("../../x", tmp_path.parent / "x"),
-                               ("~/x", home / "x")):
+    for output_dir, target in (
+        (str(tmp_path / "abs"), tmp_path / "abs"),
+        ("../../x", tmp_path.parent / "x"),
+        ("~/x", home / "x"),
+    ):
         config = _config_with_output_dir(tmp_path, "http://127.0.0.1:9/v1", output_dir)
         result = run_cli("harvest", "-c", str(config), cwd=tmp_path, env=env)
         assert result.code == 2, result.err
         assert result.err.strip() == (
             f"error: {config}:2: output_dir '{output_dir}' leads outside the project folder {config.parent} "
-            f"(to {target.resolve()}); pass --allow-outside or set allow_outside_project: true to write there")
+            f"(to {target.resolve()}); pass --allow-outside or set allow_outside_project: true to write there"
+        )
         assert not target.exists()
 
 

@@ -235,8 +235,11 @@ def test_a_problem_of_every_row_is_reported_once(tmp_path):
     folder = write_raw_pack(tmp_path, PACK_YAML.replace("{{ question }}", "{{ level }}"), ROWS_JSONL)
     report = packs.validate_pack(folder)
     assert [(e.line, e.message) for e in report.errors] == [
-        (1, "template uses 'level', which this row does not have (row keys: question); "
-            "add it to the row or fix the template (also lines 2, 3)")
+        (
+            1,
+            "template uses 'level', which this row does not have (row keys: question); "
+            "add it to the row or fix the template (also lines 2, 3)",
+        )
     ]
 
 

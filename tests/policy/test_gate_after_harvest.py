@@ -37,7 +37,9 @@ def _decision(project) -> dict:
 # -- the answering model ----------------------------------------------------------------
 
 
-def test_a_server_answering_as_a_refused_model_stops_the_harvest_and_its_answers_never_reach_a_dataset(tmp_path, capsys):
+def test_a_server_answering_as_a_refused_model_stops_the_harvest_and_its_answers_never_reach_a_dataset(
+    tmp_path, capsys
+):
     with FakeOpenAIServer(model="served-name") as server:
         config = write_project(tmp_path, server.base_url, 8, teacher={"max_concurrency": 1})
         rc, _, err = _run(capsys, "harvest", "-c", str(config), "--limit", "3")
@@ -48,8 +50,10 @@ def test_a_server_answering_as_a_refused_model_stops_the_harvest_and_its_answers
         rc, _, err = _run(capsys, "harvest", "-c", str(config))
         requests = server.stats()["requests"]
     assert rc == 3
-    assert "the server answered as 'served-name', not 'fake-model', and the gate refused it: no policy matches teacher " \
-           "'served-name' at 127.0.0.1" in err
+    assert (
+        "the server answered as 'served-name', not 'fake-model', and the gate refused it: no policy matches teacher "
+        "'served-name' at 127.0.0.1" in err
+    )
     assert "The harvest stopped; answers from that model are marked in the ledger and left out of the datasets." in err
     assert requests == 4  # the 3 of the first run, then one answer that was refused and not stored
     db = sqlite3.connect(ledger_of(tmp_path))
@@ -77,7 +81,9 @@ def test_an_answering_model_the_gate_allows_is_recorded_with_its_obligations(tmp
         ("HuggingFaceTB/SmolLM2-135M-Instruct", "allow-with-obligations", ["smollm2"])
     ]
     assert ("smollm2", "licence-copy") in {(o["policy_id"], o["id"]) for o in decision["obligations"]}
-    assert "the server answered as 'HuggingFaceTB/SmolLM2-135M-Instruct': allow-with-obligations" in " ".join(out.split())
+    assert "the server answered as 'HuggingFaceTB/SmolLM2-135M-Instruct': allow-with-obligations" in " ".join(
+        out.split()
+    )
 
 
 # -- the gated use travels ------------------------------------------------------------------
@@ -101,8 +107,10 @@ def test_a_broader_use_after_the_harvest_is_refused_by_every_later_stage(tmp_pat
     for stage in ("filter", "build", "train", "eval", "audit"):
         rc, _, err = _run(capsys, stage, "-c", str(config))
         assert rc == 3, (stage, err)
-        assert err.startswith(f"error: {stage}: the run was gated for a narrower use (use.commercial: False → True); "
-                              "deciding again, the gate refused: policy 'fake'"), err
+        assert err.startswith(
+            f"error: {stage}: the run was gated for a narrower use (use.commercial: False → True); "
+            "deciding again, the gate refused: policy 'fake'"
+        ), err
         assert f"The {stage} stage did nothing. To proceed:" in err
     assert not (tmp_path / "outputs" / "run" / "filtered").exists()
     assert not (tmp_path / "outputs" / "run" / "audit").exists()
@@ -155,17 +163,29 @@ def test_an_override_is_on_the_first_screen_of_the_dataset_card(tmp_path, capsys
     assert _run(capsys, "build", "-c", str(config))[0] == 0
     card = (tmp_path / "outputs" / "run" / "datasets" / "sft" / "README.md").read_text()
     body = card.split("---\n", 2)[2]
-    line = ("- **Override**: project policy `ours` sets aside `fake` on a written permission from Fake Corp Legal "
-            "(2026-11-02, reference LIC-7)")
+    line = (
+        "- **Override**: project policy `ours` sets aside `fake` on a written permission from Fake Corp Legal "
+        "(2026-11-02, reference LIC-7)"
+    )
     assert body.index(line) < body.index("| split | rows |")  # before anything else the card says
     decision = _decision(tmp_path)
-    assert (decision["outcome"], decision["policy_id"], decision["overrides"][0]["overridden"]) == ("allow", "ours", ["fake"])
+    assert (decision["outcome"], decision["policy_id"], decision["overrides"][0]["overridden"]) == (
+        "allow",
+        "ours",
+        ["fake"],
+    )
 
 
 def _harvested_with_override(tmp_path, capsys, overridden: dict):
-    ours = {**FAKE_POLICY, "id": "ours", "applies_to": {"models": [], "hosts": []}, "overrides": ["fake"],
-            "permission": {"granted_by": "Fake Corp Legal", "date": "2026-11-02", "reference": "LIC-7"},
-            "clause": "§1: Fake Corp allows us to train on outputs", "clause_kind": "summary"}
+    ours = {
+        **FAKE_POLICY,
+        "id": "ours",
+        "applies_to": {"models": [], "hosts": []},
+        "overrides": ["fake"],
+        "permission": {"granted_by": "Fake Corp Legal", "date": "2026-11-02", "reference": "LIC-7"},
+        "clause": "§1: Fake Corp allows us to train on outputs",
+        "clause_kind": "summary",
+    }
     with FakeOpenAIServer() as server:
         config = write_project(tmp_path, server.base_url, 3, teacher={"policy": "auto"})
         (tmp_path / "policies" / "fake.yaml").write_text(yaml.safe_dump(overridden, sort_keys=False))

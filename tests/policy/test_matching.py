@@ -43,7 +43,10 @@ def test_a_segment_is_normalised(segment, normalised):
 def test_every_path_segment_is_a_name_last_first():
     assert model_names("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF") == ["meta-llama-3.1-8b-instruct", "bartowski"]
     assert model_names("HuggingFaceTB/SmolLM2-135M/meta-llama/Llama-2-7b-chat-hf") == [
-        "llama-2-7b-chat-hf", "meta-llama", "smollm2-135m", "huggingfacetb",
+        "llama-2-7b-chat-hf",
+        "meta-llama",
+        "smollm2-135m",
+        "huggingfacetb",
     ]
     assert model_names("/models/./Qwen2.5-3B-Instruct/") == ["qwen2.5-3b-instruct", "models"]
     assert same_model("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-instruct")
@@ -78,9 +81,34 @@ def shipped():
 
 
 def test_no_shipped_model_glob_matches_a_bare_org_or_folder_name(shipped):
-    orgs = ["qwen", "deepseek-ai", "meta-llama", "mistralai", "google", "microsoft", "tiiuae", "allenai", "nvidia",
-            "openai", "moonshotai", "zai-org", "thudm", "huggingfacetb", "models", "home", "root", "bartowski",
-            "thebloke", "unsloth", "mlx-community", "lmstudio-community", "cache", "hf.co", "accounts", "fireworks"]
+    orgs = [
+        "qwen",
+        "deepseek-ai",
+        "meta-llama",
+        "mistralai",
+        "google",
+        "microsoft",
+        "tiiuae",
+        "allenai",
+        "nvidia",
+        "openai",
+        "moonshotai",
+        "zai-org",
+        "thudm",
+        "huggingfacetb",
+        "models",
+        "home",
+        "root",
+        "bartowski",
+        "thebloke",
+        "unsloth",
+        "mlx-community",
+        "lmstudio-community",
+        "cache",
+        "hf.co",
+        "accounts",
+        "fireworks",
+    ]
     for org in orgs:
         matches, _ = governing_matches(shipped, org, [])
         assert [m.loaded.id for m in matches] == [], org

@@ -10,7 +10,7 @@ import pytest
 from synthdistill.policy import load_policies
 from synthdistill.policy.format import document_text_path
 
-QUOTE_MARKS = str.maketrans({c: "'" for c in "\"“”‘’«»`"})
+QUOTE_MARKS = str.maketrans({c: "'" for c in '"“”‘’«»`'})
 SPAN = re.compile(r"[\"“”]([^\"“”]+)[\"“”]")
 
 

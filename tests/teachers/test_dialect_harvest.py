@@ -14,8 +14,16 @@ N = 4
 SAMPLES = 2
 
 
-def assert_record_complete(record: dict, *, model_answered: str, fingerprint: str | None, endpoint: str | None,
-                           backend: str, width: int, attempts: int = 1) -> None:
+def assert_record_complete(
+    record: dict,
+    *,
+    model_answered: str,
+    fingerprint: str | None,
+    endpoint: str | None,
+    backend: str,
+    width: int,
+    attempts: int = 1,
+) -> None:
     """Every field design §7 asks of a record, with logprobs of `width` alternatives per position."""
     assert record["request_key"] and record["prompt_id"] and record["pack"] == "tiny"
     assert record["pack_version"] == "1.0.0" and record["sample_index"] in range(SAMPLES)
@@ -34,19 +42,28 @@ def assert_record_complete(record: dict, *, model_answered: str, fingerprint: st
     assert all(len(row) == width for row in record["top_tokens"])
 
 
-@pytest.mark.parametrize("dialect, teacher, ids", [
-    ("openai", {"api_style": "openai"}, False),
-    ("vllm", {}, True),  # auto: /models says vllm → token ids
-    ("llamacpp", {"api_style": "llamacpp"}, False),  # llama-cpp-python: bytes null, no ids
-    ("together", {"api_style": "together"}, True),
-    ("ollama", {"api_style": "ollama"}, False),
-    ("vllm", {"endpoint": "completions"}, True),
-])
+@pytest.mark.parametrize(
+    "dialect, teacher, ids",
+    [
+        ("openai", {"api_style": "openai"}, False),
+        ("vllm", {}, True),  # auto: /models says vllm → token ids
+        ("llamacpp", {"api_style": "llamacpp"}, False),  # llama-cpp-python: bytes null, no ids
+        ("together", {"api_style": "together"}, True),
+        ("ollama", {"api_style": "ollama"}, False),
+        ("vllm", {"endpoint": "completions"}, True),
+    ],
+)
 def test_every_dialect_gives_complete_records(tmp_path, capsys, dialect, teacher, ids):
-    with FakeOpenAIServer(dialect=dialect, model="served-name", fail_first_n_per_prompt=1, fail_kinds=["503"],
-                          retry_after=0.01) as server:
-        config = write_project(tmp_path, server.base_url, N, teacher={**teacher, "max_concurrency": 4},
-                               harvest={"samples_per_prompt": SAMPLES, "temperature": 0.0})
+    with FakeOpenAIServer(
+        dialect=dialect, model="served-name", fail_first_n_per_prompt=1, fail_kinds=["503"], retry_after=0.01
+    ) as server:
+        config = write_project(
+            tmp_path,
+            server.base_url,
+            N,
+            teacher={**teacher, "max_concurrency": 4},
+            harvest={"samples_per_prompt": SAMPLES, "temperature": 0.0},
+        )
         rc = main(["harvest", "-c", str(config), "--json"])
         out, err = capsys.readouterr()
         port = server.port
@@ -58,13 +75,20 @@ def test_every_dialect_gives_complete_records(tmp_path, capsys, dialect, teacher
     assert len(records) == N * SAMPLES
     # one request per sample (llama.cpp ignores n > 1); each sample its own seed
     assert sorted((r["prompt_id"], r["sample_index"]) for r in records) == sorted(
-        {(r["prompt_id"], s) for r in records for s in range(SAMPLES)})
+        {(r["prompt_id"], s) for r in records for s in range(SAMPLES)}
+    )
     assert len({r["sampling"]["seed"] for r in records}) == SAMPLES
     for record in records:
         # each prompt's first attempt got a 503: the sample that met it took 2 attempts
-        assert_record_complete(record, model_answered="served-name", fingerprint="fp_fake_openai",
-                               endpoint=f"127.0.0.1:{port}", backend="openai", width=5,
-                               attempts=record["attempts"])
+        assert_record_complete(
+            record,
+            model_answered="served-name",
+            fingerprint="fp_fake_openai",
+            endpoint=f"127.0.0.1:{port}",
+            backend="openai",
+            width=5,
+            attempts=record["attempts"],
+        )
         assert record["attempts"] in (1, 2)
         tokens = split_tokens("Answer to: " + record["messages"][-1]["content"])
         assert record["token_ids"] == ([token_id(t) for t in tokens] if ids else None)

@@ -63,8 +63,23 @@ def llamacpp_url(tmp_path_factory):
     """Base URL of a llama.cpp server with SmolLM2-135M-Instruct, for this module."""
     port = _free_port()
     log = tmp_path_factory.mktemp("llamacpp") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--model_alias", MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(_gguf()),
+        "--model_alias",
+        MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "1024",
+        "--n_threads",
+        "2",
+    ]
     with log.open("w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -84,8 +99,15 @@ def _project(root: Path, base_url: str, teacher: dict | None = None, questions: 
     write_pack(root / "prompts" / "tiny", questions)
     config = {
         "name": "run",
-        "teacher": {"backend": "openai", "model": MODEL, "base_url": base_url, "policy": "auto",
-                    "max_concurrency": 2, "timeout_s": 120, **(teacher or {})},
+        "teacher": {
+            "backend": "openai",
+            "model": MODEL,
+            "base_url": base_url,
+            "policy": "auto",
+            "max_concurrency": 2,
+            "timeout_s": 120,
+            **(teacher or {}),
+        },
         "harvest": {"packs": ["prompts/tiny"], "max_tokens": 16, "top_logprobs": TOP, "temperature": 0.0},
     }
     path = root / "distill.yaml"

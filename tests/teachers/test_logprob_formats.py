@@ -18,12 +18,24 @@ from synthdistill.teachers.logprob_formats import (
 def test_openai_chat_with_null_bytes_as_llama_cpp_sends():
     payload = {
         "content": [
-            {"token": "Hello", "logprob": -0.5, "bytes": None,
-             "top_logprobs": [{"token": "Hello", "logprob": -0.5, "bytes": None},
-                              {"token": "Hi", "logprob": -1.25, "bytes": None}]},
-            {"token": " world", "logprob": -0.125, "bytes": None,
-             "top_logprobs": [{"token": " world", "logprob": -0.125, "bytes": None},
-                              {"token": " there", "logprob": -2.5, "bytes": None}]},
+            {
+                "token": "Hello",
+                "logprob": -0.5,
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": "Hello", "logprob": -0.5, "bytes": None},
+                    {"token": "Hi", "logprob": -1.25, "bytes": None},
+                ],
+            },
+            {
+                "token": " world",
+                "logprob": -0.125,
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": " world", "logprob": -0.125, "bytes": None},
+                    {"token": " there", "logprob": -2.5, "bytes": None},
+                ],
+            },
         ]
     }
     parsed = parse_logprobs(payload)
@@ -45,11 +57,20 @@ def test_openai_chat_with_bytes_keeps_the_token_string():
 
 
 def test_llama_cpp_integer_ids_fill_token_ids():
-    payload = {"content": [
-        {"id": 9906, "token": "Hello", "logprob": -0.5, "bytes": [72, 101, 108, 108, 111],
-         "top_logprobs": [{"id": 9906, "token": "Hello", "logprob": -0.5, "bytes": None},
-                          {"id": 13347, "token": "Hi", "logprob": -1.0, "bytes": None}]},
-    ]}
+    payload = {
+        "content": [
+            {
+                "id": 9906,
+                "token": "Hello",
+                "logprob": -0.5,
+                "bytes": [72, 101, 108, 108, 111],
+                "top_logprobs": [
+                    {"id": 9906, "token": "Hello", "logprob": -0.5, "bytes": None},
+                    {"id": 13347, "token": "Hi", "logprob": -1.0, "bytes": None},
+                ],
+            },
+        ]
+    }
     parsed = parse_logprobs(payload)
     assert parsed.token_ids == [9906]
     assert parsed.top_ids == [[9906, 13347]]
@@ -58,13 +79,25 @@ def test_llama_cpp_integer_ids_fill_token_ids():
 def test_vllm_token_ids_are_parsed_and_raw_tokens_kept():
     # vLLM fills bytes from the "token_id:N" string itself, so they carry no text
     raw = list(b"token_id:791")
-    payload = {"content": [
-        {"token": "token_id:791", "logprob": -0.25, "bytes": raw,
-         "top_logprobs": [{"token": "token_id:791", "logprob": -0.25, "bytes": raw},
-                          {"token": "token_id:32", "logprob": -3.0, "bytes": list(b"token_id:32")}]},
-        {"token": "token_id:1917", "logprob": 0.0, "bytes": None,
-         "top_logprobs": [{"token": "token_id:1917", "logprob": 0.0, "bytes": None}]},
-    ]}
+    payload = {
+        "content": [
+            {
+                "token": "token_id:791",
+                "logprob": -0.25,
+                "bytes": raw,
+                "top_logprobs": [
+                    {"token": "token_id:791", "logprob": -0.25, "bytes": raw},
+                    {"token": "token_id:32", "logprob": -3.0, "bytes": list(b"token_id:32")},
+                ],
+            },
+            {
+                "token": "token_id:1917",
+                "logprob": 0.0,
+                "bytes": None,
+                "top_logprobs": [{"token": "token_id:1917", "logprob": 0.0, "bytes": None}],
+            },
+        ]
+    }
     parsed = parse_logprobs(payload)
     assert parsed.tokens == ["token_id:791", "token_id:1917"]
     assert parsed.token_ids == [791, 1917]
@@ -74,8 +107,9 @@ def test_vllm_token_ids_are_parsed_and_raw_tokens_kept():
 
 
 def test_id_spelled_token_takes_its_text_from_decodable_bytes():
-    payload = {"content": [{"token": "token_id:15339", "logprob": -0.5, "bytes": list("héllo".encode()),
-                            "top_logprobs": []}]}
+    payload = {
+        "content": [{"token": "token_id:15339", "logprob": -0.5, "bytes": list("héllo".encode()), "top_logprobs": []}]
+    }
     parsed = parse_openai_content(payload["content"])
     assert parsed.tokens == ["héllo"]
     assert parsed.token_ids == [15339]
@@ -96,10 +130,12 @@ def test_parse_token_id():
 
 
 def test_mixed_ids_give_none_rather_than_a_partial_list():
-    payload = {"content": [
-        {"token": "token_id:1", "logprob": -0.1, "bytes": None, "top_logprobs": [{"token": "x", "logprob": -1.0}]},
-        {"token": "plain", "logprob": -0.2, "bytes": None, "top_logprobs": []},
-    ]}
+    payload = {
+        "content": [
+            {"token": "token_id:1", "logprob": -0.1, "bytes": None, "top_logprobs": [{"token": "x", "logprob": -1.0}]},
+            {"token": "plain", "logprob": -0.2, "bytes": None, "top_logprobs": []},
+        ]
+    }
     parsed = parse_logprobs(payload)
     assert parsed.token_ids is None
     assert parsed.top_ids is None
@@ -144,8 +180,11 @@ def test_fireworks_legacy_with_ids_and_missing_top():
 
 
 def test_vllm_legacy_completions_with_id_spelled_keys():
-    payload = {"tokens": ["token_id:5"], "token_logprobs": [-0.5],
-               "top_logprobs": [{"token_id:5": -0.5, "token_id:9": -0.75}]}
+    payload = {
+        "tokens": ["token_id:5"],
+        "token_logprobs": [-0.5],
+        "top_logprobs": [{"token_id:5": -0.5, "token_id:9": -0.75}],
+    }
     parsed = parse_logprobs(payload)
     assert parsed.token_ids == [5]
     assert parsed.top_ids == [[5, 9]]
@@ -153,9 +192,13 @@ def test_vllm_legacy_completions_with_id_spelled_keys():
 
 
 def test_legacy_top_as_list_of_objects():
-    payload = {"tokens": ["A"], "token_logprobs": [-1.0],
-               "top_logprobs": [[{"token": "A", "logprob": -1.0, "token_id": 65},
-                                 {"token": "B", "logprob": -2.0, "token_id": 66}]]}
+    payload = {
+        "tokens": ["A"],
+        "token_logprobs": [-1.0],
+        "top_logprobs": [
+            [{"token": "A", "logprob": -1.0, "token_id": 65}, {"token": "B", "logprob": -2.0, "token_id": 66}]
+        ],
+    }
     parsed = parse_logprobs(payload)
     assert parsed.top_ids == [[65, 66]]
     assert parsed.top_tokens == [["A", "B"]]
@@ -179,13 +222,17 @@ def test_empty_content_is_an_empty_answer_not_absence():
         ({"content": {"token": "a"}}, "logprobs.content is dict, expected a list"),
         ({"content": [{"logprob": -1.0}]}, "logprobs.content[0]: expected an object with a string 'token'"),
         ({"content": [{"token": "a", "logprob": None}]}, "logprobs.content[0]: logprob None is not a number"),
-        ({"content": [{"token": "a", "logprob": -1, "top_logprobs": {"b": -2}}]},
-         "logprobs.content[0].top_logprobs is not a list"),
+        (
+            {"content": [{"token": "a", "logprob": -1, "top_logprobs": {"b": -2}}]},
+            "logprobs.content[0].top_logprobs is not a list",
+        ),
         ({"tokens": ["a", "b"], "token_logprobs": [-1.0]}, "logprobs.token_logprobs does not match logprobs.tokens"),
         ({"tokens": ["a"], "token_logprobs": [None]}, "logprobs.token_logprobs[0]: logprob None is not a number"),
         ({"tokens": ["a"], "token_logprobs": [-1.0], "token_ids": [1.5]}, "logprobs.token_ids holds 1.5"),
-        ({"tokens": ["a"], "token_logprobs": [-1.0], "top_logprobs": [{"a": "x"}]},
-         "logprobs.top_logprobs[0]: logprob 'x' is not a number"),
+        (
+            {"tokens": ["a"], "token_logprobs": [-1.0], "top_logprobs": [{"a": "x"}]},
+            "logprobs.top_logprobs[0]: logprob 'x' is not a number",
+        ),
     ],
 )
 def test_bad_shapes_raise_with_the_place(payload, message):
@@ -196,15 +243,30 @@ def test_bad_shapes_raise_with_the_place(payload, message):
 
 def test_llama_cpp_python_adds_the_sampled_token_beyond_k_and_keep_top_trims_it():
     # llama-cpp-python 0.3: top-k sorted, then the sampled token appended when outside it; bytes null
-    payload = {"content": [
-        {"token": " blue", "logprob": -3.5, "bytes": None,
-         "top_logprobs": [{"token": " the", "logprob": -0.5, "bytes": None},
-                          {"token": " a", "logprob": -1.5, "bytes": None},
-                          {"token": " blue", "logprob": -3.5, "bytes": None}]},
-        {"token": ".", "logprob": -0.25, "bytes": None,
-         "top_logprobs": [{"token": ".", "logprob": -0.25, "bytes": None},
-                          {"token": "!", "logprob": -2.0, "bytes": None}]},
-    ], "refusal": None}
+    payload = {
+        "content": [
+            {
+                "token": " blue",
+                "logprob": -3.5,
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": " the", "logprob": -0.5, "bytes": None},
+                    {"token": " a", "logprob": -1.5, "bytes": None},
+                    {"token": " blue", "logprob": -3.5, "bytes": None},
+                ],
+            },
+            {
+                "token": ".",
+                "logprob": -0.25,
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": ".", "logprob": -0.25, "bytes": None},
+                    {"token": "!", "logprob": -2.0, "bytes": None},
+                ],
+            },
+        ],
+        "refusal": None,
+    }
     parsed = keep_top(parse_logprobs(payload), 2)
     assert parsed.tokens == [" blue", "."] and parsed.token_logprobs == [-3.5, -0.25]
     assert parsed.top_tokens == [[" the", " a"], [".", "!"]]
@@ -212,10 +274,17 @@ def test_llama_cpp_python_adds_the_sampled_token_beyond_k_and_keep_top_trims_it(
 
 
 def test_keep_top_sorts_best_first_and_trims_ids_too():
-    payload = {"tokens": ["A"], "token_logprobs": [-1.0],
-               "top_logprobs": [[{"token": "B", "logprob": -2.0, "token_id": 66},
-                                 {"token": "A", "logprob": -1.0, "token_id": 65},
-                                 {"token": "C", "logprob": -3.0, "token_id": 67}]]}
+    payload = {
+        "tokens": ["A"],
+        "token_logprobs": [-1.0],
+        "top_logprobs": [
+            [
+                {"token": "B", "logprob": -2.0, "token_id": 66},
+                {"token": "A", "logprob": -1.0, "token_id": 65},
+                {"token": "C", "logprob": -3.0, "token_id": 67},
+            ]
+        ],
+    }
     parsed = keep_top(parse_logprobs(payload), 2)
     assert parsed.top_tokens == [["A", "B"]] and parsed.top_ids == [[65, 66]] and parsed.top_logprobs == [[-1.0, -2.0]]
     unchanged = parse_logprobs({"tokens": ["A"], "token_logprobs": [-1.0], "top_logprobs": [{"A": -1.0}]})

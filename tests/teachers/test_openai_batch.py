@@ -71,8 +71,13 @@ def test_sigkill_after_submit_then_rerun_collects_the_same_batch(tmp_path, capsy
     with FakeOpenAIServer(batch_polls_to_complete=2) as server:
         config = write_project(tmp_path, server.base_url, 5, teacher=BATCH)
         ledger = ledger_of(tmp_path)
-        process = subprocess.Popen([sys.executable, "-m", "synthdistill", "harvest", "-c", str(config)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "synthdistill", "harvest", "-c", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
         started = time.monotonic()
         while not _batches(ledger):
             assert process.poll() is None, f"harvest ended before it was killed: {process.communicate()}"
@@ -125,8 +130,9 @@ def test_budget_limits_what_goes_into_a_batch_and_a_later_run_sends_the_rest(tmp
     pricing = {"models": [{"model": "fake-model", "input_per_million": 1000.0, "output_per_million": 1000.0}]}
     n = 10
     with FakeOpenAIServer() as server:
-        config = write_project(tmp_path, server.base_url, n, teacher=BATCH, harvest={"budget_usd": 0.5},
-                               pricing=pricing)
+        config = write_project(
+            tmp_path, server.base_url, n, teacher=BATCH, harvest={"budget_usd": 0.5}, pricing=pricing
+        )
         first = _harvest(capsys, config)
         assert first["stopped"] == "budget" and 0 < first["answered"] < n
         assert first["answered"] + first["not_sent"] == n == first["requests_sent"] + first["not_sent"]

@@ -26,8 +26,11 @@ TOKENS = ["Answer", " to:", " What", " is", " 2+2?"]
 
 
 def _request(top_logprobs: int = 3, messages: list[Message] | None = None, seed: int | None = 7) -> TeacherRequest:
-    return TeacherRequest(request_key="k1", messages=messages or [Message(role="user", content=QUESTION)],
-                          sampling=Sampling(top_logprobs=top_logprobs, max_tokens=64, seed=seed))
+    return TeacherRequest(
+        request_key="k1",
+        messages=messages or [Message(role="user", content=QUESTION)],
+        sampling=Sampling(top_logprobs=top_logprobs, max_tokens=64, seed=seed),
+    )
 
 
 def _ask(base_url: str, request: TeacherRequest | None = None, **teacher) -> tuple[OpenAIHTTPTeacher, object]:
@@ -49,15 +52,35 @@ def _ask(base_url: str, request: TeacherRequest | None = None, **teacher) -> tup
 @pytest.mark.parametrize("style", ["openai", "ollama"])
 def test_openai_like_chat_body_asks_with_a_boolean_and_one_choice(style):
     body = build_chat_body("m", _request(5), style)
-    assert body == {"model": "m", "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "n": 1, "seed": 7,
-                    "messages": [{"role": "user", "content": QUESTION}], "logprobs": True, "top_logprobs": 5}
+    assert body == {
+        "model": "m",
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 64,
+        "n": 1,
+        "seed": 7,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "logprobs": True,
+        "top_logprobs": 5,
+    }
 
 
 def test_llamacpp_body_also_switches_off_its_own_samplers():
     body = build_chat_body("m", _request(5), "llamacpp")
-    assert body == {"model": "m", "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "n": 1, "seed": 7,
-                    "messages": [{"role": "user", "content": QUESTION}], "logprobs": True, "top_logprobs": 5,
-                    "repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
+    assert body == {
+        "model": "m",
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 64,
+        "n": 1,
+        "seed": 7,
+        "messages": [{"role": "user", "content": QUESTION}],
+        "logprobs": True,
+        "top_logprobs": 5,
+        "repeat_penalty": 1.0,
+        "top_k": 0,
+        "min_p": 0.0,
+    }
     legacy = build_completions_body("m", _request(5), "llamacpp")
     assert (legacy["logprobs"], legacy["repeat_penalty"], legacy["top_k"], legacy["min_p"]) == (5, 1.0, 0, 0.0)
 
@@ -80,15 +103,26 @@ def test_no_logprob_fields_when_none_are_asked():
 
 def test_completions_body_has_a_prompt_and_an_integer_logprobs():
     assert build_completions_body("m", _request(5), "openai") == {
-        "model": "m", "temperature": 0.7, "top_p": 1.0, "max_tokens": 64, "n": 1, "seed": 7,
-        "prompt": QUESTION, "logprobs": 5}
+        "model": "m",
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 64,
+        "n": 1,
+        "seed": 7,
+        "prompt": QUESTION,
+        "logprobs": 5,
+    }
     vllm = build_completions_body("m", _request(5), "vllm")
     assert vllm["logprobs"] == 5 and vllm["return_tokens_as_token_ids"] is True
 
 
 def test_render_prompt_of_a_conversation():
-    messages = [Message(role="system", content="Be brief."), Message(role="user", content="Hi"),
-                Message(role="assistant", content="Hello."), Message(role="user", content="2+2?")]
+    messages = [
+        Message(role="system", content="Be brief."),
+        Message(role="user", content="Hi"),
+        Message(role="assistant", content="Hello."),
+        Message(role="user", content="2+2?"),
+    ]
     assert render_prompt(messages) == "System: Be brief.\n\nUser: Hi\n\nAssistant: Hello.\n\nUser: 2+2?\n\nAssistant:"
     assert render_prompt([Message(role="user", content="Once upon")]) == "Once upon"
 
@@ -117,11 +151,23 @@ def test_unknown_style_is_a_config_error():
 
 def test_legacy_completions_answer_as_openai_sends_it():
     payload = {
-        "id": "cmpl-1", "object": "text_completion", "created": 1, "model": "gpt-3.5-turbo-instruct",
-        "choices": [{"text": " Paris.", "index": 0, "finish_reason": "stop", "logprobs": {
-            "tokens": [" Paris", "."], "token_logprobs": [-0.01, -0.5],
-            "top_logprobs": [{" Paris": -0.01, " London": -5.0}, {".": -0.5, "!": -1.5}],
-            "text_offset": [27, 33]}}],
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": "gpt-3.5-turbo-instruct",
+        "choices": [
+            {
+                "text": " Paris.",
+                "index": 0,
+                "finish_reason": "stop",
+                "logprobs": {
+                    "tokens": [" Paris", "."],
+                    "token_logprobs": [-0.01, -0.5],
+                    "top_logprobs": [{" Paris": -0.01, " London": -5.0}, {".": -0.5, "!": -1.5}],
+                    "text_offset": [27, 33],
+                },
+            }
+        ],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
     }
     completion = parse_answer(payload, want_logprobs=True, fallback_model="asked", endpoint="completions")
@@ -163,8 +209,9 @@ def test_auto_detects_llamacpp_once_and_switches_off_its_samplers():
 
         async def three():
             try:
-                return [await teacher.complete(_request().model_copy(update={"request_key": f"k{i}"}))
-                        for i in range(3)]
+                return [
+                    await teacher.complete(_request().model_copy(update={"request_key": f"k{i}"})) for i in range(3)
+                ]
             finally:
                 await teacher.aclose()
 

@@ -19,8 +19,11 @@ KEY = "sk-test-SECRET-0123456789"
 
 
 def _request(question: str = "What is 2+2?", top_logprobs: int = 3, key: str = "k1") -> TeacherRequest:
-    return TeacherRequest(request_key=key, messages=[Message(role="user", content=question)],
-                          sampling=Sampling(top_logprobs=top_logprobs, max_tokens=64))
+    return TeacherRequest(
+        request_key=key,
+        messages=[Message(role="user", content=question)],
+        sampling=Sampling(top_logprobs=top_logprobs, max_tokens=64),
+    )
 
 
 def _teacher(base_url, api_key: str | None = None, **overrides) -> OpenAIHTTPTeacher:
@@ -68,10 +71,20 @@ def test_answer_with_logprobs_usage_and_endpoint():
         assert teacher.endpoint_for(request) == f"127.0.0.1:{server.port}"
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("429", "429"), ("500", "500"), ("502", "502"), ("503", "503"), ("504", "504"), ("408", "408"),
-    ("drop", "connection"), ("malformed", "malformed"), ("no-logprobs", "missing-logprobs"),
-])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("429", "429"),
+        ("500", "500"),
+        ("502", "502"),
+        ("503", "503"),
+        ("504", "504"),
+        ("408", "408"),
+        ("drop", "connection"),
+        ("malformed", "malformed"),
+        ("no-logprobs", "missing-logprobs"),
+    ],
+)
 def test_transient_faults_are_retryable_with_their_kind(kind, expected):
     with FakeOpenAIServer(retry_after=2) as server:
         error = _fault(server, kind)
@@ -161,8 +174,12 @@ def test_a_single_url_never_cools_down():
 
 
 def test_rate_limit_headers_reach_the_listener():
-    headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "0",
-               "x-ratelimit-reset-requests": "1.5s", "x-ratelimit-limit-tokens": "90000"}
+    headers = {
+        "x-ratelimit-limit-requests": "600",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "1.5s",
+        "x-ratelimit-limit-tokens": "90000",
+    }
     seen: list[RateLimitHeaders] = []
     with FakeOpenAIServer(ratelimit_headers=headers) as server:
         teacher = _teacher(server.base_url)

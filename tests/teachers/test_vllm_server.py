@@ -37,13 +37,25 @@ def _project(root: Path, base_url: str, student: Path) -> Path:
     config = {
         "name": "run",
         # api_style is left at auto: the server's /models listing (owned_by: vllm) decides
-        "teacher": {"backend": "openai", "model": MODEL, "base_url": base_url, "policy": "auto",
-                    "max_concurrency": 4, "timeout_s": 120},
+        "teacher": {
+            "backend": "openai",
+            "model": MODEL,
+            "base_url": base_url,
+            "policy": "auto",
+            "max_concurrency": 4,
+            "timeout_s": 120,
+        },
         "harvest": {"packs": ["prompts/tiny"], "max_tokens": MAX_TOKENS, "top_logprobs": TOP, "temperature": 0.0},
         "filters": ["dedup"],
         "datasets": {"eval_fraction": 0.2, "seed": 0},
-        "student": {"model": str(student), "method": "kd", "max_steps": 3, "batch_size": 4, "max_length": 96,
-                    "learning_rate": 1e-3},
+        "student": {
+            "model": str(student),
+            "method": "kd",
+            "max_steps": 3,
+            "batch_size": 4,
+            "max_length": 96,
+            "learning_rate": 1e-3,
+        },
     }
     path = root / "distill.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -51,8 +63,13 @@ def _project(root: Path, base_url: str, student: Path) -> Path:
 
 
 def _harvest_process(config: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "synthdistill", "harvest", "-c", str(config), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    return subprocess.Popen(
+        [sys.executable, "-m", "synthdistill", "harvest", "-c", str(config), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +97,10 @@ def test_resume_after_sigkill_answers_every_prompt_exactly_once(harvested):
     summary, done_after_kill = harvested["summary"], harvested["done_after_kill"]
     assert KILL_AFTER <= done_after_kill < N_PROMPTS
     assert (summary["already_done"], summary["answered"], summary["failed"]) == (
-        done_after_kill, N_PROMPTS - done_after_kill, 0)
+        done_after_kill,
+        N_PROMPTS - done_after_kill,
+        0,
+    )
     rows = ledger_rows(ledger_of(harvested["root"]))
     assert [status for _, status, _ in rows] == ["done"] * N_PROMPTS
     asked = sorted(json.loads(record)["messages"][-1]["content"] for _, _, record in rows)

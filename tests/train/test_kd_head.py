@@ -21,7 +21,11 @@ def _targets(vocab: int, seed: int = 0):
     kd_ids = torch.randint(0, vocab, (2, 9, 4), generator=g)
     kd_logprobs = torch.log_softmax(torch.randn(2, 9, 5, generator=g), -1)[..., :4]
     kd_mask = (labels != -100).to(torch.int8)
-    return input_ids, attention_mask, {"labels": labels, "kd_ids": kd_ids, "kd_logprobs": kd_logprobs, "kd_mask": kd_mask}
+    return (
+        input_ids,
+        attention_mask,
+        {"labels": labels, "kd_ids": kd_ids, "kd_logprobs": kd_logprobs, "kd_mask": kd_mask},
+    )
 
 
 def _student(path):

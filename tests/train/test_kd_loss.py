@@ -75,7 +75,9 @@ def test_full_vocabulary_equals_dense_kl(temperature, tail):
     assert parts["ce"].item() == pytest.approx(dense_ce.item(), abs=1e-5)
 
 
-@pytest.mark.parametrize(("k", "temperature", "tail"), [(V, 1.0, "bucket"), (4, 1.0, "bucket"), (3, 2.0, "bucket"), (3, 1.5, "zero")])
+@pytest.mark.parametrize(
+    ("k", "temperature", "tail"), [(V, 1.0, "bucket"), (4, 1.0, "bucket"), (3, 2.0, "bucket"), (3, 1.5, "zero")]
+)
 def test_gradients_match_autograd_on_the_reference(k, temperature, tail):
     logits, labels, kd_ids, kd_logprobs, kd_mask, _ = _batch(k=k, seed=1, dtype=torch.float64)
     ours = logits.clone().requires_grad_(True)
@@ -104,7 +106,12 @@ def test_tail_bucket_by_hand():
     assert bucket.item() == pytest.approx(0.5 * math.log(2) + 0.3 * math.log(1.2) + 0.2 * math.log(0.4), abs=1e-6)
     # Zero tail: teacher renormalised to [0.625, 0.375] against [0.5, 0.5].
     assert zero.item() == pytest.approx(0.625 * math.log(1.25) + 0.375 * math.log(0.75), abs=1e-6)
-    assert parts == {"ce": pytest.approx(math.log(4)), "kl": pytest.approx(bucket.item()), "label_tokens": 1, "kd_tokens": 1}
+    assert parts == {
+        "ce": pytest.approx(math.log(4)),
+        "kl": pytest.approx(bucket.item()),
+        "label_tokens": 1,
+        "kd_tokens": 1,
+    }
 
 
 def test_top_k_mass_below_one_matches_reference():
@@ -161,7 +168,9 @@ def test_chunk_size_does_not_change_the_result_and_bf16_runs():
 def test_no_targets_gives_a_connected_zero():
     logits = torch.randn(1, 4, V, requires_grad=True)
     labels = torch.full((1, 4), -100)
-    loss, parts = kd_loss(logits, labels, torch.zeros(1, 4, 2, dtype=torch.long), torch.zeros(1, 4, 2), torch.zeros(1, 4))
+    loss, parts = kd_loss(
+        logits, labels, torch.zeros(1, 4, 2, dtype=torch.long), torch.zeros(1, 4, 2), torch.zeros(1, 4)
+    )
     loss.backward()
     assert loss.item() == 0.0 and parts["label_tokens"] == 0 and parts["kd_tokens"] == 0
     assert logits.grad.abs().max() == 0

@@ -27,7 +27,10 @@ def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_stu
     assert summary.steps == 12
     assert summary.examples == 8
     assert summary.train_loss_last < summary.train_loss_first * 0.8
-    before, after = _weights(tiny_student / "model.safetensors"), _weights(config.run_dir / "student" / "model.safetensors")
+    before, after = (
+        _weights(tiny_student / "model.safetensors"),
+        _weights(config.run_dir / "student" / "model.safetensors"),
+    )
     assert set(before) == set(after)
     unchanged = [name for name in before if (before[name] == after[name]).all()]
     assert unchanged == []

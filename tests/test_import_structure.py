@@ -1,0 +1,28 @@
+"""The package's import graph: no circles, and the fast commands load no heavy library."""
+
+from __future__ import annotations
+
+from tests.import_graph import HEAVY, cycles, heavy_libraries, read_modules
+
+
+def test_no_import_circles_even_counting_imports_inside_functions():
+    assert cycles(read_modules()) == []
+
+
+def test_the_fast_paths_load_no_heavy_library():
+    """`--help`, `packs`, `policy` and `audit` (the CLI and the audit package) import none of HEAVY at load time."""
+    modules = read_modules()
+    for name in ("synthdistill.cli", "synthdistill.audit", "synthdistill.policy", "synthdistill.packs"):
+        assert heavy_libraries(name, modules) == set(), name
+
+
+def test_the_graph_reader_sees_a_circle_and_a_heavy_import(tmp_path):
+    package = tmp_path / "synthdistill"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from synthdistill import b\nimport torch\n")
+    (package / "b.py").write_text("def f():\n    from synthdistill.a import x\n")
+    modules = read_modules(package)
+    assert cycles(modules) == [["synthdistill.a", "synthdistill.b"]]
+    assert heavy_libraries("synthdistill.b", modules) == set()
+    assert heavy_libraries("synthdistill.a", modules) == {"torch"} and "torch" in HEAVY
