@@ -24,9 +24,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from synthdistill.alignment import AnswerTargets, align_answer, exact_targets
-from synthdistill.chat_tokens import IGNORE_INDEX
+from synthdistill.alignment import AnswerTargets, align_answer, exact_targets, single_token_mapper
+from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
+from synthdistill.dataset_cards import provenance, write_card
+from synthdistill.filter_stage import read_kept
+from synthdistill.model_store import resolve_tokenizer
+from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
 from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
@@ -131,10 +135,6 @@ def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_i
 
 def run(config: DistillConfig) -> BuildSummary:
     """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist)."""
-    from synthdistill.dataset_cards import provenance, write_card
-    from synthdistill.filter_stage import read_kept
-    from synthdistill.policy import recheck_use
-
     decision = recheck_use(config, "build")
     records = read_kept(config)
     held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
@@ -167,11 +167,6 @@ def run(config: DistillConfig) -> BuildSummary:
 
 def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
     from transformers import AutoTokenizer
-
-    from synthdistill.alignment import single_token_mapper
-    from synthdistill.chat_tokens import prompt_token_ids
-    from synthdistill.dataset_cards import write_card
-    from synthdistill.model_store import resolve_tokenizer
 
     student = config.student
     tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(student.model, config.project_dir))

@@ -9,6 +9,8 @@ import yaml
 
 from synthdistill.config import DistillConfig
 from synthdistill.digests import file_sha256
+from synthdistill.filter_stage import read_report
+from synthdistill.packs import configured_packs
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.records import HarvestRecord
 from synthdistill.safe_write import write_text
@@ -26,9 +28,6 @@ HF_LICENCES = {
 
 def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:
     """What a dataset was made from: teacher, decision, the gated use, packs, funnel; saved as provenance.json."""
-    from synthdistill.filter_stage import read_report
-    from synthdistill.packs import configured_packs
-
     packs = [
         {
             "name": pack.name,

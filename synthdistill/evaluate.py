@@ -15,11 +15,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthdistill.chat_tokens import IGNORE_INDEX
+from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.model_store import quiet_model_loading
+from synthdistill.packs import configured_packs
+from synthdistill.packs.verifiers import verify_answer
+from synthdistill.policy import recheck_use
 from synthdistill.safe_write import write_text
+from synthdistill.train import read_train_summary
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.student_init import prepare_student
 
 EVAL_BATCH = 8
 # Generation on a CPU is slow: the verifier pass rate looks at this many held-out prompts per pack.
@@ -102,17 +108,12 @@ def score_model(model, rows: list[dict[str, Any]], pad_token_id: int, has_kd: bo
 
 def verifier_packs(config: DistillConfig) -> list:
     """The run's packs that have a verifier."""
-    from synthdistill.packs import configured_packs
-
     return [pack for pack in configured_packs(config) if pack.verify is not None]
 
 
 def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, held_out: set[str]) -> dict[str, float]:
     """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
     import torch
-
-    from synthdistill.chat_tokens import prompt_token_ids
-    from synthdistill.packs.verifiers import verify_answer
 
     rates = {}
     for pack in packs:
@@ -139,11 +140,6 @@ def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, he
 def run(config: DistillConfig) -> dict[str, Any]:
     """Score the starting weights and the trained student; write eval.json and eval.png."""
     from transformers import AutoTokenizer
-
-    from synthdistill.model_store import quiet_model_loading
-    from synthdistill.policy import recheck_use
-    from synthdistill.train import read_train_summary
-    from synthdistill.train.student_init import prepare_student
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads

@@ -15,8 +15,10 @@ from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filters import FilterContext, reason_category, resolve_step, run_filters
 from synthdistill.packs import configured_packs, configured_prompts
+from synthdistill.policy import recheck_use
 from synthdistill.records import DroppedRecord, HarvestRecord
 from synthdistill.safe_write import write_lines, write_text
+from synthdistill.store import HarvestStore
 
 
 def run(config: DistillConfig) -> dict:
@@ -25,9 +27,6 @@ def run(config: DistillConfig) -> dict:
     The stage does the I/O: it reads the ledger, lets each filter's `prepare` hook read
     what it needs (pack verifiers, held-out files), and writes `filtered/`.
     """
-    from synthdistill.policy import recheck_use
-    from synthdistill.store import HarvestStore
-
     layout = config.layout
     ledger = layout.ledger
     if not ledger.exists():

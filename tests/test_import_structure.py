@@ -9,6 +9,18 @@ def test_no_import_circles_even_counting_imports_inside_functions():
     assert cycles(read_modules()) == []
 
 
+def test_an_import_inside_a_function_only_defers_a_heavy_library():
+    """Anything else is imported at the top, where a reader sees what a module depends on."""
+    modules = read_modules()
+    unjustified = [
+        f"{module.path.name}:{line} imports {target}"
+        for module in modules.values()
+        for line, target in module.deferred
+        if not heavy_libraries(target, modules)
+    ]
+    assert unjustified == []
+
+
 def test_the_fast_paths_load_no_heavy_library():
     """`--help`, `packs`, `policy` and `audit` (the CLI and the audit package) import none of HEAVY at load time."""
     modules = read_modules()

@@ -14,9 +14,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from synthdistill import __version__
 from synthdistill.audit import run_facts
 from synthdistill.audit.hashing import hash_artifacts, hash_file
 from synthdistill.audit.terms import dataset_triple, load_policy_terms
+from synthdistill.errors import PackError
+from synthdistill.packs import configured_pack
 from synthdistill.policy import Decision
 from synthdistill.run_layout import RunLayout
 
@@ -54,8 +57,8 @@ def versions() -> dict[str, Any]:
             libraries[name] = None
     try:
         tool = metadata.version("synthdistill")
-    except metadata.PackageNotFoundError:
-        from synthdistill import __version__ as tool
+    except metadata.PackageNotFoundError:  # a source checkout that is not installed
+        tool = __version__
     return {
         "tool": {"name": "synthdistill", "version": tool},
         "python": platform.python_version(),
@@ -80,9 +83,6 @@ def config_input(config) -> dict[str, Any] | None:
 def pack_inputs(config, datasets: dict[str, dict]) -> list[dict[str, Any]]:
     """Each prompt pack with its licence and hashes: from the config's packs, else from dataset provenance."""
     if config is not None:
-        from synthdistill.errors import PackError
-        from synthdistill.packs import configured_pack
-
         packs = []
         for reference in config.harvest.packs:
             try:

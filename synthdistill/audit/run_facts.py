@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from synthdistill.errors import InputError
 from synthdistill.policy import Decision
 from synthdistill.policy.gate import read_decision as read_gate_decision
@@ -37,8 +39,6 @@ def mtime_iso(path: Path) -> str | None:
 
 def front_matter(path: Path) -> dict[str, Any]:
     """The YAML metadata block at the top of a card (README.md), or {}."""
-    import yaml
-
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:

@@ -11,6 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from synthdistill.errors import PolicyFileError
+from synthdistill.policy import load_policy_file
+from synthdistill.shipped import shipped_dir
+
 if TYPE_CHECKING:
     from synthdistill.policy import Decision
 
@@ -56,8 +60,6 @@ def policy_path(decision: Decision | None, project_dir: Path | None) -> Path | N
     if path.is_absolute():
         return path
     if decision.origin == "shipped":
-        from synthdistill.shipped import shipped_dir
-
         return shipped_dir("policies").parent / path
     return (project_dir / path) if project_dir is not None else None
 
@@ -70,8 +72,6 @@ def load_policy_terms(decision: Decision | None, project_dir: Path | None) -> di
     path = policy_path(decision, project_dir)
     if path is None or not path.is_file():
         return None
-    from synthdistill.errors import PolicyFileError
-    from synthdistill.policy import load_policy_file
 
     try:
         loaded = load_policy_file(path)

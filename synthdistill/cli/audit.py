@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
+from synthdistill.audit import render_trace, trace, verify_audit
 from synthdistill.cli import render
+from synthdistill.cli.stages import _config, _locked, do_audit
 from synthdistill.errors import InputError, SynthdistillError
 from synthdistill.run_layout import RunLayout
 
@@ -31,7 +33,6 @@ def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> No
     """Write outputs/<name>/audit/: manifest.json, report.md, report.html, bom.cdx.json."""
     if ctx.invoked_subcommand is not None:
         return
-    from synthdistill.cli.stages import _config, _locked, do_audit
 
     cfg = _config(config)
     with _locked(cfg, "audit"):
@@ -51,8 +52,6 @@ def verify(
     ] = None,
 ) -> None:
     """Recompute every hash of audit/manifest.json; exit 1 naming each changed, missing or extra file."""
-    from synthdistill.audit import verify_audit
-
     if expect is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", expect.strip()):
         raise InputError(f"--expect takes the manifest's sha256 (64 hex digits), got '{expect}'")
     problems = verify_audit(run_dir, expect=expect)
@@ -76,11 +75,7 @@ def trace_command(
     ] = None,
 ) -> None:
     """Show where a prompt or training row came from: pack, prompt, teacher, time, decision, filters."""
-    from synthdistill.audit import render_trace, trace
-
     if run_dir is None:
-        from synthdistill.cli.stages import _config
-
         run_dir = _config(config).run_dir
     result = trace(run_dir, ident)
     _plain(render_trace(result))

@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
+from synthdistill import audit, build, evaluate, filter_stage, harvest, train
 from synthdistill.cli import render
-from synthdistill.errors import InputError
+from synthdistill.cli.progress import HarvestProgress, TrainProgress
+from synthdistill.config import load_config
+from synthdistill.errors import InputError, NothingAnswered
+from synthdistill.filters.funnel import funnel_lines
+from synthdistill.policy import read_decision
+from synthdistill.run_lock import is_secondary_rank, run_folder_lock
+from synthdistill.scaffold import init_project
 
 STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
 
@@ -19,22 +27,15 @@ LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Harvest
 
 
 def _config(path: Path):
-    from synthdistill.config import load_config
-
     return load_config(path, allow_outside=render.OPTIONS.allow_outside)
 
 
 def _locked(config, command: str):
     """The run folder's lock for the life of `command` (ranks other than 0 of a launch share rank 0's)."""
-    from synthdistill.run_lock import is_secondary_rank, run_folder_lock
-
     return contextlib.nullcontext() if is_secondary_rank() else run_folder_lock(config.run_dir, command)
 
 
 def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
-    from synthdistill import harvest
-    from synthdistill.cli.progress import HarvestProgress
-
     with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
         summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress)
     data = summary.model_dump()
@@ -44,8 +45,6 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
         f"{summary.seconds:.1f}s); teacher policy {summary.policy_id}: {summary.decision}"
     )
     if summary.failed and not summary.answered:
-        from synthdistill.errors import NothingAnswered
-
         kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(summary.errors_by_kind.items()))
         raise NothingAnswered(
             f"harvest: every request failed ({summary.failed}; errors: {kinds}); nothing was answered. "
@@ -59,7 +58,6 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
             f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
             f"{summary.not_sent} requests not sent; raise the budget and run again to continue"
         )
-    from synthdistill.policy import read_decision
 
     decision = read_decision(config.layout)
     for answered in decision.answering_models if decision else []:
@@ -70,11 +68,6 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
 
 
 def do_filter(config) -> dict:
-    from rich.markup import escape
-
-    from synthdistill import filter_stage
-    from synthdistill.filters.funnel import funnel_lines
-
     report = filter_stage.run(config)
     for line in funnel_lines(report):
         render.result(escape(line))  # reasons may hold [brackets], which rich would read as markup
@@ -82,8 +75,6 @@ def do_filter(config) -> dict:
 
 
 def do_build(config) -> dict:
-    from synthdistill import build
-
     summary = build.run(config)
     render.result(f"build: SFT dataset {summary.sft_rows} → {summary.sft_dir}")
     if summary.kd_rows is not None:
@@ -94,9 +85,6 @@ def do_build(config) -> dict:
 
 
 def do_train(config, method: str | None = None, resume: bool = False) -> dict:
-    from synthdistill import train
-    from synthdistill.cli.progress import TrainProgress
-
     with TrainProgress() as progress:
         summary = train.run(config, method=method, resume=resume, progress=progress)
     data = summary.model_dump() if hasattr(summary, "model_dump") else dict(summary.__dict__)
@@ -108,8 +96,6 @@ def do_train(config, method: str | None = None, resume: bool = False) -> dict:
 
 
 def do_eval(config) -> dict:
-    from synthdistill import evaluate
-
     result = evaluate.run(config)
     untrained, trained = result["untrained"], result["trained"]
     render.result(
@@ -121,8 +107,6 @@ def do_eval(config) -> dict:
 
 
 def do_audit(config) -> dict:
-    from synthdistill import audit
-
     summary = audit.run(config.run_dir, config=config)
     render.result(
         f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
@@ -166,8 +150,6 @@ def register_stage_commands(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Scaffold a project: distill.yaml, prompts/, policies/, schemas/ (a working copy of the quickstart)."""
-        from synthdistill.scaffold import init_project
-
         target = directory.resolve()
         if (target / "distill.yaml").exists() and not force:
             raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")

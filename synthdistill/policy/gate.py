@@ -24,6 +24,7 @@ from synthdistill.policy.format import LoadedPolicy, load_policies
 from synthdistill.policy.matching import loose_matches, same_model
 from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
+from synthdistill.yaml_source import load_yaml
 
 
 def read_decision(layout: RunLayout) -> Decision | None:
@@ -48,8 +49,6 @@ def write_decision(layout: RunLayout, decision: Decision) -> Path:
 
 
 def _config_line(config: DistillConfig, loc: tuple) -> int | None:
-    from synthdistill.yaml_source import load_yaml
-
     try:
         return load_yaml(config.path, ConfigError).line_of(loc)
     except ConfigError:

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from synthdistill.errors import ConfigError
 from synthdistill.records import BatchFailure, Completion, TeacherRequest
+from synthdistill.teachers.transformers_local import TransformersTeacher
 
 
 @runtime_checkable
@@ -64,8 +65,6 @@ class BatchTeacher(Protocol):
 def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher | BatchTeacher:
     """Build the teacher backend named by a TeacherConfig (`base_dir` resolves relative model paths)."""
     if config.backend == "transformers":
-        from synthdistill.teachers.transformers_local import TransformersTeacher
-
         return TransformersTeacher(config, base_dir=base_dir)
     if config.backend == "openai":
         from synthdistill.teachers.openai_http import OpenAIHTTPTeacher

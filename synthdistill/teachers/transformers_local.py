@@ -12,11 +12,14 @@ the student should learn.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import StageError, SynthdistillError
+from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
 
 GATHER_WINDOW_S = 0.02
@@ -54,8 +57,6 @@ class TransformersTeacher:
                 from transformers import AutoModelForCausalLM, AutoTokenizer
                 from transformers.utils import logging as transformers_logging
 
-                from synthdistill.model_store import resolve_model
-
                 # Our own progress bar reports the harvest; the loader's bars would tear it.
                 transformers_logging.disable_progress_bar()
 
@@ -81,8 +82,6 @@ class TransformersTeacher:
     def generate_batch(self, requests: list[TeacherRequest]) -> list[Completion]:
         """Generate answers for requests that share sampling parameters (blocking)."""
         import torch
-
-        from synthdistill.chat_tokens import prompt_token_ids
 
         model, tokenizer, device = self._load()
         sampling = requests[0].sampling
@@ -223,8 +222,6 @@ def load_failure(model: str, exc: Exception) -> SynthdistillError:
 
 def row_seed(seed: int | None, request_key: str) -> int:
     """A row's sampling seed: the harvest seed mixed with the request key (which names prompt and sample)."""
-    import hashlib
-
     return int(hashlib.sha256(f"{seed or 0}:{request_key}".encode()).hexdigest()[:15], 16)
 
 

@@ -17,8 +17,12 @@ from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.model_store import quiet_model_loading
+from synthdistill.policy import enforce_obligations, recheck_use
 from synthdistill.safe_write import write_text
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.model_card import write_model_card
+from synthdistill.train.student_init import prepare_student
 
 
 class TrainSummary(BaseModel):
@@ -181,8 +185,6 @@ def run(
     progress: Callable[[dict], None] | None = None,
 ) -> TrainSummary:
     """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json."""
-    from synthdistill.policy import enforce_obligations, recheck_use
-
     student = config.require_student("train")
     method = method or student.method
     # before any heavy import: a refusal is instant
@@ -194,10 +196,6 @@ def run(
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTTrainer
-
-    from synthdistill.model_store import quiet_model_loading
-    from synthdistill.train.model_card import write_model_card
-    from synthdistill.train.student_init import prepare_student
 
     quiet_model_loading()
     use_gpu = torch.cuda.is_available()

@@ -8,6 +8,7 @@ embeddings and tokenizer, so it starts far closer to the teacher than random wei
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from synthdistill.config import DistillConfig
@@ -72,8 +73,6 @@ def prepare_student(config: DistillConfig) -> Path:
 
 
 def _write_pruned_copy(source: Path, layout: RunLayout, keep: int, recipe: dict) -> None:
-    import shutil
-
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
