@@ -39,10 +39,10 @@ from synthdistill.pricing import (
     prompt_tokens_upper_bound,
 )
 from synthdistill.rate_limit import RateLimiter
-from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, request_key_for
+from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, request_key_for, utc_now
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
 from synthdistill.stall_watch import StallWatch
-from synthdistill.store import HarvestStore, utc_now
+from synthdistill.store import HarvestStore
 from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
 
 
@@ -400,7 +400,7 @@ async def run_async(
 async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | None) -> None:
     if not pending:
         return
-    teacher = make_teacher(run.config.teacher, api_key=api_key, base_dir=run.config.project_dir)
+    teacher = make_teacher(run.config.teacher, api_key=api_key, project_dir=run.config.project_dir)
     try:
         if isinstance(teacher, BatchTeacher):
             await run.run_batches(teacher, pending)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -213,3 +214,8 @@ class BatchFailure(NamedTuple):
 
     kind: str
     message: str
+
+
+def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the millisecond: every timestamp the ledger, records and audit write."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -14,11 +14,10 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from synthdistill.errors import DamagedFileError
-from synthdistill.records import HarvestRecord
+from synthdistill.records import HarvestRecord, utc_now
 from synthdistill.safe_write import check_target
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -108,10 +107,6 @@ def check_ledger_file(path: Path) -> None:
             f"the harvest ledger is truncated ({size} bytes where its header says {pages * page_size}); {RESTART_HINT}",
             file=path,
         )
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class HarvestStore:

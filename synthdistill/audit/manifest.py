@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from synthdistill.audit.terms import dataset_triple, load_policy_terms
 from synthdistill.errors import PackError
 from synthdistill.packs import configured_pack
 from synthdistill.policy import Decision
+from synthdistill.records import utc_now
 from synthdistill.run_layout import RunLayout
 
 MANIFEST_VERSION = 1
@@ -41,10 +41,6 @@ LIBRARIES = (
     "datasketch",
     "typer",
 )
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def versions() -> dict[str, Any]:

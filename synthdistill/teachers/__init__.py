@@ -62,10 +62,10 @@ class BatchTeacher(Protocol):
         """Release connections."""
 
 
-def make_teacher(config, api_key: str | None = None, base_dir=None) -> Teacher | BatchTeacher:
-    """Build the teacher backend named by a TeacherConfig (`base_dir` resolves relative model paths)."""
+def make_teacher(config, api_key: str | None = None, project_dir=None) -> Teacher | BatchTeacher:
+    """Build the teacher backend named by a TeacherConfig (`project_dir` resolves relative model paths)."""
     if config.backend == "transformers":
-        return TransformersTeacher(config, base_dir=base_dir)
+        return TransformersTeacher(config, project_dir=project_dir)
     if config.backend == "openai":
         from synthdistill.teachers.openai_http import OpenAIHTTPTeacher
 

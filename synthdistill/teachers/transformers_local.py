@@ -34,10 +34,10 @@ class _Pending:
 class TransformersTeacher:
     backend = "transformers"
 
-    def __init__(self, config, base_dir: Path | None = None):
+    def __init__(self, config, project_dir: Path | None = None):
         self.config = config
         self.model = config.model
-        self.base_dir = base_dir
+        self.project_dir = project_dir
         self.batch_size = config.batch_size
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task | None = None
@@ -60,7 +60,7 @@ class TransformersTeacher:
                 # Our own progress bar reports the harvest; the loader's bars would tear it.
                 transformers_logging.disable_progress_bar()
 
-                folder = resolve_model(self.model, self.base_dir)
+                folder = resolve_model(self.model, self.project_dir)
                 device = self.config.device
                 if device == "auto":
                     device = "cuda" if torch.cuda.is_available() else "cpu"
