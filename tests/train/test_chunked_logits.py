@@ -7,7 +7,7 @@ import torch
 
 from synthdistill.train.chunked_logits import linear_gather_logsumexp
 from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
-from tests.test_kd_loss import B, L, V, _batch
+from tests.train.test_kd_loss import B, L, V, _batch
 
 H = 5
 
