@@ -47,6 +47,7 @@ from synthdistill.filters.pii import PiiParams, pii
 from synthdistill.filters.refusal import RefusalParams, refusal
 from synthdistill.filters.repetition import RepetitionParams, repetition
 from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
+from synthdistill.packs import Pack
 from synthdistill.records import DroppedRecord, HarvestRecord
 
 
@@ -56,7 +57,7 @@ class FilterContext:
 
     project_dir: Path
     config_path: Path
-    packs: list[Any] = field(default_factory=list)
+    packs: list[Pack] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
