@@ -241,9 +241,9 @@ def write_plot(path: Path, loss_history: list[dict[str, float]], result: dict[st
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [entry.get("step", i + 1) for i, entry in enumerate(loss_history)]
     left.plot(steps, [entry["loss"] for entry in loss_history], label="loss")
-    for part in ("ce", "kl"):
-        if loss_history and part in loss_history[0]:
-            left.plot(steps, [entry.get(part, float("nan")) for entry in loss_history], label=part, alpha=0.7)
+    names = list(dict.fromkeys(name for entry in loss_history for name in entry.get("parts", {})))
+    for part in names if len(names) > 1 else []:  # one part is the loss itself
+        left.plot(steps, [entry["parts"].get(part, float("nan")) for entry in loss_history], label=part, alpha=0.7)
     left.set(title=f"training ({result['method']})", xlabel="step", ylabel="loss")
     left.legend()
     names = [m for m in ("nll_per_token", "top1_agreement", "kd_kl") if result["trained"].get(m) is not None]

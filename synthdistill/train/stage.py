@@ -42,7 +42,10 @@ class TrainSummary(BaseModel):
     device: str
     # kd only: "hidden" (the loss from the last hidden state, no full logits) or "logits" (the model's own head)
     kd_loss_path: str | None = None
-    loss_history: list[dict[str, float]]
+    # the loss's parts by name (kd: ce and kl; sft: ce), each {"first": …, "last": …}
+    loss_parts: dict[str, dict[str, float]] = {}
+    # one entry per logged step: step, epoch, loss, learning_rate, grad_norm and `parts` {name: value}
+    loss_history: list[dict[str, Any]]
 
 
 def student_name(config: DistillConfig) -> str:
@@ -74,6 +77,7 @@ def _kd_trainer_class():
 
         kd_settings = None
         kd_head = False
+        loss_part_names = ("ce", "kl")
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
@@ -86,14 +90,14 @@ def _kd_trainer_class():
             else:
                 outputs = model(**model_inputs, use_cache=False)
                 loss, parts = kd_loss(outputs.logits, labels, **kd, **settings.model_dump())
-            self._kd_parts.append((float(parts["ce"]), float(parts["kl"])))
+            self._kd_parts.append({name: float(parts[name]) for name in self.loss_part_names})
             return (loss, outputs) if return_outputs else loss
 
         def log(self, logs: dict[str, float], *args, **kwargs) -> None:
             parts = getattr(self, "_kd_parts", [])
-            if "loss" in logs and parts:
-                logs["ce"] = sum(p[0] for p in parts) / len(parts)
-                logs["kl"] = sum(p[1] for p in parts) / len(parts)
+            if "loss" in logs and parts:  # each part's mean over the steps since the last log, beside the loss
+                for name in self.loss_part_names:
+                    logs[name] = sum(p[name] for p in parts) / len(parts)
                 parts.clear()
             super().log(logs, *args, **kwargs)
 
@@ -236,11 +240,7 @@ def run(
     seconds = time.perf_counter() - started
 
     _save_student(trainer, tokenizer, out, merge=bool(student.lora and student.lora.merge_on_save))
-    history = [
-        {key: float(value) for key, value in entry.items() if isinstance(value, (int, float))}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
+    history = loss_history(trainer.state.log_history, getattr(trainer, "loss_part_names", None))
     losses = [entry["loss"] for entry in history]
     summary = TrainSummary(
         method=method,
@@ -256,12 +256,46 @@ def run(
         lora=student.lora is not None,
         device="cuda" if use_gpu else "cpu",
         kd_loss_path=("hidden" if trainer.kd_head else "logits") if method == "kd" else None,
+        loss_parts=first_and_last_parts(history),
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
         write_text(config.layout.train_summary, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
         write_model_card(config, summary.model_dump(), decision)
     return summary
+
+
+HISTORY_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm")
+
+
+def loss_history(log_history: list[dict[str, Any]], part_names: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """The trainer's logged steps as {step, epoch, loss, learning_rate, grad_norm, parts: {name: value}}.
+
+    `part_names` are the logged parts of a method's loss (kd: ce, kl); None means the loss is one
+    part, the cross-entropy (sft).
+    """
+    history = []
+    for entry in log_history:
+        if "loss" not in entry:
+            continue
+        row: dict[str, Any] = {
+            key: float(entry[key]) for key in HISTORY_KEYS if isinstance(entry.get(key), int | float)
+        }
+        if part_names is None:
+            row["parts"] = {"ce": float(entry["loss"])}
+        else:
+            row["parts"] = {name: float(entry[name]) for name in part_names if name in entry}
+        history.append(row)
+    return history
+
+
+def first_and_last_parts(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each loss part's first and last logged value: {name: {"first": …, "last": …}}."""
+    parts: dict[str, dict[str, float]] = {}
+    for entry in history:
+        for name, value in entry.get("parts", {}).items():
+            parts.setdefault(name, {"first": value})["last"] = value
+    return parts
 
 
 def _add_kd_head(model, settings) -> bool:
