@@ -176,6 +176,7 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
     dropped: dict[str, int] = {}
     matches: dict[str, int] = {}
     masked: dict[str, int] = {}
+    alignment = {"exact": 0, "partial": 0, "none": 0}
     answer_tokens = 0
     for record in records:
         targets = record_targets(record, tokenizer, eos_id, mapper)
@@ -186,6 +187,7 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
         _count(matches, targets.spelling if targets.spelling == "exact-ids" else f"aligned-{targets.spelling}")
         for reason, n in targets.masked.items():
             _count(masked, reason, n)
+        _count(alignment, alignment_class(targets))
         prompt_ids = prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages])
         row = kd_row(record, prompt_ids, targets, eos_id, student.max_length)
         if row is None:
@@ -224,11 +226,20 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
         "coverage": coverage,
         "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
         "masked_positions": masked,
+        # records whose every answer token got KD targets (exact), some (partial), none (none)
+        "alignment": alignment,
         "dropped": dropped,
     }
     write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
     write_card("kd", config, decision, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
+
+
+def alignment_class(targets: AnswerTargets) -> str:
+    """exact: every answer token has KD targets; partial: some; none: not one."""
+    if targets.kept == len(targets.student_ids) and targets.kept:
+        return "exact"
+    return "partial" if targets.kept else "none"
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:

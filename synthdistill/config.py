@@ -201,6 +201,13 @@ class StudentConfig(_Strict):
     max_length: int = Field(1024, ge=8)
     seed: int = 0
     kd: KDConfig = Field(default_factory=KDConfig)
+    eval_samples: int = Field(
+        8,
+        ge=0,
+        le=256,
+        description="Held-out prompts that eval answers greedily with the untrained and the trained student, "
+        "stored in eval.json beside the teacher's answer (synthdistill view shows them); 0 = none",
+    )
 
 
 class DistillConfig(_Strict):

@@ -6,6 +6,7 @@
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
+    view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
     .synthdistill.lock
 
 Stages, the CLI and the audit ask a `RunLayout` for each path. Only pathlib: the audit and
@@ -188,6 +189,12 @@ class RunLayout:
     def audit_reports(self) -> tuple[Path, Path, Path]:
         """The audit's files besides the manifest, which lists their hashes."""
         return self.report_md, self.report_html, self.bom
+
+    # -- view ------------------------------------------------------------------
+    @property
+    def view_page(self) -> Path:
+        """`synthdistill view`'s page: a rendering of the other files, rewritten by each view."""
+        return self.run_dir / "view.html"
 
     # -- the folder itself -----------------------------------------------------
     @property

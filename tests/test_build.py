@@ -90,6 +90,8 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
     }
     assert build_info["kd_ids_dtype"] == "uint16" and build_info["coverage"] == summary.kd_coverage
     assert build_info["dropped"] == {"no-logprobs": 1}
+    # per record: the exact-ids one has targets on every answer token, the aligned one on some
+    assert build_info["alignment"] == {"exact": 1, "partial": 1, "none": 0}
 
 
 def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, tokenizer):

@@ -33,6 +33,7 @@ RUN_FILES = (
     "report.md",
     "report.html",
     "bom.cdx.json",
+    "view.html",
     ".synthdistill.lock",
     "-00000-of-00001.parquet",
     "README.md",
@@ -70,6 +71,7 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
         "md": layout.report_md,
         "html": layout.report_html,
         "bom": layout.bom,
+        "view": layout.view_page,
         "lock": layout.lock,
     }
     assert {name: layout.relative(path) for name, path in paths.items()} == {
@@ -99,6 +101,7 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
         "md": "audit/report.md",
         "html": "audit/report.html",
         "bom": "audit/bom.cdx.json",
+        "view": "view.html",
         "lock": ".synthdistill.lock",
     }
     assert layout.audit_reports == (layout.report_md, layout.report_html, layout.bom)
