@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from synthdistill import audit, build, evaluate, filter_stage, harvest, train
+from synthdistill import audit, build, evaluate, filter_stage, harvest, train, view
 from synthdistill.cli import render
 from synthdistill.cli.progress import HarvestProgress, TrainProgress
 from synthdistill.config import load_config
@@ -171,6 +171,8 @@ def register_stage_commands(app: typer.Typer) -> None:
         cfg = _config(config)
         with _locked(cfg, "run"):
             summary = _run_stages(cfg, until, fresh)
+            if not is_secondary_rank():
+                summary["view"] = {"page": str(view.run(cfg.run_dir))}  # the last step: a page of what exists
         layout = cfg.layout
         render.result(f"\ndone: run folder {layout.run_dir}")
         for label, path in (
@@ -178,6 +180,7 @@ def register_stage_commands(app: typer.Typer) -> None:
             ("student", layout.student_dir),
             ("eval", layout.eval_result),
             ("audit", layout.audit_dir),
+            ("view", layout.view_page),
         ):
             if path.exists():
                 render.result(f"  {label:9} {path}")
