@@ -46,9 +46,11 @@ def _audit_link(data: RunData, output: Path) -> str | None:
 
 def page_context(data: RunData, output: Path) -> dict[str, Any]:
     """Everything the template fills in."""
-    items = shape.records_within([shape.record_item(e) for e in data.records], RECORDS_BUDGET_BYTES)
+    # in request-key order (a hash: kept and dropped interleave), so a byte budget cuts both alike
+    items = sorted((shape.record_item(e) for e in data.records), key=lambda item: item["id"] or "")
+    held = shape.records_within(items, RECORDS_BUDGET_BYTES)
     shown: dict[str, int] = {}
-    for item in items:
+    for item in items[: len(held)]:
         shown[item["status"]] = shown.get(item["status"], 0) + 1
     train = data.train or {}
     series = shape.training_series(train)
@@ -65,7 +67,7 @@ def page_context(data: RunData, output: Path) -> dict[str, Any]:
         "drop_reasons": sorted(((data.filtered or {}).get("drop_reasons") or {}).items(), key=lambda kv: -kv[1]),
         "packs": shape.pack_funnel(data.pack_counts, data.tallies),
         "sample_note": shape.sample_note(data.populations, shown),
-        "records_json": Markup(shape.compact_json(items)),
+        "records_json": Markup("[" + ",\n".join(held) + "]"),
         "datasets": shape.dataset_rows(data.datasets),
         "alignment": shape.alignment_rows(data.datasets),
         "train": train,

@@ -18,16 +18,18 @@ DIGITS = 3
 
 
 def _p(logprob: float | None) -> float | None:
-    if logprob is None or not math.isfinite(logprob):
-        return None if logprob is None else 0.0
-    return round(math.exp(logprob), DIGITS)
+    return None if logprob is None else round(math.exp(logprob), DIGITS)
+
+
+def _entropy(probs: list[float]) -> float:
+    tail = 1.0 - sum(probs)
+    total = -sum(p * math.log(p) for p in probs if p > 0)
+    return round(total - (tail * math.log(tail) if tail > 1e-12 else 0.0), DIGITS)
 
 
 def token_entropy(top_logprobs: list[float]) -> float:
     """Entropy (nats) of a top-k distribution with the mass outside it as one bucket."""
-    probs = [math.exp(lp) for lp in top_logprobs if math.isfinite(lp)]
-    tail = max(0.0, 1.0 - sum(probs))
-    return round(-sum(p * math.log(p) for p in [*probs, tail] if p > 0), DIGITS)
+    return _entropy([math.exp(lp) for lp in top_logprobs])
 
 
 def token_rows(record: dict[str, Any], alternatives: int = ALTERNATIVES) -> list[list[Any]] | None:
@@ -39,10 +41,9 @@ def token_rows(record: dict[str, Any], alternatives: int = ALTERNATIVES) -> list
     top_logprobs = record.get("top_logprobs") or [[] for _ in tokens]
     rows = []
     for token, logprob, alts, alt_logprobs in zip(tokens, logprobs, top_tokens, top_logprobs, strict=False):
-        ranked = sorted(zip(alts, alt_logprobs, strict=False), key=lambda pair: -pair[1])[:alternatives]
-        rows.append(
-            [token, _p(logprob), token_entropy(alt_logprobs), [[alt, _p(lp)] for alt, lp in ranked]],
-        )
+        probs = [math.exp(lp) for lp in alt_logprobs]
+        best = sorted(range(len(probs)), key=probs.__getitem__, reverse=True)[:alternatives]
+        rows.append([token, _p(logprob), _entropy(probs), [[alts[j], round(probs[j], DIGITS)] for j in best]])
     return rows
 
 
@@ -77,14 +78,15 @@ def compact_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def records_within(items: list[dict[str, Any]], budget_bytes: int) -> list[dict[str, Any]]:
-    """The items, in order, while their JSON fits the byte budget (at least one)."""
+def records_within(items: list[dict[str, Any]], budget_bytes: int) -> list[str]:
+    """The items' JSON (`compact_json`), in order, while it fits the byte budget (at least one)."""
     kept, used = [], 0
     for item in items:
-        size = len(compact_json(item).encode("utf-8")) + 1
+        text = compact_json(item)
+        size = len(text.encode("utf-8")) + 1
         if kept and used + size > budget_bytes:
             break
-        kept.append(item)
+        kept.append(text)
         used += size
     return kept
 
