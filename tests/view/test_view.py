@@ -13,8 +13,8 @@ from synthdistill.audit import verify_audit
 from synthdistill.cli import main
 from synthdistill.view import shape
 from synthdistill.view.collect import sample_indices, split_quota
-from tests.audit_fixtures import QUESTIONS, make_run
-from tests.openai_server import token_logprob
+from tests.audit_fixtures import ANSWERED_AS, QUESTIONS, make_run, write_project
+from tests.openai_server import FakeOpenAIServer, token_logprob
 from tests.view.view_fixtures import make_view_run, page_records
 
 
@@ -119,6 +119,17 @@ def test_cli_view_writes_the_page_and_says_where(run, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"page": str(run.run_dir / "view.html")}
     assert main(["view", str(tmp_path / "missing")]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_run_writes_the_page_last_and_prints_its_path(tmp_path, capsys):
+    with FakeOpenAIServer(model=ANSWERED_AS) as server:
+        config = write_project(tmp_path, server.base_url)
+        assert main(["run", "-c", str(config), "--until", "filter"]) == 0
+    out = capsys.readouterr().out
+    page = tmp_path / "outputs" / "audit-run" / "view.html"
+    assert out.rstrip().endswith(f"view      {page}")
+    steps = re.findall(r'<span class="count">([^<]*)</span>', page.read_text())
+    assert steps == ["6", "6", "6", "4"]  # two answers cut off at max_tokens, dropped by `finished`
 
 
 def test_token_entropy_counts_the_mass_outside_the_top_k_as_one_bucket():
