@@ -49,7 +49,7 @@
   }
 
   function histogram(target, values, title, low, high) {
-    var bins = 20, counts = new Array(bins).fill(0), width = 440, height = 170, left = 40, bottom = 30, top = 24;
+    var bins = 20, counts = new Array(bins).fill(0), width = 540, height = 170, left = 40, bottom = 30, top = 24;
     values.forEach(function (v) {
       var i = Math.floor((v - low) / (high - low) * bins);
       counts[Math.max(0, Math.min(bins - 1, i))] += 1;
@@ -126,8 +126,8 @@
     token[3].forEach(function (alt) { lines.push('  ' + JSON.stringify(alt[0]) + '  ' + (alt[1] === null ? '?' : alt[1].toFixed(3))); });
     tip.textContent = lines.join('\n');
     tip.hidden = false;
-    tip.style.left = Math.min(event.clientX + 12, window.innerWidth - 320) + 'px';
-    tip.style.top = (event.clientY + 14) + 'px';
+    tip.style.left = Math.min(event.pageX + 12, document.documentElement.scrollWidth - 320) + 'px';
+    tip.style.top = (event.pageY + 14) + 'px';
   }
 
   function openRecord(r) {
