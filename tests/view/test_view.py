@@ -184,3 +184,22 @@ def test_alignment_counts_show_only_when_tokenizers_differ():
         "matches": {"exact-ids": 1, "aligned-text": 3},
         "masked": {"candidates-not-student-tokens": 5},
     }
+
+
+def test_the_page_counts_aligned_records_when_the_tokenizers_differ(tmp_path):
+    run = make_run(tmp_path)
+    build = {
+        "tokenizer_match": {"aligned-text": 3},
+        "alignment": {"exact": 1, "partial": 2, "none": 0},
+        "masked_positions": {"no-teacher-token-with-same-boundaries": 4},
+        "coverage": 0.8125,
+    }
+    kd = run.config.layout.dataset_build("kd")
+    kd.parent.mkdir(parents=True)
+    kd.write_text(json.dumps(build))
+    html = view.run(run.run_dir).read_text()
+    assert '<tr><td>every answer token (exact)</td><td class="num">1</td></tr>' in html
+    assert '<tr><td>some answer tokens (partial)</td><td class="num">2</td></tr>' in html
+    assert '<tr><td>no answer token (none)</td><td class="num">0</td></tr>' in html
+    assert "Masked positions: no-teacher-token-with-same-boundaries 4." in html
+    assert "<tr><td>kd</td><td>0</td><td></td><td>81.2%</td></tr>" in html
