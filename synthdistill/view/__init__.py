@@ -15,7 +15,7 @@ from pathlib import Path
 from synthdistill.errors import InputError
 from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
-from synthdistill.view.collect import collect
+from synthdistill.view.collect import read_run
 from synthdistill.view.render import render_page
 
 # Records the browser holds at most (a seeded random sample beyond that); the page also caps their bytes.
@@ -31,7 +31,7 @@ def run(run_dir: Path, output: Path | None = None, max_records: int = MAX_RECORD
         raise InputError("is not a run folder (run `synthdistill harvest` first, or name one)", file=run_dir)
     layout = RunLayout(run_dir)
     target = Path(output).resolve() if output is not None else layout.view_page
-    html = render_page(collect(run_dir, max_records), target)
+    html = render_page(read_run(run_dir, max_records), target)
     target.parent.mkdir(parents=True, exist_ok=True)
     write_text(target, html, inside=target.parent)
     return target

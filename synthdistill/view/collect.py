@@ -163,7 +163,7 @@ def pack_counts(layout: RunLayout) -> list[dict[str, Any]]:
         return []
 
 
-def collect(run_dir: Path, max_records: int) -> RunData:
+def read_run(run_dir: Path, max_records: int) -> RunData:
     """Everything the page shows, read from the run folder."""
     layout = RunLayout(run_dir)
     harvest = run_facts.harvest_facts(layout)

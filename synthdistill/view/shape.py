@@ -111,11 +111,11 @@ def pack_funnel(pack_counts: list[dict[str, Any]], tallies: list[dict[str, Any]]
     for row in pack_counts:
         packs[row["pack"]] = {**row, "kept": 0, "dropped": 0, "reasons": {}}
     for tally in tallies:
-        pack = packs.setdefault(
-            tally.get("pack") or "?",
-            {"pack": tally.get("pack") or "?", "prompts": None, "requests": None, "answered": None, "failed": None}
-            | {"kept": 0, "dropped": 0, "reasons": {}},
-        )
+        name = tally.get("pack") or "?"
+        if name not in packs:  # a pack the ledger does not know (no ledger at hand)
+            packs[name] = {"pack": name, "prompts": None, "requests": None, "answered": None, "failed": None}
+            packs[name].update(kept=0, dropped=0, reasons={})
+        pack = packs[name]
         pack[tally["status"]] += 1
         if tally["status"] == "dropped":
             key = f"{tally.get('filter')}: {reason_category(tally.get('reason') or '')}"
