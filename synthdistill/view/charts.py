@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 
 COLOURS = ("#4f7cd6", "#d6564f", "#3a9d5d", "#b07cd6", "#d6a04f", "#4fb3d6")
@@ -11,6 +12,15 @@ def _ticks(low: float, high: float, count: int = 4) -> list[float]:
     if high == low:
         return [low]
     return [low + (high - low) * i / count for i in range(count + 1)]
+
+
+def _step_ticks(low: float, high: float, count: int = 5) -> list[int]:
+    """Round steps (multiples of 1, 2 or 5 × 10^n) from low to high, about `count` of them."""
+    rough = max(1.0, (high - low) / count)
+    power = 10 ** math.floor(math.log10(rough))
+    every = next(int(m * power) for m in (1, 2, 5, 10) if m * power >= rough)
+    first = math.ceil(low / every) * every
+    return list(range(first, math.floor(high) + 1, every))
 
 
 def _label(value: float) -> str:
@@ -48,8 +58,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], title: str, css_cla
         y = sy(tick)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - right}" y2="{y:.1f}" stroke="#eef0f4"/>')
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_label(tick)}</text>')
-    for tick in _ticks(x0, x1):
-        parts.append(f'<text x="{sx(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick:.0f}</text>')
+    for tick in _step_ticks(x0, x1):
+        parts.append(f'<text x="{sx(tick):.1f}" y="{height - bottom + 16}" text-anchor="middle">{tick}</text>')
     parts.append(f'<text x="{width - right}" y="{height - 4}" text-anchor="end">step</text>')
     for i, (name, values) in enumerate(series.items()):
         colour = COLOURS[i % len(COLOURS)]

@@ -12,6 +12,7 @@ from synthdistill import view
 from synthdistill.audit import verify_audit
 from synthdistill.cli import main
 from synthdistill.view import shape
+from synthdistill.view.charts import line_chart
 from synthdistill.view.collect import sample_indices, split_quota
 from tests.audit_fixtures import ANSWERED_AS, QUESTIONS, make_run, write_project
 from tests.openai_server import FakeOpenAIServer, token_logprob
@@ -203,3 +204,12 @@ def test_the_page_counts_aligned_records_when_the_tokenizers_differ(tmp_path):
     assert '<tr><td>no answer token (none)</td><td class="num">0</td></tr>' in html
     assert "Masked positions: no-teacher-token-with-same-boundaries 4." in html
     assert "<tr><td>kd</td><td>0</td><td></td><td>81.2%</td></tr>" in html
+
+
+def test_line_chart_draws_each_series_on_round_steps():
+    svg = line_chart({"loss": [(1.0, 2.0), (72.0, 0.5)], "ce": [(1.0, 3.0), (72.0, 1.0)]}, "loss and its parts")
+    assert svg.startswith('<svg class="chart"') and svg.count("<path ") == 2
+    steps = re.findall(r'text-anchor="middle">(\d+)</text>', svg)
+    assert steps == ["20", "40", "60"]
+    assert "<title>ce: 3 → 1</title>" in svg
+    assert line_chart({}, "nothing") == ""
