@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -25,9 +26,10 @@ from pydantic import (
 from synthdistill.errors import ConfigError, UnsafeWriteError
 from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
+from synthdistill.overrides import Override, apply_overrides, override_for, parse_overrides
 from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
 from synthdistill.run_layout import RunLayout
-from synthdistill.yaml_source import load_yaml, validate_document
+from synthdistill.yaml_source import describe_validation_error, load_yaml, primary_error, validate_document
 
 
 class _Strict(BaseModel):
@@ -227,6 +229,7 @@ class DistillConfig(_Strict):
     student: StudentConfig | None = None
 
     _path: Path | None = PrivateAttr(None)
+    _overrides: list[Override] = PrivateAttr(default_factory=list)
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -241,6 +244,11 @@ class DistillConfig(_Strict):
     @property
     def path(self) -> Path:
         return self._path if self._path is not None else Path("distill.yaml").resolve()
+
+    @property
+    def overrides(self) -> list[Override]:
+        """The `--set` overrides applied over the file (empty when the file ran as written)."""
+        return list(self._overrides)
 
     @property
     def project_dir(self) -> Path:
@@ -267,8 +275,13 @@ class DistillConfig(_Strict):
         return self.student
 
 
-def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = False) -> DistillConfig:
+def load_config(
+    path: str | Path = "distill.yaml", *, allow_outside: bool = False, overrides: Any = None
+) -> DistillConfig:
     """Read and validate distill.yaml; errors name the file, line and key path.
+
+    `overrides`: `--set` strings (`student.kd.alpha=0.3`) or a {key.path: value} mapping,
+    set over the file before validation (overrides.py); an error they cause names them.
 
     An `output_dir` that leads outside the project folder (an absolute path, `../x`, `~/x`
     or a symlink out) is refused unless `allow_outside` or `allow_outside_project` says so:
@@ -278,11 +291,29 @@ def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = Fals
     if not path.exists():
         raise ConfigError("config file not found (pass -c FILE, or run `synthdistill init DIR`)", file=path)
     doc = load_yaml(path, ConfigError)
-    config = validate_document(doc, DistillConfig, ConfigError)
+    given = parse_overrides(DistillConfig, overrides)
+    if not given:
+        config = validate_document(doc, DistillConfig, ConfigError)
+    elif not isinstance(doc.data, dict):
+        raise ConfigError("expected a mapping of keys at the top level", file=path, line=1)
+    else:
+        config = _validate_with_overrides(doc, given)
     config._path = path
+    config._overrides = given
     if not (allow_outside or config.allow_outside_project):
         _check_inside(config, doc.line_of(("output_dir",)))
     return config
+
+
+def _validate_with_overrides(doc, given: list[Override]) -> DistillConfig:
+    try:
+        return DistillConfig.model_validate(apply_overrides(doc.data, given))
+    except ValidationError as exc:
+        message, line = describe_validation_error(exc, DistillConfig, doc)
+        culprit = override_for(tuple(primary_error(exc)["loc"]), given)
+        if culprit is None:
+            raise ConfigError(message, file=doc.path, line=line) from None
+        raise ConfigError(f"{culprit.origin} {culprit.text}: {message}") from None
 
 
 def _check_inside(config: DistillConfig, line: int | None) -> None:
