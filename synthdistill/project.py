@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -29,7 +28,7 @@ from typing import Any, TypeVar
 
 from synthdistill import audit, build, evaluate, filter_stage, harvest, train
 from synthdistill.config import DistillConfig, load_config
-from synthdistill.digests import file_sha256
+from synthdistill.digests import file_sha256, json_sha256
 from synthdistill.errors import ConfigError, NothingAnswered
 from synthdistill.records import utc_now
 from synthdistill.run_lock import is_secondary_rank, run_folder_lock
@@ -53,12 +52,6 @@ class Reporter:
 
     def stage_done(self, stage: str, summary: dict[str, Any], config: DistillConfig) -> None:
         """A stage finished (the harvest also reports here before raising NothingAnswered)."""
-
-
-def effective_sha256(config: DistillConfig) -> str:
-    """sha256 of the effective settings (the file with its overrides), as canonical JSON."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Project:
@@ -133,13 +126,14 @@ class Project:
             path.unlink(missing_ok=True)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
+        settings = config.model_dump(mode="json")
         snapshot = {
             "stage": stage,
             "written_at": utc_now(),
             "config": {"path": str(config.path), "sha256": file_sha256(config.path)},
             "overrides": [o.to_dict() for o in config.overrides],
-            "effective_sha256": effective_sha256(config),
-            "settings": config.model_dump(mode="json"),
+            "effective_sha256": json_sha256(settings),
+            "settings": settings,
         }
         write_text(path, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n", inside=config.run_dir)
 
