@@ -1,3 +1,12 @@
-"""synthdistill: distil a permitted teacher LLM into a small open student, with provenance."""
+"""synthdistill: distil a permitted teacher LLM into a small open student, with provenance.
 
-__version__ = "0.1.0"
+    from synthdistill import Project
+    Project("distill.yaml").run()
+
+No heavy library (torch, transformers, …) is imported here: the stages import them when they run.
+"""
+
+from synthdistill.project import STAGES, Project, Reporter
+from synthdistill.version import __version__
+
+__all__ = ["STAGES", "Project", "Reporter", "__version__"]
