@@ -334,7 +334,7 @@ def _validate_with_overrides(doc, given: list[Override]) -> DistillConfig:
         return DistillConfig.model_validate(apply_overrides(doc.data, given))
     except ValidationError as exc:
         message, line = describe_validation_error(exc, DistillConfig, doc)
-        culprit = override_for(tuple(primary_error(exc)["loc"]), given)
+        culprit = override_for(tuple(primary_error(exc)["loc"]), given, doc.data)
         if culprit is None:
             raise ConfigError(message, file=doc.path, line=line) from None
         raise ConfigError(f"{culprit.origin} {culprit.text}: {message}") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
@@ -21,6 +22,9 @@ import yaml
 from pydantic import BaseModel
 
 from synthdistill.errors import ConfigError
+
+# YAML 1.2 floats that PyYAML (YAML 1.1) reads as text: `1e-4`, `5E3` (no dot)
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ def parse_set_argument(text: str) -> tuple[str, Any, str]:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"--set {text}: the value is not valid YAML ({problem})") from None
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)
     return key, value, raw
 
 
@@ -146,11 +152,26 @@ def apply_overrides(data: dict[str, Any], overrides: list[Override]) -> dict[str
     return result
 
 
-def override_for(loc: tuple, overrides: list[Override]) -> Override | None:
-    """The last override whose path is a prefix of (or lies under) a validation error's location."""
+def override_for(loc: tuple, overrides: list[Override], data: Any = None) -> Override | None:
+    """The override a validation error at `loc` comes from: the last one whose path is a prefix of (or lies
+    under) it, else one that made the section the error is in (absent from the file's `data`)."""
     names = tuple(str(p) for p in loc)
     for override in reversed(overrides):
         n = min(len(names), len(override.path))
         if names[:n] == override.path[:n]:
             return override
+    for override in reversed(overrides):
+        shared = 0
+        while shared < min(len(names), len(override.path)) - 1 and names[shared] == override.path[shared]:
+            shared += 1
+        if shared and not _has_path(data, names[:shared]):
+            return override
     return None
+
+
+def _has_path(data: Any, path: tuple[str, ...]) -> bool:
+    for part in path:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True

@@ -98,6 +98,19 @@ def test_a_bad_override_is_exit_2_naming_the_argument(tmp_path, capsys, argument
     assert "Traceback" not in err
 
 
+def test_an_error_in_a_section_an_override_made_names_the_override(tmp_path, capsys):
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1")  # no student section
+    assert main(["filter", "-c", str(path), "--set", "student.kd.alpha=0.3"]) == 2
+    assert capsys.readouterr().err.startswith("error: --set student.kd.alpha=0.3: missing required key 'student.model'")
+
+
+def test_yaml_1_2_exponents_are_numbers(tmp_path):
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1")
+    config = load_config(path, overrides=["student.model=m", "student.learning_rate=1e-4"])
+    assert config.student.learning_rate == 1e-4
+    assert config.overrides[1].value == 1e-4
+
+
 def test_a_python_override_with_a_bad_key_names_it(tmp_path):
     path = write_project(tmp_path, "http://127.0.0.1:9/v1")
     with pytest.raises(ConfigError, match=r"^override harvest.limt=2: unknown key 'harvest.limt'; did you mean"):
