@@ -68,10 +68,9 @@ class Project:
     ) -> None:
         self.path = Path(config)
         self._given: list[Any] = []
-        if overrides:
-            self._given.append(overrides if isinstance(overrides, Mapping) else list(overrides))
-        if set:
-            self._given.append([set] if isinstance(set, str) else list(set))
+        for given in (overrides, set):
+            if given:
+                self._given.append(given if isinstance(given, Mapping) else _as_list(given))
         self.allow_outside = allow_outside
         self.reporter = reporter or Reporter()
         self._lock_depth = 0
@@ -82,9 +81,8 @@ class Project:
 
     # -- config --------------------------------------------------------------
     def _load(self) -> DistillConfig:
-        if len(self._given) > 1 and any(isinstance(g, Mapping) for g in self._given):
-            merged = [_as_text(g) for g in self._given]
-            overrides: Any = [text for part in merged for text in part]
+        if len(self._given) > 1:  # a mapping and `set=` strings: all as strings, the strings last
+            overrides: Any = [text for given in self._given for text in _as_text(given)]
         else:
             overrides = self._given[0] if self._given else None
         return load_config(self.path, allow_outside=self.allow_outside, overrides=overrides)
@@ -213,6 +211,11 @@ class Project:
     def _done(self, stage: str, data: dict[str, Any], config: DistillConfig) -> dict[str, Any]:
         self.reporter.stage_done(stage, data, config)
         return data
+
+
+def _as_list(given: str | Iterable[str]) -> list[str]:
+    """`set=` strings: one `key=value` string, or several."""
+    return [given] if isinstance(given, str) else [str(text) for text in given]
 
 
 def _as_text(given: Any) -> list[str]:

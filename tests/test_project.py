@@ -91,6 +91,8 @@ def test_overrides_as_a_mapping_or_as_set_strings(tmp_path):
     assert (mapping.config.harvest.limit, mapping.config.use.commercial) == (2, False)
     both = Project(path, overrides={"harvest.limit": 2}, set=["harvest.limit=4"])
     assert both.config.harvest.limit == 4  # --set strings come last
+    lists = Project(path, overrides=["harvest.limit=2"], set=["use.commercial=false"])
+    assert (lists.config.harvest.limit, lists.config.use.commercial) == (2, False)
 
 
 def test_errors_are_the_typed_errors(tmp_path):

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from synthdistill import __version__
 from synthdistill.audit import run_facts
 from synthdistill.audit.hashing import hash_artifacts, hash_file
 from synthdistill.audit.terms import dataset_triple, load_policy_terms
@@ -22,7 +23,6 @@ from synthdistill.packs import configured_pack
 from synthdistill.policy import Decision
 from synthdistill.records import utc_now
 from synthdistill.run_layout import RunLayout
-from synthdistill.version import __version__
 
 MANIFEST_VERSION = 1
 LIBRARIES = (

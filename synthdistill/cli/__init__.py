@@ -18,13 +18,13 @@ try:  # typer >= 0.22 vendors click as typer._click; older typer raises click's 
 except ImportError:  # pragma: no cover
     from click.exceptions import ClickException
 
+from synthdistill import __version__
 from synthdistill.cli import render
 from synthdistill.cli.audit import audit_app
 from synthdistill.cli.packs import packs_app
 from synthdistill.cli.policy import policy_app
 from synthdistill.cli.stages import register_stage_commands
 from synthdistill.errors import InputError, SynthdistillError
-from synthdistill.version import __version__
 
 INTERRUPTED = "interrupted; re-run to resume"
 
