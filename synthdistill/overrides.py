@@ -97,21 +97,25 @@ def _check_path(model: type[BaseModel], key: str, text: str, origin: str = "--se
     parts = key.split(".")
     for depth, part in enumerate(parts):
         if current is None:
+            if _is_mapping(annotation):
+                return Any  # a free mapping (e.g. {name: value} settings): any key below it
             parent = ".".join(parts[:depth])
             raise ConfigError(f"{origin} {text}: '{parent}' takes a value, not keys below it (set '{parent}' itself)")
         fields = current.model_fields
         if part not in fields:
             where = ".".join(parts[:depth])
             options = [f"{where}.{name}" if where else name for name in fields]
-            close = difflib.get_close_matches(key, options, n=1, cutoff=0.5) or difflib.get_close_matches(
-                part, list(fields), n=1, cutoff=0.5
-            )
-            suggestion = close[0] if not close or "." in close[0] or not where else f"{where}.{close[0]}"
-            hint = f"; did you mean '{suggestion}'?" if close else f"; valid keys: {', '.join(options)}"
+            close = [options[list(fields).index(c)] for c in difflib.get_close_matches(part, list(fields), n=1)]
+            hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(options)}"
             raise ConfigError(f"{origin} {text}: unknown key '{key}'{hint}")
         annotation = fields[part].annotation
         current = _field_model(annotation)
     return annotation
+
+
+def _is_mapping(annotation: Any) -> bool:
+    """dict[...] or dict[...] | None."""
+    return get_origin(annotation) is dict or any(get_origin(a) is dict for a in get_args(annotation))
 
 
 def parse_overrides(model: type[BaseModel], given: Mapping[str, Any] | Iterable[str] | None) -> list[Override]:

@@ -104,6 +104,29 @@ def test_an_error_in_a_section_an_override_made_names_the_override(tmp_path, cap
     assert capsys.readouterr().err.startswith("error: --set student.kd.alpha=0.3: missing required key 'student.model'")
 
 
+def test_an_unknown_key_with_no_near_one_lists_the_valid_keys(tmp_path, capsys):
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1")
+    assert main(["filter", "-c", str(path), "--set", "datasets.zzz=1"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "error: --set datasets.zzz=1: unknown key 'datasets.zzz'; valid keys: datasets.eval_fraction, datasets.seed"
+    )
+
+
+def test_keys_below_a_free_mapping_are_allowed(tmp_path):
+    from pydantic import BaseModel
+
+    from synthdistill.overrides import apply_overrides, parse_overrides
+
+    class Section(BaseModel):
+        settings: dict[str, float] | None = None
+
+    class Model(BaseModel):
+        section: Section = Section()
+
+    given = parse_overrides(Model, ["section.settings.warmup_ratio=0.1"])
+    assert Model.model_validate(apply_overrides({}, given)).section.settings == {"warmup_ratio": 0.1}
+
+
 def test_yaml_1_2_exponents_are_numbers(tmp_path):
     path = write_project(tmp_path, "http://127.0.0.1:9/v1")
     config = load_config(path, overrides=["student.model=m", "student.learning_rate=1e-4"])
