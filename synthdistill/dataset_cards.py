@@ -106,6 +106,7 @@ def write_card(
         f"{funnel.get('input', '?')} harvested → {funnel.get('kept', '?')} kept.",
         *[f"- `{step['name']}`: dropped {step['dropped']} {step['reasons'] or ''}" for step in funnel.get("steps", [])],
         "",
+        *([f"## Reasoning traces\n\n{info['reasoning']}\n"] if info.get("reasoning") else []),
         obligations_markdown(decision),
     ]
     if kind == "kd":

@@ -51,6 +51,8 @@ def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
             "Check the teacher, then run `synthdistill harvest` again: the next run retries them",
             summary=data,
         )
+    for warning in summary.warnings:
+        render.result(f"  warning: {warning}")
     if summary.failed:
         render.result(f"  {summary.failed} requests failed after retries; the next `synthdistill harvest` retries them")
     if summary.stopped == "budget":

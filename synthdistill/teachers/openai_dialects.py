@@ -20,14 +20,17 @@ that have no chat endpoint; the messages become one plain-text prompt (`render_p
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import httpx
 
 from synthdistill.errors import RetryableTeacherError
-from synthdistill.records import Completion, Message, TeacherRequest, Usage
+from synthdistill.records import Completion, Message, Sampling, TeacherRequest, Usage
 from synthdistill.teachers.logprob_formats import LogprobFormatError, keep_top, parse_logprobs
+from synthdistill.thinking import answer_parts, split_inline
 
+log = logging.getLogger(__name__)
 STYLES = ("openai", "vllm", "llamacpp", "together", "ollama")
 API_STYLES = ("auto", *STYLES)
 ENDPOINTS = ("chat", "completions")
@@ -36,6 +39,8 @@ OWNERS = {"vllm": "vllm", "me": "llamacpp", "llamacpp": "llamacpp"}
 # llama.cpp applies a repeat penalty (1.1), top-k (40) and min-p (0.05) unless told not to:
 # the answers would then not be samples of the distribution its logprobs describe
 LLAMACPP_NEUTRAL = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
+# where servers put a parsed reasoning trace, first found wins
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
 def style_for_host(base_url: str) -> str | None:
@@ -82,12 +87,78 @@ def _dialect_fields(style: str) -> dict[str, Any]:
     return dict(LLAMACPP_NEUTRAL) if style == "llamacpp" else {}
 
 
+# The thinking knobs each style's chat endpoint takes, and the body field it takes each as
+# (`/completions` has no chat template and takes none): OpenAI, Together and Ollama take
+# `reasoning_effort`; vLLM also `thinking_token_budget` and `chat_template_kwargs`; llama.cpp's
+# server `thinking_budget_tokens` and `chat_template_kwargs`.
+KNOB_FIELDS: dict[str, dict[str, str]] = {
+    "openai": {"effort": "reasoning_effort"},
+    "vllm": {
+        "effort": "reasoning_effort",
+        "budget_tokens": "thinking_token_budget",
+        "chat_template_kwargs": "chat_template_kwargs",
+    },
+    "llamacpp": {"budget_tokens": "thinking_budget_tokens", "chat_template_kwargs": "chat_template_kwargs"},
+    "together": {"effort": "reasoning_effort"},
+    "ollama": {"effort": "reasoning_effort"},
+}
+KNOB_NAMES = {
+    "effort": "harvest.reasoning.effort",
+    "budget_tokens": "harvest.reasoning.budget_tokens",
+    "chat_template_kwargs": "teacher.chat_template_kwargs",
+}
+
+
+def knob_values(sampling: Sampling) -> dict[str, Any]:
+    """The thinking knobs a request carries: effort, budget_tokens, chat_template_kwargs (only those set)."""
+    values: dict[str, Any] = {}
+    if sampling.reasoning is not None:
+        values.update(sampling.reasoning.model_dump(exclude_none=True))
+    if sampling.chat_template_kwargs:
+        values["chat_template_kwargs"] = dict(sampling.chat_template_kwargs)
+    return values
+
+
+def knob_fields(sampling: Sampling, style: str, endpoint: str = "chat") -> tuple[dict[str, Any], list[str]]:
+    """(body fields, names of knobs this style has no field for) for a request's thinking knobs."""
+    taken = KNOB_FIELDS.get(style, {}) if endpoint == "chat" else {}
+    fields, ignored = {}, []
+    for knob, value in knob_values(sampling).items():
+        if knob in taken:
+            fields[taken[knob]] = value
+        else:
+            ignored.append(knob)
+    return fields, ignored
+
+
+class KnobWarnings:
+    """Thinking knobs a teacher could not pass on, each warned about once (the harvest summary lists them)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def ignored(self, knobs: list[str], where: str) -> None:
+        for knob in knobs:
+            message = f"{KNOB_NAMES[knob]} ignored: {where} has no such setting"
+            if message not in self.messages:
+                self.messages.append(message)
+                log.warning(message)
+
+    def note(self, sampling: Sampling, style: str, endpoint: str) -> None:
+        """Warn (once) about the knobs of `sampling` that `style` on `endpoint` does not take."""
+        _, ignored = knob_fields(sampling, style, endpoint)
+        if ignored:
+            where = f"the {style} API style" if endpoint == "chat" else "the /completions endpoint"
+            self.ignored(ignored, where)
+
+
 def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") -> dict[str, Any]:
     """The JSON body of one chat completions request; `style` decides how logprobs are asked for."""
     body = _sampling_fields(model, request)
     body["messages"] = [m.model_dump() for m in request.messages]
     body.update(_dialect_fields(style))
     body.update(logprob_fields(request.sampling.top_logprobs, style, "chat"))
+    body.update(knob_fields(request.sampling, style, "chat")[0])
     return body
 
 
@@ -143,23 +214,40 @@ def _first_choice(payload: Any, source: str) -> dict:
     return choices[0]
 
 
-def _chat_text(choice: dict, source: str) -> str:
+def _reasoning_field(message: dict) -> str | None:
+    """The parsed trace: `reasoning` (vLLM ≥ 0.11, OpenRouter, Together, Ollama) or `reasoning_content`."""
+    for key in REASONING_FIELDS:
+        value = message.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def _chat_text(choice: dict, source: str) -> tuple[str | None, str]:
+    """(trace, answer) of a chat choice; a null answer cut off while thinking is an empty, truncated one."""
     message = choice.get("message")
     if not isinstance(message, dict):
         raise malformed(f"{source}: choices[0] has no message")
     text = message.get("content")
     if text is None and isinstance(message.get("refusal"), str):
         text = message["refusal"]
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise malformed(f"{source}: choices[0].message.content is not a string")
-    return text
+    finish = choice.get("finish_reason")
+    reasoning, answer = answer_parts(text, _reasoning_field(message), finish if isinstance(finish, str) else None)
+    if answer is None:
+        if finish != "length" and reasoning is None:
+            raise malformed(f"{source}: choices[0].message.content is not a string")
+        answer = ""  # max_tokens ran out while thinking (or the server hides the trace): a truncated answer
+    return reasoning, answer
 
 
-def _completions_text(choice: dict, source: str) -> str:
+def _completions_text(choice: dict, source: str) -> tuple[str | None, str]:
     text = choice.get("text")
     if not isinstance(text, str):
         raise malformed(f"{source}: choices[0].text is not a string")
-    return text
+    finish = choice.get("finish_reason")
+    return split_inline(text, finish if isinstance(finish, str) else None)
 
 
 def parse_answer(
@@ -177,7 +265,7 @@ def parse_answer(
     trims the alternatives to the width asked for.
     """
     choice = _first_choice(payload, source)
-    text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
+    reasoning, text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
     try:
         logprobs = parse_logprobs(choice.get("logprobs"))
     except LogprobFormatError as exc:
@@ -192,6 +280,7 @@ def parse_answer(
     finish_reason = choice.get("finish_reason")
     return Completion(
         text=text,
+        reasoning=reasoning,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         model=model if isinstance(model, str) and model else fallback_model,
         system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,

@@ -21,6 +21,8 @@ from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import StageError, SynthdistillError
 from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
+from synthdistill.teachers.openai_dialects import KnobWarnings, knob_values
+from synthdistill.thinking import split_inline
 
 GATHER_WINDOW_S = 0.02
 
@@ -44,6 +46,7 @@ class TransformersTeacher:
         self._loaded = None
         self._load_lock = threading.Lock()
         self.fingerprint: str | None = None  # set when the model loads
+        self.knob_warnings = KnobWarnings()  # reasoning effort / budget: an in-process model has no such setting
 
     def endpoint_for(self, request: TeacherRequest) -> str | None:
         return None
@@ -85,7 +88,13 @@ class TransformersTeacher:
 
         model, tokenizer, device = self._load()
         sampling = requests[0].sampling
-        prompts = [prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages]) for r in requests]
+        template_kwargs = sampling.chat_template_kwargs or {}
+        self.knob_warnings.ignored(
+            [k for k in knob_values(sampling) if k != "chat_template_kwargs"], "an in-process model"
+        )
+        prompts = [
+            prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages], **template_kwargs) for r in requests
+        ]
         width = max(len(p) for p in prompts)
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
@@ -132,9 +141,11 @@ class TransformersTeacher:
                     top_ids=top_ids,
                     top_logprobs=[top_values[step][row] for step in range(length)],
                 )
+            reasoning, text = split_inline(text, finish)  # a thinking model's <think>…</think>, split as a parser would
             completions.append(
                 Completion(
                     text=text,
+                    reasoning=reasoning,
                     finish_reason=finish,
                     model=self.model,
                     system_fingerprint=self.fingerprint,
