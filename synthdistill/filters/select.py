@@ -50,6 +50,12 @@ def _incorrect(record: HarvestRecord, verifiers: dict[str, Any]) -> str | None:
     return None if passed else f"select: incorrect ({reason})"
 
 
+def _size(record: HarvestRecord) -> tuple[int, int, int]:
+    """Tokens of trace and answer, then characters (ties), then the sample index."""
+    chars = len(record.text) + len(record.reasoning or "")
+    return sum(part_tokens(record)), chars, record.sample_index
+
+
 def select(records: list[HarvestRecord], params: SelectParams) -> list[str | None]:
     """'select: incorrect (…)' for answers the verifier rejects; 'select: not shortest' / 'not first' for the rest."""
     verdicts: list[str | None] = [_incorrect(r, params._verifiers or {}) for r in records]
@@ -61,7 +67,7 @@ def select(records: list[HarvestRecord], params: SelectParams) -> list[str | Non
             by_prompt.setdefault(record.prompt_id, []).append(i)
     for indexes in by_prompt.values():
         if params.best_of == "shortest-correct":
-            best = min(indexes, key=lambda i: (sum(part_tokens(records[i])), records[i].sample_index))
+            best = min(indexes, key=lambda i: _size(records[i]))
             why = "select: not shortest"
         else:
             best = min(indexes, key=lambda i: records[i].sample_index)
