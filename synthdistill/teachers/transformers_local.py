@@ -21,7 +21,7 @@ from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import StageError, SynthdistillError
 from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
-from synthdistill.teachers.openai_dialects import KnobWarnings, knob_values
+from synthdistill.teachers.knobs import KnobWarnings, knob_values
 from synthdistill.thinking import split_inline
 
 GATHER_WINDOW_S = 0.02
