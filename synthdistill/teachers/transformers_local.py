@@ -127,7 +127,7 @@ class TransformersTeacher:
         for row, ids in enumerate(generated):
             length, finish = _answer_length(ids, eos_ids)
             answer_ids = ids[:length]
-            text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
+            reasoning, text = split_answer(tokenizer, answer_ids, eos_ids, finish)
             token_logprobs = None
             if logprobs is not None:
                 raw, top_values, top_indices = logprobs
@@ -141,7 +141,6 @@ class TransformersTeacher:
                     top_ids=top_ids,
                     top_logprobs=[top_values[step][row] for step in range(length)],
                 )
-            reasoning, text = split_inline(text, finish)  # a thinking model's <think>…</think>, split as a parser would
             completions.append(
                 Completion(
                     text=text,
@@ -264,6 +263,12 @@ def row_sampler(sampling, request_keys: list[str]):
     if sampling.top_p is not None and sampling.top_p < 1.0:
         warpers.append(TopPLogitsWarper(sampling.top_p))
     return LogitsProcessorList([*warpers, PerRowGumbel()])
+
+
+def split_answer(tokenizer, answer_ids: list[int], eos_ids: list[int], finish: str) -> tuple[str | None, str]:
+    """(trace, answer) of generated ids: a thinking model's inline <think>…</think> split as a server's parser would."""
+    text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
+    return split_inline(text, finish)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:
