@@ -117,6 +117,7 @@ def test_sft_rows_keep_each_prompts_trace_and_kd_covers_trace_and_answer(tmp_pat
     parts = build["coverage_by_part"]
     assert set(parts) == ({"answer"} if mode == "drop" else {"trace", "answer"})
     assert all(0 < share <= 1 for share in parts.values())
+    assert "coverage by part" in (datasets / "kd" / "README.md").read_text()
     card = (datasets / "sft" / "README.md").read_text()
     assert ("inline" if mode != "drop" else "dropped") in card.split("## Reasoning traces", 1)[1]
 
