@@ -44,3 +44,27 @@ def test_pass_rates_for_both_modes(tmp_path, tiny_student, tokenizer):
     rates = pass_rates_by_mode([pack], model, tokenizer, {p.prompt_id for p in pack.prompts[:2]}, 4)
     assert set(rates) == {"thinking", "non_thinking"}
     assert all(set(by_pack) == {"math"} and 0.0 <= by_pack["math"] <= 1.0 for by_pack in rates.values())
+
+
+def test_eval_reports_the_pass_rate_by_mode_after_traces_were_kept(tmp_path, tiny_student, tokenizer):
+    from synthdistill import build, evaluate, train
+    from synthdistill.config import load_config
+    from synthdistill.records import HarvestRecord
+    from tests.training_fixtures import write_kept_project
+
+    path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft", max_steps=2)
+    kept = tmp_path / "outputs" / "tiny" / "filtered" / "kept.jsonl"
+    records = [HarvestRecord.model_validate_json(line) for line in kept.read_text().splitlines()]
+    kept.write_text(
+        "".join(r.model_copy(update={"reasoning": "Let me see."}).model_dump_json() + "\n" for r in records)
+    )
+    pack_yaml = tmp_path / "prompts" / "demo" / "pack.yaml"
+    pack_yaml.write_text(pack_yaml.read_text() + "sampling: {max_tokens: 4}\nverify: {kind: regex, pattern: '^'}\n")
+    config = load_config(path)
+    build.run(config)
+    train.run(config)
+
+    result = evaluate.run(config)
+
+    for label in ("untrained", "trained"):
+        assert result[label]["verifier_pass_rate_by_mode"] == {"thinking": {"demo": 1.0}, "non_thinking": {"demo": 1.0}}
