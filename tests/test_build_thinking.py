@@ -164,3 +164,40 @@ def test_keep_uses_reasoning_content_where_the_students_template_renders_it(tmp_
     build = json.loads((datasets / "kd" / "build.json").read_text())
     assert build["reasoning"] == "key" and set(build["coverage_by_part"]) == {"trace", "answer"}
     assert "`reasoning_content` key" in (datasets / "sft" / "README.md").read_text()
+
+
+def test_id_spelled_tokens_that_are_not_the_students_get_no_kd_targets_and_say_why(tmp_path, smollm2_dir, capsys):
+    with FakeOpenAIServer(dialect="vllm", thinking="reasoning") as server:  # "token_id:N" tokens, foreign ids
+        path = _project(tmp_path, server, smollm2_dir, max_tokens=200, top_logprobs=1)
+        assert main(["harvest", "-c", str(path)]) == 0
+    records = _records(tmp_path)
+    assert all(r["reasoning"] and r["reasoning_span"] is None and "trace not found" in r["span_note"] for r in records)
+    assert main(["filter", "-c", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["--json", "build", "-c", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kd_rows"] is None and summary["kd_dropped"] == {"trace-not-found-in-logprobs": N}
+
+
+def test_id_spelled_tokens_of_the_students_own_vocabulary_are_decoded_to_find_the_trace(tokenizer):
+    from synthdistill.alignment import single_token_mapper
+    from synthdistill.build_traces import turn_targets
+    from synthdistill.chat_tokens import assistant_message
+    from tests.records_fixtures import make_record
+
+    generated = "<think>\nhmm, two and two\n</think>\n\nIt is 4."
+    ids = tokenizer(generated, add_special_tokens=False)["input_ids"]
+    logprobs = {
+        "tokens": [f"token_id:{i}" for i in ids],
+        "token_ids": ids,
+        "token_logprobs": [-0.5] * len(ids),
+        "top_tokens": [[f"token_id:{i}"] for i in ids],
+        "top_ids": [[i] for i in ids],
+        "top_logprobs": [[-0.5] for _ in ids],
+    }
+    record = make_record("2+2?", "It is 4.", logprobs=logprobs).model_copy(update={"reasoning": "hmm, two and two"})
+    messages = [{"role": "user", "content": "2+2?"}, assistant_message(record.text, record.reasoning, "inline")]
+    targets, parts = turn_targets(record, messages, tokenizer, single_token_mapper(tokenizer), 0.1)
+    assert targets.student_ids == ids  # the student's rendering is the teacher's own text here
+    assert parts == {"trace": (6, 6), "answer": (5, 5)}  # h|mm|,| two| and| two — It| is| |4|.
+    assert targets.masked == {"outside-trace-and-answer": len(ids) - 11}  # <think> markers and newlines: CE only
