@@ -1,4 +1,4 @@
-"""`select` (rejection sampling per prompt, by the pack's verifier) and `length` over trace and answer apart."""
+"""Filters for a thinking teacher: `select` (rejection sampling by the verifier), `length` by part, `dedup` with the trace."""
 
 from __future__ import annotations
 
@@ -58,3 +58,14 @@ def test_length_bounds_trace_and_answer_apart():
         "too-long: trace of 10 tokens > max_reasoning_tokens 9"
     ]
     assert length([record], LengthParams(max_answer_tokens=1)) == ["too-long: answer of 2 tokens > max_answer_tokens 1"]
+
+
+def test_dedup_compares_the_trace_too():
+    from synthdistill.filters.dedup import DedupParams, dedup
+
+    same_answer = [
+        make_record("2+2?", "Answer: 4", sample_index=i).model_copy(update={"reasoning": trace})
+        for i, trace in enumerate(["Two and two.", "Count: 1, 2, 3, 4.", "Two and two."])
+    ]
+    verdicts = dedup(same_answer, DedupParams(scope="prompt"))
+    assert verdicts[:2] == [None, None] and verdicts[2] == f"exact-duplicate: of {same_answer[0].request_key}"
