@@ -30,10 +30,16 @@ def _records(project):
     return [json.loads(r[2]) for r in ledger_rows(ledger_of(project)) if r[1] == "done"]
 
 
-@pytest.mark.parametrize("shape", ["reasoning", "reasoning_content", "inline"])
-def test_every_record_keeps_its_own_trace_and_its_token_spans(tmp_path, shape):
+@pytest.mark.parametrize(
+    "shape, endpoint",
+    [("reasoning", "chat"), ("reasoning_content", "chat"), ("inline", "chat"), ("inline", "completions")],
+)
+def test_every_record_keeps_its_own_trace_and_its_token_spans(tmp_path, shape, endpoint):
     with FakeOpenAIServer(dialect="openai", thinking=shape) as server:
         path = _project(tmp_path, server, max_tokens=200)
+        config = yaml.safe_load(path.read_text())
+        config["teacher"]["endpoint"] = endpoint
+        path.write_text(yaml.safe_dump(config))
         assert main(["harvest", "-c", str(path)]) == 0
     records = _records(tmp_path)
     assert len(records) == N
