@@ -27,7 +27,15 @@ from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.filters.entry_schema import FilterEntrySchema
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.overrides import Override, apply_overrides, override_for, parse_overrides
-from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
+from synthdistill.records import (
+    DEFAULT_SAMPLING,
+    MaxTokens,
+    ReasoningKnobs,
+    Sampling,
+    Temperature,
+    TopLogprobs,
+    TopP,
+)
 from synthdistill.run_layout import RunLayout
 from synthdistill.yaml_source import describe_validation_error, load_yaml, primary_error, validate_document
 
@@ -74,6 +82,12 @@ class TeacherConfig(_Strict):
     )
     batch_size: int = Field(8, ge=1, description="transformers backend: prompts generated together")
     device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="Arguments for the teacher's chat template, e.g. {enable_thinking: false} for a hybrid thinking "
+        "model: sent as `chat_template_kwargs` (vllm, llamacpp styles), passed to apply_chat_template in-process; "
+        "part of the request key",
+    )
 
     @property
     def base_urls(self) -> list[str]:
@@ -149,17 +163,24 @@ class HarvestConfig(_Strict):
         description="Without a terminal: one progress line on stderr every this many seconds "
         "(a JSON event per line under --json)",
     )
+    reasoning: ReasoningKnobs | None = Field(
+        None,
+        description="A thinking teacher's effort or trace budget ({effort: low} or {budget_tokens: 2048}), sent in "
+        "the form the API style takes, ignored with a warning where it has none; part of the request key",
+    )
     max_prompt_chars: int = Field(
         DEFAULT_MAX_PROMPT_CHARS,
         ge=1,
         description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",
     )
 
-    def sampling(self, overrides: dict[str, Any] | None = None) -> Sampling:
-        """Harvest defaults with a pack's overrides applied."""
+    def sampling(
+        self, overrides: dict[str, Any] | None = None, chat_template_kwargs: dict[str, Any] | None = None
+    ) -> Sampling:
+        """Harvest defaults with a pack's overrides applied (and the teacher's chat-template arguments)."""
         values = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "top_logprobs", "seed")}
         values.update(overrides or {})
-        return Sampling(**values)
+        return Sampling(**values, reasoning=self.reasoning, chat_template_kwargs=chat_template_kwargs or None)
 
 
 def _parse_filter(item: Any) -> Any:
@@ -171,6 +192,12 @@ class DatasetsConfig(_Strict):
         0.1, ge=0.0, lt=1.0, description="Share of prompts held out for evaluation (split by prompt, never by answer)"
     )
     seed: int = Field(0, description="Seed of the held-out split (the same seed gives the same split)")
+    reasoning: Literal["keep", "drop", "inline"] = Field(
+        "keep",
+        description="A thinking teacher's traces in the datasets: keep = a `reasoning_content` key on the assistant "
+        "message where the student's chat template renders one, else inline; inline = a <think>…</think> block "
+        "before the answer; drop = answers alone",
+    )
 
 
 class StudentInit(_Strict):

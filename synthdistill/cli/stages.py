@@ -61,6 +61,8 @@ def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
     )
     if s["failed"] and not s["answered"]:
         return  # the Project raises NothingAnswered, which the CLI edge prints
+    for warning in s.get("warnings", []):
+        render.result(f"  warning: {warning}")
     if s["failed"]:
         render.result(f"  {s['failed']} requests failed after retries; the next `synthdistill harvest` retries them")
     if s["stopped"] == "budget":
