@@ -62,6 +62,12 @@ class TeacherConfig(_Strict):
     max_retries: int = Field(8, ge=0)
     batch_size: int = Field(8, ge=1, description="transformers backend: prompts generated together")
     device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
+    tokenizer: str | None = Field(
+        None,
+        description="The teacher's tokenizer, for `synthdistill plan` to count prompt tokens exactly (chat template "
+        "included): a folder (relative to distill.yaml) or an embedded model id; default: the teacher's own when it "
+        "runs in-process, is a local folder or an embedded model; otherwise prompt tokens are estimated",
+    )
 
     @property
     def base_urls(self) -> list[str]:

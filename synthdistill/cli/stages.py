@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from synthdistill import audit, build, evaluate, filter_stage, harvest, train
-from synthdistill.cli import render
+from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, train
+from synthdistill.cli import plan_text, render
 from synthdistill.cli.progress import HarvestProgress, TrainProgress
 from synthdistill.config import load_config
-from synthdistill.errors import InputError, NothingAnswered
+from synthdistill.errors import InputError, NothingAnswered, PolicyDenied
 from synthdistill.filters.funnel import funnel_lines
 from synthdistill.policy import read_decision
 from synthdistill.run_lock import is_secondary_rank, run_folder_lock
@@ -35,9 +35,22 @@ def _locked(config, command: str):
     return contextlib.nullcontext() if is_secondary_rank() else run_folder_lock(config.run_dir, command)
 
 
+def do_plan(config, limit: int | None = None) -> dict:
+    summary = plan.run(config, limit=limit)
+    data = summary.model_dump()
+    for line in plan_text.lines(summary):
+        render.result(escape(line))
+    if not summary.gate.allowed:
+        raise PolicyDenied(summary.gate.refusal or summary.gate.reason, summary=data)
+    return data
+
+
 def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
+    planned = plan.run(config, limit=limit, fresh=fresh)
+    if planned.gate.allowed:  # a refusal is harvest's own to report (exit 3, nothing sent)
+        render.result(escape(plan_text.one_line(planned)))
     with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
-        summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress)
+        summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress, plan=planned)
     data = summary.model_dump()
     render.result(
         f"harvest: {summary.answered} answered, {summary.failed} failed, {summary.already_done} already done "
@@ -182,6 +195,11 @@ def register_stage_commands(app: typer.Typer) -> None:
             if path.exists():
                 render.result(f"  {label:9} {path}")
         render.emit_json(summary)
+
+    @app.command("plan")
+    def plan_command(config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None) -> None:
+        """Say what `harvest` will be, sending nothing: the gate's verdict, requests, tokens, cost, disk, time."""
+        render.emit_json(do_plan(_config(config), limit=limit))
 
     @app.command("harvest")
     def harvest_command(
