@@ -14,8 +14,9 @@ Where each number comes from (every estimate says so in the plan itself):
   ESTIMATE_MARGIN (measured, see tokenize.py).
 - Output tokens: at most `max_tokens` per request (a pack's sampling override applies);
   expected: the mean of the pack's earlier answers in the ledger, where there are some.
-- Cost: the price table (pricing.py). low = prompt tokens (low end) and the expected output
-  (0 without one); high = prompt tokens (high end) and every `max_tokens`. An unknown price
+- Cost: the price table (pricing.py). low = prompt tokens (low end) and no answer tokens;
+  expected = prompt tokens and the expected answer tokens (where the ledger gives them);
+  high = prompt tokens (high end) and every `max_tokens`. An unknown price
   stays None ("unknown"), never 0; a teacher on this machine is $0 with `price_source: self-hosted`.
 - Disk and time: see `disk_plan` and `time_plan`.
 """
@@ -48,7 +49,7 @@ class TokenRange(BaseModel):
 
 
 class CostRange(BaseModel):
-    """USD: low (prompt tokens' low end, expected output or none), expected, high (every max_tokens)."""
+    """USD: low (prompt tokens' low end, no answer tokens), expected, high (prompt tokens' high end, every max_tokens)."""
 
     low: float
     expected: float | None = Field(description="Prompt tokens as counted and the expected output; None without one")
@@ -129,7 +130,7 @@ def _cost(quote_: PriceQuote | None, tokens: TokenRange, out_expected: int | Non
         return None
     price = quote_.price
     return CostRange(
-        low=round(price.cost(tokens.low, out_expected or 0), 6),
+        low=round(price.cost(tokens.low, 0), 6),
         expected=round(price.cost(tokens.value, out_expected), 6) if out_expected is not None else None,
         high=round(price.cost(tokens.high, out_max), 6),
     )

@@ -2,7 +2,7 @@
 
 Disk, from bytes per answer token (the constants measured on real ledgers and datasets, see below);
 where the ledger holds answers of a pack, its own bytes per answer token replace the constants.
-Time, from the rate limits and Little's law: with `max_concurrency` requests in flight and a mean
+Time, from the rate limits (the limiter's own rule: a one-second burst, then the rate) and Little's law: with `max_concurrency` requests in flight and a mean
 latency L measured in the ledger, requests finish at max_concurrency / L per second.
 """
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from synthdistill.config import DistillConfig
 from synthdistill.harvest import PlannedRequest, estimated_tokens
+from synthdistill.rate_limit import least_seconds
 
 PackPlan = Any  # plan.PackPlan (plan.py imports this module)
 
@@ -121,14 +122,14 @@ def time_plan(
         return TimePlan(
             seconds=float(BATCH_WINDOW_S), bound="at most", because=["the Batch API's 24 h completion window"]
         )
-    floors: list[tuple[float, str]] = []
+    floors: list[tuple[float, str]] = []  # the rate limiter's own rule: a burst, then per_minute / 60 a second
     if teacher.requests_per_minute:
-        floors.append(
-            (60 * len(pending) / teacher.requests_per_minute, f"requests_per_minute={teacher.requests_per_minute:g}")
-        )
+        rpm = teacher.requests_per_minute
+        floors.append((least_seconds(rpm, len(pending)), f"requests_per_minute={rpm:g}"))
     if teacher.tokens_per_minute:
-        charged = sum(estimated_tokens(item) for item in pending)  # what the limiter charges each request
-        floors.append((60 * charged / teacher.tokens_per_minute, f"tokens_per_minute={teacher.tokens_per_minute:g}"))
+        tpm = teacher.tokens_per_minute
+        charged = sum(min(estimated_tokens(item), tpm) for item in pending)  # what the limiter charges
+        floors.append((least_seconds(tpm, charged), f"tokens_per_minute={tpm:g}"))
     latency = [(p.to_send, ledger.mean(p.pack, "latency_ms")) for p in packs if p.to_send]
     if all(mean is not None for _, mean in latency):
         in_flight = min(teacher.max_concurrency, len(pending))

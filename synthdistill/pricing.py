@@ -20,6 +20,7 @@ cleanly. The reservation is settled with the usage the server reports.
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
 from typing import NamedTuple
 
@@ -141,13 +142,23 @@ def teacher_quote(backend: str, model: str, base_urls: list[str], project_dir: P
     return found
 
 
+def usd(value: float) -> str:
+    """Dollars for people: cents from $1 up, three significant digits below ($0.000258), never 6e-05."""
+    if value == 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    decimals = 2 - math.floor(math.log10(value))
+    return f"${value:.{decimals}f}"
+
+
 def describe_cost(cost_usd: float | None, source: str) -> str:
     """A cost for people: "unknown" when no price is known (never $0), "$0 (self-hosted)" for a teacher here."""
     if cost_usd is None:
         return "unknown (no price known for the teacher; add it to pricing.yaml)"
     if source == SELF_HOSTED:
         return "$0 (self-hosted)"
-    return f"${cost_usd:.3g} ({source})" if cost_usd < 1 else f"${cost_usd:,.2f} ({source})"
+    return f"{usd(cost_usd)} ({source})"
 
 
 def prompt_tokens_upper_bound(messages: list[Message]) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from synthdistill.pricing import SELF_HOSTED, describe_cost
+from synthdistill.pricing import SELF_HOSTED, describe_cost, usd
 
 NO_PLAN = "No plan was recorded (`synthdistill harvest` writes harvest/plan.json before its first request)."
 
@@ -29,8 +29,7 @@ def _cost_range(planned: dict | None, source: str | None) -> str:
         return describe_cost(None, source or "unknown")
     if source == SELF_HOSTED:
         return "$0 (self-hosted)"
-    low, high = describe_cost(planned["low"], ""), describe_cost(planned["high"], "")
-    return f"{low.split(' ')[0]}–{high.split(' ')[0]} ({source})"
+    return f"{usd(planned['low'])}–{usd(planned['high'])} ({source})"
 
 
 def plan_rows(manifest: dict[str, Any]) -> tuple[str, list[list[str]]]:

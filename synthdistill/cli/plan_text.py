@@ -7,16 +7,9 @@ as $0 where it is not known to be nothing.
 from __future__ import annotations
 
 from synthdistill.plan import CostRange, Counts, PlanSummary, TokenRange
+from synthdistill.pricing import UNKNOWN, usd
 
 HEADERS = ("pack", "prompts", "requests", "held", "to send", "prompt tokens", "answer tokens", "cost")
-
-
-def usd(value: float) -> str:
-    if value == 0:
-        return "$0"
-    if value < 1:
-        return f"${value:.3g}"
-    return f"${value:,.2f}"
 
 
 def tokens(count: TokenRange) -> str:
@@ -74,8 +67,9 @@ def one_line(summary: PlanSummary) -> str:
     total = summary.total
     return (
         f"plan: {total.to_send} requests to send ({total.held} held), prompt tokens {tokens(total.prompt_tokens)}, "
-        f"answer tokens {answers(total)}, cost {cost(summary, paid(summary, total))} "
-        f"({summary.price_source}), time {duration(summary)}; gate {gate_text(summary)}"
+        f"answer tokens {answers(total)}, cost {cost(summary, paid(summary, total))}"
+        f"{'' if summary.price_source == UNKNOWN else f' ({summary.price_source})'}, "
+        f"time {duration(summary)}; gate {gate_text(summary)}"
     )
 
 
