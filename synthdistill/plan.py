@@ -30,6 +30,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from synthdistill.config import DistillConfig
+from synthdistill.errors import DamagedFileError
 from synthdistill.harvest import PlannedRequest, plan_requests
 from synthdistill.packs import configured_prompts
 from synthdistill.plan_size import DiskPlan, LedgerUse, TimePlan, disk_plan, time_plan
@@ -37,7 +38,7 @@ from synthdistill.policy import refusal_message
 from synthdistill.policy.gate import decide_for
 from synthdistill.pricing import PriceQuote, check_budget_priced, load_price_table, quote, teacher_quote
 from synthdistill.prompt_tokens import PromptCounter, prompt_counter
-from synthdistill.store import LedgerReader, check_ledger_file
+from synthdistill.store import RESTART_HINT, LedgerReader, LedgerReadError, check_ledger_file
 
 
 class TokenRange(BaseModel):
@@ -121,8 +122,13 @@ def _ledger_use(config: DistillConfig, fresh: bool) -> LedgerUse:
     if fresh or not path.exists():
         return LedgerUse(done=set(), packs={})
     check_ledger_file(path)
-    with LedgerReader(path) as ledger:
-        return LedgerUse(done=ledger.done_keys(), packs=ledger.pack_usage())
+    try:
+        with LedgerReader(path) as ledger:
+            return LedgerUse(done=ledger.done_keys(), packs=ledger.pack_usage())
+    except LedgerReadError as exc:
+        raise DamagedFileError(
+            f"not a readable synthdistill harvest ledger ({exc}); {RESTART_HINT}", file=path
+        ) from None
 
 
 def _cost(quote_: PriceQuote | None, tokens: TokenRange, out_expected: int | None, out_max: int) -> CostRange | None:

@@ -13,7 +13,7 @@ from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, tr
 from synthdistill.cli import plan_text, render
 from synthdistill.cli.progress import HarvestProgress, TrainProgress
 from synthdistill.config import load_config
-from synthdistill.errors import InputError, NothingAnswered, PolicyDenied
+from synthdistill.errors import DamagedFileError, InputError, NothingAnswered, PolicyDenied
 from synthdistill.filters.funnel import funnel_lines
 from synthdistill.policy import read_decision
 from synthdistill.run_lock import is_secondary_rank, run_folder_lock
@@ -46,8 +46,11 @@ def do_plan(config, limit: int | None = None) -> dict:
 
 
 def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
-    planned = plan.run(config, limit=limit, fresh=fresh)
-    if planned.gate.allowed:  # a refusal is harvest's own to report (exit 3, nothing sent)
+    try:
+        planned = plan.run(config, limit=limit, fresh=fresh)
+    except DamagedFileError:  # a damaged ledger is harvest's own to report (after it records the gate's decision)
+        planned = None
+    if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's to report (exit 3)
         render.result(escape(plan_text.one_line(planned)))
     with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
         summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress, plan=planned)
