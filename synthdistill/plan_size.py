@@ -19,15 +19,21 @@ from synthdistill.rate_limit import least_seconds
 
 PackPlan = Any  # plan.PackPlan (plan.py imports this module)
 
-# Measured 2026-12-01 on the quickstart (SmolLM2-135M-Instruct in-process, 32 prompts, max_tokens 96,
-# top_logprobs 20; ids stored) and on a loopback-server ledger (top_logprobs 0 and 20, no ids):
-LEDGER_BYTES_PER_ANSWER = 1100  # a record's fixed fields and its row, before prompt and answer
+# Measured 2026-12-01 on a real ledger and its datasets: the quickstart's teacher (SmolLM2-135M-Instruct
+# in-process, token ids stored), top_logprobs 20, 26 answers of 1,498 tokens, then filter and build
+# (18 kept rows): record JSON = 788 B + 2.09 B per prompt byte + 36.3 B per answer token + 32.4 B per
+# top-k entry, and the SQLite file is 1.071 times its records. A server that sends no token ids
+# (most APIs) stores less. The datasets' Parquet column data: SFT 1.35 B per byte of prompt and
+# answer text (short rows, where prompt_id, pack and teacher columns weigh), KD 109 B per answer token
+# at k = 20, i.e. 5.2 B per top-k entry (prompt positions included; benchmarks/results/kd_storage-*
+# has 84 B at answer positions alone). Answers: 4.2 UTF-8 bytes per token.
+LEDGER_BYTES_PER_ANSWER = 850  # a record's fixed fields and its row
 LEDGER_BYTES_PER_PROMPT_BYTE = 2.2  # the prompt is stored twice (messages and variables), JSON-escaped
-LEDGER_BYTES_PER_TOKEN = 12  # the answer's text, token string and logprob
-LEDGER_BYTES_PER_TOP_ENTRY = 34  # each of top_logprobs alternatives: token string, id, logprob
-SFT_BYTES_PER_TEXT_BYTE = 0.75  # Parquet (snappy) of the SFT conversations per byte of prompt + answer text
-ANSWER_BYTES_PER_TOKEN = 4  # an answer's UTF-8 bytes per token (English)
-KD_BYTES_PER_TOP_ENTRY = 4.2  # KD Parquet per answer token and top-k entry (benchmarks/results/kd_storage-*)
+LEDGER_BYTES_PER_TOKEN = 39  # the answer's text, token string, id and logprob
+LEDGER_BYTES_PER_TOP_ENTRY = 35  # each of top_logprobs alternatives: token string, id, logprob
+SFT_BYTES_PER_TEXT_BYTE = 1.35
+ANSWER_BYTES_PER_TOKEN = 4.2
+KD_BYTES_PER_TOP_ENTRY = 5.2  # per answer token and each of top_logprobs + 1 entries
 BATCH_WINDOW_S = 24 * 3600  # the Batch API's completion window (openai_batch.py asks for 24h)
 
 

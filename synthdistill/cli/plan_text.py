@@ -7,7 +7,7 @@ as $0 where it is not known to be nothing.
 from __future__ import annotations
 
 from synthdistill.plan import CostRange, Counts, PlanSummary, TokenRange
-from synthdistill.pricing import UNKNOWN, usd
+from synthdistill.pricing import SELF_HOSTED, UNKNOWN, usd
 
 HEADERS = ("pack", "prompts", "requests", "held", "to send", "prompt tokens", "answer tokens", "cost")
 
@@ -26,7 +26,7 @@ def answers(counts: Counts) -> str:
 def cost(summary: PlanSummary, range_: CostRange | None) -> str:
     if range_ is None:
         return "unknown"
-    if summary.price_source == "self-hosted":
+    if summary.price_source == SELF_HOSTED:
         return "$0 (self-hosted)"
     return f"{usd(range_.low)}–{usd(range_.high)}"
 
@@ -98,7 +98,7 @@ def _price(summary: PlanSummary) -> str:
     price = summary.price
     if price is None:
         return "unknown (add the model to pricing.yaml beside distill.yaml)"
-    if summary.price_source == "self-hosted":
+    if summary.price_source == SELF_HOSTED:
         return "$0, self-hosted (a server on this machine, or in-process)"
     text = f"${price['input_per_million']:g} in / ${price['output_per_million']:g} out per million tokens "
     text += f"({summary.price_source})"
@@ -124,7 +124,7 @@ def lines(summary: PlanSummary) -> list[str]:
     )
     out.append(f"price: {_price(summary)}")
     total = summary.total
-    if total.cost_usd is not None and summary.price_source != "self-hosted":
+    if total.cost_usd is not None and summary.price_source != SELF_HOSTED:
         line = f"cost: {cost(summary, total.cost_usd)}"
         if total.cost_usd.expected is not None:
             line += f", expected {usd(total.cost_usd.expected)}"
@@ -132,6 +132,7 @@ def lines(summary: PlanSummary) -> list[str]:
             line += f"; with the Batch API {cost(summary, total.cost_usd_batch)}"
         out.append(line + f" (the {summary.cost_applies} price applies to teacher.backend {summary.backend})")
     spent = "unknown" if summary.spent_usd is None else usd(summary.spent_usd)
+    spent += " (self-hosted)" if summary.price_source == SELF_HOSTED else ""
     budget = "none" if summary.budget_usd is None else usd(summary.budget_usd)
     out.append(f"spent so far (the ledger's answers): {spent}; harvest.budget_usd: {budget}")
     disk = summary.disk

@@ -8,6 +8,7 @@ import yaml
 
 from synthdistill.cli import main
 from synthdistill.pricing import usd
+from tests.conftest import REPO
 from tests.harvest_fixtures import FAKE_POLICY, write_project
 from tests.openai_server import FakeOpenAIServer
 
@@ -144,3 +145,14 @@ def test_audit_and_cards_say_unknown_for_an_unknown_price(tmp_path, capsys):
     assert "What the teacher charged for these answers: unknown (no price known" in card and "$0" not in card
     provenance = json.loads((run / "datasets" / "sft" / "provenance.json").read_text())
     assert (provenance["teacher"]["cost_usd"], provenance["teacher"]["price_source"]) == (None, "unknown")
+
+
+def test_the_readme_plan_of_the_quickstart_is_what_plan_prints(tmp_path, capsys):
+    readme = (REPO / "README.md").read_text()
+    sample = readme.split("synthdistill plan -c examples/quickstart/distill.yaml\n```\n\n", 1)[1].split("\n\n", 1)[0]
+    shown = [line.removeprefix("    ") for line in sample.splitlines() if line.strip() != "..."]
+    assert main(["init", str(tmp_path)]) == 0  # a copy of the quickstart without the checkout's earlier runs
+    capsys.readouterr()
+    assert main(["plan", "-c", str(tmp_path / "distill.yaml")]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert shown[:6] == printed[:6] and shown[-2:] == printed[-2:]
