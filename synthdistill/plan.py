@@ -225,6 +225,18 @@ def _warnings(config: DistillConfig) -> list[str]:
     return []
 
 
+def _budget_warning(config: DistillConfig, total: Counts, applies: str, spent: float | None) -> list[str]:
+    """When the high end does not fit what harvest.budget_usd leaves, the harvest may stop early: say so."""
+    budget, cost = config.harvest.budget_usd, total.cost_usd_batch if applies == "batch" else total.cost_usd
+    if budget is None or cost is None or spent is None or spent + cost.high <= budget:
+        return []
+    left = max(0.0, budget - spent)
+    return [
+        f"harvest.budget_usd={budget:g} leaves ${left:.6g} and the high end of the cost is ${cost.high:.6g}: "
+        "the harvest may stop before every request is sent (it reserves each request's worst case)"
+    ]
+
+
 def _pack_plan(
     pack: str, items: list[PlannedRequest], ledger: LedgerUse, counter: PromptCounter, quotes: tuple
 ) -> PackPlan:
@@ -252,7 +264,8 @@ def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False)
     """
     gate = _gate(config)
     standard, batch, applies = _quotes(config)
-    check_budget_priced(standard.price, config.harvest.budget_usd, config.teacher.model, config.path)
+    if gate.allowed:  # harvest's order: a refusal (exit 3) first, then a budget without a price (exit 2)
+        check_budget_priced(standard.price, config.harvest.budget_usd, config.teacher.model, config.path)
     planned = plan_requests(config, configured_prompts(config, limit))
     ledger = _ledger_use(config, fresh)
     counter, warnings = prompt_counter(config)
@@ -266,20 +279,22 @@ def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False)
     for item in pending:
         prompt_bytes[item.prompt.pack] += _utf8_bytes(item)
     paid = batch if applies == "batch" else standard
+    spent = round(paid.price.cost(*ledger.tokens()), 6) if paid.price is not None else None
+    total = _sum_counts(packs)
     return PlanSummary(
         teacher=config.teacher.model,
         backend=config.teacher.backend,
         gate=gate,
         packs=packs,
-        total=_sum_counts(packs),
+        total=total,
         prompt_tokens_method=counter.method,
         prompt_tokens_rule=counter.rule,
         price_source=standard.source,
         price=standard.price.model_dump(exclude={"model"}) if standard.price is not None else None,
         cost_applies=applies,
-        spent_usd=round(paid.price.cost(*ledger.tokens()), 6) if paid.price is not None else None,
+        spent_usd=spent,
         budget_usd=config.harvest.budget_usd,
         disk=disk_plan(config, packs, ledger, prompt_bytes, sum(_utf8_bytes(item) for item in planned)),
         time=time_plan(config, packs, pending, ledger),
-        warnings=warnings + _warnings(config),
+        warnings=warnings + _warnings(config) + _budget_warning(config, total, applies, spent),
     )

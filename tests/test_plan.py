@@ -11,6 +11,7 @@ import yaml
 
 from synthdistill import harvest, plan
 from synthdistill.config import load_config
+from synthdistill.errors import ConfigError
 from synthdistill.pricing import Price, teacher_quote
 from synthdistill.prompt_tokens import ESTIMATE_MARGIN, estimate
 from synthdistill.records import Message
@@ -173,3 +174,18 @@ def test_batch_discount_gives_the_batch_range_and_the_batch_backend_pays_it(tmp_
     batched = teacher_quote("openai-batch", "fake-model", ["https://api.example.invalid/v1"], tmp_path)
     assert batched.price == Price(model="fake-model", input_per_million=0.5, output_per_million=2.0, batch_discount=0.5)
     assert teacher_quote("openai", "gpt-4o-mini", ["https://api.openai.com/v1"], tmp_path).price.batch_discount == 0.5
+
+
+def test_a_budget_needs_a_price_and_a_tight_one_is_warned_of(tmp_path):
+    path = write_project(tmp_path, "https://teacher.example.invalid/v1", 4, harvest={"budget_usd": 1.0})
+    with pytest.raises(ConfigError, match="harvest.budget_usd is set but no price is known"):
+        plan.run(load_config(path))  # exit 2, as harvest refuses it
+    path = write_project(
+        tmp_path, "https://teacher.example.invalid/v1", 4, pricing=PRICED, harvest={"budget_usd": 1e-4}
+    )
+    summary = plan.run(load_config(path))
+    assert summary.budget_usd == 1e-4 and summary.total.cost_usd.high > 1e-4
+    assert summary.warnings == [
+        f"harvest.budget_usd=0.0001 leaves $0.0001 and the high end of the cost is ${summary.total.cost_usd.high:.6g}: "
+        "the harvest may stop before every request is sent (it reserves each request's worst case)"
+    ]

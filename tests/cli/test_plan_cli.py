@@ -7,7 +7,10 @@ import json
 import yaml
 
 from synthdistill.cli import main
+from synthdistill.config import load_config
+from synthdistill.policy import read_decision
 from synthdistill.pricing import usd
+from synthdistill.train.model_card import write_model_card
 from tests.conftest import REPO
 from tests.harvest_fixtures import FAKE_POLICY, write_project
 from tests.openai_server import FakeOpenAIServer
@@ -156,3 +159,26 @@ def test_the_readme_plan_of_the_quickstart_is_what_plan_prints(tmp_path, capsys)
     assert main(["plan", "-c", str(tmp_path / "distill.yaml")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert shown[:6] == printed[:6] and shown[-2:] == printed[-2:]
+
+
+def test_the_model_card_says_what_the_teacher_charged(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        path = write_project(tmp_path, f"http://{UNPRICED_HOST}:{server.port}/v1", 3)
+        for stage in ("harvest", "filter", "build"):
+            assert main([stage, "-c", str(path)]) == 0
+    capsys.readouterr()
+    config = yaml.safe_load(path.read_text())
+    config["student"] = {"model": "HuggingFaceTB/SmolLM2-135M-Instruct", "method": "sft"}
+    path.write_text(yaml.safe_dump(config))
+    cfg = load_config(path)
+    summary = {
+        "method": "sft",
+        "steps": 1,
+        "examples": 2,
+        "epochs": 1.0,
+        "train_loss_first": 2.0,
+        "train_loss_last": 1.0,
+    }
+    card = write_model_card(cfg, summary, read_decision(cfg.layout)).read_text()
+    assert "what it charged for the training answers: unknown (no price known for the teacher" in card
+    assert "$0" not in card
