@@ -65,7 +65,7 @@ class Counts(BaseModel):
     prompt_tokens: TokenRange = Field(description="Of the requests to send")
     output_tokens_max: int = Field(description="Of the requests to send: every max_tokens")
     output_tokens_expected: int | None = Field(description="From earlier answers of the same packs; None without")
-    cost_usd: CostRange | None = Field(description="At the price the configured backend pays; None = price unknown")
+    cost_usd: CostRange | None = Field(description="At the standard (list) price; None = price unknown")
     cost_usd_batch: CostRange | None = Field(description="Through the Batch API, where a discount is known")
 
 

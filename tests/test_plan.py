@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from synthdistill.errors import ConfigError
 from synthdistill.pricing import Price, teacher_quote
 from synthdistill.prompt_tokens import ESTIMATE_MARGIN, estimate
 from synthdistill.records import Message
-from tests.harvest_fixtures import FAKE_POLICY, question, write_project
+from tests.harvest_fixtures import FAKE_POLICY, ledger_of, question, write_project
 from tests.openai_server import FakeOpenAIServer
 
 PRICED = {"models": [{"model": "fake-model", "input_per_million": 1.0, "output_per_million": 4.0}]}
@@ -189,3 +190,24 @@ def test_a_budget_needs_a_price_and_a_tight_one_is_warned_of(tmp_path):
         f"harvest.budget_usd=0.0001 leaves $0.0001 and the high end of the cost is ${summary.total.cost_usd.high:.6g}: "
         "the harvest may stop before every request is sent (it reserves each request's worst case)"
     ]
+
+
+def test_disk_from_the_measured_constants_then_from_the_ledgers_own_bytes(tmp_path):
+    with FakeOpenAIServer() as server:
+        path = write_project(tmp_path, server.base_url, 10, harvest={"top_logprobs": 20})
+        config = load_config(path)
+        fresh = plan.run(config)
+        harvest.run(config, limit=4)
+        later = plan.run(config)
+    prompt_bytes = sum(len(question(i).encode()) for i in range(10))
+    assert fresh.disk.ledger_bytes == round(10 * 850 + prompt_bytes * 2.2 + 640 * (39 + 20 * 35))
+    assert fresh.disk.kd_bytes is None  # no student: no KD dataset
+    db = sqlite3.connect(ledger_of(tmp_path))
+    record_bytes, tokens_out = db.execute(
+        "SELECT SUM(LENGTH(CAST(record AS BLOB))), SUM(json_extract(record, '$.usage.completion_tokens')) "
+        "FROM requests WHERE status = 'done'"
+    ).fetchone()
+    db.close()
+    [pack] = later.packs
+    assert later.disk.ledger_bytes == round(record_bytes / tokens_out * pack.output_tokens_expected)
+    assert "packs tiny: their own bytes per answer token in the ledger" in later.disk.rule
