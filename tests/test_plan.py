@@ -211,3 +211,15 @@ def test_disk_from_the_measured_constants_then_from_the_ledgers_own_bytes(tmp_pa
     [pack] = later.packs
     assert later.disk.ledger_bytes == round(record_bytes / tokens_out * pack.output_tokens_expected)
     assert "packs tiny: their own bytes per answer token in the ledger" in later.disk.rule
+
+
+def test_the_model_store_gives_a_served_embedded_models_tokenizer_and_a_bad_tokenizer_is_exit_2(tmp_path, smollm2_dir):
+    smol = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1", 2, teacher={"model": smol, "policy": "auto"})
+    summary = plan.run(load_config(path))  # e.g. a vLLM server serving SmolLM2 under its hub id
+    assert summary.prompt_tokens_method == "tokenizer"
+    assert summary.prompt_tokens_rule == f"counted with the tokenizer of {smol} (its chat template)"
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1", 2, teacher={"tokenizer": "no/such-folder"})
+    with pytest.raises(ConfigError, match="teacher.tokenizer 'no/such-folder': ") as caught:
+        plan.run(load_config(path))
+    assert caught.value.exit_code == 2 and caught.value.file == str(path)
