@@ -128,7 +128,7 @@ def test_cost_range_brackets_the_spend_of_the_following_harvest(tmp_path):
 
 def test_a_partly_harvested_ledger_is_counted_and_expected_from(tmp_path):
     with FakeOpenAIServer() as server:
-        path = write_project(tmp_path, server.base_url, 10, pricing=PRICED, teacher={"requests_per_minute": 600})
+        path = write_project(tmp_path, server.base_url, 10, pricing=PRICED, teacher={"requests_per_minute": 120})
         config = load_config(path)
         first = harvest.run(config, limit=4)
         summary = plan.run(config)
@@ -140,15 +140,15 @@ def test_a_partly_harvested_ledger_is_counted_and_expected_from(tmp_path):
     assert summary.spent_usd == first.cost_usd
     assert pack.cost_usd.low <= rest.cost_usd <= pack.cost_usd.high
     assert pack.cost_usd.expected is not None
-    # 6 requests at 600 per minute: at least 0.6 s; the ledger's latency makes it "about"
-    assert summary.time.bound == "about" and summary.time.seconds >= 0.6
+    # 6 requests at 120 per minute, the first 2 at once: at least 2 s; the ledger's latency makes it "about"
+    assert summary.time.bound == "about" and summary.time.seconds >= 2.0
     assert plan.run(config, fresh=True).total.held == 0  # --fresh deletes the ledger: nothing held
 
 
 def test_rate_limits_bound_the_time_without_latency(tmp_path):
     path = write_project(tmp_path, "http://127.0.0.1:9/v1", 10, teacher={"requests_per_minute": 5})
     summary = plan.run(load_config(path))
-    assert (summary.time.bound, summary.time.seconds) == ("at least", 120.0)
+    assert (summary.time.bound, summary.time.seconds) == ("at least", 108.0)  # the first at once, then one per 12 s
     assert summary.time.because == ["requests_per_minute=5"]
 
 
