@@ -22,7 +22,7 @@ SCHEME = "affine32"  # datasketch >= 2.0's default, named because shared permuta
 class DedupParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    exact: bool = True
+    exact: bool = Field(True, description="Drop answers equal to an earlier one (case-, space- and NFKC-folded)")
     near_threshold: float | None = Field(
         None, gt=0.0, le=1.0, description="MinHash Jaccard threshold; null = exact only"
     )

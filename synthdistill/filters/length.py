@@ -12,10 +12,14 @@ CHARS_PER_TOKEN = 4  # estimate used only when the teacher reported no token cou
 class LengthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_chars: int = Field(1, ge=0)
-    max_chars: int | None = Field(None, ge=1)
-    min_tokens: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
+    min_chars: int = Field(1, ge=0, description="Drop answers shorter than this many characters")
+    max_chars: int | None = Field(
+        None, ge=1, description="Drop answers longer than this many characters; null = no bound"
+    )
+    min_tokens: int | None = Field(
+        None, ge=0, description="Drop answers of fewer tokens (logprob positions, else the teacher's count)"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Drop answers of more tokens; null = no bound")
 
     @model_validator(mode="after")
     def _ordered(self) -> LengthParams:

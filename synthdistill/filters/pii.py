@@ -49,7 +49,9 @@ _PLACEHOLDER_DOMAINS = re.compile(r"(?i)(?:^|\.)(?:example\.(?:com|org|net)|exam
 class PiiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["drop", "redact"] = "drop"
+    action: Literal["drop", "redact"] = Field(
+        "drop", description="drop: the record goes; redact: the PII is replaced by a [KIND] placeholder and it stays"
+    )
     kinds: list[Kind] = Field(default_factory=lambda: list(ORDER), min_length=1, description="What counts as PII")
 
 
