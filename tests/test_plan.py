@@ -14,6 +14,7 @@ from synthdistill import harvest, plan
 from synthdistill.config import load_config
 from synthdistill.errors import ConfigError
 from synthdistill.pricing import Price, teacher_quote
+from synthdistill.project import Project, Reporter
 from synthdistill.prompt_tokens import ESTIMATE_MARGIN, estimate
 from synthdistill.records import Message
 from tests.harvest_fixtures import FAKE_POLICY, ledger_of, question, write_project
@@ -223,3 +224,23 @@ def test_the_model_store_gives_a_served_embedded_models_tokenizer_and_a_bad_toke
     with pytest.raises(ConfigError, match="teacher.tokenizer 'no/such-folder': ") as caught:
         plan.run(load_config(path))
     assert caught.value.exit_code == 2 and caught.value.file == str(path)
+
+
+def test_project_plan_takes_overrides_and_the_harvest_tells_its_reporter(tmp_path):
+    with FakeOpenAIServer() as server:
+        path = write_project(tmp_path, server.base_url, 3, pricing=PRICED)
+        data = Project(path, overrides={"harvest.samples_per_prompt": 2}).plan()
+        assert (data["total"]["requests"], data["gate"]["allowed"]) == (6, True)
+
+        class Heard(Reporter):
+            def __init__(self):
+                self.plans = []
+
+            def planned(self, summary, config):
+                self.plans.append(summary)
+
+        reporter = Heard()
+        done = Project(path, reporter=reporter).harvest()
+        assert server.stats()["requests"] == done["requests_sent"] == 3
+    [heard] = reporter.plans
+    assert heard.total.to_send == 3 and heard.total.cost_usd.low <= done["cost_usd"] <= heard.total.cost_usd.high

@@ -182,3 +182,9 @@ def test_the_model_card_says_what_the_teacher_charged(tmp_path, capsys):
     card = write_model_card(cfg, summary, read_decision(cfg.layout)).read_text()
     assert "what it charged for the training answers: unknown (no price known for the teacher" in card
     assert "$0" not in card
+
+
+def test_plan_takes_set_overrides(tmp_path, capsys):
+    path = write_project(tmp_path, "http://127.0.0.1:9/v1", 3)
+    assert main(["plan", "-c", str(path), "--set", "harvest.samples_per_prompt=4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"]["requests"] == 12
