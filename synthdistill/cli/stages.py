@@ -144,7 +144,11 @@ def register_stage_commands(app: typer.Typer) -> None:
         if (target / "distill.yaml").exists() and not force:
             raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")
         init_project(target)
-        render.result(f"wrote a project to {target}; next: synthdistill run -c {target / 'distill.yaml'}")
+        config = target / "distill.yaml"
+        render.result(
+            f"wrote a project to {target}; next: synthdistill plan -c {config} (what it will cost, sending nothing), "
+            f"then synthdistill run -c {config}"
+        )
         render.emit_json({"project": str(target), "config": str(target / "distill.yaml")})
 
     @app.command()

@@ -155,7 +155,7 @@ def test_the_readme_plan_of_the_quickstart_is_what_plan_prints(tmp_path, capsys)
     sample = readme.split("synthdistill plan -c examples/quickstart/distill.yaml\n```\n\n", 1)[1].split("\n\n", 1)[0]
     shown = [line.removeprefix("    ") for line in sample.splitlines() if line.strip() != "..."]
     assert main(["init", str(tmp_path)]) == 0  # a copy of the quickstart without the checkout's earlier runs
-    capsys.readouterr()
+    assert f"next: synthdistill plan -c {tmp_path / 'distill.yaml'} (what it will cost" in capsys.readouterr().out
     assert main(["plan", "-c", str(tmp_path / "distill.yaml")]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert shown[:6] == printed[:6] and shown[-2:] == printed[-2:]
