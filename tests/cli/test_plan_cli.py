@@ -188,3 +188,11 @@ def test_plan_takes_set_overrides(tmp_path, capsys):
     path = write_project(tmp_path, "http://127.0.0.1:9/v1", 3)
     assert main(["plan", "-c", str(path), "--set", "harvest.samples_per_prompt=4", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["total"]["requests"] == 12
+
+
+def test_a_missing_api_key_is_a_warning_not_an_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PLAN_TEST_KEY", raising=False)
+    path = write_project(tmp_path, "https://teacher.example.invalid/v1", 2, teacher={"api_key_env": "PLAN_TEST_KEY"})
+    assert main(["plan", "-c", str(path)]) == 0  # plan sends nothing, so it needs no key
+    out = capsys.readouterr().out
+    assert "warning: teacher.api_key_env names PLAN_TEST_KEY, which is not set: `harvest` will refuse" in flat(out)
