@@ -6,7 +6,8 @@ Metrics, each over the teacher's held-out answers:
   teacher's most likely one (the top KD candidate where logprobs exist, else the answer token);
 - `kd_kl`: KL(teacher top-k + tail || student) on KD positions (None without a KD dataset);
 - `verifier_pass_rate`: per pack with a verifier, the share of the student's own greedy
-  answers to held-out prompts that pass it.
+  answers to held-out prompts that pass it; after a thinking teacher's traces were kept, also
+  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py).
 
 Where the teacher's weights are at hand (the in-process `transformers` teacher, or a teacher
 model that is a local folder), the teacher is scored the same way (`teacher`) and
@@ -30,6 +31,7 @@ from synthdistill.build import SPLITS
 from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
 from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
@@ -211,6 +213,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     held_out_rows = read_rows(layout, "sft", HELD_OUT, ["prompt_id", "pack", "messages"])
     held_out = {row["prompt_id"] for row in held_out_rows}
+    thinking = has_traces(held_out_rows)  # a thinking teacher's traces kept
     samples = sample_rows(held_out_rows, config.require_student("eval").eval_samples)
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
@@ -220,6 +223,10 @@ def run(config: DistillConfig) -> dict[str, Any]:
         metrics = score_model(model, rows, pad, has_kd)
         answers = GreedyAnswers(model, tokenizer)
         metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, answers, held_out)
+        if thinking:
+            metrics["verifier_pass_rate_by_mode"] = pass_rates_by_mode(
+                packs, model, tokenizer, held_out, config.harvest.max_tokens
+            )
         generated[label] = sample_answers(config, samples, answers)
         result[label] = metrics
         del model, answers

@@ -1,12 +1,14 @@
 """Every path of a run folder (`<output_dir>/<name>/`): the one module that names them.
 
     harvest/ledger.sqlite, harvest/decision.json      the ledger and the gate's decision
+    harvest/plan.json                                 the plan of the last harvest (plan.py)
     filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
+    config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
 Stages, the CLI and the audit ask a `RunLayout` for each path. Only pathlib: the audit and
@@ -51,6 +53,11 @@ class RunLayout:
     @property
     def decision(self) -> Path:
         return self.harvest_dir / "decision.json"
+
+    @property
+    def plan(self) -> Path:
+        """What the last harvest planned before its first request (`synthdistill plan`'s summary)."""
+        return self.harvest_dir / "plan.json"
 
     # -- filter ----------------------------------------------------------------
     @property
@@ -195,6 +202,18 @@ class RunLayout:
     def view_page(self) -> Path:
         """`synthdistill view`'s page: a rendering of the other files, rewritten by each view."""
         return self.run_dir / "view.html"
+
+    # -- config snapshots --------------------------------------------------------
+    @property
+    def config_snapshots_dir(self) -> Path:
+        return self.run_dir / "config"
+
+    def config_snapshot(self, stage: str) -> Path:
+        """The effective config (file hash, overrides, settings) a stage last ran with, when it had overrides."""
+        return self.config_snapshots_dir / f"{stage}.json"
+
+    def config_snapshots(self) -> list[Path]:
+        return sorted(self.config_snapshots_dir.glob("*.json"))
 
     # -- the folder itself -----------------------------------------------------
     @property

@@ -9,7 +9,7 @@ import typer
 
 from synthdistill import view
 from synthdistill.cli import render
-from synthdistill.cli.stages import ConfigOption, _config
+from synthdistill.cli.stages import ConfigOption, project
 
 
 def do_view(run_dir: Path, output: Path | None = None, max_records: int = view.MAX_RECORDS) -> dict:
@@ -39,5 +39,5 @@ def register_view_command(app: typer.Typer) -> None:
     ) -> None:
         """Write one self-contained HTML page of a run: funnel, records, datasets, training, eval, terms."""
         if run_dir is None:
-            run_dir = _config(config).run_dir
+            run_dir = project(config).run_dir
         render.emit_json(do_view(run_dir, output, max_records))

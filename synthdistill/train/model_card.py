@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES
 from synthdistill.model_store import embedded_model
 from synthdistill.policy import Decision, obligations_markdown, override_lines
+from synthdistill.pricing import describe_cost
 from synthdistill.safe_write import write_text
 
 
@@ -22,11 +24,21 @@ def _student_licence(reference: str) -> dict[str, str]:
     return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
 
 
+def _teacher_cost(provenance: Path) -> str:
+    """What the teacher charged for a dataset's answers, as its provenance.json records it ("unknown", never $0)."""
+    try:
+        teacher = json.loads(provenance.read_text(encoding="utf-8"))["teacher"]
+        return describe_cost(teacher["cost_usd"], teacher["price_source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not recorded"
+
+
 def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
     """Write README.md with Hub metadata into the student folder."""
     student = config.require_student("train")
     layout = config.layout
-    trained_on = layout.dataset_dir(summary["method"] if summary["method"] == "kd" else "sft")
+    kind = summary["method"] if summary["method"] == "kd" else "sft"
+    trained_on = layout.dataset_dir(kind)
     datasets = [f"{config.name}/{layout.relative(trained_on)}"]
     metadata = {
         "base_model": student.model,
@@ -41,7 +53,8 @@ def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: D
     lineage = [
         f"- Starting weights: `{student.model}`"
         + (f", depth-pruned to {init} evenly spaced layers before training" if init else ""),
-        f"- Teacher: `{config.teacher.model}` ({config.teacher.backend} backend)",
+        f"- Teacher: `{config.teacher.model}` ({config.teacher.backend} backend); what it charged for the "
+        f"training answers: {_teacher_cost(layout.dataset_provenance(kind))}",
         f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (prompt packs: "
         + ", ".join(f"`{p}`" for p in config.harvest.packs)
         + ")",
