@@ -63,6 +63,7 @@ def record_item(entry: dict[str, Any]) -> dict[str, Any]:
         "detail": reason,
         "messages": record.get("messages") or [],
         "text": text,
+        "reasoning": record.get("reasoning"),  # a thinking teacher's trace (its tokens lead `tokens`)
         "length": len(tokens) if tokens is not None else len(text.split()),
         "length_unit": "tokens" if tokens is not None else "words",
         "finish": record.get("finish_reason"),

@@ -144,6 +144,12 @@
       p.appendChild(document.createTextNode(m.content));
       box.appendChild(p);
     });
+    if (r.reasoning) {
+      var trace = el('details', { 'class': 'reasoning' });
+      trace.appendChild(el('summary', {}, "teacher's reasoning (" + r.reasoning.length + ' characters)'));
+      trace.appendChild(el('pre', {}, r.reasoning));
+      box.appendChild(trace);
+    }
     box.appendChild(el('b', {}, 'teacher:'));
     var answer = el('div', { 'class': 'answer', id: 'answer-tokens' });
     if (r.tokens) {
