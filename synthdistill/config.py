@@ -222,6 +222,37 @@ class LoraConfig(_Strict):
     )
 
 
+class KDWeights(_Strict):
+    ce: float = Field(ge=0.0, description="Weight of the cross-entropy on the teacher's answer tokens")
+    kl: float = Field(ge=0.0, description="Weight of the KL to the teacher's top-k (+ tail), used as is (no T² factor)")
+
+
+class FeatureKD(_Strict):
+    layers: Literal["auto"] | list[tuple[int, int]] = Field(
+        "auto",
+        description="Pairs [student layer, teacher layer] (0-based decoder layers) whose outputs are matched; auto = "
+        "the teacher layers a depth-pruned student was copied from, else evenly spaced teacher layers",
+    )
+    loss: Literal["cosine", "mse"] = Field(
+        "cosine", description="cosine: 1 - cosine similarity per answer token; mse: mean squared difference"
+    )
+    weight: float = Field(1.0, gt=0.0, description="Weight of the feature part in the loss")
+
+
+class RelationKD(_Strict):
+    source: Literal["teacher-hidden"] = Field(
+        "teacher-hidden",
+        description="Whose representations the relations come from: teacher-hidden = the local teacher's last "
+        "hidden state, mean-pooled over each example's answer tokens",
+    )
+    loss: Literal["distance", "angle", "distance+angle"] = Field(
+        "distance+angle",
+        description="RKD terms: distance = pairwise distances over their batch mean (Huber); angle = the angles of "
+        "every triplet (Huber); either needs student.batch_size >= 3 (examples per device)",
+    )
+    weight: float = Field(1.0, gt=0.0, description="Weight of the relation part in the loss")
+
+
 class KDConfig(_Strict):
     alpha: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the cross-entropy term (1 - alpha weighs the KL to the teacher)"
@@ -232,6 +263,47 @@ class KDConfig(_Strict):
         description="The teacher's probability outside its top-k: bucket = kept as one 'rest' mass, "
         "zero = the top-k renormalised",
     )
+    weights: KDWeights | None = Field(
+        None,
+        description="The ce and kl parts' weights as given, instead of alpha (alpha·CE + (1−alpha)·T²·KL); "
+        "e.g. {ce: 0, kl: 0} trains on the feature/relation parts alone",
+    )
+    teacher: str | None = Field(
+        None,
+        description="The local teacher run next to the student (a folder or an embedded model id) for the feature "
+        "and relation parts; default: teacher.model when teacher.backend is transformers",
+    )
+    online: bool = Field(
+        False,
+        description="The kl part against the local teacher's full distribution over the vocabulary, computed live "
+        "on each batch, instead of the stored top-k (same tokenizer only; tail does not apply)",
+    )
+    features: FeatureKD | None = Field(
+        None, description="Feature KD: match the student's hidden states to the local teacher's; null = off"
+    )
+    relations: RelationKD | None = Field(
+        None, description="Relation KD (RKD): keep the teacher's distances/angles between a batch's examples"
+    )
+
+    @model_validator(mode="after")
+    def _one_weight_source(self) -> KDConfig:
+        if self.weights is not None and "alpha" in self.model_fields_set:
+            raise ValueError("set either alpha or weights: {ce, kl}, not both")
+        if not any(self.loss_weights().values()):
+            raise ValueError("every loss part has weight 0: nothing would be trained")
+        return self
+
+    def loss_weights(self) -> dict[str, float]:
+        """The weight of each part of the KD loss, by name (ce, kl, then feature, relation when on)."""
+        if self.weights is not None:
+            weights = {"ce": self.weights.ce, "kl": self.weights.kl}
+        else:
+            weights = {"ce": self.alpha, "kl": (1.0 - self.alpha) * self.temperature**2}
+        if self.features is not None:
+            weights["feature"] = self.features.weight
+        if self.relations is not None:
+            weights["relation"] = self.relations.weight
+        return weights
 
 
 class StudentConfig(_Strict):

@@ -25,16 +25,18 @@ ANSWERS = [
 ]
 
 
-def write_tiny_llama(folder: Path, tokenizer_dir: Path, layers: int = 4) -> Path:
-    """A randomly initialised 4-layer Llama (hidden 64) with SmolLM2's tokenizer."""
+def write_tiny_llama(
+    folder: Path, tokenizer_dir: Path, layers: int = 4, hidden: int = 64, tie: bool = True, seed: int = 0
+) -> Path:
+    """A randomly initialised Llama (default: 4 layers, hidden 64, tied head) with SmolLM2's tokenizer."""
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -42,9 +44,9 @@ def write_tiny_llama(folder: Path, tokenizer_dir: Path, layers: int = 4) -> Path
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder

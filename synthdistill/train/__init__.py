@@ -5,10 +5,12 @@
     kd_loss.py         sparse top-k + tail-bucket KL (pure torch)
     chunked_logits.py  logsumexp and gathers over the vocabulary a chunk of rows at a time
     kd_head.py         the KD loss computed inside the model's forward (the logits are never built)
+    loss_parts.py      the feature and relation (RKD) parts, and the weighted sum of the named parts
+    local_teacher.py   the frozen local teacher whose hidden states the feature/relation parts use
     student_init.py    the depth-pruned copy of the base model the student starts from
     model_card.py      the student's README.md
 
-Only `stage` and `data` are imported here; torch and transformers load when training starts.
+Only `stage`, `data` and `local_teacher` are imported here; torch and transformers load when training starts.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Offline sparse knowledge-distillation loss over stored top-k teacher logprobs.
 
-Per position the loss is `alpha * CE + (1 - alpha) * T^2 * KL(p_teacher || q_student)`:
+Per position the loss is `alpha * CE + (1 - alpha) * T^2 * KL(p_teacher || q_student)`, or
+`w_ce * CE + w_kl * KL` with explicit weights (`student.kd.weights`); a part of weight 0 is
+reported but adds nothing (not even a NaN) to the loss:
 
 - CE is the ordinary next-token cross-entropy against `labels` at temperature 1, averaged
   over every label position (Hinton's hard-target term).
@@ -32,6 +34,7 @@ import torch
 
 from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.train.chunked_logits import gather_logsumexp, linear_gather_logsumexp
+from synthdistill.train.loss_parts import compose
 
 # Floor for the student's tail mass: log(0) would give -inf and NaN gradients once the
 # top-k cover (numerically) all of the student's mass.
@@ -97,7 +100,7 @@ def _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, vocab: int) -> dict[s
     }
 
 
-def _combine(gathered, lse, targets, scored, alpha: float, temperature: float, tail: str):
+def _combine(gathered, lse, targets, scored, weights: dict[str, float], temperature: float, tail: str):
     """The loss from per-row student logits at the target ids and log-sum-exps (rows = `scored` positions)."""
     label_pos, kd_pos = targets["label_pos"][scored], targets["kd_pos"][scored]
     zero = gathered.sum() * 0.0  # keeps the graph connected when a term has no positions
@@ -109,7 +112,7 @@ def _combine(gathered, lse, targets, scored, alpha: float, temperature: float, t
         kl = sparse_kl(gathered[kd_pos, :-1], lse[kd_pos, -1], teacher, valid, temperature, tail).mean()
     else:
         kl = zero
-    loss = alpha * ce + (1.0 - alpha) * temperature**2 * kl if alpha < 1.0 else ce
+    loss = compose({"ce": ce, "kl": kl}, weights)
     parts = {"ce": ce.detach(), "kl": kl.detach(), "label_tokens": label_tokens, "kd_tokens": kd_tokens}
     return loss, parts
 
@@ -117,6 +120,13 @@ def _combine(gathered, lse, targets, scored, alpha: float, temperature: float, t
 def _check_tail(tail: str) -> None:
     if tail not in ("bucket", "zero"):
         raise ValueError(f"tail must be 'bucket' or 'zero', not {tail!r}")
+
+
+def logit_weights(alpha: float, temperature: float, weights: dict[str, float] | None) -> dict[str, float]:
+    """The ce and kl weights: `weights` as given, else alpha's mix `alpha·CE + (1−alpha)·T²·KL`."""
+    if weights is not None:
+        return {"ce": weights["ce"], "kl": weights["kl"]}
+    return {"ce": alpha, "kl": (1.0 - alpha) * temperature**2}
 
 
 def _temperatures(temperature: float) -> tuple[float, ...]:
@@ -133,8 +143,9 @@ def kd_loss(
     temperature: float = 1.0,
     tail: Literal["bucket", "zero"] = "bucket",
     chunk_size: int = 1024,
+    weights: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
-    """`alpha * CE + (1 - alpha) * T^2 * KL` for a batch; returns (loss, parts).
+    """`alpha * CE + (1 - alpha) * T^2 * KL` for a batch (or `weights["ce"]·CE + weights["kl"]·KL`); returns (loss, parts).
 
     Shapes: `student_logits` [B, T, V] (any float dtype), `labels` [B, T] (-100 = no CE target),
     `kd_ids` [B, T, K] (teacher top-k ids for the token AT position t), `kd_logprobs` [B, T, K]
@@ -148,7 +159,8 @@ def kd_loss(
     padded_ids = torch.cat([gather_ids, gather_ids.new_zeros(gather_ids.shape[0], 1, gather_ids.shape[2])], dim=1)
     gathered, lse = gather_logsumexp(student_logits, padded_ids, _temperatures(temperature), chunk_size)
     scored = targets["label_pos"] | targets["kd_pos"]
-    return _combine(gathered[:, :-1][scored], lse[:, :-1][scored], targets, scored, alpha, temperature, tail)
+    weights = logit_weights(alpha, temperature, weights)
+    return _combine(gathered[:, :-1][scored], lse[:, :-1][scored], targets, scored, weights, temperature, tail)
 
 
 def kd_loss_from_hidden(
@@ -162,6 +174,7 @@ def kd_loss_from_hidden(
     alpha: float = 0.5,
     temperature: float = 1.0,
     tail: Literal["bucket", "zero"] = "bucket",
+    weights: dict[str, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
     """`kd_loss` of the logits `hidden @ weight.T + bias`, without ever building them for the batch.
 
@@ -175,4 +188,4 @@ def kd_loss_from_hidden(
     gathered, lse = linear_gather_logsumexp(
         hidden[:, :-1][scored], weight, bias, targets["ids"][scored], _temperatures(temperature)
     )
-    return _combine(gathered, lse, targets, scored, alpha, temperature, tail)
+    return _combine(gathered, lse, targets, scored, logit_weights(alpha, temperature, weights), temperature, tail)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from synthdistill.config import DistillConfig
+from synthdistill.config import DistillConfig, KDConfig
 from synthdistill.dataset_cards import HF_LICENCES
 from synthdistill.model_store import embedded_model
 from synthdistill.policy import Decision, obligations_markdown, override_lines
@@ -31,6 +31,38 @@ def _teacher_cost(provenance: Path) -> str:
         return describe_cost(teacher["cost_usd"], teacher["price_source"])
     except (OSError, ValueError, KeyError, TypeError):
         return "not recorded"
+
+
+def _weight(value: float) -> str:
+    return f"{value:g}"
+
+
+def kd_recipe(kd: KDConfig, summary: dict[str, Any]) -> str:
+    """The KD loss exactly as trained: each part with its weight and what it compares."""
+    weights = summary.get("loss_weights") or kd.loss_weights()
+    terms = " + ".join(f"{_weight(w)}·{name}" for name, w in weights.items())
+    teacher = summary.get("local_teacher") or {}
+    kl = (
+        f"the local teacher `{teacher.get('model')}`'s full distribution over the vocabulary (online)"
+        if kd.online
+        else f"the teacher's stored top-k + {kd.tail} tail"
+    )
+    parts = [
+        "ce = cross-entropy on the teacher's answer tokens",
+        f"kl = KL(teacher ‖ student) over {kl} at T = {_weight(kd.temperature)}",
+    ]
+    if kd.features is not None:
+        layers = ", ".join(f"{s}→{t}" for s, t in teacher.get("feature_layers") or [])
+        parts.append(
+            f"feature = {kd.features.loss} distance between the student's and the local teacher "
+            f"`{teacher.get('model')}`'s hidden states at the answer tokens, layers (student→teacher) {layers}"
+        )
+    if kd.relations is not None:
+        parts.append(
+            f"relation = RKD {kd.relations.loss} (Huber) between the student's and the teacher "
+            f"`{teacher.get('model')}`'s last hidden states mean-pooled over each answer, within each batch"
+        )
+    return f" (loss = {terms}; " + "; ".join(parts) + ")"
 
 
 def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
@@ -60,10 +92,7 @@ def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: D
         + ")",
         f"- Method: {summary['method']}"
         + (
-            f" (loss = {student.kd.alpha}·CE + (1−{student.kd.alpha})·T²·KL over the teacher's top-k "
-            f"+ {student.kd.tail} tail, T = {student.kd.temperature})"
-            if summary["method"] == "kd"
-            else " (cross-entropy on the teacher's answers)"
+            kd_recipe(student.kd, summary) if summary["method"] == "kd" else " (cross-entropy on the teacher's answers)"
         ),
         f"- Steps: {summary['steps']} ({summary['examples']} training rows, {summary['epochs']:.2f} epochs), "
         f"loss {summary['train_loss_first']:.4f} → {summary['train_loss_last']:.4f}",

@@ -16,11 +16,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
-from synthdistill.errors import StageError
+from synthdistill.errors import ConfigError, StageError
 from synthdistill.model_store import quiet_model_loading
 from synthdistill.policy import enforce_obligations, recheck_use
 from synthdistill.safe_write import write_text
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.local_teacher import attach_local_teacher
 from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
 
@@ -44,6 +45,10 @@ class TrainSummary(BaseModel):
     kd_loss_path: str | None = None
     # the loss's parts by name (kd: ce and kl; sft: ce), each {"first": …, "last": …}
     loss_parts: dict[str, dict[str, float]] = {}
+    # kd: each part's weight in the loss (ce, kl, feature, relation); the logged parts are unweighted
+    loss_weights: dict[str, float] = {}
+    # kd with feature/relation parts: the local teacher and the time and memory of its extra forward
+    local_teacher: dict[str, Any] | None = None
     # one entry per logged step: step, epoch, loss, learning_rate, grad_norm and `parts` {name: value}
     loss_history: list[dict[str, Any]]
 
@@ -77,6 +82,7 @@ def _kd_trainer_class():
 
         kd_settings = None
         kd_head = False
+        local_teacher = None  # the frozen teacher of the feature/relation parts (never wrapped, never saved)
         loss_part_names = ("ce", "kl")
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -85,11 +91,15 @@ def _kd_trainer_class():
             model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
             settings = self.kd_settings
             if self.kd_head:  # the loss comes out of the forward; no [batch, seq, vocab] logits
-                outputs = model(**model_inputs, kd_targets={"labels": labels, **kd})
-                loss, parts = outputs.loss, {"ce": outputs.ce, "kl": outputs.kl}
+                teacher = self.local_teacher
+                online = settings.temperature if settings.online else None
+                taught = teacher.run(**model_inputs, labels=labels, online_temperature=online) if teacher else None
+                outputs = model(**model_inputs, kd_targets={"labels": labels, **kd}, kd_teacher=taught)
+                loss, parts = outputs.loss, {name: outputs[name] for name in self.loss_part_names}
             else:
                 outputs = model(**model_inputs, use_cache=False)
-                loss, parts = kd_loss(outputs.logits, labels, **kd, **settings.model_dump())
+                logit = {"alpha": settings.alpha, "temperature": settings.temperature, "tail": settings.tail}
+                loss, parts = kd_loss(outputs.logits, labels, **kd, **logit, weights=settings.loss_weights())
             self._kd_parts.append({name: float(parts[name]) for name in self.loss_part_names})
             return (loss, outputs) if return_outputs else loss
 
@@ -234,11 +244,14 @@ def run(
     if method == "kd":
         trainer.kd_settings = student.kd
         trainer._kd_parts = []
-        trainer.kd_head = _add_kd_head(trainer.model, student.kd)
+        trainer.loss_part_names = tuple(student.kd.loss_weights())
+        projections = _attach_local_teacher(trainer, config, tokenizer, use_gpu)
+        trainer.kd_head = _add_kd_head(trainer.model, student.kd, projections)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
+    _drop_feature_projections(trainer.model)
     _save_student(trainer, tokenizer, out, merge=bool(student.lora and student.lora.merge_on_save))
     history = loss_history(trainer.state.log_history, getattr(trainer, "loss_part_names", None))
     losses = [entry["loss"] for entry in history]
@@ -257,6 +270,8 @@ def run(
         device="cuda" if use_gpu else "cpu",
         kd_loss_path=("hidden" if trainer.kd_head else "logits") if method == "kd" else None,
         loss_parts=first_and_last_parts(history),
+        loss_weights=student.kd.loss_weights() if method == "kd" else {},
+        local_teacher=trainer.local_teacher.summary() if getattr(trainer, "local_teacher", None) else None,
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
@@ -298,15 +313,42 @@ def first_and_last_parts(history: list[dict[str, Any]]) -> dict[str, dict[str, f
     return parts
 
 
-def _add_kd_head(model, settings) -> bool:
+def _inner_model(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT, the wrapped model
+
+
+def _add_kd_head(model, settings, projections=None) -> bool:
     """Put the KD loss into the student's forward (as TRL does for CE); False where the logits need the model's head."""
     from synthdistill.train.kd_head import add_kd_head, supports_kd_head
 
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # under PEFT, the wrapped model
+    inner = _inner_model(model)
     if not supports_kd_head(inner):
         return False
-    add_kd_head(inner, settings)
+    add_kd_head(inner, settings, projections)
     return True
+
+
+def _attach_local_teacher(trainer, config: DistillConfig, tokenizer, use_gpu: bool):
+    """For feature/relation/online parts: load the local teacher onto `trainer.local_teacher`; returns the projections."""
+    from synthdistill.train.kd_head import supports_kd_head
+
+    settings = config.require_student("train").kd
+    inner = _inner_model(trainer.model)
+    wants_teacher = settings.features is not None or settings.relations is not None or settings.online
+    if wants_teacher and not supports_kd_head(inner):
+        raise ConfigError(
+            "student.kd.features / relations / online need a student whose logits are its LM head's output; "
+            f"{type(inner).__name__} transforms them (softcapping or scaling), which is not supported yet"
+        )
+    trainer.local_teacher, projections = attach_local_teacher(config, inner, tokenizer, trainer.args.device, use_gpu)
+    return projections
+
+
+def _drop_feature_projections(model) -> None:
+    """Feature KD's projections train with the student but are no part of the saved model."""
+    inner = _inner_model(model)
+    if hasattr(inner, "kd_feature_projections"):
+        del inner.kd_feature_projections
 
 
 def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:

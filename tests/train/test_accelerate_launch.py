@@ -111,3 +111,29 @@ def test_two_processes_train_one_student_and_resume(tmp_path, smollm2_dir, token
     again = json.loads(resumed.stdout[resumed.stdout.index("{\n") :])
     assert again["resumed_from"].endswith("checkpoint-4") and again["steps"] == 6
     assert [entry["step"] for entry in again["loss_history"]] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+
+
+def test_two_processes_train_with_a_local_teacher_and_resume(tmp_path, smollm2_dir, tokenizer):
+    """Feature + relation parts under DDP: the projection trains in both processes, the teacher stays outside."""
+    tiny = write_tiny_llama(tmp_path / "tiny-llama", smollm2_dir, tie=False)
+    teacher = write_tiny_llama(tmp_path / "teacher", smollm2_dir, layers=6, hidden=96, seed=1)
+    project = tmp_path / "project"
+    project.mkdir()
+    kd = {"teacher": str(teacher), "features": {"layers": [[1, 3]]}, "relations": {"loss": "distance+angle"}}
+    path = write_kept_project(project, tiny, tokenizer, method="kd", max_steps=2, checkpoint_every=2, kd=kd)
+    config = load_config(path)
+    build.run(config)
+
+    done = _torchrun(path, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert summary["steps"] == 2 and set(summary["loss_parts"]) == {"ce", "kl", "feature", "relation"}
+    assert summary["local_teacher"]["forwards"] == 2  # rank 0's own teacher: one forward per batch
+    trained = load_weights(config.run_dir / "student" / "model.safetensors")
+    assert set(trained) == set(load_weights(tiny / "model.safetensors"))  # no projection saved
+    path.write_text(path.read_text().replace("max_steps: 2", "max_steps: 3"))
+    resumed = _torchrun(path, tmp_path, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    again = json.loads(resumed.stdout[resumed.stdout.index("{\n") :])
+    assert again["resumed_from"].endswith("checkpoint-2") and again["steps"] == 3
