@@ -169,6 +169,23 @@ def test_training_logs_every_part_measures_the_teacher_and_drops_the_projection(
     assert "layers (student→teacher) 1→3, 3→5" in card and "relation = RKD distance+angle" in card
 
 
+def test_a_lora_student_with_feature_and_relation_parts_saves_a_plain_model_without_projection(
+    tmp_path, untied_student, wide_teacher, tokenizer
+):
+    kd = {"teacher": str(wide_teacher), "features": {"layers": [[3, 5]]}, "relations": {"loss": "distance"}}
+    lora = {"r": 4, "alpha": 8, "merge_on_save": True}
+    config = _project(tmp_path, untied_student, tokenizer, kd=kd, lora=lora, max_steps=3)
+
+    summary = train.run(config)
+
+    assert summary.lora and set(summary.loss_parts) == {"ce", "kl", "feature", "relation"}
+    before = load_weights(untied_student / "model.safetensors")
+    after = load_weights(config.run_dir / "student" / "model.safetensors")
+    assert set(after) == set(before)  # merged: a plain model, without the projection
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(".layers." in name and name.endswith("proj.weight") for name in changed)
+
+
 def test_online_kd_the_default_local_teacher_and_auto_layers_of_a_pruned_init(tmp_path, wide_teacher, tokenizer):
     kd = {"teacher": str(wide_teacher), "features": {"layers": "auto", "loss": "mse"}, "online": True}
     config = _project(tmp_path, wide_teacher, tokenizer, kd=kd, init={"prune_layers_to": 3}, max_steps=1)
