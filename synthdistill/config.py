@@ -27,7 +27,7 @@ from synthdistill.filters import FilterSpec, parse_filter_spec
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
 from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
 from synthdistill.run_layout import RunLayout
-from synthdistill.yaml_source import load_yaml, validate_document
+from synthdistill.yaml_source import YamlDocument, load_yaml, validate_document
 
 
 class _Strict(BaseModel):
@@ -201,6 +201,14 @@ class StudentConfig(_Strict):
     max_length: int = Field(1024, ge=8)
     seed: int = 0
     kd: KDConfig = Field(default_factory=KDConfig)
+    trainer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More fields of TRL's SFTConfig / transformers' TrainingArguments, passed through as they are "
+        "(warmup_ratio, lr_scheduler_type, weight_decay, max_grad_norm, bf16, report_to: [tensorboard] or [trackio] "
+        "(local), logging_steps, ...); checked against the installed TRL when train starts. Fields synthdistill sets "
+        "from its own keys (output_dir, learning_rate, per_device_train_batch_size, ...) are refused, naming the key "
+        "to use",
+    )
 
 
 class DistillConfig(_Strict):
@@ -227,6 +235,7 @@ class DistillConfig(_Strict):
     student: StudentConfig | None = None
 
     _path: Path | None = PrivateAttr(None)
+    _source: YamlDocument | None = PrivateAttr(None)
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -261,6 +270,10 @@ class DistillConfig(_Strict):
         """Every path of the run folder (run_layout.py)."""
         return RunLayout(self.run_dir)
 
+    def line_of(self, *loc: str | int) -> int | None:
+        """The line in distill.yaml of a key path (or its deepest known parent); None without a file."""
+        return self._source.line_of(loc) if self._source is not None else None
+
     def require_student(self, stage: str) -> StudentConfig:
         if self.student is None:
             raise ConfigError(f"the '{stage}' stage needs a 'student' section", file=self.path)
@@ -280,6 +293,7 @@ def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = Fals
     doc = load_yaml(path, ConfigError)
     config = validate_document(doc, DistillConfig, ConfigError)
     config._path = path
+    config._source = doc
     if not (allow_outside or config.allow_outside_project):
         _check_inside(config, doc.line_of(("output_dir",)))
     return config

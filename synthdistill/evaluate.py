@@ -22,9 +22,11 @@ from synthdistill.model_store import quiet_model_loading
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.policy import recheck_use
+from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
 from synthdistill.train import read_train_summary
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
 
 EVAL_BATCH = 8
@@ -37,8 +39,8 @@ def eval_rows(config: DistillConfig, tokenizer) -> tuple[list[dict[str, Any]], b
     student = config.require_student("eval")
     layout = config.layout
     if layout.dataset_dir("kd").exists():
-        return kd_token_rows(read_rows(layout, "kd", "eval")), True
-    return sft_token_rows(read_rows(layout, "sft", "eval"), tokenizer, student.max_length), False
+        return kd_token_rows(read_rows(layout, "kd", HELD_OUT_SPLIT)), True
+    return sft_token_rows(read_rows(layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length), False
 
 
 def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
@@ -143,7 +145,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads
-    recheck_use(config, "eval")
+    decision = recheck_use(config, "eval")
     layout = config.layout
     trained_dir = layout.student_dir
     summary = read_train_summary(config)
@@ -154,10 +156,10 @@ def run(config: DistillConfig) -> dict[str, Any]:
     rows, has_kd = eval_rows(config, tokenizer)
     if not rows:
         raise StageError(
-            "the eval split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
+            "the validation (held-out) split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    held_out = {row["prompt_id"] for row in read_rows(layout, "sft", "eval", ["prompt_id"])}
+    held_out = {row["prompt_id"] for row in read_rows(layout, "sft", HELD_OUT_SPLIT, ["prompt_id"])}
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
@@ -172,6 +174,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
     result["plot"] = layout.relative(layout.eval_plot)
     write_text(layout.eval_result, json.dumps(result, indent=2) + "\n", inside=config.run_dir)
     write_plot(layout.eval_plot, summary.get("loss_history", []), result)
+    write_model_card(config, summary, decision, result)  # the card's model-index gets these results
     return result
 
 
