@@ -21,6 +21,7 @@ from synthdistill.model_store import quiet_model_loading
 from synthdistill.policy import enforce_obligations, recheck_use
 from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.train.chat_template import training_chat_template
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
@@ -254,8 +255,6 @@ def _add_kd_head(model, settings) -> bool:
 
 def _add_generation_markers(tokenizer) -> str:
     """Give the tokenizer a chat template with generation markers (train/chat_template.py); say what was done."""
-    from synthdistill.train.chat_template import training_chat_template
-
     template, note = training_chat_template(tokenizer)
     if template is not None:
         tokenizer.chat_template = template

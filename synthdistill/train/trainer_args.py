@@ -23,7 +23,7 @@ from synthdistill.errors import ConfigError
 _DATA = "synthdistill tokenizes the datasets itself (the prompt masked, the answer and KD targets learned)"
 # SFTConfig fields synthdistill sets: where the user sets each instead.
 OWNED: dict[str, str] = {
-    "output_dir": "the run folder's layout (checkpoints go to student/checkpoints/)",
+    "output_dir": "the run folder's layout (RunLayout.checkpoints_dir)",
     "per_device_train_batch_size": "student.batch_size",
     "gradient_accumulation_steps": "student.gradient_accumulation",
     "learning_rate": "student.learning_rate",
