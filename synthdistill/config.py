@@ -204,7 +204,7 @@ class StudentConfig(_Strict):
     trainer: dict[str, Any] = Field(
         default_factory=dict,
         description="More fields of TRL's SFTConfig / transformers' TrainingArguments, passed through as they are "
-        "(warmup_ratio, lr_scheduler_type, weight_decay, max_grad_norm, bf16, report_to: [tensorboard] or [trackio] "
+        "(warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, bf16, report_to: [tensorboard] or [trackio] "
         "(local), logging_steps, ...); checked against the installed TRL when train starts. Fields synthdistill sets "
         "from its own keys (output_dir, learning_rate, per_device_train_batch_size, ...) are refused, naming the key "
         "to use",

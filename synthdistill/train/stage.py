@@ -6,8 +6,10 @@ teacher's terms (a student name prefix) are enforced before a single step runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -208,7 +210,9 @@ def run(
         trainer._kd_parts = []
         trainer.kd_head = _add_kd_head(trainer.model, student.kd)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    # stdout is the CLI's (--json): what the report_to integrations print (trackio's banner) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
     template_note = _add_generation_markers(tokenizer)

@@ -145,10 +145,21 @@ def training_args(config: DistillConfig, checkpoints: Path, use_gpu: bool, run_n
         values.update(project=config.name, run_name=run_name)
     if "fp16" in settings or "bf16" in settings:  # the user chose the precision: ours steps aside
         values["bf16"] = False
-    values.update(settings)
     try:
-        return SFTConfig(**values)
+        return SFTConfig(**{**values, **settings})
     except (TypeError, ValueError) as error:
+        culprit = _refused_field(SFTConfig, values, settings)
+        key = f"student.trainer.{culprit}" if culprit else "student.trainer"
         raise ConfigError(
-            f"'student.trainer': TRL's SFTConfig refused it: {error}", file=config.path, line=_line(config)
+            f"'{key}': TRL's SFTConfig refused it: {error}", file=config.path, line=_line(config, culprit)
         ) from None
+
+
+def _refused_field(config_class, values: dict[str, Any], settings: dict[str, Any]) -> str | None:
+    """The first `student.trainer` field that SFTConfig refuses on its own (None: only their combination)."""
+    for key, value in settings.items():
+        try:
+            config_class(**{**values, key: value})
+        except (TypeError, ValueError):
+            return key
+    return None
