@@ -54,7 +54,6 @@ def eval_results(config: DistillConfig, evaluation: dict[str, Any], dataset: str
     common = {
         "task_type": "text-generation",
         "task_name": "Distillation from the teacher",
-        "source_name": "synthdistill eval",
     }
     held_out = {
         "dataset_type": dataset,
