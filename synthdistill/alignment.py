@@ -322,3 +322,74 @@ def align_answer(
         result.kd_ids.append(ids)
         result.kd_logprobs.append(logprobs)
     return result
+
+
+# -- a thinking teacher's turn: trace and answer ------------------------------------------
+
+
+def align_turn(
+    turn: str,
+    parts: Sequence[tuple[str, tuple[int, int], int]],
+    tokens: Sequence[str],
+    token_logprobs: Sequence[float],
+    top_tokens: Sequence[Sequence[str]],
+    top_logprobs: Sequence[Sequence[float]],
+    tokenizer,
+    *,
+    max_unmapped_mass: float = 0.1,
+    single_token_id: Callable[[str], int | None] | None = None,
+) -> tuple[AnswerTargets, dict[str, tuple[int, int]]]:
+    """KD targets on the student's tokens of a whole assistant turn (template text, trace, answer).
+
+    `turn` is the text the student learns (its template's rendering of trace and answer);
+    each part is (name, its character range in `turn`, where the same text starts in the joined
+    teacher tokens). A student token inside a part is aligned with the teacher token that spans
+    the same characters of that part (rules 2–5 of the module docstring); a token outside every
+    part (the template's `<think>` markers, newlines) or straddling a part's edge gets no targets.
+    Returns the targets and, per part, (student tokens inside it, those with targets).
+    """
+    starts, at = [], 0
+    for token in tokens:
+        starts.append(at)
+        at += len(token)
+    teacher_by_chars = {(s, s + len(t)): i for i, (s, t) in enumerate(zip(starts, tokens))}
+    encoded = tokenizer(turn, add_special_tokens=False, return_offsets_mapping=True)
+    student_ids = list(encoded["input_ids"])
+    offsets = [tuple(span) for span in encoded["offset_mapping"]]
+    uses: dict[tuple[int, int], int] = {}
+    for span in offsets:
+        uses[span] = uses.get(span, 0) + 1
+    mapper = single_token_id or single_token_mapper(tokenizer)
+    result = AnswerTargets(student_ids, [], [], spelling="text")
+    counts = {name: [0, 0] for name, _, _ in parts}
+    for student_id, (a, b) in zip(student_ids, offsets):
+        part = next(((name, lo, g) for name, (lo, hi), g in parts if lo <= a and b <= hi and a < b), None)
+        ids: list[int] = []
+        logprobs: list[float] = []
+        if part is None:
+            reason = "outside-trace-and-answer"
+        elif uses[(a, b)] > 1:
+            reason = "student-token-splits-a-character"
+        else:
+            name, lo, g = part
+            counts[name][0] += 1
+            teacher = teacher_by_chars.get((a - lo + g, b - lo + g))
+            if teacher is None:
+                reason = "no-teacher-token-with-same-boundaries"
+            else:
+                ids, logprobs, reason = position_targets(
+                    student_id,
+                    tokens[teacher],
+                    token_logprobs[teacher],
+                    top_tokens[teacher],
+                    top_logprobs[teacher],
+                    text_piece,
+                    mapper,
+                    max_unmapped_mass,
+                )
+                counts[name][1] += reason is None
+        if reason is not None:
+            result.masked[reason] = result.masked.get(reason, 0) + 1
+        result.kd_ids.append(ids)
+        result.kd_logprobs.append(logprobs)
+    return result, {name: (n, kept) for name, (n, kept) in counts.items()}

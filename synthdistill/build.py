@@ -27,7 +27,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.alignment import AnswerTargets, align_answer, exact_targets, single_token_mapper
-from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
+from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
+from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
 from synthdistill.filter_stage import read_kept
@@ -63,8 +64,9 @@ def eval_prompt_ids(prompt_ids: list[str], eval_fraction: float, seed: int) -> s
     return set(unique[:count])
 
 
-def sft_row(record: HarvestRecord) -> dict[str, Any]:
-    messages = [m.model_dump() for m in record.messages] + [{"role": "assistant", "content": record.text}]
+def sft_row(record: HarvestRecord, traces: str = "drop") -> dict[str, Any]:
+    """An SFT row; `traces` (key, inline or drop) says how a thinking teacher's trace is kept."""
+    messages = [m.model_dump() for m in record.messages] + [assistant_message(record.text, record.reasoning, traces)]
     return {
         "row_id": record.request_key,
         "prompt_id": record.prompt_id,
@@ -120,6 +122,8 @@ def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_i
     """KD targets on the student's tokens: exact ids when the tokenizer is the teacher's, else aligned."""
     if not record.has_logprobs or record.tokens is None or record.top_tokens is None:
         return None
+    if record.reasoning is not None:
+        return None  # a thinking teacher's logprobs cover its trace too: turn_targets aligns both parts
     if same_tokenizer(record, tokenizer, eos_id):
         return exact_targets(record.token_ids, record.token_logprobs, record.top_ids, record.top_logprobs)
     return align_answer(
@@ -142,7 +146,9 @@ def run(config: DistillConfig) -> BuildSummary:
     layout = config.layout
     info = provenance(config, records, decision)
 
-    sft_counts = _write_splits(layout, "sft", records, held_out, sft_row, _sft_schema())
+    traces = trace_style(config, records)
+    info["reasoning"] = TRACE_NOTES[traces] if any(r.reasoning is not None for r in records) else None
+    sft_counts = _write_splits(layout, "sft", records, held_out, lambda r: sft_row(r, traces), _sft_schema())
     write_card("sft", config, decision, info, sft_counts)
 
     kd_counts, reason, coverage, dropped = None, None, None, {}
@@ -152,7 +158,7 @@ def run(config: DistillConfig) -> BuildSummary:
     elif config.student is None:
         reason = "no `student` section in the config: KD rows are tokenized for the student"
     else:
-        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, decision, info)
+        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, decision, info, traces)
     if kd_counts is None and kd_dir.exists():
         shutil.rmtree(kd_dir)  # a stale KD dataset from an earlier build must not be trained on
     return BuildSummary(
@@ -166,7 +172,7 @@ def run(config: DistillConfig) -> BuildSummary:
     )
 
 
-def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
+def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, traces: str = "drop"):
     from transformers import AutoTokenizer
 
     student = config.student
@@ -178,8 +184,19 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
     matches: dict[str, int] = {}
     masked: dict[str, int] = {}
     answer_tokens = 0
+    by_part: dict[str, list[int]] = {}
     for record in records:
-        targets = record_targets(record, tokenizer, eos_id, mapper)
+        if record.reasoning is not None and record.has_logprobs:
+            targets, parts = turn_targets(
+                record, sft_row(record, traces)["messages"], tokenizer, mapper, MAX_UNMAPPED_MASS
+            )
+            if targets is None:
+                _count(dropped, parts)
+                continue
+            for part, (n, kept) in parts.items():
+                by_part[part] = [a + b for a, b in zip(by_part.get(part, [0, 0]), (n, kept))]
+        else:
+            targets = record_targets(record, tokenizer, eos_id, mapper)
         if targets is None:
             _count(dropped, "no-logprobs")
             continue
@@ -226,6 +243,9 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict):
         "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
         "masked_positions": masked,
         "dropped": dropped,
+        # a thinking teacher's records: per part, the share of its student tokens with KD targets
+        "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in by_part.items()},
+        "reasoning": traces,
     }
     write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
     write_card("kd", config, decision, {**info, "kd": build}, counts)
@@ -256,7 +276,7 @@ def _write_splits(layout: RunLayout, kind: str, records, held_out: set[str], to_
 def _sft_schema():
     import pyarrow as pa
 
-    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    message = pa.struct([("role", pa.string()), ("content", pa.string()), (REASONING_KEY, pa.string())])
     return pa.schema(
         [
             ("row_id", pa.string()),

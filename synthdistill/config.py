@@ -17,17 +17,33 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
-    WithJsonSchema,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from synthdistill.errors import ConfigError, UnsafeWriteError
 from synthdistill.filters import FilterSpec, parse_filter_spec
+from synthdistill.filters.entry_schema import FilterEntrySchema
 from synthdistill.input_limits import DEFAULT_MAX_PROMPT_CHARS
-from synthdistill.records import DEFAULT_SAMPLING, MaxTokens, Sampling, Temperature, TopLogprobs, TopP
+from synthdistill.overrides import Override, apply_overrides, override_for, parse_overrides
+from synthdistill.records import (
+    DEFAULT_SAMPLING,
+    MaxTokens,
+    ReasoningKnobs,
+    Sampling,
+    Temperature,
+    TopLogprobs,
+    TopP,
+)
 from synthdistill.run_layout import RunLayout
-from synthdistill.yaml_source import YamlDocument, load_yaml, validate_document
+from synthdistill.yaml_source import (
+    YamlDocument,
+    describe_validation_error,
+    load_yaml,
+    primary_error,
+    validate_document,
+)
 
 
 class _Strict(BaseModel):
@@ -35,7 +51,11 @@ class _Strict(BaseModel):
 
 
 class TeacherConfig(_Strict):
-    backend: Literal["openai", "openai-batch", "transformers"] = "openai"
+    backend: Literal["openai", "openai-batch", "transformers"] = Field(
+        "openai",
+        description="openai: any OpenAI-compatible server (vLLM, llama.cpp, Together, …); openai-batch: the OpenAI "
+        "Batch API (half price, answers within 24 h); transformers: a local model run in-process",
+    )
     model: str = Field(description="Model id sent to the API, or a path / embedded model for transformers")
     base_url: str | list[str] | None = Field(
         None, description="OpenAI-compatible base URL, or a list to spread requests over"
@@ -55,13 +75,25 @@ class TeacherConfig(_Strict):
         "(never one less restrictive than the policy it sets aside: that takes a project policy with `overrides:` "
         "and a `permission`)",
     )
-    max_concurrency: int = Field(64, ge=1)
-    requests_per_minute: float | None = Field(None, gt=0)
-    tokens_per_minute: float | None = Field(None, gt=0)
-    timeout_s: float = Field(120, gt=0)
-    max_retries: int = Field(8, ge=0)
+    max_concurrency: int = Field(64, ge=1, description="Requests in flight at once (spread over every base_url)")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Client-side cap on requests per minute; null = none (429s are still backed off)"
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Client-side cap on prompt + answer tokens per minute; null = none"
+    )
+    timeout_s: float = Field(120, gt=0, description="Seconds to wait for one answer before the request is retried")
+    max_retries: int = Field(
+        8, ge=0, description="Retries of a request after a 429, 5xx, timeout or malformed answer (with backoff)"
+    )
     batch_size: int = Field(8, ge=1, description="transformers backend: prompts generated together")
     device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None,
+        description="Arguments for the teacher's chat template, e.g. {enable_thinking: false} for a hybrid thinking "
+        "model: sent as `chat_template_kwargs` (vllm, llamacpp styles), passed to apply_chat_template in-process; "
+        "part of the request key",
+    )
 
     @property
     def base_urls(self) -> list[str]:
@@ -97,14 +129,28 @@ class UseConfig(_Strict):
 
 class HarvestConfig(_Strict):
     packs: list[str] = Field(min_length=1, description="Prompt pack folders, relative to distill.yaml")
-    samples_per_prompt: int = Field(1, ge=1)
-    temperature: Temperature = DEFAULT_SAMPLING.temperature
-    top_p: TopP = DEFAULT_SAMPLING.top_p
-    max_tokens: MaxTokens = DEFAULT_SAMPLING.max_tokens
-    top_logprobs: TopLogprobs = Field(DEFAULT_SAMPLING.top_logprobs, description="0 = no logprob capture (SFT only)")
-    seed: int | None = DEFAULT_SAMPLING.seed
+    samples_per_prompt: int = Field(1, ge=1, description="Answers asked per prompt (each a separate request)")
+    temperature: Temperature = Field(
+        DEFAULT_SAMPLING.temperature, description="Sampling temperature sent to the teacher (a pack may override it)"
+    )
+    top_p: TopP = Field(DEFAULT_SAMPLING.top_p, description="Nucleus sampling mass sent to the teacher")
+    max_tokens: MaxTokens = Field(
+        DEFAULT_SAMPLING.max_tokens, description="Longest answer, in teacher tokens (a cut-off answer is 'truncated')"
+    )
+    top_logprobs: TopLogprobs = Field(
+        DEFAULT_SAMPLING.top_logprobs,
+        description="Alternatives captured per answer token for KD; 0 = no logprob capture (SFT only)",
+    )
+    seed: int | None = Field(
+        DEFAULT_SAMPLING.seed, description="Sampling seed sent to the teacher (per sample: seed + sample index)"
+    )
     limit: int | None = Field(None, ge=1, description="Harvest at most this many prompts")
-    budget_usd: float | None = Field(None, ge=0)
+    budget_usd: float | None = Field(
+        None,
+        ge=0,
+        description="Stop sending before the spend (priced from pricing.yaml) would pass this many US dollars; "
+        "null = no cap",
+    )
     give_up_after_s: float | None = Field(
         300,
         gt=0,
@@ -123,47 +169,41 @@ class HarvestConfig(_Strict):
         description="Without a terminal: one progress line on stderr every this many seconds "
         "(a JSON event per line under --json)",
     )
+    reasoning: ReasoningKnobs | None = Field(
+        None,
+        description="A thinking teacher's effort or trace budget ({effort: low} or {budget_tokens: 2048}), sent in "
+        "the form the API style takes, ignored with a warning where it has none; part of the request key",
+    )
     max_prompt_chars: int = Field(
         DEFAULT_MAX_PROMPT_CHARS,
         ge=1,
         description="A rendered prompt longer than this (characters, all messages) is refused with exit 2",
     )
 
-    def sampling(self, overrides: dict[str, Any] | None = None) -> Sampling:
-        """Harvest defaults with a pack's overrides applied."""
+    def sampling(
+        self, overrides: dict[str, Any] | None = None, chat_template_kwargs: dict[str, Any] | None = None
+    ) -> Sampling:
+        """Harvest defaults with a pack's overrides applied (and the teacher's chat-template arguments)."""
         values = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "top_logprobs", "seed")}
         values.update(overrides or {})
-        return Sampling(**values)
+        return Sampling(**values, reasoning=self.reasoning, chat_template_kwargs=chat_template_kwargs or None)
 
 
 def _parse_filter(item: Any) -> Any:
     return item if isinstance(item, FilterSpec) else parse_filter_spec(item)
 
 
-# How users write a step (`- finished` or `- dedup: {exact: true}`), not the parsed FilterSpec.
-_FILTER_ENTRY_SCHEMA = {
-    "anyOf": [
-        {"type": "string", "description": "a filter name, or a plug-in as module:function"},
-        {
-            "type": "object",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "additionalProperties": {"type": ["object", "null"]},
-            "description": "{filter name: {params}}",
-        },
-    ],
-    "examples": [
-        "finished",
-        "refusal",
-        {"dedup": {"exact": True, "near_threshold": 0.9}},
-        {"pii": {"action": "redact"}},
-    ],
-}
-
-
 class DatasetsConfig(_Strict):
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    seed: int = 0
+    eval_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Share of prompts held out for evaluation (split by prompt, never by answer)"
+    )
+    seed: int = Field(0, description="Seed of the held-out split (the same seed gives the same split)")
+    reasoning: Literal["keep", "drop", "inline"] = Field(
+        "keep",
+        description="A thinking teacher's traces in the datasets: keep = a `reasoning_content` key on the assistant "
+        "message where the student's chat template renders one, else inline; inline = a <think>…</think> block "
+        "before the answer; drop = answers alone",
+    )
 
 
 class StudentInit(_Strict):
@@ -171,36 +211,50 @@ class StudentInit(_Strict):
 
 
 class LoraConfig(_Strict):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | str = "all-linear"
-    merge_on_save: bool = False
+    r: int = Field(16, ge=1, description="LoRA rank: the width of each adapter")
+    alpha: int = Field(32, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear', or a list of module names"
+    )
+    merge_on_save: bool = Field(
+        False, description="Save the student with the adapters merged into its weights (else the adapters alone)"
+    )
 
 
 class KDConfig(_Strict):
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="Weight of the cross-entropy term")
-    temperature: float = Field(1.0, gt=0.0)
-    tail: Literal["bucket", "zero"] = "bucket"
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the cross-entropy term (1 - alpha weighs the KL to the teacher)"
+    )
+    temperature: float = Field(1.0, gt=0.0, description="Softmax temperature of the KD term")
+    tail: Literal["bucket", "zero"] = Field(
+        "bucket",
+        description="The teacher's probability outside its top-k: bucket = kept as one 'rest' mass, "
+        "zero = the top-k renormalised",
+    )
 
 
 class StudentConfig(_Strict):
     model: str = Field(description="The student's starting weights: a folder or an embedded model id")
     name: str | None = Field(None, description="Name of the trained student (checked against name-prefix obligations)")
-    init: StudentInit | None = None
-    method: Literal["sft", "kd"] = "kd"
-    lora: LoraConfig | None = None
-    epochs: float = Field(1, gt=0)
+    init: StudentInit | None = Field(None, description="How the starting weights are prepared (e.g. pruned)")
+    method: Literal["sft", "kd"] = Field(
+        "kd", description="sft: train on the answers' text; kd: also match the teacher's top-k logprobs"
+    )
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of every weight; null = full")
+    epochs: float = Field(1, gt=0, description="Passes over the SFT/KD training split (fractions allowed)")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps")
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a checkpoint every N steps (train --resume continues from the last one)"
     )
-    learning_rate: float = Field(5.0e-5, gt=0)
-    batch_size: int = Field(8, ge=1)
-    gradient_accumulation: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=8)
-    seed: int = 0
-    kd: KDConfig = Field(default_factory=KDConfig)
+    learning_rate: float = Field(5.0e-5, gt=0, description="Peak learning rate of AdamW")
+    batch_size: int = Field(8, ge=1, description="Examples per device per step")
+    gradient_accumulation: int = Field(
+        1, ge=1, description="Steps whose gradients add up before one optimizer step (effective batch multiplier)"
+    )
+    max_length: int = Field(1024, ge=8, description="Longest training example in student tokens (longer are cut)")
+    seed: int = Field(0, description="Seed of the training run (shuffling, initialisation of adapters)")
+    kd: KDConfig = Field(default_factory=KDConfig, description="The KD loss (used when method is kd)")
     trainer: dict[str, Any] = Field(
         default_factory=dict,
         description="More fields of TRL's SFTConfig / transformers' TrainingArguments, passed through as they are "
@@ -224,17 +278,23 @@ class DistillConfig(_Strict):
         description="Let output_dir lie outside the project folder (distill.yaml's folder); "
         "otherwise such a config is refused (exit 2) unless the command gets --allow-outside",
     )
-    teacher: TeacherConfig
-    use: UseConfig = Field(default_factory=UseConfig)
-    harvest: HarvestConfig
-    filters: list[Annotated[FilterSpec, BeforeValidator(_parse_filter), WithJsonSchema(_FILTER_ENTRY_SCHEMA)]] = Field(
-        default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")],
-        description="Ordered filter steps: a name, or {name: {params}}",
+    teacher: TeacherConfig = Field(description="The teacher model and how to reach it")
+    use: UseConfig = Field(
+        default_factory=UseConfig, description="What you will do with the outputs; the policy gate decides on it"
     )
-    datasets: DatasetsConfig = Field(default_factory=DatasetsConfig)
-    student: StudentConfig | None = None
+    harvest: HarvestConfig = Field(description="Which prompts to ask and how to sample the answers")
+    # How users write a step (`- finished`, `- dedup: {exact: true}`), typed per filter; parse_filter_spec validates.
+    filters: list[Annotated[FilterSpec, BeforeValidator(_parse_filter), FilterEntrySchema]] = Field(
+        default_factory=lambda: [FilterSpec(name="finished"), FilterSpec(name="dedup")],
+        description="Ordered filter steps: a name, or {name: {params}}; each sees what the ones before kept",
+    )
+    datasets: DatasetsConfig = Field(default_factory=DatasetsConfig, description="How the datasets are split")
+    student: StudentConfig | None = Field(
+        None, description="The student to train; null = stop after the datasets (harvest, filter, build only)"
+    )
 
     _path: Path | None = PrivateAttr(None)
+    _overrides: list[Override] = PrivateAttr(default_factory=list)
     _source: YamlDocument | None = PrivateAttr(None)
 
     @field_validator("filters", mode="before")
@@ -250,6 +310,11 @@ class DistillConfig(_Strict):
     @property
     def path(self) -> Path:
         return self._path if self._path is not None else Path("distill.yaml").resolve()
+
+    @property
+    def overrides(self) -> list[Override]:
+        """The `--set` overrides applied over the file (empty when the file ran as written)."""
+        return list(self._overrides)
 
     @property
     def project_dir(self) -> Path:
@@ -274,14 +339,26 @@ class DistillConfig(_Strict):
         """The line in distill.yaml of a key path (or its deepest known parent); None without a file."""
         return self._source.line_of(loc) if self._source is not None else None
 
+    def key_error(self, message: str, *loc: str | int) -> ConfigError:
+        """A ConfigError about the key at `loc`, found after loading: at its line, or naming the override that set it."""
+        culprit = override_for(loc, self._overrides, self._source.data if self._source is not None else None)
+        if culprit is not None:
+            return ConfigError(f"{culprit.origin} {culprit.text}: {message}")
+        return ConfigError(message, file=self.path, line=self.line_of(*loc))
+
     def require_student(self, stage: str) -> StudentConfig:
         if self.student is None:
             raise ConfigError(f"the '{stage}' stage needs a 'student' section", file=self.path)
         return self.student
 
 
-def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = False) -> DistillConfig:
+def load_config(
+    path: str | Path = "distill.yaml", *, allow_outside: bool = False, overrides: Any = None
+) -> DistillConfig:
     """Read and validate distill.yaml; errors name the file, line and key path.
+
+    `overrides`: `--set` strings (`student.kd.alpha=0.3`) or a {key.path: value} mapping,
+    set over the file before validation (overrides.py); an error they cause names them.
 
     An `output_dir` that leads outside the project folder (an absolute path, `../x`, `~/x`
     or a symlink out) is refused unless `allow_outside` or `allow_outside_project` says so:
@@ -291,12 +368,30 @@ def load_config(path: str | Path = "distill.yaml", *, allow_outside: bool = Fals
     if not path.exists():
         raise ConfigError("config file not found (pass -c FILE, or run `synthdistill init DIR`)", file=path)
     doc = load_yaml(path, ConfigError)
-    config = validate_document(doc, DistillConfig, ConfigError)
+    given = parse_overrides(DistillConfig, overrides)
+    if not given:
+        config = validate_document(doc, DistillConfig, ConfigError)
+    elif not isinstance(doc.data, dict):
+        raise ConfigError("expected a mapping of keys at the top level", file=path, line=1)
+    else:
+        config = _validate_with_overrides(doc, given)
     config._path = path
+    config._overrides = given
     config._source = doc
     if not (allow_outside or config.allow_outside_project):
         _check_inside(config, doc.line_of(("output_dir",)))
     return config
+
+
+def _validate_with_overrides(doc, given: list[Override]) -> DistillConfig:
+    try:
+        return DistillConfig.model_validate(apply_overrides(doc.data, given))
+    except ValidationError as exc:
+        message, line = describe_validation_error(exc, DistillConfig, doc)
+        culprit = override_for(tuple(primary_error(exc)["loc"]), given, doc.data)
+        if culprit is None:
+            raise ConfigError(message, file=doc.path, line=line) from None
+        raise ConfigError(f"{culprit.origin} {culprit.text}: {message}") from None
 
 
 def _check_inside(config: DistillConfig, line: int | None) -> None:

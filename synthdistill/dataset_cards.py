@@ -162,6 +162,7 @@ def write_card(
         f"{funnel.get('input', '?')} harvested → {funnel.get('kept', '?')} kept.",
         *[f"- `{step['name']}`: dropped {step['dropped']} {step['reasons'] or ''}" for step in funnel.get("steps", [])],
         "",
+        *([f"## Reasoning traces\n\n{info['reasoning']}\n"] if info.get("reasoning") else []),
         obligations_markdown(decision),
     ]
     if kind == "kd":
@@ -171,6 +172,11 @@ def write_card(
             "",
             f"Top-{kd.get('top_k')} teacher logprobs per answer token ({kd.get('logprob_mode')}), "
             f"tokenizer match: {kd.get('tokenizer_match')}, coverage {kd.get('coverage')}.",
+            *(
+                [f"Reasoning traces: coverage by part {kd['coverage_by_part']} (trace and answer tokens with targets)."]
+                if kd.get("coverage_by_part")
+                else []
+            ),
             "",
         ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"

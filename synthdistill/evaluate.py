@@ -6,7 +6,15 @@ Metrics, each over the teacher's held-out answers:
   teacher's most likely one (the top KD candidate where logprobs exist, else the answer token);
 - `kd_kl`: KL(teacher top-k + tail || student) on KD positions (None without a KD dataset);
 - `verifier_pass_rate`: per pack with a verifier, the share of the student's own greedy
-  answers to held-out prompts that pass it.
+  answers to held-out prompts that pass it; after a thinking teacher's traces were kept, also
+  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py).
+
+Where the teacher's weights are at hand (the in-process `transformers` teacher, or a teacher
+model that is a local folder), the teacher is scored the same way (`teacher`) and
+`nll_gap_closed` = (untrained − trained) / (untrained − teacher) says how much of the teacher
+the student recovered. Per-token NLLs compare only over the same tokens: with a teacher whose
+vocabulary differs from the student's, the teacher is scored on its own tokenization of the
+held-out conversations and the gap is left null (`nll_gap_closed_note` says why).
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ from typing import Any
 from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
-from synthdistill.model_store import quiet_model_loading
+from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
+from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.policy import recheck_use
@@ -160,14 +169,20 @@ def run(config: DistillConfig) -> dict[str, Any]:
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     held_out = {row["prompt_id"] for row in read_rows(layout, "sft", HELD_OUT_SPLIT, ["prompt_id"])}
+    thinking = has_traces(read_rows(layout, "sft", HELD_OUT_SPLIT, ["messages"]))  # a thinking teacher's traces kept
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
         model = load_model(model_dir)  # once: scored, then asked to answer the verifiable prompts
         metrics = score_model(model, rows, pad, has_kd)
         metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
+        if thinking:
+            metrics["verifier_pass_rate_by_mode"] = pass_rates_by_mode(
+                packs, model, tokenizer, held_out, config.harvest.max_tokens
+            )
         result[label] = metrics
         del model
+    result.update(teacher_comparison(config, rows, has_kd, tokenizer, packs, held_out, result))
     result["untrained_model"] = str(untrained_dir)
     result["trained_model"] = str(trained_dir)
     result["train_steps"] = summary["steps"]
@@ -176,6 +191,54 @@ def run(config: DistillConfig) -> dict[str, Any]:
     write_plot(layout.eval_plot, summary.get("loss_history", []), result)
     write_model_card(config, summary, decision, result)  # the card's model-index gets these results
     return result
+
+
+def teacher_weights(config: DistillConfig) -> Path | None:
+    """The teacher's weights folder when they are at hand: the in-process teacher, or a local model folder."""
+    teacher = config.teacher
+    if teacher.backend == "transformers":
+        return resolve_model(teacher.model, config.project_dir)
+    candidate = Path(teacher.model).expanduser()
+    if not candidate.is_absolute():
+        candidate = config.project_dir / candidate
+    return candidate if (candidate / "config.json").is_file() else None
+
+
+def nll_gap_closed(untrained: float, trained: float, teacher: float) -> float | None:
+    """(untrained − trained) / (untrained − teacher); None where the teacher is no better than the start."""
+    gap = untrained - teacher
+    return round((untrained - trained) / gap, 6) if gap > 0 else None
+
+
+def teacher_comparison(config, rows, has_kd, student_tokenizer, packs, held_out, result) -> dict[str, Any]:
+    """`teacher` metrics and `nll_gap_closed` where the teacher's weights are at hand; {} otherwise."""
+    from transformers import AutoTokenizer
+
+    folder = teacher_weights(config)
+    if folder is None:
+        return {}
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    same_vocabulary = tokenizer.get_vocab() == student_tokenizer.get_vocab()
+    if not same_vocabulary:  # the student's token rows mean nothing to this teacher: tokenize for it
+        student = config.require_student("eval")
+        rows = sft_token_rows(read_rows(config.layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length)
+        has_kd = False
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    model = load_model(folder)
+    metrics = score_model(model, rows, pad, has_kd)
+    metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
+    del model
+    comparison: dict[str, Any] = {"teacher": metrics, "teacher_model": str(folder)}
+    if same_vocabulary:
+        comparison["nll_gap_closed"] = nll_gap_closed(
+            result["untrained"]["nll_per_token"], result["trained"]["nll_per_token"], metrics["nll_per_token"]
+        )
+    else:
+        comparison["nll_gap_closed"] = None
+        comparison["nll_gap_closed_note"] = (
+            "the teacher's vocabulary differs from the student's: NLL per token is not comparable"
+        )
+    return comparison
 
 
 def write_plot(path: Path, loss_history: list[dict[str, float]], result: dict[str, Any]) -> None:
@@ -194,9 +257,12 @@ def write_plot(path: Path, loss_history: list[dict[str, float]], result: dict[st
     left.set(title=f"training ({result['method']})", xlabel="step", ylabel="loss")
     left.legend()
     names = [m for m in ("nll_per_token", "top1_agreement", "kd_kl") if result["trained"].get(m) is not None]
-    width = 0.38
-    for offset, label in ((-width / 2, "untrained"), (width / 2, "trained")):
-        right.bar([i + offset for i in range(len(names))], [result[label][m] for m in names], width, label=label)
+    series = [label for label in ("untrained", "trained", "teacher") if label in result]
+    width = 0.8 / len(series)
+    for index, label in enumerate(series):
+        offset = (index - (len(series) - 1) / 2) * width
+        values = [result[label].get(m) or 0.0 for m in names]
+        right.bar([i + offset for i in range(len(names))], values, width, label=label)
     right.set_xticks(range(len(names)), names)
     right.set(title=f"held-out teacher answers ({result['examples']} examples)")
     right.legend()

@@ -96,6 +96,7 @@ class HarvestSummary(BaseModel):
     pauses: int  # times every sender paused because the server kept failing
     seconds: float
     errors_by_kind: dict[str, int]
+    warnings: list[str] = []  # e.g. thinking knobs the teacher's API style has no field for (each once)
     policy_id: str | None
     decision: str
     ledger: str
@@ -106,7 +107,7 @@ def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedR
     planned = []
     for prompt in prompts:
         for sample_index in range(config.harvest.samples_per_prompt):
-            sampling = config.harvest.sampling(prompt.sampling_overrides)
+            sampling = config.harvest.sampling(prompt.sampling_overrides, config.teacher.chat_template_kwargs)
             if sampling.seed is not None:
                 sampling = sampling.model_copy(update={"seed": sampling.seed + sample_index})
             key = request_key_for(config.teacher.model, prompt.messages, sampling, sample_index)
@@ -171,6 +172,7 @@ class HarvestRun:
         self.teacher = None
         self.tally = _Tally()
         self.not_sent = 0
+        self.warnings: list[str] = []
         self.retried_failures = 0
         self.limiter = RateLimiter(config.teacher.requests_per_minute, config.teacher.tokens_per_minute)
         self.brake = FailureBrake()
@@ -389,6 +391,7 @@ async def run_async(
             pauses=run.brake.pauses,
             seconds=round(time.perf_counter() - started, 3),
             errors_by_kind=tally.errors_by_kind,
+            warnings=run.warnings,
             policy_id=decision.policy_id,
             decision=decision.outcome,
             ledger=str(path),
@@ -407,6 +410,7 @@ async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | N
         else:
             await run.run(teacher, pending)
     finally:
+        run.warnings = list(getattr(getattr(teacher, "knob_warnings", None), "messages", []))
         await teacher.aclose()
 
 

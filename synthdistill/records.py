@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthdistill.thinking import locate_spans
+
 
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no whitespace: the input of every content hash."""
@@ -40,6 +42,19 @@ MaxTokens = Annotated[int, Field(ge=1)]
 TopLogprobs = Annotated[int, Field(ge=0, le=100)]
 
 
+class ReasoningKnobs(BaseModel):
+    """How much a thinking teacher may think (`harvest.reasoning`); each API style takes its own form."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = Field(
+        None, description="Reasoning effort (OpenAI-style `reasoning_effort`)"
+    )
+    budget_tokens: int | None = Field(
+        None, ge=0, description="Most tokens the trace may take (vLLM `thinking_token_budget`, llama.cpp's budget)"
+    )
+
+
 class Sampling(BaseModel):
     """Sampling parameters sent to the teacher (harvest defaults, overridden per pack)."""
 
@@ -50,6 +65,17 @@ class Sampling(BaseModel):
     max_tokens: MaxTokens = 512
     top_logprobs: TopLogprobs = 20
     seed: int | None = 0
+    # thinking knobs: part of the request key only when set, so keys of earlier ledgers stay valid
+    reasoning: ReasoningKnobs | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+
+    def key_fields(self) -> dict[str, Any]:
+        """What the request key hashes: every field, the thinking knobs only when set."""
+        dumped = self.model_dump()
+        for optional in ("reasoning", "chat_template_kwargs"):
+            if dumped[optional] is None:
+                del dumped[optional]
+        return dumped
 
 
 DEFAULT_SAMPLING = Sampling()
@@ -87,7 +113,7 @@ def request_key_for(model: str, messages: list[Message], sampling: Sampling, sam
         {
             "model": model,
             "messages": [m.model_dump() for m in messages],
-            "sampling": sampling.model_dump(),
+            "sampling": sampling.key_fields(),
             "sample_index": sample_index,
         },
         length=32,
@@ -111,9 +137,14 @@ class Usage(BaseModel):
 
 
 class Completion(BaseModel):
-    """A teacher's answer to one TeacherRequest, as every backend returns it."""
+    """A teacher's answer to one TeacherRequest, as every backend returns it.
+
+    `text` is the answer alone; a thinking teacher's trace is in `reasoning` (synthdistill/thinking.py),
+    while `logprobs` cover every generated token, the trace's included.
+    """
 
     text: str
+    reasoning: str | None = None
     finish_reason: str | None
     model: str  # the model name the teacher answered with
     system_fingerprint: str | None = None
@@ -132,6 +163,7 @@ class HarvestRecord(BaseModel):
     messages: list[Message]
     variables: dict[str, Any] = Field(default_factory=dict)
     text: str
+    reasoning: str | None = None  # a thinking teacher's trace (the answer is `text`)
     finish_reason: str | None
     model_requested: str
     model_answered: str
@@ -152,6 +184,11 @@ class HarvestRecord(BaseModel):
     top_tokens: list[list[str]] | None = None
     top_ids: list[list[int]] | None = None
     top_logprobs: list[list[float]] | None = None
+    # token spans [start, end) of trace and answer inside the logprobs (which cover both); with a
+    # trace and logprobs but no spans, `span_note` says why (KD leaves such a record out)
+    reasoning_span: list[int] | None = None
+    answer_span: list[int] | None = None
+    span_note: str | None = None
 
     @classmethod
     def from_completion(
@@ -171,6 +208,7 @@ class HarvestRecord(BaseModel):
     ) -> HarvestRecord:
         """The ledger record of one answer (every backend's answers are built here)."""
         logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
+        spans = locate_spans(logprobs.get("tokens"), completion.reasoning, completion.text)
         return cls(
             request_key=request.request_key,
             prompt_id=prompt.prompt_id,
@@ -180,6 +218,7 @@ class HarvestRecord(BaseModel):
             messages=prompt.messages,
             variables=prompt.variables,
             text=completion.text,
+            reasoning=completion.reasoning,
             finish_reason=completion.finish_reason,
             model_requested=model_requested,
             model_answered=completion.model,
@@ -194,6 +233,11 @@ class HarvestRecord(BaseModel):
             policy_id=policy_id,
             decision=decision,
             **logprobs,
+            **(
+                {"reasoning_span": spans.reasoning, "answer_span": spans.answer, "span_note": spans.note}
+                if spans is not None and completion.reasoning is not None
+                else {}
+            ),
         )
 
     @property

@@ -6,6 +6,7 @@
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
+    config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
 Stages, the CLI and the audit ask a `RunLayout` for each path. Only pathlib: the audit and
@@ -194,6 +195,18 @@ class RunLayout:
     def audit_reports(self) -> tuple[Path, Path, Path]:
         """The audit's files besides the manifest, which lists their hashes."""
         return self.report_md, self.report_html, self.bom
+
+    # -- config snapshots --------------------------------------------------------
+    @property
+    def config_snapshots_dir(self) -> Path:
+        return self.run_dir / "config"
+
+    def config_snapshot(self, stage: str) -> Path:
+        """The effective config (file hash, overrides, settings) a stage last ran with, when it had overrides."""
+        return self.config_snapshots_dir / f"{stage}.json"
+
+    def config_snapshots(self) -> list[Path]:
+        return sorted(self.config_snapshots_dir.glob("*.json"))
 
     # -- the folder itself -----------------------------------------------------
     @property

@@ -178,6 +178,7 @@ def load_yaml(path: str | Path, error: type[InputError] = InputError) -> YamlDoc
     lines: dict[tuple, int] = {}
     if node is not None:
         _refuse_surrogates(node, path, error)
+        _refuse_duplicate_keys(node, path, error)
         _walk(node, (), lines)
     return YamlDocument(path, data, lines)
 
@@ -200,6 +201,34 @@ def _refuse_surrogates(root: yaml.Node, path: Path, error: type[InputError]) -> 
                 )
         elif isinstance(node, yaml.MappingNode):
             stack.extend(n for pair in node.value for n in pair)
+        else:
+            stack.extend(node.value)
+
+
+def _refuse_duplicate_keys(root: yaml.Node, path: Path, error: type[InputError]) -> None:
+    """A key written twice in one mapping: YAML keeps the last silently, which hides a mistake."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or isinstance(node, yaml.ScalarNode):
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                stack.append(value_node)
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = key_node.start_mark.line + 1
+                if key_node.value in first_line:
+                    raise error(
+                        f"duplicate key '{key_node.value}' on lines {first_line[key_node.value]} and {line}; "
+                        "YAML would keep only the last: remove one",
+                        file=path,
+                        line=line,
+                    )
+                first_line[key_node.value] = line
         else:
             stack.extend(node.value)
 
@@ -296,13 +325,17 @@ def unknown_key_message(dotted: str, key: str, options: list[str]) -> str:
     return f"unknown key '{dotted}'{hint}"
 
 
+def primary_error(exc: ValidationError) -> dict[str, Any]:
+    """The pydantic error to report: an unknown key first (a misspelt required key also reports
+    the real key as missing, and "did you mean" is the message that helps)."""
+    return sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+
+
 def describe_validation_error(
     exc: ValidationError, model: type[BaseModel], doc: YamlDocument
 ) -> tuple[str, int | None]:
     """Turn the first pydantic error into (message, line), suggesting the closest valid key."""
-    # An unknown key first: a misspelt required key also reports the real key as missing,
-    # and "did you mean" is the message that helps.
-    err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    err = primary_error(exc)
     loc = tuple(err["loc"])
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":

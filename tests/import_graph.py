@@ -48,6 +48,9 @@ class Module:
     imports: set[str] = field(default_factory=set)  # synthdistill modules imported when this one is
     libraries: set[str] = field(default_factory=set)  # top-level names of other libraries, likewise
     deferred: list[tuple[int, str]] = field(default_factory=list)  # (line, target) of imports inside functions
+    # (line, target) of imports in a package's module-level `__getattr__` (PEP 562): a lazy export such as
+    # `synthdistill.Project`, which keeps `import synthdistill.<module>` from loading the whole package
+    lazy_exports: list[tuple[int, str]] = field(default_factory=list)
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -94,12 +97,20 @@ def read_modules(package: Path = PACKAGE) -> dict[str, Module]:
             for inner in ast.walk(node)
         }
         hidden = _type_checking_only(tree)
+        lazy = {
+            id(inner)
+            for node in tree.body
+            if path.name == "__init__.py" and isinstance(node, ast.FunctionDef) and node.name == "__getattr__"
+            for inner in ast.walk(node)
+        }
         for node in ast.walk(tree):
             if not isinstance(node, ast.Import | ast.ImportFrom) or id(node) in hidden:
                 continue
             for target in _targets(node, name, path.name == "__init__.py", names):
                 internal = target == "synthdistill" or target.startswith("synthdistill.")
-                if id(node) in in_functions:
+                if id(node) in lazy:
+                    module.lazy_exports.append((node.lineno, target))
+                elif id(node) in in_functions:
                     module.deferred.append((node.lineno, target))
                 elif internal and target != name:
                     module.imports.add(target)
@@ -131,7 +142,11 @@ def heavy_libraries(name: str, modules: dict[str, Module]) -> set[str]:
 
 
 def cycles(modules: dict[str, Module], with_deferred: bool = True) -> list[list[str]]:
-    """Strongly connected groups of two or more modules (Tarjan), counting deferred imports too."""
+    """Strongly connected groups of two or more modules (Tarjan), counting deferred imports too.
+
+    A lazy export is left out: it runs only after its package has finished loading, so it can never
+    meet a half-initialised module (which is what makes a circle a problem).
+    """
     graph = {
         name: set(module.imports) | ({t for _, t in module.deferred if t in modules} if with_deferred else set())
         for name, module in modules.items()

@@ -78,6 +78,11 @@ class Faults(BaseModel):
     batch_end: Literal["completed", "expired", "failed", "cancelled"] = Field(
         "completed", description="Batch API: how a batch ends (all but completed answer no line)"
     )
+    thinking: Literal["none", "reasoning", "reasoning_content", "inline"] = Field(
+        "none",
+        description="answer as a thinking model: the trace (`trace_text`) in message.reasoning, in "
+        "message.reasoning_content (as a reasoning parser splits it), or inline <think>…</think> in the text",
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self) -> Faults:
@@ -102,6 +107,23 @@ class Faults(BaseModel):
 def answer_text(prompt: str) -> str:
     """The full answer to a prompt (before any max_tokens cut)."""
     return PREFIX + prompt
+
+
+def trace_text(prompt: str) -> str:
+    """A thinking answer's trace for a prompt (its own words, so a test can tell the traces apart)."""
+    return f"Thinking about: {prompt} Step one. Step two."
+
+
+def thinking_text(prompt: str) -> str:
+    """Everything a thinking model generates: the <think> block, then the answer."""
+    return f"<think>\n{trace_text(prompt)}\n</think>\n\n{answer_text(prompt)}"
+
+
+def _parsed_thinking(text: str) -> tuple[str, str | None]:
+    """(reasoning, content) as vLLM's deepseek_r1 parser splits generated text; content None when cut mid-thought."""
+    body = text.removeprefix("<think>")
+    reasoning, closed, content = body.partition("</think>")
+    return reasoning, (content if closed else None)
 
 
 def split_tokens(text: str) -> list[str]:
@@ -196,7 +218,8 @@ def _prompt_of(path: str, body: dict) -> str:
 def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = True) -> dict:
     """The deterministic JSON answer to a valid chat or legacy completions request."""
     prompt = _prompt_of(path, body)
-    tokens = split_tokens(answer_text(prompt))
+    thinking = faults.thinking != "none"
+    tokens = split_tokens(thinking_text(prompt) if thinking else answer_text(prompt))
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     finish = "stop"
     if isinstance(max_tokens, int) and max_tokens < len(tokens):
@@ -212,7 +235,11 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
     else:
         logprobs = legacy_logprobs(tokens, k, with_ids=chat, as_ids=as_ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
-    if chat:
+    if chat and thinking and faults.thinking != "inline":
+        reasoning, content = _parsed_thinking(text)
+        choice["message"] = {"role": "assistant", "content": content, faults.thinking: reasoning}
+        prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    elif chat:
         choice["message"] = {"role": "assistant", "content": text}
         prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
     else:

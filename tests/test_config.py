@@ -122,7 +122,7 @@ def test_shipped_configs_validate_against_the_generated_schema():
 
     repo = Path(__file__).resolve().parent.parent
     schema = json.loads((repo / "synthdistill" / "schemas" / "distill.schema.json").read_text())
-    for path in [repo / "synthdistill" / "data" / "examples" / "quickstart" / "distill.yaml"]:
+    for path in sorted((repo / "synthdistill" / "data" / "examples").glob("*/distill.yaml")):
         jsonschema.validate(yaml.safe_load(path.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"name": "x", "teacher": {"model": "m"}, "harvest": {"packs": []}, "filters": [3]}, schema)

@@ -9,7 +9,7 @@ import pytest
 from synthdistill import build, evaluate, train
 from synthdistill.config import load_config
 from synthdistill.errors import StageError
-from synthdistill.evaluate import batch_metrics
+from synthdistill.evaluate import batch_metrics, nll_gap_closed
 from tests.training_fixtures import write_kept_project, write_tiny_llama
 
 
@@ -43,6 +43,13 @@ def test_eval_reports_lower_nll_after_training(tmp_path, smollm2_dir):
     assert result["trained"]["nll_per_token"] < result["untrained"]["nll_per_token"]
     assert result["trained"]["kd_kl"] < result["untrained"]["kd_kl"]
     assert result["untrained"]["verifier_pass_rate"] == {}  # the demo pack has no verifier
+    # the in-process teacher's weights are at hand: it is scored on its own held-out answers
+    teacher, untrained, trained = (result[k]["nll_per_token"] for k in ("teacher", "untrained", "trained"))
+    assert result["teacher_model"] == str(smollm2_dir)
+    assert teacher < trained < untrained
+    assert result["nll_gap_closed"] == pytest.approx((untrained - trained) / (untrained - teacher), abs=1e-5)
+    assert 0 < result["nll_gap_closed"] < 1
+    assert result["teacher"]["answer_tokens"] == result["untrained"]["answer_tokens"]  # the same tokens
     assert json.loads((config.run_dir / "eval.json").read_text()) == result
     assert (config.run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -68,3 +75,51 @@ def test_verifier_pass_rate_of_the_students_own_answers(tmp_path, tiny_student, 
     assert never["untrained"]["verifier_pass_rate"] == {"demo": 0.0}
     assert never["trained"]["verifier_pass_rate"] == {"demo": 0.0}
     assert never["trained"]["nll_per_token"] == always["trained"]["nll_per_token"]
+
+
+def test_nll_gap_closed_is_null_where_the_teacher_is_no_better_than_the_start():
+    assert nll_gap_closed(10.0, 6.0, 2.0) == 0.5
+    assert nll_gap_closed(10.0, 11.0, 2.0) == -0.125  # training made it worse: a negative share
+    assert nll_gap_closed(10.0, 6.0, 10.0) is None
+    assert nll_gap_closed(10.0, 6.0, 12.0) is None
+
+
+def _teacher_folder_project(tmp_path, teacher_dir, student_dir, tokenizer):
+    import yaml
+
+    path = write_kept_project(tmp_path / "project", student_dir, tokenizer, method="kd", max_steps=3)
+    data = yaml.safe_load(path.read_text())
+    data["teacher"]["model"] = str(teacher_dir)
+    path.write_text(yaml.safe_dump(data))
+    return load_config(path)
+
+
+def test_a_teacher_that_is_the_starting_weights_scores_like_the_untrained_student(tmp_path, tiny_student, tokenizer):
+    config = _teacher_folder_project(tmp_path, tiny_student, tiny_student, tokenizer)
+    build.run(config)
+    train.run(config)
+
+    result = evaluate.run(config)
+
+    assert result["teacher_model"] == str(tiny_student)
+    assert result["teacher"] == result["untrained"]  # same weights, same rows: the same numbers
+    assert result["nll_gap_closed"] is None  # no gap to close
+
+
+def test_a_teacher_with_another_vocabulary_is_scored_on_its_own_tokens(tmp_path, tiny_student, tokenizer):
+    from transformers import AutoTokenizer
+
+    other = AutoTokenizer.from_pretrained(tiny_student)
+    other.add_tokens(["<only-the-teacher-has-this>"])
+    other.save_pretrained(tmp_path / "other-tokenizer")
+    teacher_dir = write_tiny_llama(tmp_path / "teacher", tmp_path / "other-tokenizer", layers=2)
+    config = _teacher_folder_project(tmp_path, teacher_dir, tiny_student, tokenizer)
+    build.run(config)
+    train.run(config)
+
+    result = evaluate.run(config)
+
+    assert result["teacher"]["kd_kl"] is None  # the KD rows hold the student's ids: not used for this teacher
+    assert result["teacher"]["answer_tokens"] > 0
+    assert result["nll_gap_closed"] is None
+    assert "vocabulary differs" in result["nll_gap_closed_note"]

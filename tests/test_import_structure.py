@@ -38,3 +38,13 @@ def test_the_graph_reader_sees_a_circle_and_a_heavy_import(tmp_path):
     assert cycles(modules) == [["synthdistill.a", "synthdistill.b"]]
     assert heavy_libraries("synthdistill.b", modules) == set()
     assert heavy_libraries("synthdistill.a", modules) == {"torch"} and "torch" in HEAVY
+
+
+def test_a_lazy_export_is_neither_a_deferred_import_nor_a_circle(tmp_path):
+    package = tmp_path / "synthdistill"
+    package.mkdir()
+    (package / "__init__.py").write_text("def __getattr__(name):\n    from synthdistill import a\n")
+    (package / "a.py").write_text("import synthdistill\n")
+    modules = read_modules(package)
+    assert modules["synthdistill"].deferred == [] and modules["synthdistill"].lazy_exports == [(2, "synthdistill.a")]
+    assert cycles(modules) == []  # the package has loaded before its __getattr__ runs

@@ -17,6 +17,7 @@ from synthdistill import __version__
 from synthdistill.audit import run_facts
 from synthdistill.audit.hashing import hash_artifacts, hash_file
 from synthdistill.audit.terms import dataset_triple, load_policy_terms
+from synthdistill.digests import json_sha256
 from synthdistill.errors import PackError
 from synthdistill.packs import configured_pack
 from synthdistill.policy import Decision
@@ -70,10 +71,17 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def config_input(config) -> dict[str, Any] | None:
-    """The config file's hash and its settings (which name the key's variable, never the key)."""
+    """The config file's hash, the overrides given over it, and the effective settings (which name the
+    key's variable, never the key) with their hash."""
     if config is None or not config.path.is_file():
         return None
-    return {**file_entry(config.path), "settings": config.model_dump(mode="json")}
+    settings = config.model_dump(mode="json")
+    return {
+        **file_entry(config.path),
+        "overrides": [o.to_dict() for o in config.overrides],
+        "effective_sha256": json_sha256(settings),
+        "settings": settings,
+    }
 
 
 def pack_inputs(config, datasets: dict[str, dict]) -> list[dict[str, Any]]:
@@ -260,7 +268,12 @@ def build_manifest(run_dir: Path, config=None) -> dict[str, Any]:
         "run": {"name": config.name if config is not None else run_dir.name, "run_dir": str(run_dir)},
         "generated_at": utc_now(),
         "versions": versions(),
-        "inputs": {"config": config_input(config), "packs": packs, "policies": policy_inputs(decision, policy)},
+        "inputs": {
+            "config": config_input(config),
+            "stage_overrides": run_facts.config_snapshots(layout),
+            "packs": packs,
+            "policies": policy_inputs(decision, policy),
+        },
         "teachers": teacher_entries(config, decision, policy, harvest),
         "stages": {
             "harvest": harvest,

@@ -330,6 +330,15 @@ def datasets_section(manifest: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _override_rows(stage: str, entry: dict[str, Any]) -> list[list[Cell]]:
+    """One row for the overrides a stage ran with (none when it ran the file as written)."""
+    overrides = entry.get("overrides") or []
+    if not overrides:
+        return []
+    given = "; ".join(o.get("given_as") or f"{o.get('key')}={o.get('value')}" for o in overrides)
+    return [[f"overrides ({stage})", given, entry.get("effective_sha256") or ""]]
+
+
 def record_sections(manifest: dict[str, Any]) -> list[Section]:
     """Timeline, inputs, secrets, environment and artifacts."""
     times = [[k.replace("_", " "), v] for k, v in manifest["timestamps"].items() if v]
@@ -338,6 +347,9 @@ def record_sections(manifest: dict[str, Any]) -> list[Section]:
     rows: list[list[Cell]] = []
     if inputs.get("config"):
         rows.append(["config", inputs["config"]["path"], inputs["config"]["sha256"]])
+        rows += _override_rows("audit", inputs["config"])
+    for stage, snapshot in (inputs.get("stage_overrides") or {}).items():
+        rows += _override_rows(stage, snapshot)
     rows += [[f"pack {p.get('name')}", p.get("path") or "", p.get("sha256") or ""] for p in inputs.get("packs", [])]
     rows += [[f"policy {p.get('id')}", p.get("path") or "", p.get("sha256") or ""] for p in inputs.get("policies", [])]
     versions = manifest["versions"]

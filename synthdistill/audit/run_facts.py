@@ -196,3 +196,21 @@ def eval_facts(layout: RunLayout) -> dict[str, Any] | None:
     if data is None:
         return None
     return {**data, "written_at": mtime_iso(layout.eval_result)} if isinstance(data, dict) else {"raw": data}
+
+
+def config_snapshots(layout: RunLayout) -> dict[str, dict[str, Any]]:
+    """The overrides each stage last ran with (config/<stage>.json, written only for a stage run with --set)."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in layout.config_snapshots():
+        snapshot = read_json(path)
+        if not isinstance(snapshot, dict):
+            found[path.stem] = {"path": layout.relative(path), "note": "unreadable"}
+            continue
+        found[str(snapshot.get("stage") or path.stem)] = {
+            "path": layout.relative(path),
+            "written_at": snapshot.get("written_at"),
+            "config_sha256": (snapshot.get("config") or {}).get("sha256"),
+            "overrides": snapshot.get("overrides") or [],
+            "effective_sha256": snapshot.get("effective_sha256"),
+        }
+    return found

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import typer
+import typer.main
 
 try:  # typer >= 0.22 vendors click as typer._click; older typer raises click's own exceptions
     from typer._click.exceptions import ClickException
@@ -73,6 +75,31 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 
 
+def _flags_take_no_value(command: Any) -> Any:
+    """Show flags as flags in --help (`--commercial / --non-commercial`, `--fresh`), not as `<bool>` options.
+
+    typer's help prints every option's type, flags included, as if `--fresh <bool>` took a value.
+    """
+    for param in command.params:
+        if getattr(param, "is_flag", False):  # typer's own click (typer._click) or click
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option  # type: ignore[method-assign]
+    for sub in getattr(command, "commands", {}).values():
+        _flags_take_no_value(sub)
+    return command
+
+
+command = _flags_take_no_value(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and render any error once, with its exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -81,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     rest = [a for a in argv if a not in hoisted]
     try:
         # Without standalone mode, click returns the code of a `typer.Exit(n)` instead of raising it.
-        returned = app(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
+        returned = command.main(args=hoisted + rest, prog_name="synthdistill", standalone_mode=False)
         if returned == 130:  # typer catches Ctrl-C itself and returns 130 without a word
             render.error(INTERRUPTED)
         return returned if isinstance(returned, int) else 0

@@ -10,7 +10,7 @@ import typer
 
 from synthdistill.audit import render_trace, trace, verify_audit
 from synthdistill.cli import render
-from synthdistill.cli.stages import _config, _locked, do_audit
+from synthdistill.cli.stages import SetOption, project
 from synthdistill.errors import InputError, SynthdistillError
 from synthdistill.run_layout import RunLayout
 
@@ -29,14 +29,11 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to dist
 
 
 @audit_app.callback(invoke_without_command=True)
-def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml")) -> None:
+def write(ctx: typer.Context, config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
     """Write outputs/<name>/audit/: manifest.json, report.md, report.html, bom.cdx.json."""
     if ctx.invoked_subcommand is not None:
         return
-
-    cfg = _config(config)
-    with _locked(cfg, "audit"):
-        render.emit_json(do_audit(cfg))
+    render.emit_json(project(config, overrides).audit())
 
 
 @audit_app.command("verify")
@@ -73,10 +70,11 @@ def trace_command(
     run_dir: Annotated[
         Path | None, typer.Option("--run-dir", help="The run folder (default: from the config).")
     ] = None,
+    overrides: SetOption = None,
 ) -> None:
     """Show where a prompt or training row came from: pack, prompt, teacher, time, decision, filters."""
     if run_dir is None:
-        run_dir = _config(config).run_dir
+        run_dir = project(config, overrides).run_dir
     result = trace(run_dir, ident)
     _plain(render_trace(result))
     render.emit_json(result)

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from synthdistill.cli import render
+from synthdistill.cli.stages import SetOption
 from synthdistill.config import UseConfig, load_config
 from synthdistill.errors import InputError, PolicyDenied, PolicyFileError
 from synthdistill.policy import evaluate
@@ -150,9 +151,13 @@ def check(
         bool | None, typer.Option("--competes/--not-competing", help="Override use.competes_with_teacher_provider.")
     ] = None,
     attestation: Annotated[str | None, typer.Option("--attestation", help="Override use.attestation.")] = None,
+    overrides: SetOption = None,
 ) -> None:
     """The gate's decision for a teacher and a use: outcome, clause, obligations. Exit 3 when it would refuse."""
-    loaded_config = load_config(config, allow_outside=True) if config else None  # read only: writes nothing
+    if overrides and not config:
+        raise InputError("--set overrides a key of distill.yaml: give -c distill.yaml too")
+    # read only: writes nothing
+    loaded_config = load_config(config, allow_outside=True, overrides=overrides) if config else None
     teacher = loaded_config.teacher if loaded_config else None
     model = model or (teacher.model if teacher else None)
     if not model:

@@ -1,144 +1,132 @@
-"""The stage commands: init, run, harvest, filter, build, train, eval."""
+"""The stage commands: init, run, harvest, filter, build, train, eval.
+
+Each command builds a `Project` (project.py) and calls one of its methods; this module only
+parses arguments and renders: `CliReporter` prints progress and the result lines.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from synthdistill import audit, build, evaluate, filter_stage, harvest, train
 from synthdistill.cli import render
 from synthdistill.cli.progress import HarvestProgress, TrainProgress
-from synthdistill.config import load_config
-from synthdistill.errors import InputError, NothingAnswered
+from synthdistill.config import DistillConfig
+from synthdistill.errors import InputError
 from synthdistill.filters.funnel import funnel_lines
 from synthdistill.policy import read_decision
-from synthdistill.run_lock import is_secondary_rank, run_folder_lock
+from synthdistill.project import STAGES, Project, Reporter
 from synthdistill.scaffold import init_project
 
-STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
-
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to distill.yaml.")]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a key of distill.yaml for this run; repeatable; the value is read as YAML "
+        "(--set student.kd.alpha=0.3, --set use.commercial=false). Recorded in the run folder and the audit.",
+    ),
+]
 FreshOption = Annotated[bool, typer.Option("--fresh", help="Start the harvest over (delete the ledger).")]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
 
 
-def _config(path: Path):
-    return load_config(path, allow_outside=render.OPTIONS.allow_outside)
+def project(path: Path, overrides: list[str] | None = None) -> Project:
+    """The Project a command works on, rendering through the terminal."""
+    return Project(path, set=overrides, allow_outside=render.OPTIONS.allow_outside, reporter=CliReporter())
 
 
-def _locked(config, command: str):
-    """The run folder's lock for the life of `command` (ranks other than 0 of a launch share rank 0's)."""
-    return contextlib.nullcontext() if is_secondary_rank() else run_folder_lock(config.run_dir, command)
+class CliReporter(Reporter):
+    """Progress on stderr, result lines on stdout (render.py decides what --quiet/--json show)."""
+
+    def harvest_observer(self, config: DistillConfig):
+        return HarvestProgress(every_s=config.harvest.progress_every_s)
+
+    def train_progress(self, config: DistillConfig):
+        return TrainProgress()
+
+    def stage_done(self, stage: str, summary: dict[str, Any], config: DistillConfig) -> None:
+        RESULT_LINES[stage](summary, config)
 
 
-def do_harvest(config, limit: int | None = None, fresh: bool = False) -> dict:
-    with HarvestProgress(every_s=config.harvest.progress_every_s) as progress:
-        summary = harvest.run(config, limit=limit, fresh=fresh, observer=progress)
-    data = summary.model_dump()
+def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
     render.result(
-        f"harvest: {summary.answered} answered, {summary.failed} failed, {summary.already_done} already done "
-        f"({summary.prompts} prompts, {summary.requests_sent} requests sent, {summary.tokens_out} tokens out, "
-        f"{summary.seconds:.1f}s); teacher policy {summary.policy_id}: {summary.decision}"
+        f"harvest: {s['answered']} answered, {s['failed']} failed, {s['already_done']} already done "
+        f"({s['prompts']} prompts, {s['requests_sent']} requests sent, {s['tokens_out']} tokens out, "
+        f"{s['seconds']:.1f}s); teacher policy {s['policy_id']}: {s['decision']}"
     )
-    if summary.failed and not summary.answered:
-        kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(summary.errors_by_kind.items()))
-        raise NothingAnswered(
-            f"harvest: every request failed ({summary.failed}; errors: {kinds}); nothing was answered. "
-            "Check the teacher, then run `synthdistill harvest` again: the next run retries them",
-            summary=data,
-        )
-    if summary.failed:
-        render.result(f"  {summary.failed} requests failed after retries; the next `synthdistill harvest` retries them")
-    if summary.stopped == "budget":
+    if s["failed"] and not s["answered"]:
+        return  # the Project raises NothingAnswered, which the CLI edge prints
+    for warning in s.get("warnings", []):
+        render.result(f"  warning: {warning}")
+    if s["failed"]:
+        render.result(f"  {s['failed']} requests failed after retries; the next `synthdistill harvest` retries them")
+    if s["stopped"] == "budget":
         render.result(
-            f"  stopped by harvest.budget_usd={summary.budget_usd}: ${summary.total_cost_usd:.4f} spent, "
-            f"{summary.not_sent} requests not sent; raise the budget and run again to continue"
+            f"  stopped by harvest.budget_usd={s['budget_usd']}: ${s['total_cost_usd']:.4f} spent, "
+            f"{s['not_sent']} requests not sent; raise the budget and run again to continue"
         )
-
     decision = read_decision(config.layout)
     for answered in decision.answering_models if decision else []:
         render.result(f"  the server answered as '{answered.model}': {answered.outcome} ({answered.reason})")
     for warning in decision.warnings if decision else []:  # e.g. a student name `train` will refuse
         render.result(f"  warning: {warning}")
-    return data
 
 
-def do_filter(config) -> dict:
-    report = filter_stage.run(config)
+def _filter_lines(report: dict[str, Any], config: DistillConfig) -> None:
     for line in funnel_lines(report):
         render.result(escape(line))  # reasons may hold [brackets], which rich would read as markup
-    return report
 
 
-def do_build(config) -> dict:
-    summary = build.run(config)
-    render.result(f"build: SFT dataset {summary.sft_rows} → {summary.sft_dir}")
-    if summary.kd_rows is not None:
-        render.result(f"build: KD dataset {summary.kd_rows}, coverage {summary.kd_coverage:.1%} → {summary.kd_dir}")
+def _build_lines(s: dict[str, Any], config: DistillConfig) -> None:
+    render.result(f"build: SFT dataset {s['sft_rows']} → {s['sft_dir']}")
+    if s["kd_rows"] is not None:
+        render.result(f"build: KD dataset {s['kd_rows']}, coverage {s['kd_coverage']:.1%} → {s['kd_dir']}")
     else:
-        render.result(f"build: no KD dataset: {summary.kd_skipped_reason}")
-    return summary.model_dump()
+        render.result(f"build: no KD dataset: {s['kd_skipped_reason']}")
 
 
-def do_train(config, method: str | None = None, resume: bool = False) -> dict:
-    with TrainProgress() as progress:
-        summary = train.run(config, method=method, resume=resume, progress=progress)
-    data = summary.model_dump() if hasattr(summary, "model_dump") else dict(summary.__dict__)
+def _train_lines(s: dict[str, Any], config: DistillConfig) -> None:
     render.result(
-        f"train: {data.get('method')} student, {data.get('steps')} steps, loss {data.get('train_loss_first'):.4f} → "
-        f"{data.get('train_loss_last'):.4f} → {data.get('output_dir')}"
+        f"train: {s.get('method')} student, {s.get('steps')} steps, loss {s.get('train_loss_first'):.4f} → "
+        f"{s.get('train_loss_last'):.4f} → {s.get('output_dir')}"
     )
-    return data
 
 
-def do_eval(config) -> dict:
-    result = evaluate.run(config)
+def _eval_lines(result: dict[str, Any], config: DistillConfig) -> None:
     untrained, trained = result["untrained"], result["trained"]
     render.result(
         f"eval: NLL/token {untrained['nll_per_token']:.3f} → {trained['nll_per_token']:.3f}, "
         f"top-1 agreement {untrained['top1_agreement']:.3f} → {trained['top1_agreement']:.3f} "
         f"({result['examples']} held-out examples) → {config.layout.eval_result}"
     )
-    return result
 
 
-def do_audit(config) -> dict:
-    summary = audit.run(config.run_dir, config=config)
+def _audit_lines(s: dict[str, Any], config: DistillConfig) -> None:
     render.result(
-        f"audit: {summary['artifacts']} artifacts hashed; teacher {summary['teacher']}, policy {summary['policy_id']}: "
-        f"{summary['decision']} → {summary['report_html']}"
+        f"audit: {s['artifacts']} artifacts hashed; teacher {s['teacher']}, policy {s['policy_id']}: "
+        f"{s['decision']} → {s['report_html']}"
     )
     render.result(
-        f"audit: manifest sha256 {summary['manifest_sha256']}; keep it elsewhere and check the run later with "
-        f"`synthdistill audit verify {config.run_dir} --expect {summary['manifest_sha256']}`"
+        f"audit: manifest sha256 {s['manifest_sha256']}; keep it elsewhere and check the run later with "
+        f"`synthdistill audit verify {config.run_dir} --expect {s['manifest_sha256']}`"
     )
-    if summary["secret_found_in"]:
-        render.error(f"the API key's value was found in: {', '.join(summary['secret_found_in'])}")
-    return summary
+    if s["secret_found_in"]:
+        render.error(f"the API key's value was found in: {', '.join(s['secret_found_in'])}")
 
 
-def _run_stages(cfg, until: str | None, fresh: bool) -> dict:
-    """Every stage up to `until`, in order; their summaries by stage."""
-    summary: dict = {}
-    last = STAGES.index(until) if until else len(STAGES) - 1
-    for stage in STAGES[: last + 1]:
-        if stage == "harvest":
-            summary[stage] = do_harvest(cfg, fresh=fresh)
-        elif stage == "filter":
-            summary[stage] = do_filter(cfg)
-        elif stage == "build":
-            summary[stage] = do_build(cfg)
-        elif stage == "train":
-            summary[stage] = do_train(cfg)
-        elif stage == "eval":
-            summary[stage] = do_eval(cfg)
-        elif stage == "audit":
-            summary[stage] = do_audit(cfg)
-    return summary
+RESULT_LINES = {
+    "harvest": _harvest_lines,
+    "filter": _filter_lines,
+    "build": _build_lines,
+    "train": _train_lines,
+    "eval": _eval_lines,
+    "audit": _audit_lines,
+}
 
 
 def register_stage_commands(app: typer.Typer) -> None:
@@ -164,14 +152,14 @@ def register_stage_commands(app: typer.Typer) -> None:
             str | None, typer.Option("--until", help=f"Stop after this stage: {', '.join(STAGES)}.")
         ] = None,
         fresh: FreshOption = False,
+        overrides: SetOption = None,
     ) -> None:
         """Run every stage in order: harvest, filter, build, train, eval, audit."""
         if until is not None and until not in STAGES:
             raise InputError(f"--until must be one of {', '.join(STAGES)} (got '{until}')")
-        cfg = _config(config)
-        with _locked(cfg, "run"):
-            summary = _run_stages(cfg, until, fresh)
-        layout = cfg.layout
+        stages = project(config, overrides)
+        summary = stages.run(until=until, fresh=fresh)
+        layout = stages.config.layout
         render.result(f"\ndone: run folder {layout.run_dir}")
         for label, path in (
             ("datasets", layout.datasets_dir),
@@ -185,43 +173,37 @@ def register_stage_commands(app: typer.Typer) -> None:
 
     @app.command("harvest")
     def harvest_command(
-        config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, fresh: FreshOption = False
+        config: ConfigOption = Path("distill.yaml"),
+        limit: LimitOption = None,
+        fresh: FreshOption = False,
+        overrides: SetOption = None,
     ) -> None:
         """Ask the teacher for answers and top-k logprobs (resumes; the policy gate runs first)."""
-        cfg = _config(config)
-        with _locked(cfg, "harvest"):
-            render.emit_json(do_harvest(cfg, limit=limit, fresh=fresh))
+        render.emit_json(project(config, overrides).harvest(limit=limit, fresh=fresh))
 
     @app.command("filter")
-    def filter_command(config: ConfigOption = Path("distill.yaml")) -> None:
+    def filter_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
         """Filter the harvested answers; dropped rows keep their reasons."""
-        cfg = _config(config)
-        with _locked(cfg, "filter"):
-            render.emit_json(do_filter(cfg))
+        render.emit_json(project(config, overrides).filter())
 
     @app.command("build")
-    def build_command(config: ConfigOption = Path("distill.yaml")) -> None:
+    def build_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
         """Build the SFT and KD datasets."""
-        cfg = _config(config)
-        with _locked(cfg, "build"):
-            render.emit_json(do_build(cfg))
+        render.emit_json(project(config, overrides).build())
 
     @app.command("train")
     def train_command(
         config: ConfigOption = Path("distill.yaml"),
         method: Annotated[str | None, typer.Option("--method", help="sft or kd (default: student.method).")] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+        overrides: SetOption = None,
     ) -> None:
         """Fine-tune the student with TRL (SFT or offline logit KD)."""
         if method is not None and method not in ("sft", "kd"):
             raise InputError(f"--method must be sft or kd (got '{method}')")
-        cfg = _config(config)
-        with _locked(cfg, "train"):
-            render.emit_json(do_train(cfg, method=method, resume=resume))
+        render.emit_json(project(config, overrides).train(method=method, resume=resume))
 
     @app.command("eval")
-    def eval_command(config: ConfigOption = Path("distill.yaml")) -> None:
+    def eval_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
         """Compare the untrained and the trained student on the held-out split."""
-        cfg = _config(config)
-        with _locked(cfg, "eval"):
-            render.emit_json(do_eval(cfg))
+        render.emit_json(project(config, overrides).evaluate())

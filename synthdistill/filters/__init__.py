@@ -46,6 +46,7 @@ from synthdistill.filters.outcome import FilterFunction, FilterOutcome, FilterSp
 from synthdistill.filters.pii import PiiParams, pii
 from synthdistill.filters.refusal import RefusalParams, refusal
 from synthdistill.filters.repetition import RepetitionParams, repetition
+from synthdistill.filters.select import SelectParams, load_select_verifiers, select
 from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
 from synthdistill.packs import Pack
 from synthdistill.records import DroppedRecord, HarvestRecord
@@ -77,6 +78,7 @@ FILTERS: dict[str, RegisteredFilter] = {
     "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers),
     "decontaminate": RegisteredFilter(DecontaminateParams, decontaminate, prepare=load_references),
     "pii": RegisteredFilter(PiiParams, pii),
+    "select": RegisteredFilter(SelectParams, select, prepare=load_select_verifiers),
 }
 
 

@@ -66,7 +66,9 @@ class DecontaminateParams(BaseModel):
         8, ge=1, description="Reference texts shorter than `ngram` words count whole from this length"
     )
     fields: list[str] | None = Field(None, description="JSONL keys to read; default every string value")
-    check: list[Literal["prompt", "answer"]] = Field(["prompt", "answer"], min_length=1)
+    check: list[Literal["prompt", "answer"]] = Field(
+        ["prompt", "answer"], min_length=1, description="Which side of a record is compared with the held-out sets"
+    )
 
     _reference: ReferenceNgrams | None = PrivateAttr(None)
 

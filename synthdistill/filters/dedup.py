@@ -1,4 +1,8 @@
-"""`dedup`: drop answers that repeat an earlier answer, exactly (normalised) or nearly (MinHash LSH over word 3-grams)."""
+"""`dedup`: drop answers that repeat an earlier answer, exactly (normalised) or nearly (MinHash LSH over word 3-grams).
+
+A thinking teacher's answer is compared with its trace: two samples that reach the same
+"Answer: 42" by different reasoning are different training rows.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ SCHEME = "affine32"  # datasketch >= 2.0's default, named because shared permuta
 class DedupParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    exact: bool = True
+    exact: bool = Field(True, description="Drop answers equal to an earlier one (case-, space- and NFKC-folded)")
     near_threshold: float | None = Field(
         None, gt=0.0, le=1.0, description="MinHash Jaccard threshold; null = exact only"
     )
@@ -37,13 +41,18 @@ def normalise(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
+def written(record: HarvestRecord) -> str:
+    """What the teacher wrote: its trace (if any) and its answer."""
+    return record.text if record.reasoning is None else f"{record.reasoning}\n\n{record.text}"
+
+
 def dedup(records: list[HarvestRecord], params: DedupParams) -> list[str | None]:
     """Keep the first of each group of (near-)identical answers; the rest name the one they repeat."""
     verdicts: list[str | None] = [None] * len(records)
     if params.exact:
         first_seen: dict[tuple[str, str], str] = {}
         for i, record in enumerate(records):
-            digest = hashlib.sha256(normalise(record.text).encode()).hexdigest()
+            digest = hashlib.sha256(normalise(written(record)).encode()).hexdigest()
             key = (record.prompt_id if params.scope == "prompt" else "", digest)
             if key in first_seen:
                 verdicts[i] = f"exact-duplicate: of {first_seen[key]}"
@@ -89,7 +98,7 @@ def near_duplicate_verdicts(
         if skip[i] is not None:
             continue
         signature = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME)
-        signature.update_batch(list(shingles(record.text)))
+        signature.update_batch(list(shingles(written(record))))
         values = signature.hashvalues
         hits = [
             j

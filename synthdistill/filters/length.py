@@ -1,4 +1,9 @@
-"""`length`: drop answers shorter or longer than the bounds, in characters or tokens."""
+"""`length`: drop answers shorter or longer than the bounds, in characters or tokens.
+
+`min_chars`/`max_chars` and `min_tokens`/`max_tokens` measure what the teacher wrote (for a
+thinking teacher: tokens of trace and answer together, characters of the answer);
+`max_reasoning_tokens` and `max_answer_tokens` bound the trace and the answer apart.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,16 @@ CHARS_PER_TOKEN = 4  # estimate used only when the teacher reported no token cou
 class LengthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    min_chars: int = Field(1, ge=0)
-    max_chars: int | None = Field(None, ge=1)
-    min_tokens: int | None = Field(None, ge=0)
-    max_tokens: int | None = Field(None, ge=1)
+    min_chars: int = Field(1, ge=0, description="Drop answers shorter than this many characters")
+    max_chars: int | None = Field(
+        None, ge=1, description="Drop answers longer than this many characters; null = no bound"
+    )
+    min_tokens: int | None = Field(
+        None, ge=0, description="Drop answers of fewer tokens (logprob positions, else the teacher's count)"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="Drop answers of more tokens; null = no bound")
+    max_reasoning_tokens: int | None = Field(None, ge=0, description="Most tokens of a thinking teacher's trace")
+    max_answer_tokens: int | None = Field(None, ge=1, description="Most tokens of the answer, its trace not counted")
 
     @model_validator(mode="after")
     def _ordered(self) -> LengthParams:
@@ -35,6 +46,19 @@ def answer_tokens(record: HarvestRecord) -> int:
     return -(-len(record.text) // CHARS_PER_TOKEN)
 
 
+def _span_tokens(span: list[int] | None, text: str | None) -> int:
+    if span is not None:
+        return span[1] - span[0]
+    return -(-len(text or "") // CHARS_PER_TOKEN)
+
+
+def part_tokens(record: HarvestRecord) -> tuple[int, int]:
+    """(trace tokens, answer tokens): the logprob spans where known, else the answer's count / an estimate."""
+    if record.reasoning is None:
+        return 0, answer_tokens(record)
+    return _span_tokens(record.reasoning_span, record.reasoning), _span_tokens(record.answer_span, record.text)
+
+
 def length(records: list[HarvestRecord], params: LengthParams) -> list[str | None]:
     """'too-short: …' or 'too-long: …' for answers outside the bounds."""
     verdicts: list[str | None] = []
@@ -51,5 +75,16 @@ def length(records: list[HarvestRecord], params: LengthParams) -> list[str | Non
         elif params.max_tokens is not None and tokens > params.max_tokens:
             verdicts.append(f"too-long: {tokens} tokens > max_tokens {params.max_tokens}")
         else:
-            verdicts.append(None)
+            verdicts.append(_parts_verdict(record, params))
     return verdicts
+
+
+def _parts_verdict(record: HarvestRecord, params: LengthParams) -> str | None:
+    if params.max_reasoning_tokens is None and params.max_answer_tokens is None:
+        return None
+    trace, answer = part_tokens(record)
+    if params.max_reasoning_tokens is not None and trace > params.max_reasoning_tokens:
+        return f"too-long: trace of {trace} tokens > max_reasoning_tokens {params.max_reasoning_tokens}"
+    if params.max_answer_tokens is not None and answer > params.max_answer_tokens:
+        return f"too-long: answer of {answer} tokens > max_answer_tokens {params.max_answer_tokens}"
+    return None

@@ -49,7 +49,9 @@ _PLACEHOLDER_DOMAINS = re.compile(r"(?i)(?:^|\.)(?:example\.(?:com|org|net)|exam
 class PiiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["drop", "redact"] = "drop"
+    action: Literal["drop", "redact"] = Field(
+        "drop", description="drop: the record goes; redact: the PII is replaced by a [KIND] placeholder and it stays"
+    )
     kinds: list[Kind] = Field(default_factory=lambda: list(ORDER), min_length=1, description="What counts as PII")
 
 
@@ -123,7 +125,9 @@ def find_pii(text: str, kinds: list[str]) -> tuple[str, dict[str, int]]:
 
 
 # The logprob fields of a redacted answer describe the original text: they go, it stays SFT-only.
-_NO_LOGPROBS = dict.fromkeys(("tokens", "token_ids", "token_logprobs", "top_tokens", "top_ids", "top_logprobs"))
+_NO_LOGPROBS = dict.fromkeys(
+    ("tokens", "token_ids", "token_logprobs", "top_tokens", "top_ids", "top_logprobs", "reasoning_span", "answer_span")
+)
 
 
 def _describe(counts: dict[str, int]) -> str:
@@ -137,11 +141,19 @@ def pii(records: list[HarvestRecord], params: PiiParams):
     notes: list[str | None] = []
     for record in records:
         redacted, counts = find_pii(record.text, params.kinds)
+        trace = record.reasoning
+        if trace is not None:  # a thinking teacher's trace goes into the datasets too
+            trace, in_trace = find_pii(trace, params.kinds)
+            counts = {
+                kind: counts.get(kind, 0) + in_trace.get(kind, 0)
+                for kind in ORDER
+                if kind in counts or kind in in_trace
+            }
         verdict = note = None
         if counts and params.action == "drop":
             verdict = f"pii: {_describe(counts)}"
         elif counts:
-            record = record.model_copy(update={"text": redacted, **_NO_LOGPROBS})
+            record = record.model_copy(update={"text": redacted, "reasoning": trace, **_NO_LOGPROBS})
             note = f"redacted: {_describe(counts)}"
         verdicts.append(verdict)
         out.append(record)

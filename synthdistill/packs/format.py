@@ -77,7 +77,7 @@ def _compile(pattern: str) -> re.Pattern:
 class AnswerVerify(_Strict):
     """Capture the answer with `pattern` and compare it with the row's `field`."""
 
-    kind: Literal["answer"]
+    kind: Literal["answer"] = Field(description="answer: compare a captured answer with the row's expected one")
     field: str = Field("answer", description="Row field holding the expected answer")
     pattern: str = Field(
         r"Answer:\s*\$?(-?[\d.,]*\d)",
@@ -97,7 +97,7 @@ class AnswerVerify(_Strict):
 class JsonSchemaVerify(_Strict):
     """The answer must be JSON (bare or in one ``` fence) valid against `schema`."""
 
-    kind: Literal["json-schema"]
+    kind: Literal["json-schema"] = Field(description="json-schema: the answer must be JSON valid against `schema`")
     schema_: dict[str, Any] | str = Field(
         alias="schema", description="A JSON Schema inline, or a .json/.yaml file relative to the pack folder"
     )
@@ -113,7 +113,7 @@ class JsonSchemaVerify(_Strict):
 class RegexVerify(_Strict):
     """The answer must match `pattern` (re.search; `(?i)` etc. for flags)."""
 
-    kind: Literal["regex"]
+    kind: Literal["regex"] = Field(description="regex: the answer must match `pattern`")
     pattern: str = Field(description="Regular expression the answer must match")
     full_match: bool = Field(False, description="Require the whole answer (stripped) to match")
 
@@ -152,11 +152,19 @@ class PackSampling(_Strict):
     """Pack-level overrides of the harvest sampling defaults (keys of records.Sampling)."""
 
     # `float = None`: leaving a key out keeps the harvest default; writing `null` is an error.
-    temperature: Temperature = Field(None, json_schema_extra=_no_default)
-    top_p: TopP = Field(None, json_schema_extra=_no_default)
-    max_tokens: MaxTokens = Field(None, json_schema_extra=_no_default)
-    top_logprobs: TopLogprobs = Field(None, json_schema_extra=_no_default)
-    seed: int | None = None
+    temperature: Temperature = Field(
+        None, json_schema_extra=_no_default, description="Sampling temperature for this pack's prompts"
+    )
+    top_p: TopP = Field(
+        None, json_schema_extra=_no_default, description="Nucleus sampling mass for this pack's prompts"
+    )
+    max_tokens: MaxTokens = Field(
+        None, json_schema_extra=_no_default, description="Longest answer, in teacher tokens, for this pack's prompts"
+    )
+    top_logprobs: TopLogprobs = Field(
+        None, json_schema_extra=_no_default, description="Alternatives captured per answer token; 0 = none"
+    )
+    seed: int | None = Field(None, description="Sampling seed for this pack's prompts (null = unseeded)")
 
     @model_validator(mode="after")
     def _same_rules_as_sampling(self) -> PackSampling:
@@ -177,10 +185,10 @@ class PackSpec(_Strict):
 
     name: str = Field(pattern=PACK_NAME, description="Pack name; part of every prompt id")
     version: str = Field(pattern=SEMVER, description="Semantic version, e.g. 1.2.0")
-    description: str = ""
+    description: str = Field("", description="What the prompts are for, in a sentence (shown in cards and the audit)")
     licence: str = Field(description="Licence of the prompts: an SPDX id (CC0-1.0, CC-BY-4.0, …) or LicenseRef-…")
     source: str = Field("", description="Where the prompts come from: 'written for …', a citation or a URL")
-    tags: list[str] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="Free labels for finding the pack (`packs list`)")
     language: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]] = Field(
         default_factory=list,
         description="Languages of the prompts, as ISO 639 codes (en, fr, pt-BR, …); the dataset cards' `language`",

@@ -2,6 +2,7 @@
 
     format       policy files: pydantic models, loading, the JSON Schema
     matching     normalised names and hosts → the policies that govern a teacher (pure)
+    decision_record  the Decision record: what was decided, why, what passes on
     decision     governing policies + declared use → Decision (pure)
     obligations  the one checker of duties, for train, cards and audit
     gate         the I/O edges: gate before the harvest, the answering model, the gated use
@@ -11,16 +12,13 @@ no policy matches, with the reason and how to proceed; it returns the `Decision`
 """
 
 from synthdistill.policy.decision import (
-    ALLOWED,
-    SEVERITY,
-    Decision,
-    DecisionObligation,
     Verdict,
     decide,
     evaluate,
     is_statement,
     refusal_message,
 )
+from synthdistill.policy.decision_record import ALLOWED, SEVERITY, Decision, DecisionObligation
 from synthdistill.policy.format import (
     LoadedPolicy,
     Policy,

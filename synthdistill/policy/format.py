@@ -67,7 +67,7 @@ class AppliesTo(_Strict):
 class Document(_Strict):
     """The governing document as it was read."""
 
-    url: str = Field(min_length=1)
+    url: str = Field(min_length=1, description="Where the document is published")
     version: DateText = Field(
         min_length=1, description="Date of the version read (YYYY-MM-DD), or the licence's own version label"
     )
@@ -83,7 +83,7 @@ class Document(_Strict):
 
 class Licence(_Strict):
     spdx: str = Field(min_length=1, description="SPDX id, or LicenseRef-… for terms without one")
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="The licence's or terms' human-readable name")
 
 
 class ObligationCheck(_Strict):
@@ -95,9 +95,9 @@ class ObligationCheck(_Strict):
 class Obligation(_Strict):
     """A duty that passes to the dataset or the student; carried into the cards and the audit."""
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    text: str = Field(min_length=1)
-    check: ObligationCheck | None = None
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Stable id of the obligation (e.g. attribution)")
+    text: str = Field(min_length=1, description="The duty in plain words, as the cards and the audit repeat it")
+    check: ObligationCheck | None = Field(None, description="How the tool checks it, where it can; null = not checked")
     when: Literal["always", "distributing"] = Field(
         "always", description="distributing = only in force when use.distribute_student is true"
     )
@@ -106,7 +106,11 @@ class Obligation(_Strict):
 class Conditions(_Strict):
     """Limits the user must watch; recorded, not checkable from distill.yaml."""
 
-    max_monthly_active_users: int | None = Field(None, ge=1)
+    max_monthly_active_users: int | None = Field(
+        None,
+        ge=1,
+        description="Monthly active users above which the terms need another licence (recorded, not checked)",
+    )
     stated: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list, description="Other conditions the document states, shown to the user (not checked)"
     )
@@ -125,11 +129,13 @@ class Policy(_Strict):
     """One policy file (design §6)."""
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", description="Stable id; teacher.policy may name it")
-    title: str = Field(min_length=1)
-    kind: Literal["weights-licence", "api-terms"]
-    applies_to: AppliesTo = Field(default_factory=AppliesTo)
-    document: Document
-    licence: Licence
+    title: str = Field(min_length=1, description="The document's title, e.g. 'Llama 3.1 Community License'")
+    kind: Literal["weights-licence", "api-terms"] = Field(
+        description="weights-licence: the licence of open weights; api-terms: the terms of a hosted API"
+    )
+    applies_to: AppliesTo = Field(default_factory=AppliesTo, description="Which teachers the policy matches")
+    document: Document = Field(description="The governing document as it was read")
+    licence: Licence = Field(description="The licence or terms, as an SPDX id and a name")
     outputs_for_training: TrainingRule = Field(
         description="allowed | non-competing (no models that compete with the provider) | derivative (a student is a "
         "derivative whose terms pass on) | forbidden"
@@ -143,13 +149,15 @@ class Policy(_Strict):
         description="quote: every span in quotation marks is verbatim from the document; summary: the clause is "
         "written in other words",
     )
-    obligations: list[Obligation] = Field(default_factory=list)
-    conditions: Conditions = Field(default_factory=Conditions)
+    obligations: list[Obligation] = Field(
+        default_factory=list, description="Duties that pass to the datasets and the student (cards, audit)"
+    )
+    conditions: Conditions = Field(default_factory=Conditions, description="Limits recorded for the user to watch")
     requires_attestation: bool = Field(
         False, description="Refuse until use.attestation is given (unverified facts, or a clause that needs judgement)"
     )
     attestation_hint: str = Field("", description="What use.attestation should affirm, shown when the gate asks for it")
-    notes: str = ""
+    notes: str = Field("", description="Anything else a reader should know (shown by `policy show`)")
     overrides: list[Annotated[str, Field(min_length=1)]] = Field(
         default_factory=list,
         description="Ids of policies this one sets aside for the teachers it matches (it matches where they do when its "

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from synthdistill.config import DistillConfig, UseConfig
 from synthdistill.errors import AnsweringModelRefused, ConfigError, InputError, PolicyDenied
-from synthdistill.policy.decision import AnsweringModel, Decision, DecisionObligation, evaluate, refusal_message
+from synthdistill.policy.decision import evaluate, refusal_message
+from synthdistill.policy.decision_record import AnsweringModel, Decision, DecisionObligation
 from synthdistill.policy.format import LoadedPolicy, load_policies
 from synthdistill.policy.matching import loose_matches, same_model
 from synthdistill.run_layout import RunLayout

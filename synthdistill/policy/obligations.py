@@ -8,12 +8,8 @@ licences that cover a model "made available" bind a hosted one too, so they are 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from synthdistill.errors import ObligationViolation
-
-if TYPE_CHECKING:  # decision.py imports this module; the types are only annotations here
-    from synthdistill.policy.decision import Decision, DecisionObligation
+from synthdistill.policy.decision_record import Decision, DecisionObligation
 
 
 def name_problem(obligation: DecisionObligation, student_name: str | None) -> str | None:

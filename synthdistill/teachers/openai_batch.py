@@ -23,7 +23,7 @@ import httpx
 
 from synthdistill.errors import ConfigError, TeacherAuthError, TeacherError
 from synthdistill.records import BatchFailure, Completion, TeacherRequest
-from synthdistill.teachers.openai_dialects import build_chat_body, parse_answer
+from synthdistill.teachers.openai_dialects import KnobWarnings, build_chat_body, parse_answer
 from synthdistill.teachers.openai_http import endpoint_host, error_message
 
 # seconds between polls: the first wait, then ×1.5 per poll up to the cap (tests shrink them)
@@ -88,6 +88,7 @@ class OpenAIBatchClient:
         self._api_key = api_key or None
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(config.timeout_s), trust_env=False)
+        self.knob_warnings = KnobWarnings()  # thinking knobs the Batch API has no field for
 
     def __repr__(self) -> str:
         return f"OpenAIBatchClient(model={self.model!r}, endpoint={endpoint_host(self.base_url)}, key={'set' if self._api_key else 'none'})"
@@ -133,6 +134,8 @@ class OpenAIBatchClient:
     async def submit(self, requests: list[TeacherRequest]) -> tuple[str, dict]:
         """Upload the requests as JSONL and create the batch; (input file id, batch object)."""
         lines = [batch_line(self.model, request) for request in requests]
+        for request in requests:
+            self.knob_warnings.note(request.sampling, "openai", "chat")
         data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
         upload = await self._call(
             "POST", "/files", data={"purpose": "batch"}, files={"file": ("batch.jsonl", data, "application/jsonl")}

@@ -26,7 +26,11 @@ import httpx
 
 from synthdistill.errors import RetryableTeacherError
 from synthdistill.records import Completion, Message, TeacherRequest, Usage
+from synthdistill.teachers.knobs import KnobWarnings, knob_fields, knob_values
 from synthdistill.teachers.logprob_formats import LogprobFormatError, keep_top, parse_logprobs
+from synthdistill.thinking import answer_parts, split_inline
+
+__all__ = ["KnobWarnings", "knob_fields", "knob_values"]
 
 STYLES = ("openai", "vllm", "llamacpp", "together", "ollama")
 API_STYLES = ("auto", *STYLES)
@@ -36,6 +40,8 @@ OWNERS = {"vllm": "vllm", "me": "llamacpp", "llamacpp": "llamacpp"}
 # llama.cpp applies a repeat penalty (1.1), top-k (40) and min-p (0.05) unless told not to:
 # the answers would then not be samples of the distribution its logprobs describe
 LLAMACPP_NEUTRAL = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
+# where servers put a parsed reasoning trace, first found wins
+REASONING_FIELDS = ("reasoning", "reasoning_content")
 
 
 def style_for_host(base_url: str) -> str | None:
@@ -88,6 +94,7 @@ def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") 
     body["messages"] = [m.model_dump() for m in request.messages]
     body.update(_dialect_fields(style))
     body.update(logprob_fields(request.sampling.top_logprobs, style, "chat"))
+    body.update(knob_fields(request.sampling, style, "chat")[0])
     return body
 
 
@@ -143,23 +150,40 @@ def _first_choice(payload: Any, source: str) -> dict:
     return choices[0]
 
 
-def _chat_text(choice: dict, source: str) -> str:
+def _reasoning_field(message: dict) -> str | None:
+    """The parsed trace: `reasoning` (vLLM ≥ 0.11, OpenRouter, Together, Ollama) or `reasoning_content`."""
+    for key in REASONING_FIELDS:
+        value = message.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+def _chat_text(choice: dict, source: str) -> tuple[str | None, str]:
+    """(trace, answer) of a chat choice; a null answer cut off while thinking is an empty, truncated one."""
     message = choice.get("message")
     if not isinstance(message, dict):
         raise malformed(f"{source}: choices[0] has no message")
     text = message.get("content")
     if text is None and isinstance(message.get("refusal"), str):
         text = message["refusal"]
-    if not isinstance(text, str):
+    if text is not None and not isinstance(text, str):
         raise malformed(f"{source}: choices[0].message.content is not a string")
-    return text
+    finish = choice.get("finish_reason")
+    reasoning, answer = answer_parts(text, _reasoning_field(message), finish if isinstance(finish, str) else None)
+    if answer is None:
+        if finish != "length" and reasoning is None:
+            raise malformed(f"{source}: choices[0].message.content is not a string")
+        answer = ""  # max_tokens ran out while thinking (or the server hides the trace): a truncated answer
+    return reasoning, answer
 
 
-def _completions_text(choice: dict, source: str) -> str:
+def _completions_text(choice: dict, source: str) -> tuple[str | None, str]:
     text = choice.get("text")
     if not isinstance(text, str):
         raise malformed(f"{source}: choices[0].text is not a string")
-    return text
+    finish = choice.get("finish_reason")
+    return split_inline(text, finish if isinstance(finish, str) else None)
 
 
 def parse_answer(
@@ -177,7 +201,7 @@ def parse_answer(
     trims the alternatives to the width asked for.
     """
     choice = _first_choice(payload, source)
-    text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
+    reasoning, text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
     try:
         logprobs = parse_logprobs(choice.get("logprobs"))
     except LogprobFormatError as exc:
@@ -192,6 +216,7 @@ def parse_answer(
     finish_reason = choice.get("finish_reason")
     return Completion(
         text=text,
+        reasoning=reasoning,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         model=model if isinstance(model, str) and model else fallback_model,
         system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,

@@ -44,6 +44,7 @@ from synthdistill.records import Completion, TeacherRequest
 from synthdistill.teachers.openai_dialects import (
     API_STYLES,
     ENDPOINTS,
+    KnobWarnings,
     build_body,
     build_chat_body,
     endpoint_path,
@@ -250,6 +251,7 @@ class OpenAIHTTPTeacher:
         self._used_cap = max(4096, 16 * config.max_concurrency)
         # the harvester's rate limiter listens here to adapt to x-ratelimit-* headers
         self.on_rate_limits: Callable[[RateLimitHeaders], None] | None = None
+        self.knob_warnings = KnobWarnings()  # thinking knobs the dialect has no field for
 
     def __repr__(self) -> str:
         hosts = ", ".join(endpoint_host(u) for u in self._endpoints.base_urls)
@@ -344,6 +346,7 @@ class OpenAIHTTPTeacher:
         # still auto only when /models was unreachable: the plain openai dialect is safe anywhere
         style = "openai" if self.style == "auto" else self.style
         body = build_body(self.model, request, style, self.endpoint)
+        self.knob_warnings.note(request.sampling, style, self.endpoint)
         try:
             # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)
             async with asyncio.timeout(self.config.timeout_s):

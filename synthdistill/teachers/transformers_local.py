@@ -21,6 +21,8 @@ from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import StageError, SynthdistillError
 from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
+from synthdistill.teachers.knobs import KnobWarnings, knob_values
+from synthdistill.thinking import split_inline
 
 GATHER_WINDOW_S = 0.02
 
@@ -44,6 +46,7 @@ class TransformersTeacher:
         self._loaded = None
         self._load_lock = threading.Lock()
         self.fingerprint: str | None = None  # set when the model loads
+        self.knob_warnings = KnobWarnings()  # reasoning effort / budget: an in-process model has no such setting
 
     def endpoint_for(self, request: TeacherRequest) -> str | None:
         return None
@@ -85,7 +88,13 @@ class TransformersTeacher:
 
         model, tokenizer, device = self._load()
         sampling = requests[0].sampling
-        prompts = [prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages]) for r in requests]
+        template_kwargs = sampling.chat_template_kwargs or {}
+        self.knob_warnings.ignored(
+            [k for k in knob_values(sampling) if k != "chat_template_kwargs"], "an in-process model"
+        )
+        prompts = [
+            prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages], **template_kwargs) for r in requests
+        ]
         width = max(len(p) for p in prompts)
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
@@ -118,7 +127,7 @@ class TransformersTeacher:
         for row, ids in enumerate(generated):
             length, finish = _answer_length(ids, eos_ids)
             answer_ids = ids[:length]
-            text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
+            reasoning, text = split_answer(tokenizer, answer_ids, eos_ids, finish)
             token_logprobs = None
             if logprobs is not None:
                 raw, top_values, top_indices = logprobs
@@ -135,6 +144,7 @@ class TransformersTeacher:
             completions.append(
                 Completion(
                     text=text,
+                    reasoning=reasoning,
                     finish_reason=finish,
                     model=self.model,
                     system_fingerprint=self.fingerprint,
@@ -253,6 +263,12 @@ def row_sampler(sampling, request_keys: list[str]):
     if sampling.top_p is not None and sampling.top_p < 1.0:
         warpers.append(TopPLogitsWarper(sampling.top_p))
     return LogitsProcessorList([*warpers, PerRowGumbel()])
+
+
+def split_answer(tokenizer, answer_ids: list[int], eos_ids: list[int], finish: str) -> tuple[str | None, str]:
+    """(trace, answer) of generated ids: a thinking model's inline <think>…</think> split as a server's parser would."""
+    text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
+    return split_inline(text, finish)
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

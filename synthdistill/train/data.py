@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from synthdistill.chat_tokens import IGNORE_INDEX, answer_token_ids, prompt_token_ids, training_example
+from synthdistill.chat_tokens import IGNORE_INDEX, answer_token_ids, prompt_token_ids, training_example, turn_text
 from synthdistill.errors import StageError
 from synthdistill.run_layout import RunLayout
 
@@ -32,7 +32,8 @@ def sft_token_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> li
     for row in rows:
         messages = row["messages"]
         prompt_ids = prompt_token_ids(tokenizer, messages[:-1])
-        example = training_example(prompt_ids, answer_token_ids(tokenizer, messages[-1]["content"]), max_length)
+        turn = turn_text(tokenizer, messages[:-1], messages[-1])[0]  # with a thinking teacher's trace, if kept
+        example = training_example(prompt_ids, answer_token_ids(tokenizer, turn), max_length)
         if example is not None:
             out.append(example)
     return out

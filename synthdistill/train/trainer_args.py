@@ -45,8 +45,9 @@ OWNED: dict[str, str] = {
 }
 
 
-def _line(config: DistillConfig, key: str | None = None) -> int | None:
-    return config.line_of("student", "trainer", *([key] if key else []))
+def _error(config: DistillConfig, message: str, key: str | None = None) -> ConfigError:
+    """At the key's line in distill.yaml, or naming the `--set` override that set it."""
+    return config.key_error(message, "student", "trainer", *([key] if key else []))
 
 
 def trainer_fields() -> set[str]:
@@ -64,19 +65,15 @@ def check_trainer_settings(config: DistillConfig) -> dict[str, Any]:
     valid = trainer_fields()
     for key in settings:
         if key in OWNED:
-            raise ConfigError(
-                f"'student.trainer.{key}' is set by synthdistill: use {OWNED[key]}",
-                file=config.path,
-                line=_line(config, key),
-            )
+            raise _error(config, f"'student.trainer.{key}' is set by synthdistill: use {OWNED[key]}", key)
         if key not in valid:
             close = difflib.get_close_matches(key, sorted(valid - OWNED.keys()), n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
+            raise _error(
+                config,
                 f"unknown key 'student.trainer.{key}': not a field of TRL's SFTConfig / TrainingArguments "
                 f"(trl {_trl_version()}){hint}",
-                file=config.path,
-                line=_line(config, key),
+                key,
             )
     _check_integrations(config, settings.get("report_to"))
     return settings
@@ -90,11 +87,11 @@ def _check_integrations(config: DistillConfig, report_to: Any) -> None:
     available = set(get_available_reporting_integrations())
     for name in wanted:
         if name not in ("none", "all") and name not in available:
-            raise ConfigError(
+            raise _error(
+                config,
                 f"'student.trainer.report_to': {name} is not installed (pip install {name}), or is not an "
                 "integration transformers knows",
-                file=config.path,
-                line=_line(config, "report_to"),
+                "report_to",
             )
 
 
@@ -150,9 +147,7 @@ def training_args(config: DistillConfig, checkpoints: Path, use_gpu: bool, run_n
     except (TypeError, ValueError) as error:
         culprit = _refused_field(SFTConfig, values, settings)
         key = f"student.trainer.{culprit}" if culprit else "student.trainer"
-        raise ConfigError(
-            f"'{key}': TRL's SFTConfig refused it: {error}", file=config.path, line=_line(config, culprit)
-        ) from None
+        raise _error(config, f"'{key}': TRL's SFTConfig refused it: {error}", culprit) from None
 
 
 def _refused_field(config_class, values: dict[str, Any], settings: dict[str, Any]) -> str | None:

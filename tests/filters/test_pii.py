@@ -94,3 +94,15 @@ def test_pii_kinds_limit_what_is_looked_for():
 def test_luhn():
     assert luhn_valid("4111111111111111")
     assert not luhn_valid("4111111111111112")
+
+
+def test_a_thinking_teachers_trace_is_checked_and_redacted_too():
+    record = make_record("q", "It is 4.").model_copy(
+        update={"reasoning": "Mail jane.doe@gmail.com first.", "reasoning_span": [0, 3], "answer_span": [3, 5]}
+    )
+    dropped = pii([record], PiiParams(action="drop"))
+    assert dropped.verdicts == ["pii: email"]
+    redacted = pii([record], PiiParams(action="redact"))
+    kept = redacted.records[0]
+    assert redacted.verdicts == [None] and kept.text == "It is 4." and "jane.doe@gmail.com" not in kept.reasoning
+    assert kept.reasoning_span is None and redacted.notes == ["redacted: email"]

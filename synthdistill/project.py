@@ -1,0 +1,235 @@
+"""The Python API: one project (a distill.yaml, with overrides) and its stages as methods.
+
+    from synthdistill import Project
+
+    project = Project("distill.yaml", overrides={"student.kd.alpha": 0.3})
+    project.harvest()       # the same summaries as `synthdistill harvest --json`
+    project.filter(); project.build(); project.train(); project.evaluate(); project.audit()
+    project.run(until="build")
+
+The CLI is a thin layer over this class: it parses arguments, hands a `Reporter` that
+renders progress and results, and prints the errors the methods raise (errors.py).
+Each call takes the run folder's lock for its duration, as each command does, and
+re-reads distill.yaml (an edit between two calls in a notebook is seen). The harvest,
+which runs an asyncio loop, runs in a worker thread when the calling thread already
+runs one (a Jupyter notebook), so `project.harvest()` works there as in a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+from synthdistill import audit, build, evaluate, filter_stage, harvest, train
+from synthdistill.config import DistillConfig, load_config
+from synthdistill.digests import file_sha256, json_sha256
+from synthdistill.errors import ConfigError, NothingAnswered
+from synthdistill.records import utc_now
+from synthdistill.run_lock import is_secondary_rank, run_folder_lock
+from synthdistill.safe_write import write_text
+
+STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
+
+T = TypeVar("T")
+
+
+class Reporter:
+    """What a Project says while it works. This one is silent; the CLI's renders to the terminal."""
+
+    def harvest_observer(self, config: DistillConfig) -> AbstractContextManager[Any]:
+        """A context giving the harvest's observer (harvest.HarvestObserver), or None."""
+        return nullcontext(None)
+
+    def train_progress(self, config: DistillConfig) -> AbstractContextManager[Any]:
+        """A context giving the trainer's progress callback, or None."""
+        return nullcontext(None)
+
+    def stage_done(self, stage: str, summary: dict[str, Any], config: DistillConfig) -> None:
+        """A stage finished (the harvest also reports here before raising NothingAnswered)."""
+
+
+class Project:
+    """A distill.yaml and its stages. Methods return the `--json` summaries and raise errors.py's errors."""
+
+    def __init__(
+        self,
+        config: str | Path = "distill.yaml",
+        *,
+        overrides: Mapping[str, Any] | Iterable[str] | None = None,
+        set: Iterable[str] | None = None,  # noqa: A002 - the CLI's --set, by its name
+        allow_outside: bool = False,
+        reporter: Reporter | None = None,
+    ) -> None:
+        self.path = Path(config)
+        self._given: list[Any] = []
+        for given in (overrides, set):
+            if given:
+                self._given.append(given if isinstance(given, Mapping) else _as_list(given))
+        self.allow_outside = allow_outside
+        self.reporter = reporter or Reporter()
+        self._lock_depth = 0
+        self.config = self._load()  # a bad config or override fails here, before any stage
+
+    def __repr__(self) -> str:
+        return f"Project({str(self.path)!r}, overrides={[o.text for o in self.config.overrides]!r})"
+
+    # -- config --------------------------------------------------------------
+    def _load(self) -> DistillConfig:
+        if len(self._given) > 1:  # a mapping and `set=` strings: all as strings, the strings last
+            overrides: Any = [text for given in self._given for text in _as_text(given)]
+        else:
+            overrides = self._given[0] if self._given else None
+        return load_config(self.path, allow_outside=self.allow_outside, overrides=overrides)
+
+    def reload(self) -> DistillConfig:
+        """Read distill.yaml again (each stage call does this itself)."""
+        self.config = self._load()
+        return self.config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+    @contextlib.contextmanager
+    def _stage(self, command: str) -> Iterator[DistillConfig]:
+        """The run folder's lock for one call (ranks other than 0 of a launch share rank 0's), taken once."""
+        if self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield self.config
+            finally:
+                self._lock_depth -= 1
+            return
+        config = self.reload()
+        lock = nullcontext() if is_secondary_rank() else run_folder_lock(config.run_dir, command)
+        with lock:
+            self._lock_depth = 1
+            try:
+                yield config
+            finally:
+                self._lock_depth = 0
+
+    def _snapshot(self, stage: str, config: DistillConfig) -> None:
+        """Record the effective config of a stage run with overrides (and forget an older one without)."""
+        if is_secondary_rank():
+            return
+        path = config.layout.config_snapshot(stage)
+        if not config.overrides:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        settings = config.model_dump(mode="json")
+        snapshot = {
+            "stage": stage,
+            "written_at": utc_now(),
+            "config": {"path": str(config.path), "sha256": file_sha256(config.path)},
+            "overrides": [o.to_dict() for o in config.overrides],
+            "effective_sha256": json_sha256(settings),
+            "settings": settings,
+        }
+        write_text(path, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n", inside=config.run_dir)
+
+    # -- stages --------------------------------------------------------------
+    def harvest(self, *, limit: int | None = None, fresh: bool = False) -> dict[str, Any]:
+        """Ask the teacher (the policy gate first); NothingAnswered when every request failed."""
+        with self._stage("harvest") as config:
+            self._snapshot("harvest", config)
+            with self.reporter.harvest_observer(config) as observer:
+                summary = _outside_running_loop(
+                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer)
+                )
+            data = summary.model_dump()
+            self.reporter.stage_done("harvest", data, config)
+            if summary.failed and not summary.answered:
+                kinds = ", ".join(f"{kind} ×{n}" for kind, n in sorted(summary.errors_by_kind.items()))
+                raise NothingAnswered(
+                    f"harvest: every request failed ({summary.failed}; errors: {kinds}); nothing was answered. "
+                    "Check the teacher, then run `synthdistill harvest` again: the next run retries them",
+                    summary=data,
+                )
+            return data
+
+    def filter(self) -> dict[str, Any]:
+        """Filter the harvested answers (the funnel report)."""
+        with self._stage("filter") as config:
+            self._snapshot("filter", config)
+            return self._done("filter", filter_stage.run(config), config)
+
+    def build(self) -> dict[str, Any]:
+        """Build the SFT and KD datasets."""
+        with self._stage("build") as config:
+            self._snapshot("build", config)
+            return self._done("build", build.run(config).model_dump(), config)
+
+    def train(self, *, method: str | None = None, resume: bool = False) -> dict[str, Any]:
+        """Fine-tune the student (method: sft or kd; default student.method)."""
+        if method is not None and method not in ("sft", "kd"):
+            raise ConfigError(f"method must be sft or kd (got '{method}')")
+        with self._stage("train") as config:
+            self._snapshot("train", config)
+            with self.reporter.train_progress(config) as progress:
+                summary = train.run(config, method=method, resume=resume, progress=progress)
+            data = summary.model_dump() if hasattr(summary, "model_dump") else dict(summary.__dict__)
+            return self._done("train", data, config)
+
+    def evaluate(self) -> dict[str, Any]:
+        """Compare the untrained and the trained student on the held-out split (eval.json)."""
+        with self._stage("eval") as config:
+            self._snapshot("eval", config)
+            return self._done("eval", evaluate.run(config), config)
+
+    def audit(self) -> dict[str, Any]:
+        """Write the audit folder: manifest, reports, BOM (the overrides in force are recorded in it)."""
+        with self._stage("audit") as config:
+            return self._done("audit", audit.run(config.run_dir, config=config), config)
+
+    def run(self, *, until: str | None = None, fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Every stage up to `until` (default: audit) under one lock; their summaries by stage name."""
+        if until is not None and until not in STAGES:
+            raise ConfigError(f"until must be one of {', '.join(STAGES)} (got '{until}')")
+        last = STAGES.index(until) if until else len(STAGES) - 1
+        steps: dict[str, Callable[[], dict[str, Any]]] = {
+            "harvest": lambda: self.harvest(fresh=fresh),
+            "filter": self.filter,
+            "build": self.build,
+            "train": self.train,
+            "eval": self.evaluate,
+            "audit": self.audit,
+        }
+        summary: dict[str, dict[str, Any]] = {}
+        with self._stage("run"):
+            for stage in STAGES[: last + 1]:
+                summary[stage] = steps[stage]()
+        return summary
+
+    def _done(self, stage: str, data: dict[str, Any], config: DistillConfig) -> dict[str, Any]:
+        self.reporter.stage_done(stage, data, config)
+        return data
+
+
+def _as_list(given: str | Iterable[str]) -> list[str]:
+    """`set=` strings: one `key=value` string, or several."""
+    return [given] if isinstance(given, str) else [str(text) for text in given]
+
+
+def _as_text(given: Any) -> list[str]:
+    """Overrides given both as a mapping and as `--set` strings, all as strings (JSON is YAML)."""
+    if isinstance(given, Mapping):
+        return [f"{key}={json.dumps(value)}" for key, value in given.items()]
+    return list(given)
+
+
+def _outside_running_loop(work: Callable[[], T]) -> T:
+    """`work()` here, or in a worker thread when this thread runs an event loop (asyncio.run would refuse)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return work()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthdistill") as pool:
+        return pool.submit(work).result()
