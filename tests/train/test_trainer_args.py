@@ -125,3 +125,17 @@ def test_report_to_tensorboard_and_trackio_log_locally(tmp_path, tiny_student, t
     assert run == "tiny"  # the run after the student (student.name, else the run's name)
     logs = SQLiteStorage.get_logs("tiny", run)
     assert [entry["train/global_step"] for entry in logs if "train/loss" in entry] == [1, 2, 3]
+
+
+def test_a_bad_trainer_field_from_set_names_the_override(tmp_path, tiny_student, tokenizer, capsys):
+    path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft")
+
+    rc = main(["train", "-c", str(path), "--set", "student.trainer.warmup_step=10"])
+
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert (
+        "--set student.trainer.warmup_step=10: unknown key 'student.trainer.warmup_step': not a field of TRL's "
+        "SFTConfig / TrainingArguments"
+    ) in err
+    assert "did you mean 'warmup_steps'?" in err and "Traceback" not in err
