@@ -115,18 +115,22 @@ def card_metadata(config: DistillConfig, summary: dict[str, Any], evaluation: di
 def _eval_lines(evaluation: dict[str, Any] | None) -> list[str]:
     if not evaluation:
         return ["Not evaluated yet: `synthdistill eval` adds the held-out results here and to `model-index`."]
+    models = [m for m in ("untrained", "trained", "teacher") if isinstance(evaluation.get(m), dict)]
     rows = [
-        f"| {name} | {evaluation['untrained'].get(key)} | {evaluation['trained'].get(key)} |"
+        f"| {name} | " + " | ".join(str(evaluation[m].get(key)) for m in models) + " |"
         for key, (_, name) in METRICS.items()
         if evaluation["trained"].get(key) is not None
     ]
+    gap = evaluation.get("nll_gap_closed")
     return [
         f"On the `{HELD_OUT_SPLIT}` split ({evaluation.get('examples')} held-out teacher answers), "
-        "the starting weights against the trained student:",
+        "the starting weights against the trained student"
+        + (" and the teacher itself:" if "teacher" in models else ":"),
         "",
-        "| metric | untrained | trained |",
-        "|---|---|---|",
+        "| metric | " + " | ".join(models) + " |",
+        "|---" * (len(models) + 1) + "|",
         *rows,
+        *(["", f"Share of the teacher's NLL gap closed: {gap}."] if gap is not None else []),
     ]
 
 

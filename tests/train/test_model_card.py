@@ -43,6 +43,7 @@ def test_cards_and_bom_name_models_by_hub_id_and_carry_the_eval_results(tmp_path
         "nll_per_token": result["trained"]["nll_per_token"],
         "top1_agreement": result["trained"]["top1_agreement"],
         "kl_divergence": result["trained"]["kd_kl"],
+        "nll_gap_closed": result["nll_gap_closed"],  # the in-process teacher was scored too
     }
     for r in card.data.eval_results:
         assert (r.task_type, r.dataset_type, r.dataset_split) == ("text-generation", "tiny-kd", "validation")
@@ -50,7 +51,9 @@ def test_cards_and_bom_name_models_by_hub_id_and_carry_the_eval_results(tmp_path
     assert name == "tiny-student" and parsed == card.data.eval_results
     trained_nll = result["trained"]["nll_per_token"]
     assert "| NLL per token of the teacher's held-out answers (nats; lower is better) | " in card.text
-    assert f"| {result['untrained']['nll_per_token']} | {trained_nll} |" in card.text
+    teacher_nll = result["teacher"]["nll_per_token"]
+    assert f"| {result['untrained']['nll_per_token']} | {trained_nll} | {teacher_nll} |" in card.text
+    assert f"Share of the teacher's NLL gap closed: {result['nll_gap_closed']}." in card.text
 
     audit.run(config.run_dir, config)
 
@@ -71,4 +74,6 @@ def test_cards_and_bom_name_models_by_hub_id_and_carry_the_eval_results(tmp_path
         "value": str(result["untrained"]["kd_kl"]),
         "slice": f"untrained student, {held_out}",
     } in metrics
-    assert len(metrics) == 6  # three metrics for each of the two students
+    assert {"type": "nll_per_token", "value": str(teacher_nll), "slice": f"teacher, {held_out}"} in metrics
+    assert {"type": "nll_gap_closed", "value": str(result["nll_gap_closed"]), "slice": held_out} in metrics
+    assert len(metrics) == 10  # three metrics for each student and the teacher, and the gap closed
