@@ -94,6 +94,12 @@ class TeacherConfig(_Strict):
         "model: sent as `chat_template_kwargs` (vllm, llamacpp styles), passed to apply_chat_template in-process; "
         "part of the request key",
     )
+    tokenizer: str | None = Field(
+        None,
+        description="The teacher's tokenizer, for `synthdistill plan` to count prompt tokens exactly (chat template "
+        "included): a folder (relative to distill.yaml) or an embedded model id; default: the teacher's own when it "
+        "runs in-process, is a local folder or an embedded model; otherwise prompt tokens are estimated",
+    )
 
     @property
     def base_urls(self) -> list[str]:

@@ -98,9 +98,13 @@ class UnsafeWriteError(InputError):
 
 
 class PolicyDenied(SynthdistillError):
-    """The licence/terms gate refused the teacher for the declared use."""
+    """The licence/terms gate refused the teacher for the declared use (`summary`: what --json still prints)."""
 
     exit_code = 3
+
+    def __init__(self, message: str, *, summary: dict | None = None):
+        self.summary = summary
+        super().__init__(message)
 
 
 class AnsweringModelRefused(PolicyDenied):

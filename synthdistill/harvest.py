@@ -34,13 +34,13 @@ from synthdistill.pricing import (
     Budget,
     Price,
     check_budget_priced,
-    load_price_table,
-    price_for,
     prompt_tokens_upper_bound,
+    teacher_quote,
 )
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, request_key_for, utc_now
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
+from synthdistill.safe_write import write_text
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore
 from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
@@ -138,10 +138,9 @@ def estimated_tokens(item: PlannedRequest) -> int:
 
 
 def teacher_price(config: DistillConfig) -> Price | None:
-    """The teacher's price per token (in-process teachers cost nothing)."""
-    if config.teacher.backend == "transformers":
-        return Price(model=config.teacher.model, input_per_million=0.0, output_per_million=0.0)
-    return price_for(config.teacher.model, config.teacher.base_urls, load_price_table(config.project_dir))
+    """The teacher's price per token (in-process teachers cost nothing; the Batch API its discounted price)."""
+    teacher = config.teacher
+    return teacher_quote(teacher.backend, teacher.model, teacher.base_urls, config.project_dir).price
 
 
 @dataclass
@@ -341,9 +340,17 @@ def _reset_ledger(path: Path) -> None:
 
 
 async def run_async(
-    config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None
+    config: DistillConfig,
+    *,
+    limit: int | None = None,
+    fresh: bool = False,
+    observer=None,
+    plan: BaseModel | None = None,
 ) -> HarvestSummary:
-    """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request."""
+    """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request.
+
+    `plan` (plan.run's summary for the same limit and fresh) is kept in the run folder for the audit.
+    """
     observer = observer or _Silent()
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
@@ -357,6 +364,8 @@ async def run_async(
     if fresh:
         _reset_ledger(path)
     write_decision(config.layout, decision)
+    if plan is not None:
+        write_text(config.layout.plan, plan.model_dump_json(indent=2) + "\n", inside=config.layout.run_dir)
 
     with HarvestStore(path) as store:
         spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0
@@ -414,6 +423,13 @@ async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | N
         await teacher.aclose()
 
 
-def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False, observer=None) -> HarvestSummary:
+def run(
+    config: DistillConfig,
+    *,
+    limit: int | None = None,
+    fresh: bool = False,
+    observer=None,
+    plan: BaseModel | None = None,
+) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""
-    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer))
+    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer, plan=plan))

@@ -20,7 +20,9 @@ cleanly. The reservation is settled with the usage the server reports.
 from __future__ import annotations
 
 import fnmatch
+import math
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,11 +42,29 @@ class Price(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="Glob on the teacher model id (case-insensitive)")
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
+    input_per_million: float = Field(ge=0, description="USD per million prompt tokens")
+    output_per_million: float = Field(ge=0, description="USD per million answer tokens")
+    batch_discount: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Fraction taken off both prices by the provider's Batch API (OpenAI: 0.5); null = none known",
+    )
 
     def cost(self, tokens_in: int, tokens_out: int) -> float:
         return (tokens_in * self.input_per_million + tokens_out * self.output_per_million) / 1e6
+
+    def batched(self) -> Price | None:
+        """The price through the Batch API (`teacher.backend: openai-batch`); None when no discount is known."""
+        if self.batch_discount is None:
+            return None
+        keep = 1.0 - self.batch_discount
+        return Price(
+            model=self.model,
+            input_per_million=self.input_per_million * keep,
+            output_per_million=self.output_per_million * keep,
+            batch_discount=self.batch_discount,
+        )
 
 
 class PriceTable(BaseModel):
@@ -55,17 +75,19 @@ class PriceTable(BaseModel):
     models: list[Price] = Field(default_factory=list)
 
 
-# List prices of a few API models (USD / 1M tokens) as published by their providers in 2025;
-# prices change: override them in the project's pricing.yaml.
+# List prices of a few API models (USD / 1M tokens) as published by their providers in 2025,
+# and OpenAI's Batch API discount (half price); prices change: override them in the project's pricing.yaml.
 SHIPPED = PriceTable(
     models=[
-        Price(model="gpt-4o-mini*", input_per_million=0.15, output_per_million=0.60),
-        Price(model="gpt-4o*", input_per_million=2.50, output_per_million=10.00),
-        Price(model="gpt-4.1-nano*", input_per_million=0.10, output_per_million=0.40),
-        Price(model="gpt-4.1-mini*", input_per_million=0.40, output_per_million=1.60),
-        Price(model="gpt-4.1*", input_per_million=2.00, output_per_million=8.00),
+        Price(model="gpt-4o-mini*", input_per_million=0.15, output_per_million=0.60, batch_discount=0.5),
+        Price(model="gpt-4o*", input_per_million=2.50, output_per_million=10.00, batch_discount=0.5),
+        Price(model="gpt-4.1-nano*", input_per_million=0.10, output_per_million=0.40, batch_discount=0.5),
+        Price(model="gpt-4.1-mini*", input_per_million=0.40, output_per_million=1.60, batch_discount=0.5),
+        Price(model="gpt-4.1*", input_per_million=2.00, output_per_million=8.00, batch_discount=0.5),
     ]
 )
+# Where a price came from (`PriceQuote.source`); a self-hosted teacher's $0 is labelled as such, never as a price.
+FROM_PROJECT, FROM_SHIPPED, SELF_HOSTED, UNKNOWN = "pricing.yaml", "built-in table", "self-hosted", "unknown"
 
 
 def load_price_table(project_dir: Path) -> PriceTable:
@@ -86,15 +108,57 @@ def _host(base_url: str) -> str:
     return httpx.URL(base_url).host or ""
 
 
-def price_for(model: str, base_urls: list[str], project: PriceTable | None = None) -> Price | None:
+class PriceQuote(NamedTuple):
+    """A teacher's price per token (None: unknown) and where it came from (FROM_PROJECT … UNKNOWN)."""
+
+    price: Price | None
+    source: str
+
+
+def quote(model: str, base_urls: list[str], project: PriceTable | None = None) -> PriceQuote:
     """The price of `model` (project table first, then shipped); zero for a local server; None when unknown."""
-    for table in (project or PriceTable(), SHIPPED):
+    for table, source in ((project or PriceTable(), FROM_PROJECT), (SHIPPED, FROM_SHIPPED)):
         for price in table.models:
             if _matches(price.model, model):
-                return price
+                return PriceQuote(price, source)
     if base_urls and all(_host(url) in LOCAL_HOSTS for url in base_urls):
-        return Price(model=model, input_per_million=0.0, output_per_million=0.0)
-    return None
+        return PriceQuote(Price(model=model, input_per_million=0.0, output_per_million=0.0), SELF_HOSTED)
+    return PriceQuote(None, UNKNOWN)
+
+
+def price_for(model: str, base_urls: list[str], project: PriceTable | None = None) -> Price | None:
+    """The price of `model` (see `quote`); None when unknown."""
+    return quote(model, base_urls, project).price
+
+
+def teacher_quote(backend: str, model: str, base_urls: list[str], project_dir: Path) -> PriceQuote:
+    """What the configured teacher costs per token: in-process teachers nothing (self-hosted); the Batch API
+    backend its discounted price where the table knows the discount."""
+    if backend == "transformers":
+        return PriceQuote(Price(model=model, input_per_million=0.0, output_per_million=0.0), SELF_HOSTED)
+    found = quote(model, base_urls, load_price_table(project_dir))
+    if backend == "openai-batch" and found.price is not None and found.price.batched() is not None:
+        return PriceQuote(found.price.batched(), found.source)
+    return found
+
+
+def usd(value: float) -> str:
+    """Dollars for people: cents from $1 up, three significant digits below ($0.000258), never 6e-05."""
+    if value == 0:
+        return "$0"
+    if value >= 1:
+        return f"${value:,.2f}"
+    decimals = 2 - math.floor(math.log10(value))
+    return f"${value:.{decimals}f}"
+
+
+def describe_cost(cost_usd: float | None, source: str) -> str:
+    """A cost for people: "unknown" when no price is known (never $0), "$0 (self-hosted)" for a teacher here."""
+    if cost_usd is None:
+        return "unknown (no price known for the teacher; add it to pricing.yaml)"
+    if source == SELF_HOSTED:
+        return "$0 (self-hosted)"
+    return f"{usd(cost_usd)} ({source})"
 
 
 def prompt_tokens_upper_bound(messages: list[Message]) -> int:

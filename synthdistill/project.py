@@ -3,6 +3,7 @@
     from synthdistill import Project
 
     project = Project("distill.yaml", overrides={"student.kd.alpha": 0.3})
+    project.plan()          # what the harvest will be, sending nothing (`synthdistill plan --json`)
     project.harvest()       # the same summaries as `synthdistill harvest --json`
     project.filter(); project.build(); project.train(); project.evaluate(); project.audit()
     project.run(until="build")
@@ -26,10 +27,10 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from synthdistill import audit, build, evaluate, filter_stage, harvest, train
+from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, train
 from synthdistill.config import DistillConfig, load_config
 from synthdistill.digests import file_sha256, json_sha256
-from synthdistill.errors import ConfigError, NothingAnswered
+from synthdistill.errors import ConfigError, DamagedFileError, NothingAnswered
 from synthdistill.records import utc_now
 from synthdistill.run_lock import is_secondary_rank, run_folder_lock
 from synthdistill.safe_write import write_text
@@ -52,6 +53,9 @@ class Reporter:
 
     def stage_done(self, stage: str, summary: dict[str, Any], config: DistillConfig) -> None:
         """A stage finished (the harvest also reports here before raising NothingAnswered)."""
+
+    def planned(self, summary: plan.PlanSummary, config: DistillConfig) -> None:
+        """The harvest's plan, before its first request (not called when the gate refuses)."""
 
 
 class Project:
@@ -136,13 +140,27 @@ class Project:
         write_text(path, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n", inside=config.run_dir)
 
     # -- stages --------------------------------------------------------------
+    def plan(self, *, limit: int | None = None) -> dict[str, Any]:
+        """What `harvest` will be, sending nothing and writing nothing (plan.py); a gate refusal is in
+        `gate` (`allowed` False, `refusal` the message), not raised: the CLI exits 3 on it."""
+        return plan.run(self.reload(), limit=limit).model_dump()
+
     def harvest(self, *, limit: int | None = None, fresh: bool = False) -> dict[str, Any]:
-        """Ask the teacher (the policy gate first); NothingAnswered when every request failed."""
+        """Ask the teacher (the policy gate first); NothingAnswered when every request failed.
+
+        The plan comes first: the reporter hears it and it is kept in harvest/plan.json.
+        """
         with self._stage("harvest") as config:
             self._snapshot("harvest", config)
+            try:
+                planned = plan.run(config, limit=limit, fresh=fresh)
+            except DamagedFileError:  # a damaged ledger is harvest's to report (after it records the decision)
+                planned = None
+            if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's (exit 3)
+                self.reporter.planned(planned, config)
             with self.reporter.harvest_observer(config) as observer:
                 summary = _outside_running_loop(
-                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer)
+                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned)
                 )
             data = summary.model_dump()
             self.reporter.stage_done("harvest", data, config)

@@ -75,6 +75,17 @@ def parse_rate_limit_headers(headers: Mapping[str, str]) -> RateLimitHeaders | N
     return RateLimitHeaders(**states)
 
 
+def burst(rate: float) -> float:
+    """A bucket's capacity: one second's worth (at least one unit), so a fresh run starts at once."""
+    return max(1.0, rate)
+
+
+def least_seconds(per_minute: float, units: float) -> float:
+    """The least time a fresh bucket of `per_minute` takes to let `units` through (its first burst is free)."""
+    rate = per_minute / 60.0
+    return max(0.0, units - burst(rate)) / rate
+
+
 class TokenBucket:
     """A bucket of `capacity` units refilled at `per_minute / 60` units a second."""
 
@@ -82,8 +93,7 @@ class TokenBucket:
         self._clock = clock
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
-        # A burst of one second's worth (at least one unit) so a fresh run starts at once.
-        self.capacity = max(1.0, self.rate)
+        self.capacity = burst(self.rate)
         self.level = self.capacity
         self.updated = clock()
         self.blocked_until = 0.0
@@ -99,7 +109,7 @@ class TokenBucket:
         self._refill()
         self.per_minute = per_minute
         self.rate = per_minute / 60.0
-        self.capacity = max(1.0, self.rate)
+        self.capacity = burst(self.rate)
         self.level = min(self.level, self.capacity)
 
     def observe_remaining(self, remaining: float, reset_s: float | None) -> None:

@@ -1,6 +1,7 @@
 """Every path of a run folder (`<output_dir>/<name>/`): the one module that names them.
 
     harvest/ledger.sqlite, harvest/decision.json      the ledger and the gate's decision
+    harvest/plan.json                                 the plan of the last harvest (plan.py)
     filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
@@ -57,6 +58,11 @@ class RunLayout:
     @property
     def decision(self) -> Path:
         return self.harvest_dir / "decision.json"
+
+    @property
+    def plan(self) -> Path:
+        """What the last harvest planned before its first request (`synthdistill plan`'s summary)."""
+        return self.harvest_dir / "plan.json"
 
     # -- filter ----------------------------------------------------------------
     @property

@@ -410,6 +410,24 @@ class LedgerReader:
             """
         )
 
+    def done_keys(self) -> set[str]:
+        """The request keys the ledger holds an answer for."""
+        return {row["request_key"] for row in self._dicts("SELECT request_key FROM requests WHERE status = 'done'")}
+
+    def pack_usage(self) -> dict[str, dict]:
+        """Per pack, what its stored answers took: {answers, tokens_in, tokens_out, latency_ms, record_bytes} (sums)."""
+        rows = self._dicts(
+            """
+            SELECT pack, COUNT(*) AS answers,
+                   COALESCE(SUM(json_extract(record, '$.usage.prompt_tokens')), 0) AS tokens_in,
+                   COALESCE(SUM(json_extract(record, '$.usage.completion_tokens')), 0) AS tokens_out,
+                   COALESCE(SUM(json_extract(record, '$.latency_ms')), 0) AS latency_ms,
+                   COALESCE(SUM(LENGTH(CAST(record AS BLOB))), 0) AS record_bytes
+            FROM requests WHERE status = 'done' GROUP BY pack
+            """
+        )
+        return {row.pop("pack"): row for row in rows}
+
     def runs(self) -> list[dict]:
         """Every harvest run, oldest first: {started_at, finished_at, summary}."""
         runs = self._dicts("SELECT started_at, finished_at, summary FROM harvest_runs ORDER BY id")

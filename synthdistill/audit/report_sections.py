@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthdistill.audit.report_plan import plan_rows
 from synthdistill.policy import DecisionObligation, name_problem
 
 
@@ -283,6 +284,11 @@ def funnel_section(manifest: dict[str, Any]) -> list[Block]:
     ]
 
 
+def plan_section(manifest: dict[str, Any]) -> list[Block]:
+    lead, rows = plan_rows(manifest)
+    return [Block("text", text=lead)] + ([Block("table", headers=["", "planned", "spent"], rows=rows)] if rows else [])
+
+
 def datasets_section(manifest: dict[str, Any]) -> list[Block]:
     stages = manifest.get("stages") or {}
     rows = [
@@ -387,6 +393,7 @@ def report_sections(manifest: dict[str, Any]) -> list[Section]:
     sections += [
         Section("Licences", "licences", licences_section(manifest)),
         Section("Data provenance (use / attribution / share-alike)", "provenance", provenance_section(manifest)),
+        Section("Plan and spend", "plan", plan_section(manifest)),
         Section("Funnel", "funnel", funnel_section(manifest)),
         Section("Datasets, student and evaluation", "datasets", datasets_section(manifest)),
     ]

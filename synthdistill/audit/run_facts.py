@@ -67,9 +67,11 @@ def harvest_facts(layout: RunLayout) -> dict[str, Any] | None:
         return None
     with LedgerReader(layout.ledger) as ledger:
         try:
-            return _harvest_facts(ledger)
+            facts = _harvest_facts(ledger)
         except LedgerReadError as exc:
             return {"error": f"ledger unreadable: {exc}"}
+    facts["plan"] = plan_facts(layout, facts["runs"])
+    return facts
 
 
 def _harvest_facts(ledger: LedgerReader) -> dict[str, Any]:
@@ -99,6 +101,36 @@ def _harvest_facts(ledger: LedgerReader) -> dict[str, Any]:
         "last_answer_at": max(lasts) if lasts else None,
         "runs": runs,
         "prompts": (runs[-1]["summary"] or {}).get("prompts") if runs else None,
+    }
+
+
+def plan_facts(layout: RunLayout, runs: list[dict]) -> dict[str, Any] | None:
+    """What the last harvest planned (harvest/plan.json) beside what it spent (its run summary in the ledger)."""
+    plan = read_json(layout.plan)
+    if not isinstance(plan, dict):
+        return None
+    total = plan.get("total") or {}
+    spent = (runs[-1].get("summary") if runs else None) or {}
+    time = plan.get("time") or {}
+    return {
+        "price_source": plan.get("price_source"),
+        "cost_applies": plan.get("cost_applies"),
+        "prompt_tokens_method": plan.get("prompt_tokens_method"),
+        "requests": {"planned": total.get("to_send"), "spent": spent.get("requests_sent")},
+        "prompt_tokens": {"planned": total.get("prompt_tokens"), "spent": spent.get("tokens_in")},
+        "answer_tokens": {
+            "planned": {"expected": total.get("output_tokens_expected"), "max": total.get("output_tokens_max")},
+            "spent": spent.get("tokens_out"),
+        },
+        "cost_usd": {
+            "planned": total.get("cost_usd_batch" if plan.get("cost_applies") == "batch" else "cost_usd"),
+            "spent": spent.get("cost_usd"),
+        },
+        "seconds": {
+            "planned": {"seconds": time.get("seconds"), "bound": time.get("bound")},
+            "spent": spent.get("seconds"),
+        },
+        "run_finished": bool(spent),
     }
 
 

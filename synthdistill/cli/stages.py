@@ -12,11 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from synthdistill.cli import render
+from synthdistill.cli import plan_text, render
 from synthdistill.cli.progress import HarvestProgress, TrainProgress
 from synthdistill.config import DistillConfig
-from synthdistill.errors import InputError
+from synthdistill.errors import InputError, PolicyDenied
 from synthdistill.filters.funnel import funnel_lines
+from synthdistill.plan import PlanSummary
 from synthdistill.policy import read_decision
 from synthdistill.project import STAGES, Project, Reporter
 from synthdistill.scaffold import init_project
@@ -51,6 +52,9 @@ class CliReporter(Reporter):
 
     def stage_done(self, stage: str, summary: dict[str, Any], config: DistillConfig) -> None:
         RESULT_LINES[stage](summary, config)
+
+    def planned(self, summary: PlanSummary, config: DistillConfig) -> None:
+        render.result(escape(plan_text.one_line(summary)))  # stdout, not under --json
 
 
 def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
@@ -142,7 +146,11 @@ def register_stage_commands(app: typer.Typer) -> None:
         if (target / "distill.yaml").exists() and not force:
             raise InputError("already holds a distill.yaml (use --force to overwrite)", file=target / "distill.yaml")
         init_project(target)
-        render.result(f"wrote a project to {target}; next: synthdistill run -c {target / 'distill.yaml'}")
+        config = target / "distill.yaml"
+        render.result(
+            f"wrote a project to {target}; next: synthdistill plan -c {config} (what it will cost, sending nothing), "
+            f"then synthdistill run -c {config}"
+        )
         render.emit_json({"project": str(target), "config": str(target / "distill.yaml")})
 
     @app.command()
@@ -170,6 +178,19 @@ def register_stage_commands(app: typer.Typer) -> None:
             if path.exists():
                 render.result(f"  {label:9} {path}")
         render.emit_json(summary)
+
+    @app.command("plan")
+    def plan_command(
+        config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, overrides: SetOption = None
+    ) -> None:
+        """Say what `harvest` will be, sending nothing: the gate's verdict, requests, tokens, cost, disk, time."""
+        data = project(config, overrides).plan(limit=limit)
+        summary = PlanSummary.model_validate(data)
+        for line in plan_text.lines(summary):
+            render.result(escape(line))
+        if not summary.gate.allowed:
+            raise PolicyDenied(summary.gate.refusal or summary.gate.reason, summary=data)
+        render.emit_json(data)
 
     @app.command("harvest")
     def harvest_command(

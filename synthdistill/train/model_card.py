@@ -10,6 +10,7 @@ is no Hub id to give, and a path in the run folder would mean nothing off this m
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES, dataset_name
 from synthdistill.model_store import embedded_model, hub_id
 from synthdistill.policy import Decision, obligations_markdown, override_lines
+from synthdistill.pricing import describe_cost
 from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
 
@@ -38,6 +40,15 @@ def _student_licence(reference: str) -> dict[str, str]:
         return {"license": "other", "license_name": model.licence}
     # A local folder's licence is not ours to guess: the reviewer must fill it in.
     return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
+
+
+def _teacher_cost(provenance: Path) -> str:
+    """What the teacher charged for a dataset's answers, as its provenance.json records it ("unknown", never $0)."""
+    try:
+        teacher = json.loads(provenance.read_text(encoding="utf-8"))["teacher"]
+        return describe_cost(teacher["cost_usd"], teacher["price_source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "not recorded"
 
 
 def _named(reference: str, project_dir: Path) -> str:
@@ -144,10 +155,12 @@ def write_model_card(
     datasets = metadata["datasets"]
     init = student.init.prune_layers_to if student.init else None
     teacher = config.teacher
+    kind = "kd" if summary["method"] == "kd" else "sft"
     lineage = [
         f"- Starting weights: {_named(student.model, config.project_dir)}"
         + (f", depth-pruned to {init} evenly spaced layers before training" if init else ""),
-        f"- Teacher: {_named(teacher.model, config.project_dir)} ({teacher.backend} backend)",
+        f"- Teacher: {_named(teacher.model, config.project_dir)} ({teacher.backend} backend); what it charged "
+        f"for the training answers: {_teacher_cost(layout.dataset_provenance(kind))}",
         f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (`{layout.relative(layout.datasets_dir)}/`; "
         "prompt packs: " + ", ".join(f"`{p}`" for p in config.harvest.packs) + ")",
         f"- Method: {summary['method']}"

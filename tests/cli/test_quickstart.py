@@ -12,7 +12,7 @@ import yaml
 import synthdistill
 from synthdistill.cli import main
 
-COMMANDS = ["init", "run", "harvest", "filter", "build", "train", "eval", "audit", "packs", "policy"]
+COMMANDS = ["init", "run", "plan", "harvest", "filter", "build", "train", "eval", "audit", "packs", "policy"]
 
 
 def test_help_lists_every_command_without_importing_heavy_libraries():

@@ -31,7 +31,7 @@ def test_cards_and_bom_name_models_by_hub_id_and_carry_the_eval_results(tmp_path
     assert card.data.license == "apache-2.0" and card.data.eval_results is None
     link = f"[`{SMOLLM2}`](https://huggingface.co/{SMOLLM2})"
     assert f"- Starting weights: {link}, depth-pruned to 2 evenly spaced layers before training" in card.text
-    assert f"- Teacher: {link} (transformers backend)" in card.text
+    assert f"- Teacher: {link} (transformers backend); what it charged for the training answers: " in card.text
     assert "Not evaluated yet" in card.text
 
     result = evaluate.run(config)
