@@ -1,6 +1,6 @@
 """The build stage: filtered records → SFT and KD datasets (Parquet, Hugging Face layout).
 
-    datasets/sft/  messages, prompt_id, pack, teacher       (splits train / eval)
+    datasets/sft/  messages, prompt_id, pack, teacher       (splits train / validation)
     datasets/kd/   input_ids, labels, kd_ids, kd_logprobs, kd_mask (student tokens)
 
 Splits are by prompt, never the same prompt in both. The KD dataset needs captured
@@ -9,10 +9,12 @@ the student's (same tokenizer) the targets are exact; otherwise the teacher's to
 aligned to the student's by byte offsets (synthdistill/alignment.py) and positions that
 do not line up are masked. `coverage` is the share of answer tokens with KD targets.
 
-Both datasets are plain Parquet with a dataset card: load them with
-`datasets.load_dataset(str(folder))` (the card's `configs` name the splits) or
-`load_dataset("parquet", data_files={"train": ..., "eval": ...})`; `load_from_disk` reads
-`save_to_disk` folders only, so call `.save_to_disk()` on the loaded DatasetDict for that.
+Both datasets are plain Parquet with a dataset card, and the held-out split is named
+`validation`, the name `datasets` infers from the file names: `datasets.load_dataset(str(folder))`
+(the card's `configs` name the splits), `load_dataset("parquet", data_dir=str(folder / "data"))`
+and `load_dataset("parquet", data_files={"train": ..., "validation": ...})` all give
+`train` and `validation`; `load_from_disk` reads `save_to_disk` folders only, so call
+`.save_to_disk()` on the loaded DatasetDict for that.
 """
 
 from __future__ import annotations
@@ -33,10 +35,9 @@ from synthdistill.filter_stage import read_kept
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
-from synthdistill.run_layout import RunLayout
+from synthdistill.run_layout import HELD_OUT_SPLIT, SPLITS, RunLayout
 from synthdistill.safe_write import write_text
 
-SPLITS = ("train", "eval")
 # A position keeps its KD targets only if the teacher candidates that are not one student
 # token carry at most this probability (synthdistill/alignment.py, rule 4).
 MAX_UNMAPPED_MASS = 0.1
@@ -276,7 +277,7 @@ def _write_splits(layout: RunLayout, kind: str, records, held_out: set[str], to_
     data.mkdir(parents=True)
     counts = {}
     for split in SPLITS:
-        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == "eval")]
+        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == HELD_OUT_SPLIT)]
         table = pa.Table.from_pylist(rows, schema=schema)
         pq.write_table(table, layout.split_file(kind, split))
         counts[split] = len(rows)

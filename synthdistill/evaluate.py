@@ -27,7 +27,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthdistill.build import SPLITS
 from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
@@ -36,13 +35,14 @@ from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.policy import recheck_use
+from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
 from synthdistill.train import read_train_summary
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
 
 EVAL_BATCH = 8
-HELD_OUT = SPLITS[-1]  # the split build holds out of training
 # Generation on a CPU is slow: the verifier pass rate looks at this many held-out prompts per pack.
 MAX_GENERATIONS_PER_PACK = 32
 
@@ -52,8 +52,8 @@ def eval_rows(config: DistillConfig, tokenizer) -> tuple[list[dict[str, Any]], b
     student = config.require_student("eval")
     layout = config.layout
     if layout.dataset_dir("kd").exists():
-        return kd_token_rows(read_rows(layout, "kd", "eval")), True
-    return sft_token_rows(read_rows(layout, "sft", "eval"), tokenizer, student.max_length), False
+        return kd_token_rows(read_rows(layout, "kd", HELD_OUT_SPLIT)), True
+    return sft_token_rows(read_rows(layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length), False
 
 
 def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
@@ -197,7 +197,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads
-    recheck_use(config, "eval")
+    decision = recheck_use(config, "eval")
     layout = config.layout
     trained_dir = layout.student_dir
     summary = read_train_summary(config)
@@ -208,10 +208,10 @@ def run(config: DistillConfig) -> dict[str, Any]:
     rows, has_kd = eval_rows(config, tokenizer)
     if not rows:
         raise StageError(
-            "the eval split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
+            "the validation (held-out) split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    held_out_rows = read_rows(layout, "sft", HELD_OUT, ["prompt_id", "pack", "messages"])
+    held_out_rows = read_rows(layout, "sft", HELD_OUT_SPLIT, ["prompt_id", "pack", "messages"])
     held_out = {row["prompt_id"] for row in held_out_rows}
     thinking = has_traces(held_out_rows)  # a thinking teacher's traces kept
     samples = sample_rows(held_out_rows, config.require_student("eval").eval_samples)
@@ -249,6 +249,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
     ]
     write_text(layout.eval_result, json.dumps(result, indent=2) + "\n", inside=config.run_dir)
     write_plot(layout.eval_plot, summary.get("loss_history", []), result)
+    write_model_card(config, summary, decision, result)  # the card's model-index gets these results
     return result
 
 
@@ -280,7 +281,7 @@ def teacher_comparison(config, rows, has_kd, student_tokenizer, packs, held_out,
     same_vocabulary = tokenizer.get_vocab() == student_tokenizer.get_vocab()
     if not same_vocabulary:  # the student's token rows mean nothing to this teacher: tokenize for it
         student = config.require_student("eval")
-        rows = sft_token_rows(read_rows(config.layout, "sft", "eval"), tokenizer, student.max_length)
+        rows = sft_token_rows(read_rows(config.layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length)
         has_kd = False
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = load_model(folder)

@@ -21,6 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLIT_SHARD = "-00000-of-00001.parquet"
+# The splits of a built dataset. The held-out one is `validation`, the name `datasets` infers
+# from `validation-*.parquet` (an `eval-*` file would load as `test`), so `load_dataset("parquet",
+# data_dir=...)`, `data_files=` and the cards' `configs` all show the same two names.
+TRAIN_SPLIT = "train"
+HELD_OUT_SPLIT = "validation"
+SPLITS = (TRAIN_SPLIT, HELD_OUT_SPLIT)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from synthdistill import build, evaluate, train
 from synthdistill.config import load_config
 from synthdistill.errors import StageError
 from synthdistill.evaluate import batch_metrics, nll_gap_closed
+from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.train.data import read_rows
 from tests.training_fixtures import write_kept_project, write_tiny_llama
 
@@ -72,7 +73,7 @@ def test_verifier_pass_rate_of_the_students_own_answers(tmp_path, tiny_student, 
     assert always["trained"]["verifier_pass_rate"] == {"demo": 1.0}
 
     # the held-out prompts with the teacher's answer beside each student's own greedy answer (max_tokens 6)
-    held_out = read_rows(config.layout, "sft", evaluate.HELD_OUT)
+    held_out = read_rows(config.layout, "sft", HELD_OUT_SPLIT)
     assert [s["prompt_id"] for s in always["samples"]] == [row["prompt_id"] for row in held_out]
     for sample, row in zip(always["samples"], held_out, strict=True):
         assert sample["pack"] == "demo" and sample["messages"] == row["messages"][:-1]

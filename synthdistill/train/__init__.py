@@ -8,7 +8,9 @@
     loss_parts.py      the feature and relation (RKD) parts, and the weighted sum of the named parts
     local_teacher.py   the frozen local teacher whose hidden states the feature/relation parts use
     student_init.py    the depth-pruned copy of the base model the student starts from
-    model_card.py      the student's README.md
+    trainer_args.py    the SFTConfig: synthdistill's settings, then `student.trainer` (checked against TRL)
+    chat_template.py   the saved student's chat template, with `{% generation %}` markers
+    model_card.py      the student's README.md (model-index once `eval` ran)
 
 Only `stage`, `data` and `local_teacher` are imported here; torch and transformers load when training starts.
 """

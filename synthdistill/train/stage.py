@@ -6,8 +6,10 @@ teacher's terms (a student name prefix) are enforced before a single step runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +21,14 @@ from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, StageError
 from synthdistill.model_store import quiet_model_loading
 from synthdistill.policy import enforce_obligations, recheck_use
+from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.train.chat_template import training_chat_template
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 from synthdistill.train.local_teacher import attach_local_teacher
 from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
+from synthdistill.train.trainer_args import training_args
 
 
 class TrainSummary(BaseModel):
@@ -50,6 +55,8 @@ class TrainSummary(BaseModel):
     # kd with feature/relation parts: the local teacher and the time and memory of its extra forward
     local_teacher: dict[str, Any] | None = None
     # one entry per logged step: step, epoch, loss, learning_rate, grad_norm and `parts` {name: value}
+    # the saved tokenizer's chat template: generation markers added for TRL's assistant_only_loss, or why not
+    chat_template: str | None = None
     loss_history: list[dict[str, Any]]
 
 
@@ -68,8 +75,8 @@ def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[di
                 f"{layout.dataset_dir('kd')} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
                 "and a student; run `synthdistill build`, or train with --method sft"
             )
-        return kd_token_rows(read_rows(layout, "kd", "train"))
-    return sft_token_rows(read_rows(layout, "sft", "train"), tokenizer, student.max_length)
+        return kd_token_rows(read_rows(layout, "kd", TRAIN_SPLIT))
+    return sft_token_rows(read_rows(layout, "sft", TRAIN_SPLIT), tokenizer, student.max_length)
 
 
 def _kd_trainer_class():
@@ -129,38 +136,6 @@ def _progress_callback(progress: Callable[[dict], None] | None):
     return _Forward()
 
 
-def _training_args(config: DistillConfig, method: str, checkpoints: Path, use_gpu: bool):
-    import torch
-    from trl import SFTConfig
-
-    student = config.require_student("train")
-    return SFTConfig(
-        output_dir=str(checkpoints),
-        use_cpu=not use_gpu,
-        bf16=use_gpu and torch.cuda.is_bf16_supported(),
-        report_to="none",
-        per_device_train_batch_size=student.batch_size,
-        gradient_accumulation_steps=student.gradient_accumulation,
-        learning_rate=student.learning_rate,
-        num_train_epochs=student.epochs,
-        max_steps=student.max_steps or -1,
-        logging_steps=1,
-        save_strategy="steps" if student.checkpoint_every else "no",
-        save_steps=student.checkpoint_every or 500,
-        seed=student.seed,
-        data_seed=student.seed,
-        # Small students on CPU: recomputing activations costs more than the memory it saves.
-        activation_checkpointing=use_gpu,
-        max_length=student.max_length,
-        dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        # Every parameter that trains gets a gradient each step; the unused-parameter scan is wasted work.
-        ddp_find_unused_parameters=False,
-    )
-
-
 def _peft_config(config: DistillConfig):
     lora = config.require_student("train").lora
     if lora is None:
@@ -213,6 +188,9 @@ def run(
 
     quiet_model_loading()
     use_gpu = torch.cuda.is_available()
+    # student.trainer is checked against the installed TRL before anything slow (exit 2 on a bad field)
+    args = training_args(config, config.layout.checkpoints_dir, use_gpu, run_name=student_name(config))
+    use_gpu = use_gpu and not args.use_cpu
     # Under torchrun/accelerate launch every process runs this: one builds the pruned init, the rest wait.
     state = PartialState(cpu=not use_gpu)
     with state.main_process_first():
@@ -231,7 +209,7 @@ def run(
     trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
     trainer = trainer_class(
         model=model,
-        args=_training_args(config, method, checkpoints, use_gpu),
+        args=args,
         train_dataset=Dataset.from_list(rows),
         data_collator=PaddingCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
@@ -248,10 +226,13 @@ def run(
         projections = _attach_local_teacher(trainer, config, tokenizer, use_gpu)
         trainer.kd_head = _add_kd_head(trainer.model, student.kd, projections)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    # stdout is the CLI's (--json): what the report_to integrations print (trackio's banner) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
     _drop_feature_projections(trainer.model)
+    template_note = _add_generation_markers(tokenizer)
     _save_student(trainer, tokenizer, out, merge=bool(student.lora and student.lora.merge_on_save))
     history = loss_history(trainer.state.log_history, getattr(trainer, "loss_part_names", None))
     losses = [entry["loss"] for entry in history]
@@ -272,6 +253,7 @@ def run(
         loss_parts=first_and_last_parts(history),
         loss_weights=student.kd.loss_weights() if method == "kd" else {},
         local_teacher=trainer.local_teacher.summary() if getattr(trainer, "local_teacher", None) else None,
+        chat_template=template_note,
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
@@ -349,6 +331,14 @@ def _drop_feature_projections(model) -> None:
     inner = _inner_model(model)
     if hasattr(inner, "kd_feature_projections"):
         del inner.kd_feature_projections
+
+
+def _add_generation_markers(tokenizer) -> str:
+    """Give the tokenizer a chat template with generation markers (train/chat_template.py); say what was done."""
+    template, note = training_chat_template(tokenizer)
+    if template is not None:
+        tokenizer.chat_template = template
+    return note
 
 
 def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:

@@ -17,8 +17,8 @@ from tests.training_fixtures import write_kept_project
 def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_student, tokenizer, method):
     config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method=method))
     built = build.run(config)
-    assert built.sft_rows == {"train": 8, "eval": 2}
-    assert built.kd_rows == {"train": 8, "eval": 2}
+    assert built.sft_rows == {"train": 8, "validation": 2}
+    assert built.kd_rows == {"train": 8, "validation": 2}
     events = []
 
     summary = train.run(config, progress=events.append)
