@@ -329,6 +329,11 @@ class HarvestRecord(BaseModel):
         )
 
     @property
+    def calls_text(self) -> str:
+        """The tool calls as text (one `name(arguments)` a line; "" without calls): what filters read of them."""
+        return "\n".join(f"{c.function.name}({c.function.arguments})" for c in self.tool_calls or [])
+
+    @property
     def has_logprobs(self) -> bool:
         return self.token_logprobs is not None and self.top_logprobs is not None
 

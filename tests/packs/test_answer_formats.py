@@ -10,7 +10,7 @@ import pytest
 from synthdistill import packs
 from synthdistill.cli import main
 from synthdistill.errors import PackError
-from tests.packs_fixtures import write_pack, write_rows
+from tests.packs_fixtures import write_pack
 
 TOOL = {
     "type": "function",
