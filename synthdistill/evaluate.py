@@ -7,7 +7,9 @@ Metrics, each over the teacher's held-out answers:
 - `kd_kl`: KL(teacher top-k + tail || student) on KD positions (None without a KD dataset);
 - `verifier_pass_rate`: per pack with a verifier, the share of the student's own greedy
   answers to held-out prompts that pass it; after a thinking teacher's traces were kept, also
-  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py).
+  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py);
+- for tool packs `tool_call_match` (the student's greedy calls against the teacher's) and for
+  packs with a response_format `schema_valid_rate` (synthdistill/eval_tools.py).
 
 Where the teacher's weights are at hand (the in-process `transformers` teacher, or a teacher
 model that is a local folder), the teacher is scored the same way (`teacher`) and
@@ -27,6 +29,7 @@ from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
+from synthdistill.eval_tools import answer_format_shares
 from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
@@ -170,10 +173,16 @@ def run(config: DistillConfig) -> dict[str, Any]:
     thinking = has_traces(read_rows(layout, "sft", "eval", ["messages"]))  # a thinking teacher's traces kept
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
+    shaped = [pack for pack in configured_packs(config) if pack.answer_format is not None]  # tools, JSON answers
+    shaped_rows = read_rows(layout, "sft", "eval", ["prompt_id", "messages"]) if shaped else []
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
         model = load_model(model_dir)  # once: scored, then asked to answer the verifiable prompts
         metrics = score_model(model, rows, pad, has_kd)
         metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
+        if shaped:
+            metrics.update(
+                answer_format_shares(shaped, model, tokenizer, held_out, shaped_rows, config.harvest.max_tokens)
+            )
         if thinking:
             metrics["verifier_pass_rate_by_mode"] = pass_rates_by_mode(
                 packs, model, tokenizer, held_out, config.harvest.max_tokens
