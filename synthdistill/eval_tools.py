@@ -20,43 +20,11 @@ import json
 from typing import Any
 
 from synthdistill.chat_tokens import prompt_token_ids
+from synthdistill.packs.verifiers import parse_calls
 from synthdistill.teachers.answer_formats import structured_problem
 from synthdistill.tool_turns import template_messages
 
 MAX_PROMPTS = 32
-_DECODER = json.JSONDecoder()
-
-
-def parse_calls(text: str) -> list[tuple[str, str]]:
-    """(function name, arguments as written) of every call object in a generated text, in order."""
-    calls, at = [], 0
-    while (start := text.find("{", at)) >= 0:
-        try:
-            value, end = _DECODER.raw_decode(text, start)
-        except ValueError:
-            at = start + 1
-            continue
-        key = next((k for k in ("arguments", "parameters") if isinstance(value, dict) and k in value), None)
-        if key is not None and isinstance(value.get("name"), str):
-            calls.append((value["name"], _raw_value(text[start:end], key, value[key])))
-            at = end
-        else:
-            at = start + 1
-    return calls
-
-
-def _raw_value(raw: str, key: str, value: Any) -> str:
-    """The text of `key`'s value inside an object's raw text (re-written as JSON if it cannot be found)."""
-    marker = raw.find(f'"{key}"')
-    colon = raw.find(":", marker) if marker >= 0 else -1
-    if colon >= 0:
-        begin = len(raw) - len(raw[colon + 1 :].lstrip())
-        try:
-            _, end = _DECODER.raw_decode(raw, begin)
-            return raw[begin:end]
-        except ValueError:
-            pass
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _same_json(a: str, b: str) -> bool:
@@ -87,12 +55,17 @@ def teacher_calls(sft_rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, s
     return calls
 
 
+def prompt_ids_of(tokenizer, prompt) -> list[int]:
+    """A pack prompt's token ids for the student: its messages (tool turns included) and the pack's tools."""
+    tools = prompt.answer_format.tools if prompt.answer_format is not None else None
+    messages = template_messages([m.model_dump() for m in prompt.messages])
+    return prompt_token_ids(tokenizer, messages, **({"tools": tools} if tools else {}))
+
+
 def _greedy(model, tokenizer, prompt, max_new_tokens: int) -> str:
     import torch
 
-    tools = prompt.answer_format.tools if prompt.answer_format is not None else None
-    messages = template_messages([m.model_dump() for m in prompt.messages])
-    ids = prompt_token_ids(tokenizer, messages, **({"tools": tools} if tools else {}))
+    ids = prompt_ids_of(tokenizer, prompt)
     with torch.no_grad():
         output = model.generate(
             torch.tensor([ids]),

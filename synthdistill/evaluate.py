@@ -25,11 +25,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
+from synthdistill.chat_tokens import IGNORE_INDEX
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
-from synthdistill.eval_tools import answer_format_shares
+from synthdistill.eval_tools import answer_format_shares, prompt_ids_of
 from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
@@ -135,7 +135,7 @@ def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, he
         max_new = pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None
         passed = 0
         for prompt in prompts:
-            ids = prompt_token_ids(tokenizer, [m.model_dump() for m in prompt.messages])
+            ids = prompt_ids_of(tokenizer, prompt)  # with the pack's tools, if it offers any
             with torch.no_grad():
                 output = model.generate(
                     torch.tensor([ids]),

@@ -330,8 +330,16 @@ class HarvestRecord(BaseModel):
 
     @property
     def calls_text(self) -> str:
-        """The tool calls as text (one `name(arguments)` a line; "" without calls): what filters read of them."""
-        return "\n".join(f"{c.function.name}({c.function.arguments})" for c in self.tool_calls or [])
+        """The tool calls as text, one `{"name": …, "arguments": …}` a line ("" without calls): what filters read."""
+        return "\n".join(
+            f'{{"name": {json.dumps(c.function.name)}, "arguments": {c.function.arguments or "{}"}}}'
+            for c in self.tool_calls or []
+        )
+
+    @property
+    def verifiable_text(self) -> str:
+        """What a verifier reads: the answer, then its tool calls (if any)."""
+        return f"{self.text}\n{self.calls_text}" if self.tool_calls else self.text
 
     @property
     def has_logprobs(self) -> bool:

@@ -129,11 +129,23 @@ class RegexVerify(_Strict):
         return value
 
 
-VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify, Field(discriminator="kind")]
+class ToolCallVerify(_Strict):
+    """The answer must call the tool the row's `field` names (with the row's `arguments_field` arguments, if set)."""
+
+    kind: Literal["tool-call"] = Field(description="tool-call: the answer must call the row's expected tool")
+    field: str = Field("tool", description="Row field naming the function the answer must call")
+    arguments_field: str | None = Field(
+        None,
+        description="Row field holding an object of arguments the call must have (each key equal; others allowed)",
+    )
+
+
+VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify | ToolCallVerify, Field(discriminator="kind")]
 VERIFY_KINDS: dict[str, type[BaseModel]] = {
     "answer": AnswerVerify,
     "json-schema": JsonSchemaVerify,
     "regex": RegexVerify,
+    "tool-call": ToolCallVerify,
 }
 
 
@@ -266,7 +278,9 @@ class PackSpec(_Strict):
         None, description="name → list of values; the template is rendered for every combination"
     )
     sampling: PackSampling | None = Field(None, description="Overrides of the harvest sampling defaults")
-    verify: VerifySpec | None = Field(None, description="How to check an answer: answer, json-schema or regex")
+    verify: VerifySpec | None = Field(
+        None, description="How to check an answer: answer, json-schema, regex or tool-call"
+    )
     tools: list[ToolSpec] | str | None = Field(
         None, description="Tools the teacher may call: OpenAI function definitions inline, or a .json/.yaml file"
     )

@@ -21,7 +21,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 
 from synthdistill.errors import PackError
-from synthdistill.packs.format import AnswerVerify, PackSpec
+from synthdistill.packs.format import AnswerVerify, PackSpec, ToolCallVerify
 from synthdistill.records import AnswerFormat, Message, Prompt, prompt_id_for
 
 
@@ -68,6 +68,14 @@ def prompt_for(
     verify = spec.verify
     if isinstance(verify, AnswerVerify) and variables.get(verify.field) in (None, ""):
         raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected answer")
+    if isinstance(verify, ToolCallVerify):
+        if not isinstance(variables.get(verify.field), str) or not variables[verify.field]:
+            raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected tool")
+        if verify.arguments_field is not None and not isinstance(variables.get(verify.arguments_field), dict):
+            raise PackError(
+                f"row has no '{verify.arguments_field}' object, which verify.arguments_field names as the "
+                "expected arguments"
+            )
     return Prompt(
         prompt_id=prompt_id_for(spec.name, messages, answer_format),
         pack=spec.name,
