@@ -178,3 +178,34 @@ def test_request_keys_of_plain_packs_are_unchanged_and_an_answer_format_changes_
     assert request_key_for("m", messages, sampling, 0, AnswerFormat(tools=TOOLS)) != plain
     # a plain turn dumps as before: {role, content}
     assert messages[0].model_dump() == {"role": "user", "content": "hi"}
+
+
+def test_the_in_process_teacher_is_refused_for_a_response_format():
+    import pytest
+
+    from synthdistill.errors import ConfigError
+    from synthdistill.records import Prompt
+    from synthdistill.teachers.answer_formats import check_supported
+
+    prompt = Prompt(
+        prompt_id="p",
+        pack="json",
+        pack_version="1.0.0",
+        messages=[Message(role="user", content="hi")],
+        answer_format=AnswerFormat(response_format={"type": "json_object"}),
+    )
+    check_supported([prompt], "openai", "chat")  # a chat endpoint takes it
+    with pytest.raises(ConfigError, match="pack 'json' sets `response_format:`, but the transformers backend"):
+        check_supported([prompt], "transformers", "chat")
+
+
+def test_the_summary_lines_count_tool_calls_and_re_asks(tmp_path, capsys):
+    with FakeOpenAIServer(json_broken_seeds=[0], json_broken_match="Question 1:") as server:
+        config = _project(tmp_path, server, pack_keys={"response_format": RESPONSE_FORMAT})
+        assert main(["harvest", "-c", str(config)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "structured answers: 1 asked again (not valid for their schema), 0 still invalid" in out
+    with FakeOpenAIServer() as server:
+        config = _project(tmp_path / "tools", server, pack_keys={"tools": TOOLS})
+        assert main(["harvest", "-c", str(config)]) == 0
+    assert "4 answers called a tool" in capsys.readouterr().out
