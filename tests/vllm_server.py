@@ -75,6 +75,10 @@ class VllmServer:
             "127.0.0.1",
             "--port",
             str(self.port),
+            # a named tool_choice needs a parser set (vLLM 0.32); llama3_json needs no special tokens,
+            # and only requests with tools reach it
+            "--tool-call-parser",
+            "llama3_json",
         ]
         env = {
             **os.environ,
