@@ -98,8 +98,9 @@ def worker(project: Path, method: str, args: argparse.Namespace) -> dict:
 
     from synthdistill.config import load_config
     from synthdistill.model_store import quiet_model_loading
-    from synthdistill.train import _add_kd_head, _kd_trainer_class, _training_args
     from synthdistill.train.data import PaddingCollator
+    from synthdistill.train.stage import _add_kd_head, _kd_trainer_class
+    from synthdistill.train.trainer_args import training_args
 
     quiet_model_loading()
     torch.manual_seed(0)
@@ -118,7 +119,7 @@ def worker(project: Path, method: str, args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         trainer = trainer_class(
             model=model,
-            args=_training_args(config, method, Path(scratch), use_gpu=use_gpu),
+            args=training_args(config, Path(scratch), use_gpu),
             train_dataset=Dataset.from_list(rows[:1]),
             data_collator=collate,
             processing_class=tokenizer,

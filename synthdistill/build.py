@@ -1,6 +1,6 @@
 """The build stage: filtered records → SFT and KD datasets (Parquet, Hugging Face layout).
 
-    datasets/sft/  messages, prompt_id, pack, teacher       (splits train / eval)
+    datasets/sft/  messages, prompt_id, pack, teacher       (splits train / validation)
     datasets/kd/   input_ids, labels, kd_ids, kd_logprobs, kd_mask (student tokens)
 
 Splits are by prompt, never the same prompt in both. The KD dataset needs captured
@@ -9,10 +9,12 @@ the student's (same tokenizer) the targets are exact; otherwise the teacher's to
 aligned to the student's by byte offsets (synthdistill/alignment.py) and positions that
 do not line up are masked. `coverage` is the share of answer tokens with KD targets.
 
-Both datasets are plain Parquet with a dataset card: load them with
-`datasets.load_dataset(str(folder))` (the card's `configs` name the splits) or
-`load_dataset("parquet", data_files={"train": ..., "eval": ...})`; `load_from_disk` reads
-`save_to_disk` folders only, so call `.save_to_disk()` on the loaded DatasetDict for that.
+Both datasets are plain Parquet with a dataset card, and the held-out split is named
+`validation`, the name `datasets` infers from the file names: `datasets.load_dataset(str(folder))`
+(the card's `configs` name the splits), `load_dataset("parquet", data_dir=str(folder / "data"))`
+and `load_dataset("parquet", data_files={"train": ..., "validation": ...})` all give
+`train` and `validation`; `load_from_disk` reads `save_to_disk` folders only, so call
+`.save_to_disk()` on the loaded DatasetDict for that.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from synthdistill.filter_stage import read_kept
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
-from synthdistill.run_layout import RunLayout
+from synthdistill.run_layout import HELD_OUT_SPLIT, SPLITS, RunLayout
 from synthdistill.safe_write import write_text
 from synthdistill.tool_turns import (
     check_renders_tools,
@@ -45,7 +47,6 @@ from synthdistill.tool_turns import (
     tool_call_targets,
 )
 
-SPLITS = ("train", "eval")
 # A position keeps its KD targets only if the teacher candidates that are not one student
 # token carry at most this probability (synthdistill/alignment.py, rule 4).
 MAX_UNMAPPED_MASS = 0.1
@@ -209,6 +210,7 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
     dropped: dict[str, int] = {}
     matches: dict[str, int] = {}
     masked: dict[str, int] = {}
+    alignment = {"exact": 0, "partial": 0, "none": 0}
     answer_tokens = 0
     by_part: dict[str, list[int]] = {}
     for record in records:
@@ -235,6 +237,7 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
         _count(matches, targets.spelling if targets.spelling == "exact-ids" else f"aligned-{targets.spelling}")
         for reason, n in targets.masked.items():
             _count(masked, reason, n)
+        _count(alignment, alignment_class(targets))
         prompt_ids = prompt_token_ids(
             tokenizer,
             template_messages([m.model_dump() for m in record.messages]),
@@ -277,6 +280,8 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
         "coverage": coverage,
         "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
         "masked_positions": masked,
+        # records whose every answer token got KD targets (exact), some (partial), none (none)
+        "alignment": alignment,
         "dropped": dropped,
         # a thinking teacher's records: per part, the share of its student tokens with KD targets
         "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in by_part.items()},
@@ -285,6 +290,13 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
     write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
     write_card("kd", config, decision, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
+
+
+def alignment_class(targets: AnswerTargets) -> str:
+    """exact: every answer token has KD targets; partial: some; none: not one."""
+    if targets.kept == len(targets.student_ids) and targets.kept:
+        return "exact"
+    return "partial" if targets.kept else "none"
 
 
 def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
@@ -304,7 +316,7 @@ def _write_splits(
     data.mkdir(parents=True)
     counts = {}
     for split in SPLITS:
-        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == "eval")]
+        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == HELD_OUT_SPLIT)]
         table = pa.Table.from_pylist(rows, schema=schema)
         if stored_as is not None:
             table = table.cast(stored_as)

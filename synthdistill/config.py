@@ -37,7 +37,13 @@ from synthdistill.records import (
     TopP,
 )
 from synthdistill.run_layout import RunLayout
-from synthdistill.yaml_source import describe_validation_error, load_yaml, primary_error, validate_document
+from synthdistill.yaml_source import (
+    YamlDocument,
+    describe_validation_error,
+    load_yaml,
+    primary_error,
+    validate_document,
+)
 
 
 class _Strict(BaseModel):
@@ -263,6 +269,21 @@ class StudentConfig(_Strict):
     max_length: int = Field(1024, ge=8, description="Longest training example in student tokens (longer are cut)")
     seed: int = Field(0, description="Seed of the training run (shuffling, initialisation of adapters)")
     kd: KDConfig = Field(default_factory=KDConfig, description="The KD loss (used when method is kd)")
+    eval_samples: int = Field(
+        8,
+        ge=0,
+        le=256,
+        description="Held-out prompts that eval answers greedily with the untrained and the trained student, "
+        "stored in eval.json beside the teacher's answer (synthdistill view shows them); 0 = none",
+    )
+    trainer: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More fields of TRL's SFTConfig / transformers' TrainingArguments, passed through as they are "
+        "(warmup_steps, lr_scheduler_type, weight_decay, max_grad_norm, bf16, report_to: [tensorboard] or [trackio] "
+        "(local), logging_steps, ...); checked against the installed TRL when train starts. Fields synthdistill sets "
+        "from its own keys (output_dir, learning_rate, per_device_train_batch_size, ...) are refused, naming the key "
+        "to use",
+    )
 
 
 class DistillConfig(_Strict):
@@ -295,6 +316,7 @@ class DistillConfig(_Strict):
 
     _path: Path | None = PrivateAttr(None)
     _overrides: list[Override] = PrivateAttr(default_factory=list)
+    _source: YamlDocument | None = PrivateAttr(None)
 
     @field_validator("filters", mode="before")
     @classmethod
@@ -334,6 +356,17 @@ class DistillConfig(_Strict):
         """Every path of the run folder (run_layout.py)."""
         return RunLayout(self.run_dir)
 
+    def line_of(self, *loc: str | int) -> int | None:
+        """The line in distill.yaml of a key path (or its deepest known parent); None without a file."""
+        return self._source.line_of(loc) if self._source is not None else None
+
+    def key_error(self, message: str, *loc: str | int) -> ConfigError:
+        """A ConfigError about the key at `loc`, found after loading: at its line, or naming the override that set it."""
+        culprit = override_for(loc, self._overrides, self._source.data if self._source is not None else None)
+        if culprit is not None:
+            return ConfigError(f"{culprit.origin} {culprit.text}: {message}")
+        return ConfigError(message, file=self.path, line=self.line_of(*loc))
+
     def require_student(self, stage: str) -> StudentConfig:
         if self.student is None:
             raise ConfigError(f"the '{stage}' stage needs a 'student' section", file=self.path)
@@ -365,6 +398,7 @@ def load_config(
         config = _validate_with_overrides(doc, given)
     config._path = path
     config._overrides = given
+    config._source = doc
     if not (allow_outside or config.allow_outside_project):
         _check_inside(config, doc.line_of(("output_dir",)))
     return config

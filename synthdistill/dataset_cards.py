@@ -1,4 +1,11 @@
-"""Provenance and dataset cards (Hub YAML metadata + a body a reviewer can read)."""
+"""Provenance and dataset cards (Hub YAML metadata + a body a reviewer can read).
+
+The metadata is what the Hub and `datasets` read: `pretty_name`, `language` (the packs'),
+`license`, `dataset_info` (features, bytes and rows per split, generated from the Parquet files
+the way `push_to_hub` writes it) and `configs` whose `data_files` name the splits `train` and
+`validation`. A dataset is named `<run>-<kind>` (quickstart-kd): the name the student's model
+card lists under `datasets:` and the ML-BOM gives it.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ HF_LICENCES = {
     "Apache-2.0": "apache-2.0",
     "MIT": "mit",
     "ODC-By-1.0": "odc-by",
+    "LicenseRef-Gemma": "gemma",
 }
 
 
@@ -36,6 +44,7 @@ def provenance(config: DistillConfig, records: list[HarvestRecord], decision: De
             "licence": pack.licence,
             "source": pack.source,
             "sha256": pack.content_sha256(),
+            "language": list(pack.spec.language),
         }
         for pack in configured_packs(config)
     ]
@@ -68,6 +77,44 @@ def _hf_licence(packs: list[dict]) -> dict[str, str]:
     return {"license": "other", "license_name": " AND ".join(licences) or "unknown"}
 
 
+def size_category(rows: int) -> str:
+    """The Hub's size category of a row count (n<1K, 1K<n<10K, …, n>1T)."""
+    bounds = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M")]
+    bounds += [(10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**12, "1B<n<1T")]
+    return next((label for bound, label in bounds if rows < bound), "n>1T")
+
+
+def dataset_name(run: str, kind: str) -> str:
+    """A built dataset's name: `<run>-<kind>`, in its card, the student's card and the ML-BOM."""
+    return f"{run}-{kind}"
+
+
+def languages(packs: list[dict]) -> list[str]:
+    """The languages the packs declare (pack.yaml `language`), sorted."""
+    return sorted({code for p in packs for code in p.get("language") or []})
+
+
+def dataset_info(files: dict[str, Any]) -> dict[str, Any]:
+    """The card's `dataset_info` (features, splits, sizes) from the split files, as `push_to_hub` writes it."""
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, Features, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.splits import SplitDict
+    from huggingface_hub import DatasetCardData
+
+    splits, features, download, total = SplitDict(), None, 0, 0
+    for split, path in files.items():
+        table = pq.read_table(path)
+        features = features or Features.from_arrow_schema(table.schema)
+        splits.add(SplitInfo(name=split, num_bytes=table.nbytes, num_examples=table.num_rows))
+        download += path.stat().st_size
+        total += table.nbytes
+    info = DatasetInfo(features=features, splits=splits, download_size=download, dataset_size=total)
+    data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data.to_dict()["dataset_info"]
+
+
 def write_card(
     kind: str, config: DistillConfig, decision: Decision, info: dict[str, Any], counts: dict[str, int]
 ) -> None:
@@ -76,14 +123,19 @@ def write_card(
     layout.dataset_dir(kind).mkdir(parents=True, exist_ok=True)
     write_text(layout.dataset_provenance(kind), json.dumps(info, indent=2, default=str) + "\n", inside=config.run_dir)
     teacher = info["teacher"]
+    title = "SFT" if kind == "sft" else "Knowledge-distillation (top-k logprobs)"
+    langs = languages(info["packs"])
     metadata = {
+        "pretty_name": f"{config.name}: {title} dataset from {teacher['model']}",
+        **({"language": langs} if langs else {}),
         **_hf_licence(info["packs"]),
         "annotations_creators": ["machine-generated"],
         "language_creators": ["machine-generated"],
         "source_datasets": [f"synthdistill-pack:{p['name']}@{p['version']}" for p in info["packs"]],
         "task_categories": ["text-generation"],
         "tags": ["synthetic", "distillation", "synthdistill", f"{kind}-dataset"],
-        "size_categories": ["n<1K" if sum(counts.values()) < 1000 else "1K<n<10K"],
+        "size_categories": [size_category(sum(counts.values()))],
+        "dataset_info": dataset_info({s: layout.split_file(kind, s) for s in counts}),
         "configs": [
             {
                 "config_name": "default",
@@ -91,7 +143,6 @@ def write_card(
             }
         ],
     }
-    title = "SFT" if kind == "sft" else "Knowledge-distillation (top-k logprobs)"
     funnel = info.get("funnel") or {}
     body = [
         f"# {config.name}: {title} dataset",
@@ -100,6 +151,11 @@ def write_card(
         f"answered as {', '.join(teacher['models_answered']) or 'n/a'}) with synthdistill. "
         f"What the teacher charged for these answers: {describe_cost(teacher['cost_usd'], teacher['price_source'])}.",
         "",
+        f"Dataset name: `{dataset_name(config.name, kind)}` (the student's model card lists it under `datasets:`). "
+        f'Load it with `datasets.load_dataset("parquet", data_dir="data")` from this folder: splits '
+        "`train` and `validation` (held out by prompt).",
+        "",
+        *([] if langs else ["Languages: not declared by the packs (pack.yaml `language`).", ""]),
         *[line + "\n" for line in override_lines(decision)],
         "| split | rows |",
         "|---|---|",

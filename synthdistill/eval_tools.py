@@ -17,12 +17,11 @@ every JSON object in it with a "name" and "arguments" (or "parameters"), as Herm
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
-from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.packs.verifiers import parse_calls
 from synthdistill.teachers.answer_formats import structured_problem
-from synthdistill.tool_turns import template_messages
 
 MAX_PROMPTS = 32
 
@@ -55,31 +54,20 @@ def teacher_calls(sft_rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, s
     return calls
 
 
-def prompt_ids_of(tokenizer, prompt) -> list[int]:
-    """A pack prompt's token ids for the student: its messages (tool turns included) and the pack's tools."""
+def _answer(answers, prompt, limit: int) -> str:
+    """The model's greedy answer to a pack prompt (shared with the verifiers: generated once)."""
     tools = prompt.answer_format.tools if prompt.answer_format is not None else None
-    messages = template_messages([m.model_dump() for m in prompt.messages])
-    return prompt_token_ids(tokenizer, messages, **({"tools": tools} if tools else {}))
-
-
-def _greedy(model, tokenizer, prompt, max_new_tokens: int) -> str:
-    import torch
-
-    ids = prompt_ids_of(tokenizer, prompt)
-    with torch.no_grad():
-        output = model.generate(
-            torch.tensor([ids]),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-        )
-    return tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+    return answers.answer(prompt.prompt_id, [m.model_dump() for m in prompt.messages], limit, tools)
 
 
 def answer_format_shares(
-    packs: list, model, tokenizer, held_out: set[str], sft_rows: list[dict[str, Any]], max_new_tokens: int
+    packs: list, answers, held_out: set[str], sft_rows: list[dict[str, Any]], limit_of: Callable[[Any], int]
 ) -> dict[str, Any]:
-    """{"tool_call_match": {pack: {...}}, "schema_valid_rate": {pack: share}} (keys only for such packs)."""
+    """{"tool_call_match": {pack: {...}}, "schema_valid_rate": {pack: share}} (keys only for such packs).
+
+    `answers` is evaluate.GreedyAnswers (one model's greedy answers by prompt id); `limit_of(pack)` the new
+    tokens a pack's answer may take.
+    """
     expected = teacher_calls(sft_rows)
     matches: dict[str, dict[str, Any]] = {}
     valid: dict[str, float] = {}
@@ -87,25 +75,21 @@ def answer_format_shares(
         answer_format = pack.answer_format
         if answer_format is None:
             continue
-        budget = pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None
+        limit = limit_of(pack)
         prompts = [p for p in pack.prompts if p.prompt_id in held_out]
         if answer_format.tools:
             asked = [p for p in prompts if p.prompt_id in expected][:MAX_PROMPTS]
             if asked:
                 counts = [0, 0, 0]
                 for prompt in asked:
-                    got = parse_calls(_greedy(model, tokenizer, prompt, budget or max_new_tokens))
+                    got = parse_calls(_answer(answers, prompt, limit))
                     counts = [a + b for a, b in zip(counts, call_match(got, expected[prompt.prompt_id]))]
                 matches[pack.name] = {"prompts": len(asked)} | {
                     name: round(n / len(asked), 6) for name, n in zip(MATCH_NAMES, counts)
                 }
         if answer_format.schema is not None and prompts:
             asked = prompts[:MAX_PROMPTS]
-            ok = sum(
-                structured_problem(answer_format, _greedy(model, tokenizer, p, budget or max_new_tokens).strip())
-                is None
-                for p in asked
-            )
+            ok = sum(structured_problem(answer_format, _answer(answers, p, limit).strip()) is None for p in asked)
             valid[pack.name] = round(ok / len(asked), 6)
     result: dict[str, Any] = {}
     if matches:

@@ -17,6 +17,10 @@ model that is a local folder), the teacher is scored the same way (`teacher`) an
 the student recovered. Per-token NLLs compare only over the same tokens: with a teacher whose
 vocabulary differs from the student's, the teacher is scored on its own tokenization of the
 held-out conversations and the gap is left null (`nll_gap_closed_note` says why).
+
+`samples` holds the first `student.eval_samples` held-out prompts with the teacher's answer
+beside each student's own greedy answer (`synthdistill view` shows them); the greedy answers
+are generated once per model and prompt, for the verifiers and the samples alike.
 """
 
 from __future__ import annotations
@@ -25,18 +29,21 @@ import json
 from pathlib import Path
 from typing import Any
 
-from synthdistill.chat_tokens import IGNORE_INDEX
+from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
-from synthdistill.eval_tools import answer_format_shares, prompt_ids_of
+from synthdistill.eval_tools import answer_format_shares
 from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.policy import recheck_use
+from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.tool_turns import template_messages
 from synthdistill.train import read_train_summary
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
+from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
 
 EVAL_BATCH = 8
@@ -49,8 +56,8 @@ def eval_rows(config: DistillConfig, tokenizer) -> tuple[list[dict[str, Any]], b
     student = config.require_student("eval")
     layout = config.layout
     if layout.dataset_dir("kd").exists():
-        return kd_token_rows(read_rows(layout, "kd", "eval")), True
-    return sft_token_rows(read_rows(layout, "sft", "eval"), tokenizer, student.max_length), False
+        return kd_token_rows(read_rows(layout, "kd", HELD_OUT_SPLIT)), True
+    return sft_token_rows(read_rows(layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length), False
 
 
 def batch_metrics(logits, batch: dict[str, Any]) -> dict[str, float]:
@@ -123,30 +130,73 @@ def verifier_packs(config: DistillConfig) -> list:
     return [pack for pack in configured_packs(config) if pack.verify is not None]
 
 
-def verifier_pass_rates(config: DistillConfig, packs: list, model, tokenizer, held_out: set[str]) -> dict[str, float]:
-    """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
-    import torch
+def answer_limit(config: DistillConfig, pack) -> int:
+    """New tokens a student may generate for a pack's prompt: the pack's max_tokens, else the harvest's."""
+    sampling = pack.spec.sampling if pack is not None else None
+    return sampling.max_tokens if sampling and sampling.max_tokens else config.harvest.max_tokens
 
+
+class GreedyAnswers:
+    """One model's greedy answers by prompt id, each generated once (the verifiers and the samples share them)."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer, self.answers = model, tokenizer, {}
+
+    def answer(
+        self, prompt_id: str, messages: list[dict[str, Any]], max_new_tokens: int, tools: list[dict] | None = None
+    ) -> str:
+        """The greedy answer to a prompt (its messages, tool turns included, and the tools its pack offers)."""
+        if prompt_id not in self.answers:
+            import torch
+
+            ids = prompt_token_ids(self.tokenizer, template_messages(messages), **({"tools": tools} if tools else {}))
+            with torch.no_grad():
+                output = self.model.generate(
+                    torch.tensor([ids]),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                )
+            self.answers[prompt_id] = self.tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+        return self.answers[prompt_id]
+
+
+def verifier_pass_rates(config: DistillConfig, packs: list, answers: GreedyAnswers, held_out: set[str]) -> dict:
+    """Per pack with a verifier: share of the student's greedy answers to held-out prompts that pass."""
     rates = {}
     for pack in packs:
         prompts = [p for p in pack.prompts if p.prompt_id in held_out][:MAX_GENERATIONS_PER_PACK]
         if not prompts:
             continue
-        max_new = pack.spec.sampling.max_tokens if pack.spec.sampling and pack.spec.sampling.max_tokens else None
+        limit = answer_limit(config, pack)
         passed = 0
         for prompt in prompts:
-            ids = prompt_ids_of(tokenizer, prompt)  # with the pack's tools, if it offers any
-            with torch.no_grad():
-                output = model.generate(
-                    torch.tensor([ids]),
-                    max_new_tokens=max_new or config.harvest.max_tokens,
-                    do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-                )
-            text = tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+            tools = pack.answer_format.tools if pack.answer_format is not None else None
+            text = answers.answer(prompt.prompt_id, [m.model_dump() for m in prompt.messages], limit, tools)
             passed += verify_answer(pack.verify, prompt.variables or {}, text)[0]
         rates[pack.name] = round(passed / len(prompts), 6)
     return rates
+
+
+def sample_rows(held_out_rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The first `count` held-out prompts (one teacher answer each), in the split's order."""
+    chosen, seen = [], set()
+    for row in held_out_rows:
+        if len(chosen) == count:
+            break
+        if row["prompt_id"] not in seen:
+            seen.add(row["prompt_id"])
+            chosen.append(row)
+    return chosen
+
+
+def sample_answers(config: DistillConfig, rows: list[dict[str, Any]], answers: GreedyAnswers) -> list[str]:
+    """One model's greedy answers to the sampled held-out prompts."""
+    packs = {pack.name: pack for pack in configured_packs(config)} if rows else {}
+    return [
+        answers.answer(row["prompt_id"], row["messages"][:-1], answer_limit(config, packs.get(row["pack"])))
+        for row in rows
+    ]
 
 
 def run(config: DistillConfig) -> dict[str, Any]:
@@ -155,7 +205,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
 
     quiet_model_loading()
     config.require_student("eval")  # a clear error before any model loads
-    recheck_use(config, "eval")
+    decision = recheck_use(config, "eval")
     layout = config.layout
     trained_dir = layout.student_dir
     summary = read_train_summary(config)
@@ -166,36 +216,52 @@ def run(config: DistillConfig) -> dict[str, Any]:
     rows, has_kd = eval_rows(config, tokenizer)
     if not rows:
         raise StageError(
-            "the eval split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
+            "the validation (held-out) split is empty: raise datasets.eval_fraction or harvest more prompts (it is split by prompt)"
         )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    held_out = {row["prompt_id"] for row in read_rows(layout, "sft", "eval", ["prompt_id"])}
-    thinking = has_traces(read_rows(layout, "sft", "eval", ["messages"]))  # a thinking teacher's traces kept
+    held_out_rows = read_rows(layout, "sft", HELD_OUT_SPLIT, ["prompt_id", "pack", "messages"])
+    held_out = {row["prompt_id"] for row in held_out_rows}
+    thinking = has_traces(held_out_rows)  # a thinking teacher's traces kept
+    samples = sample_rows(held_out_rows, config.require_student("eval").eval_samples)
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
     shaped = [pack for pack in configured_packs(config) if pack.answer_format is not None]  # tools, JSON answers
-    shaped_rows = read_rows(layout, "sft", "eval", ["prompt_id", "messages"]) if shaped else []
+    generated: dict[str, list[str]] = {}
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
-        model = load_model(model_dir)  # once: scored, then asked to answer the verifiable prompts
+        model = load_model(model_dir)  # once: scored, then asked to answer the verifiable and the sampled prompts
         metrics = score_model(model, rows, pad, has_kd)
-        metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
+        answers = GreedyAnswers(model, tokenizer)
+        metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, answers, held_out)
         if shaped:
-            metrics.update(
-                answer_format_shares(shaped, model, tokenizer, held_out, shaped_rows, config.harvest.max_tokens)
-            )
+            limit = lambda pack: answer_limit(config, pack)  # noqa: E731
+            metrics.update(answer_format_shares(shaped, answers, held_out, held_out_rows, limit))
         if thinking:
             metrics["verifier_pass_rate_by_mode"] = pass_rates_by_mode(
                 packs, model, tokenizer, held_out, config.harvest.max_tokens
             )
+        generated[label] = sample_answers(config, samples, answers)
         result[label] = metrics
-        del model
+        del model, answers
     result.update(teacher_comparison(config, rows, has_kd, tokenizer, packs, held_out, result))
     result["untrained_model"] = str(untrained_dir)
     result["trained_model"] = str(trained_dir)
     result["train_steps"] = summary["steps"]
     result["plot"] = layout.relative(layout.eval_plot)
+    # held-out prompts with the teacher's answer beside each student's own greedy answer (student.eval_samples)
+    result["samples"] = [
+        {
+            "prompt_id": row["prompt_id"],
+            "pack": row["pack"],
+            "messages": row["messages"][:-1],
+            "teacher": row["messages"][-1]["content"],
+            "untrained": generated["untrained"][i],
+            "trained": generated["trained"][i],
+        }
+        for i, row in enumerate(samples)
+    ]
     write_text(layout.eval_result, json.dumps(result, indent=2) + "\n", inside=config.run_dir)
     write_plot(layout.eval_plot, summary.get("loss_history", []), result)
+    write_model_card(config, summary, decision, result)  # the card's model-index gets these results
     return result
 
 
@@ -227,12 +293,12 @@ def teacher_comparison(config, rows, has_kd, student_tokenizer, packs, held_out,
     same_vocabulary = tokenizer.get_vocab() == student_tokenizer.get_vocab()
     if not same_vocabulary:  # the student's token rows mean nothing to this teacher: tokenize for it
         student = config.require_student("eval")
-        rows = sft_token_rows(read_rows(config.layout, "sft", "eval"), tokenizer, student.max_length)
+        rows = sft_token_rows(read_rows(config.layout, "sft", HELD_OUT_SPLIT), tokenizer, student.max_length)
         has_kd = False
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     model = load_model(folder)
     metrics = score_model(model, rows, pad, has_kd)
-    metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, model, tokenizer, held_out)
+    metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, GreedyAnswers(model, tokenizer), held_out)
     del model
     comparison: dict[str, Any] = {"teacher": metrics, "teacher_model": str(folder)}
     if same_vocabulary:
@@ -257,9 +323,9 @@ def write_plot(path: Path, loss_history: list[dict[str, float]], result: dict[st
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     steps = [entry.get("step", i + 1) for i, entry in enumerate(loss_history)]
     left.plot(steps, [entry["loss"] for entry in loss_history], label="loss")
-    for part in ("ce", "kl"):
-        if loss_history and part in loss_history[0]:
-            left.plot(steps, [entry.get(part, float("nan")) for entry in loss_history], label=part, alpha=0.7)
+    names = list(dict.fromkeys(name for entry in loss_history for name in entry.get("parts", {})))
+    for part in names if len(names) > 1 else []:  # one part is the loss itself
+        left.plot(steps, [entry["parts"].get(part, float("nan")) for entry in loss_history], label=part, alpha=0.7)
     left.set(title=f"training ({result['method']})", xlabel="step", ylabel="loss")
     left.legend()
     names = [m for m in ("nll_per_token", "top1_agreement", "kd_kl") if result["trained"].get(m) is not None]

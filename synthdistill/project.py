@@ -6,7 +6,8 @@
     project.plan()          # what the harvest will be, sending nothing (`synthdistill plan --json`)
     project.harvest()       # the same summaries as `synthdistill harvest --json`
     project.filter(); project.build(); project.train(); project.evaluate(); project.audit()
-    project.run(until="build")
+    project.run(until="build")   # every stage up to build, then the run's page
+    project.view()               # the run's page, view.html (`synthdistill view`)
 
 The CLI is a thin layer over this class: it parses arguments, hands a `Reporter` that
 renders progress and results, and prints the errors the methods raise (errors.py).
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, train
+from synthdistill import view as run_page
 from synthdistill.config import DistillConfig, load_config
 from synthdistill.digests import file_sha256, json_sha256
 from synthdistill.errors import ConfigError, DamagedFileError, NothingAnswered
@@ -224,7 +226,13 @@ class Project:
         with self._stage("run"):
             for stage in STAGES[: last + 1]:
                 summary[stage] = steps[stage]()
+            if not is_secondary_rank():  # the last step: one page of what the run folder holds
+                summary["view"] = {"page": str(self.view())}
         return summary
+
+    def view(self, output: str | Path | None = None, max_records: int = run_page.MAX_RECORDS) -> Path:
+        """Write the run's page (view.html, or `output`) and return its path; reads the run folder only."""
+        return run_page.run(self.run_dir, output=output, max_records=max_records)
 
     def _done(self, stage: str, data: dict[str, Any], config: DistillConfig) -> dict[str, Any]:
         self.reporter.stage_done(stage, data, config)

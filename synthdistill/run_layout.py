@@ -7,6 +7,7 @@
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
+    view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
     config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
@@ -20,6 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SPLIT_SHARD = "-00000-of-00001.parquet"
+# The splits of a built dataset. The held-out one is `validation`, the name `datasets` infers
+# from `validation-*.parquet` (an `eval-*` file would load as `test`), so `load_dataset("parquet",
+# data_dir=...)`, `data_files=` and the cards' `configs` all show the same two names.
+TRAIN_SPLIT = "train"
+HELD_OUT_SPLIT = "validation"
+SPLITS = (TRAIN_SPLIT, HELD_OUT_SPLIT)
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,12 @@ class RunLayout:
     def audit_reports(self) -> tuple[Path, Path, Path]:
         """The audit's files besides the manifest, which lists their hashes."""
         return self.report_md, self.report_html, self.bom
+
+    # -- view ------------------------------------------------------------------
+    @property
+    def view_page(self) -> Path:
+        """`synthdistill view`'s page: a rendering of the other files, rewritten by each view."""
+        return self.run_dir / "view.html"
 
     # -- config snapshots --------------------------------------------------------
     @property

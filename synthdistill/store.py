@@ -443,6 +443,30 @@ class LedgerReader:
             """
         )
 
+    def pack_counts(self) -> list[dict]:
+        """Per pack: distinct prompts, requests, answered and failed."""
+        return self._dicts(
+            """
+            SELECT pack, COUNT(DISTINCT prompt_id) AS prompts, COUNT(*) AS requests,
+                   SUM(status = 'done') AS answered, SUM(status = 'failed') AS failed
+            FROM requests GROUP BY pack ORDER BY pack
+            """
+        )
+
+    def answered_rowids(self) -> list[int]:
+        """The row ids of every answered request, in insertion order (to sample from)."""
+        return [row["rowid"] for row in self._dicts("SELECT rowid FROM requests WHERE status = 'done' ORDER BY rowid")]
+
+    def record_payloads(self, rowids: list[int]) -> list[dict]:
+        """The stored records (parsed JSON, not validated) of the given rows, in row order."""
+        found: list[dict] = []
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._dicts(f"SELECT record FROM requests WHERE rowid IN ({marks}) ORDER BY rowid", tuple(chunk))
+            found += [json.loads(row["record"]) for row in rows]
+        return found
+
     def done_keys(self) -> set[str]:
         """The request keys the ledger holds an answer for."""
         return {row["request_key"] for row in self._dicts("SELECT request_key FROM requests WHERE status = 'done'")}

@@ -22,6 +22,7 @@ HEAVY = frozenset(
         "datasets",
         "datasketch",
         "httpx",
+        "huggingface_hub",
         "jsonschema",
         "llama_cpp",
         "matplotlib",

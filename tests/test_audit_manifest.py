@@ -115,7 +115,7 @@ def test_counts_at_every_stage_and_drop_reasons(audited):
     assert harvest["with_logprobs"] == 5
     assert manifest["stages"]["filter"]["drop_reasons"] == {"finished:truncated": 2}
     sft = manifest["stages"]["datasets"]["sft"]
-    assert (sft["splits"], sft["rows"]) == ({"eval": 1, "train": 2}, 3)
+    assert (sft["splits"], sft["rows"]) == ({"train": 2, "validation": 1}, 3)
     assert manifest["stages"]["student"] is None and manifest["stages"]["eval"] is None
 
 

@@ -120,8 +120,8 @@ def test_bom_validates_against_the_cyclonedx_1_6_schema(audit_dir):
     assert sft["type"] == "data" and sft["licenses"] == [{"expression": "CC-BY-4.0"}]
     assert sorted(f["name"] for f in sft["components"]) == [
         "datasets/sft/README.md",
-        "datasets/sft/data/eval-00000-of-00001.parquet",
         "datasets/sft/data/train-00000-of-00001.parquet",
+        "datasets/sft/data/validation-00000-of-00001.parquet",
         "datasets/sft/provenance.json",
     ]
     assert {"ref": "dataset:sft", "dependsOn": ["teacher", "pack:audit-demo"]} in bom["dependencies"]

@@ -23,7 +23,7 @@ def _kept(run) -> list[dict]:
 
 def _row_ids(run) -> dict[str, str]:
     found = {}
-    for split in ("train", "eval"):
+    for split in ("train", "validation"):
         table = pq.read_table(run.run_dir / f"datasets/sft/data/{split}-00000-of-00001.parquet")
         found.update({row_id: split for row_id in table.column("row_id").to_pylist()})
     return found

@@ -40,7 +40,7 @@ def _rows(kd_dir):
     import pyarrow.parquet as pq
 
     rows = []
-    for split in ("train", "eval"):
+    for split in ("train", "validation"):
         rows += pq.read_table(kd_dir / "data" / f"{split}-00000-of-00001.parquet").to_pylist()
     return {row["request_key"]: row for row in rows}
 
@@ -61,7 +61,7 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
 
     held_out = eval_prompt_ids([exact.prompt_id, aligned.prompt_id, plain.prompt_id], 0.2, 0)
     expected_eval = sum(1 for r in (exact, aligned) if r.prompt_id in held_out)
-    assert summary.kd_rows == {"train": 2 - expected_eval, "eval": expected_eval}
+    assert summary.kd_rows == {"train": 2 - expected_eval, "validation": expected_eval}
     assert summary.kd_dropped == {"no-logprobs": 1}
     exact_tokens = len(exact.token_ids)  # the answer's ids and the teacher's end token, all with targets
     assert summary.kd_coverage == round((exact_tokens + 6) / (exact_tokens + 9), 4)
@@ -90,6 +90,8 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
     }
     assert build_info["kd_ids_dtype"] == "uint16" and build_info["coverage"] == summary.kd_coverage
     assert build_info["dropped"] == {"no-logprobs": 1}
+    # per record: the exact-ids one has targets on every answer token, the aligned one on some
+    assert build_info["alignment"] == {"exact": 1, "partial": 1, "none": 0}
 
 
 def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, tokenizer):
@@ -105,10 +107,12 @@ def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, token
     cache = str(tmp_path / "hf-cache")
 
     by_card = datasets.load_dataset(str(kd_dir), cache_dir=cache)
-    files = {s: str(kd_dir / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "eval")}
+    files = {s: str(kd_dir / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "validation")}
     by_files = datasets.load_dataset("parquet", data_files=files, cache_dir=cache)
-    assert {s: len(by_card[s]) for s in by_card} == summary.kd_rows == {"train": 4, "eval": 1}
+    by_dir = datasets.load_dataset("parquet", data_dir=str(kd_dir / "data"), cache_dir=cache)
+    assert {s: len(by_card[s]) for s in by_card} == summary.kd_rows == {"train": 4, "validation": 1}
     assert {s: len(by_files[s]) for s in by_files} == summary.kd_rows
+    assert {s: len(by_dir[s]) for s in by_dir} == summary.kd_rows  # the names datasets infers from the files
     features = by_card["train"].features
     assert features["kd_ids"] == datasets.List(datasets.List(datasets.Value("uint16")))
     assert features["kd_logprobs"] == datasets.List(datasets.List(datasets.Value("float16")))
@@ -116,10 +120,19 @@ def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, token
 
     by_files.save_to_disk(str(tmp_path / "on-disk"))
     reloaded = datasets.load_from_disk(str(tmp_path / "on-disk"))
-    assert reloaded["eval"][0]["kd_mask"] == by_files["eval"][0]["kd_mask"]
+    assert list(reloaded) == ["train", "validation"]
+    assert reloaded["validation"][0]["kd_mask"] == by_files["validation"][0]["kd_mask"]
 
-    sft = datasets.load_dataset(str(tmp_path / "outputs" / "tiny" / "datasets" / "sft"), cache_dir=cache)
-    assert {s: len(sft[s]) for s in sft} == summary.sft_rows
+    sft_dir = tmp_path / "outputs" / "tiny" / "datasets" / "sft"
+    sft = datasets.load_dataset(str(sft_dir), cache_dir=cache)
+    sft_by_dir = datasets.load_dataset("parquet", data_dir=str(sft_dir / "data"), cache_dir=cache)
+    sft_files = {s: str(sft_dir / "data" / f"{s}-00000-of-00001.parquet") for s in ("train", "validation")}
+    sft_by_files = datasets.load_dataset("parquet", data_files=sft_files, cache_dir=cache)
+    assert {s: len(sft[s]) for s in sft} == summary.sft_rows == {"train": 4, "validation": 1}
+    assert {s: len(sft_by_dir[s]) for s in sft_by_dir} == summary.sft_rows
+    assert {s: len(sft_by_files[s]) for s in sft_by_files} == summary.sft_rows
+    sft_by_dir.save_to_disk(str(tmp_path / "sft-on-disk"))
+    assert list(datasets.load_from_disk(str(tmp_path / "sft-on-disk"))) == ["train", "validation"]
 
 
 def test_no_kd_dataset_when_no_position_lines_up(tmp_path, smollm2_dir, tokenizer):
@@ -138,4 +151,4 @@ def test_no_kd_dataset_when_no_position_lines_up(tmp_path, smollm2_dir, tokenize
         "(masked positions: {'no-teacher-token-with-same-boundaries': 1, 'student-token-splits-a-character': 2})"
     )
     assert not stale.parent.exists()
-    assert summary.sft_rows == {"train": 1, "eval": 0}
+    assert summary.sft_rows == {"train": 1, "validation": 0}

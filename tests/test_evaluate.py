@@ -10,6 +10,8 @@ from synthdistill import build, evaluate, train
 from synthdistill.config import load_config
 from synthdistill.errors import StageError
 from synthdistill.evaluate import batch_metrics, nll_gap_closed
+from synthdistill.run_layout import HELD_OUT_SPLIT
+from synthdistill.train.data import read_rows
 from tests.training_fixtures import write_kept_project, write_tiny_llama
 
 
@@ -50,6 +52,7 @@ def test_eval_reports_lower_nll_after_training(tmp_path, smollm2_dir):
     assert result["nll_gap_closed"] == pytest.approx((untrained - trained) / (untrained - teacher), abs=1e-5)
     assert 0 < result["nll_gap_closed"] < 1
     assert result["teacher"]["answer_tokens"] == result["untrained"]["answer_tokens"]  # the same tokens
+    assert len(result["samples"]) == 2 and all(s["trained"] is not None for s in result["samples"])
     assert json.loads((config.run_dir / "eval.json").read_text()) == result
     assert (config.run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -69,12 +72,23 @@ def test_verifier_pass_rate_of_the_students_own_answers(tmp_path, tiny_student, 
     assert always["untrained"]["verifier_pass_rate"] == {"demo": 1.0}
     assert always["trained"]["verifier_pass_rate"] == {"demo": 1.0}
 
+    # the held-out prompts with the teacher's answer beside each student's own greedy answer (max_tokens 6)
+    held_out = read_rows(config.layout, "sft", HELD_OUT_SPLIT)
+    assert [s["prompt_id"] for s in always["samples"]] == [row["prompt_id"] for row in held_out]
+    for sample, row in zip(always["samples"], held_out, strict=True):
+        assert sample["pack"] == "demo" and sample["messages"] == row["messages"][:-1]
+        assert sample["teacher"] == row["messages"][-1]["content"]
+        assert sample["untrained"] == _greedy(tiny_student, tokenizer, row["messages"][:-1], 6)
+        assert sample["trained"] == _greedy(config.layout.student_dir, tokenizer, row["messages"][:-1], 6)
+
     pack_yaml.write_text(pack_yaml.read_text().replace("pattern: '^'", "pattern: '(?!)'"))  # matches nothing
+    path.write_text(path.read_text().replace("student:\n", "student:\n  eval_samples: 1\n"))
     never = evaluate.run(load_config(path))
 
     assert never["untrained"]["verifier_pass_rate"] == {"demo": 0.0}
     assert never["trained"]["verifier_pass_rate"] == {"demo": 0.0}
     assert never["trained"]["nll_per_token"] == always["trained"]["nll_per_token"]
+    assert never["samples"] == always["samples"][:1]
 
 
 def test_nll_gap_closed_is_null_where_the_teacher_is_no_better_than_the_start():
@@ -123,3 +137,18 @@ def test_a_teacher_with_another_vocabulary_is_scored_on_its_own_tokens(tmp_path,
     assert result["teacher"]["answer_tokens"] > 0
     assert result["nll_gap_closed"] is None
     assert "vocabulary differs" in result["nll_gap_closed_note"]
+
+
+def _greedy(model_dir, tokenizer, messages, max_new_tokens: int) -> str:
+    """A model's greedy answer, generated here with transformers alone."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    encoded = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    ids = list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)
+    with torch.no_grad():
+        output = model.generate(
+            torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
+        )
+    return tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)

@@ -67,7 +67,8 @@ def test_run_returns_the_summaries_of_run_json(tmp_path, capsys):
         by_cli = _cli_json(capsys, "run", "--until", "build", "-c", str(write_project(cli_root, server.base_url)))
     with FakeOpenAIServer(model=ANSWERED_AS) as server:
         by_api = Project(write_project(api_root, server.base_url)).run(until="build")
-    assert list(by_api) == ["harvest", "filter", "build"]
+    assert list(by_api) == ["harvest", "filter", "build", "view"]  # the run's page is the last step
+    assert Path(by_api["view"]["page"]).name == "view.html" and Path(by_api["view"]["page"]).is_file()
     assert _comparable(by_api, api_root) == _comparable(by_cli, cli_root)
 
 

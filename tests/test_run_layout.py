@@ -33,6 +33,7 @@ RUN_FILES = (
     "report.md",
     "report.html",
     "bom.cdx.json",
+    "view.html",
     ".synthdistill.lock",
     "-00000-of-00001.parquet",
     "README.md",
@@ -70,6 +71,7 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
         "md": layout.report_md,
         "html": layout.report_html,
         "bom": layout.bom,
+        "view": layout.view_page,
         "lock": layout.lock,
     }
     assert {name: layout.relative(path) for name, path in paths.items()} == {
@@ -99,6 +101,7 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
         "md": "audit/report.md",
         "html": "audit/report.html",
         "bom": "audit/bom.cdx.json",
+        "view": "view.html",
         "lock": ".synthdistill.lock",
     }
     assert layout.audit_reports == (layout.report_md, layout.report_html, layout.bom)
@@ -107,14 +110,14 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
 
 def test_splits_are_found_and_named_as_the_card_says(tmp_path):
     layout = RunLayout(tmp_path)
-    for kind, split in (("sft", "train"), ("sft", "eval"), ("kd", "eval")):
+    for kind, split in (("sft", "train"), ("sft", "validation"), ("kd", "validation")):
         layout.split_file(kind, split).parent.mkdir(parents=True, exist_ok=True)
         layout.split_file(kind, split).write_bytes(b"")
-    assert [layout.split_of(p) for p in layout.split_files("sft")] == ["eval", "train"]
+    assert [layout.split_of(p) for p in layout.split_files("sft")] == ["train", "validation"]
     assert [layout.relative(p) for p in layout.every_split_file()] == [
-        "datasets/kd/data/eval-00000-of-00001.parquet",
-        "datasets/sft/data/eval-00000-of-00001.parquet",
+        "datasets/kd/data/validation-00000-of-00001.parquet",
         "datasets/sft/data/train-00000-of-00001.parquet",
+        "datasets/sft/data/validation-00000-of-00001.parquet",
     ]
     assert layout.dataset_dir("sft").joinpath(layout.split_pattern("train")).match("*/data/train-*.parquet")
 

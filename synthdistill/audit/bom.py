@@ -2,8 +2,10 @@
 
 Components: the teacher (machine-learning-model, with its policy and decision as
 properties), each prompt pack and each dataset (data, with the Data Provenance triple),
-the student (machine-learning-model with a modelCard naming its datasets) and the
-run's other records; every file carries its SHA-256. `dependencies` draws the flow
+the student (machine-learning-model with a modelCard naming its datasets and, once `eval`
+ran, eval.json's metrics as `quantitativeAnalysis.performanceMetrics`) and the run's other
+records; every file carries its SHA-256. Licences are SPDX expressions throughout (a model
+card's Hub licence id is mapped back to its SPDX id). `dependencies` draws the flow
 packs + teacher → datasets → student.
 """
 
@@ -13,6 +15,18 @@ import uuid
 from typing import Any
 
 SPEC_VERSION = "1.6"
+# Hub `license:` ids → SPDX (the model card writes the Hub's ids; the BOM speaks SPDX)
+SPDX_OF_HUB = {
+    "apache-2.0": "Apache-2.0",
+    "mit": "MIT",
+    "cc0-1.0": "CC0-1.0",
+    "cc-by-4.0": "CC-BY-4.0",
+    "cc-by-sa-4.0": "CC-BY-SA-4.0",
+    "odc-by": "ODC-By-1.0",
+    "gemma": "LicenseRef-Gemma",
+}
+# eval.json metrics of one model, as the BOM lists them
+EVAL_METRICS = ("nll_per_token", "top1_agreement", "kd_kl")
 
 
 def _licences(spdx: str | None, name: str | None = None) -> list[dict[str, Any]]:
@@ -122,7 +136,45 @@ def dataset_component(
     }
 
 
-def student_component(student: dict[str, Any], datasets: list[str], artifacts: list[dict]) -> dict[str, Any]:
+def card_licence(card: dict[str, Any]) -> str | None:
+    """A model card's licence as an SPDX expression (None where the card does not say)."""
+    licence = card.get("license")
+    if isinstance(licence, str) and licence in SPDX_OF_HUB:
+        return SPDX_OF_HUB[licence]
+    name = card.get("license_name")
+    if (
+        licence == "other"
+        and isinstance(name, str)
+        and (name.startswith("LicenseRef-") or name in SPDX_OF_HUB.values())
+    ):
+        return name
+    return None
+
+
+def performance_metrics(evaluation: dict[str, Any] | None) -> list[dict[str, str]]:
+    """eval.json as CycloneDX performanceMetrics: each metric of the trained student, the untrained one beside it."""
+    if not evaluation or not isinstance(evaluation.get("trained"), dict):
+        return []
+    held_out = f"held-out split ({evaluation.get('examples')} teacher answers)"
+    metrics = []
+    for model in ("trained", "untrained", "teacher"):  # the teacher: scored where its weights were at hand
+        scores = evaluation.get(model)
+        if not isinstance(scores, dict):
+            continue
+        label = "teacher" if model == "teacher" else f"{model} student"
+        for key in EVAL_METRICS:
+            if scores.get(key) is not None:
+                metrics.append({"type": key, "value": str(scores[key]), "slice": f"{label}, {held_out}"})
+        for pack, rate in sorted((scores.get("verifier_pass_rate") or {}).items()):
+            metrics.append({"type": "verifier_pass_rate", "value": str(rate), "slice": f"{label}, pack {pack}"})
+    if evaluation.get("nll_gap_closed") is not None:
+        metrics.append({"type": "nll_gap_closed", "value": str(evaluation["nll_gap_closed"]), "slice": held_out})
+    return metrics
+
+
+def student_component(
+    student: dict[str, Any], datasets: list[str], artifacts: list[dict], evaluation: dict[str, Any] | None = None
+) -> dict[str, Any]:
     card = student.get("card") or {}
     base = card.get("base_model")
     base = base[0] if isinstance(base, list) and base else base
@@ -140,9 +192,12 @@ def student_component(student: dict[str, Any], datasets: list[str], artifacts: l
         },
         "components": _files_under(artifacts, f"{student['path']}/"),
     }
-    licence = card.get("license")
-    if isinstance(licence, str) and licence != "other":
-        component["licenses"] = [{"license": {"name": licence}}]
+    metrics = performance_metrics(evaluation)
+    if metrics:
+        component["modelCard"]["quantitativeAnalysis"] = {"performanceMetrics": metrics}
+    licence = card_licence(card)
+    if licence:
+        component["licenses"] = [{"expression": licence}]
     if base:
         component["pedigree"] = {"ancestors": [{"type": "machine-learning-model", "name": str(base)}]}
     return component
@@ -167,7 +222,8 @@ def build_bom(manifest: dict[str, Any]) -> dict[str, Any]:
     components += [dataset_component(run, kind, info, packs, artifacts) for kind, info in datasets.items()]
     covered = tuple(f"{info['path']}/" for info in datasets.values())
     if stages.get("student"):
-        components.append(student_component(stages["student"], trained_on(stages["student"], datasets), artifacts))
+        student = stages["student"]
+        components.append(student_component(student, trained_on(student, datasets), artifacts, stages.get("eval")))
         covered += (f"{stages['student']['path']}/",)
     records = [_file(a) for a in artifacts if not a["path"].startswith(covered)]
     if records:

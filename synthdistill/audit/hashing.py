@@ -5,7 +5,9 @@ What is hashed: every regular file under the run folder, except
   manifest lists the other audit files separately (`audit_files`);
 - SQLite's transient journal files (`*-wal`, `*-shm`, `*-journal`): they come and go
   as any reader opens the ledger (the audit checkpoints the log into the ledger first);
-- the run folder's lock file (`.synthdistill.lock`): it says which process last held it. The ledger (`harvest/ledger.sqlite`) is hashed as it
+- the run folder's lock file (`.synthdistill.lock`): it says which process last held it;
+- the view page (`view.html`): a rendering of the other files that `synthdistill view` rewrites
+  at will (after an audit too). The ledger (`harvest/ledger.sqlite`) is hashed as it
   is on disk; an audit taken while a harvest still runs is a snapshot, and
   `audit verify` reports the ledger as changed once the harvest writes again.
 """
@@ -23,7 +25,7 @@ CHUNK = 1 << 20
 
 
 def is_transient(path: Path, layout: RunLayout) -> bool:
-    return path.name.endswith(TRANSIENT_SUFFIXES) or path.name == layout.lock.name
+    return path.name.endswith(TRANSIENT_SUFFIXES) or path in (layout.lock, layout.view_page)
 
 
 def artifact_paths(run_dir: Path) -> list[Path]:

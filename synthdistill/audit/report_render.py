@@ -110,7 +110,7 @@ def funnel_svg(steps: list[dict[str, Any]]) -> str:
     return "".join(parts) + "</svg>"
 
 
-def _html_block(block: Block) -> str:
+def html_block(block: Block) -> str:
     if block.kind == "text":
         return f"<p>{escape(block.text)}</p>"
     if block.kind == "kv":
@@ -129,9 +129,7 @@ def render_html(manifest: dict[str, Any], sections: list[Section] | None = None)
     sections = sections or report_sections(manifest)
     name = escape(manifest["run"]["name"])
     body = "".join(
-        f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>'
-        + "".join(_html_block(b) for b in s.blocks)
-        + "</section>"
+        f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>' + "".join(html_block(b) for b in s.blocks) + "</section>"
         for s in sections
     )
     meta = (

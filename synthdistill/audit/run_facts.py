@@ -209,7 +209,8 @@ def student_facts(layout: RunLayout) -> dict[str, Any] | None:
         "bytes": sum(p.stat().st_size for p in files),
         "card": card,
         "summaries": summaries,
-        "written_at": mtime_iso(layout.student_card) or mtime_iso(folder),
+        # train.json: eval rewrites the card (its model-index) later
+        "written_at": mtime_iso(layout.train_summary) or mtime_iso(layout.student_card) or mtime_iso(folder),
     }
 
 

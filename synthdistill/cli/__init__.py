@@ -24,6 +24,7 @@ from synthdistill.cli.audit import audit_app
 from synthdistill.cli.packs import packs_app
 from synthdistill.cli.policy import policy_app
 from synthdistill.cli.stages import register_stage_commands
+from synthdistill.cli.view import register_view_command
 from synthdistill.errors import InputError, SynthdistillError
 
 INTERRUPTED = "interrupted; re-run to resume"
@@ -70,6 +71,7 @@ def _global_options(
 
 
 register_stage_commands(app)
+register_view_command(app)
 app.add_typer(packs_app, name="packs")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")

@@ -181,6 +181,7 @@ def register_stage_commands(app: typer.Typer) -> None:
             ("student", layout.student_dir),
             ("eval", layout.eval_result),
             ("audit", layout.audit_dir),
+            ("view", layout.view_page),
         ):
             if path.exists():
                 render.result(f"  {label:9} {path}")

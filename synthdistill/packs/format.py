@@ -267,6 +267,10 @@ class PackSpec(_Strict):
     licence: str = Field(description="Licence of the prompts: an SPDX id (CC0-1.0, CC-BY-4.0, …) or LicenseRef-…")
     source: str = Field("", description="Where the prompts come from: 'written for …', a citation or a URL")
     tags: list[str] = Field(default_factory=list, description="Free labels for finding the pack (`packs list`)")
+    language: list[Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")]] = Field(
+        default_factory=list,
+        description="Languages of the prompts, as ISO 639 codes (en, fr, pt-BR, …); the dataset cards' `language`",
+    )
     system: str | None = Field(None, description="System prompt placed before every prompt")
     template: str | None = Field(
         None, description="Jinja2 template of the user turn (sandboxed; undefined variables are errors)"

@@ -6,7 +6,9 @@
     chunked_logits.py  logsumexp and gathers over the vocabulary a chunk of rows at a time
     kd_head.py         the KD loss computed inside the model's forward (the logits are never built)
     student_init.py    the depth-pruned copy of the base model the student starts from
-    model_card.py      the student's README.md
+    trainer_args.py    the SFTConfig: synthdistill's settings, then `student.trainer` (checked against TRL)
+    chat_template.py   the saved student's chat template, with `{% generation %}` markers
+    model_card.py      the student's README.md (model-index once `eval` ran)
 
 Only `stage` and `data` are imported here; torch and transformers load when training starts.
 """

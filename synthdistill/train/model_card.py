@@ -1,4 +1,12 @@
-"""The trained student's model card (design §9): lineage, teacher, policy decision, obligations."""
+"""The trained student's model card (design §9): lineage, teacher, policy decision, obligations, eval results.
+
+`train` writes it; `eval` writes it again with the held-out results as `model-index` (the Hub's
+evaluation-results metadata, built with huggingface_hub's `ModelCardData` / `EvalResult`).
+Models are named by their Hub id where there is one (an embedded model's id, or a reference
+spelled `org/name`); a local folder keeps its path. `datasets:` lists the built dataset by its
+name, `<run>-<kind>` (its card's name and the ML-BOM's): nothing is pushed to the Hub, so there
+is no Hub id to give, and a path in the run folder would mean nothing off this machine.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +17,27 @@ from typing import Any
 import yaml
 
 from synthdistill.config import DistillConfig
-from synthdistill.dataset_cards import HF_LICENCES
-from synthdistill.model_store import embedded_model
+from synthdistill.dataset_cards import HF_LICENCES, dataset_name
+from synthdistill.model_store import embedded_model, hub_id
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.pricing import describe_cost
+from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
+
+# eval.json metric → (model-index metric type, a readable name)
+METRICS = {
+    "nll_per_token": ("nll_per_token", "NLL per token of the teacher's held-out answers (nats; lower is better)"),
+    "top1_agreement": ("top1_agreement", "Top-1 agreement with the teacher"),
+    "kd_kl": ("kl_divergence", "KL(teacher top-k + tail || student) on KD positions"),
+}
 
 
 def _student_licence(reference: str) -> dict[str, str]:
     model = embedded_model(reference)
     if model is not None and model.licence in HF_LICENCES:
         return {"license": HF_LICENCES[model.licence]}
+    if model is not None:
+        return {"license": "other", "license_name": model.licence}
     # A local folder's licence is not ours to guess: the reviewer must fill it in.
     return {"license": "other", "license_name": "same as the starting weights (not recorded by synthdistill)"}
 
@@ -33,31 +51,118 @@ def _teacher_cost(provenance: Path) -> str:
         return "not recorded"
 
 
-def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: Decision) -> Path:
-    """Write README.md with Hub metadata into the student folder."""
+def _named(reference: str, project_dir: Path) -> str:
+    """A model as the card names it: its Hub id (linked) where there is one, else the reference."""
+    found = hub_id(reference, project_dir)
+    return f"[`{found}`](https://huggingface.co/{found})" if found else f"`{reference}`"
+
+
+def eval_results(config: DistillConfig, evaluation: dict[str, Any], dataset: str) -> list:
+    """The trained student's eval.json metrics as huggingface_hub EvalResults (the card's model-index)."""
+    from huggingface_hub import EvalResult
+
+    trained = evaluation.get("trained") or {}
+    common = {
+        "task_type": "text-generation",
+        "task_name": "Distillation from the teacher",
+    }
+    held_out = {
+        "dataset_type": dataset,
+        "dataset_name": f"{dataset} ({HELD_OUT_SPLIT})",
+        "dataset_split": HELD_OUT_SPLIT,
+    }
+    results = [
+        EvalResult(**common, **held_out, metric_type=kind, metric_name=name, metric_value=trained[key])
+        for key, (kind, name) in METRICS.items()
+        if trained.get(key) is not None
+    ]
+    if evaluation.get("nll_gap_closed") is not None:
+        results.append(
+            EvalResult(
+                **common,
+                **held_out,
+                metric_type="nll_gap_closed",
+                metric_name="Share of the teacher's NLL gap closed",
+                metric_value=evaluation["nll_gap_closed"],
+            )
+        )
+    for pack, rate in sorted((trained.get("verifier_pass_rate") or {}).items()):
+        results.append(
+            EvalResult(
+                **common,
+                dataset_type=dataset,
+                dataset_name=f"pack {pack}: held-out prompts, the student's greedy answers",
+                dataset_split=HELD_OUT_SPLIT,
+                metric_type="verifier_pass_rate",
+                metric_name=f"Verifier pass rate ({pack})",
+                metric_value=rate,
+            )
+        )
+    return results
+
+
+def card_metadata(config: DistillConfig, summary: dict[str, Any], evaluation: dict[str, Any] | None) -> dict:
+    """The card's YAML metadata, via huggingface_hub's ModelCardData (so the Hub reads what we write)."""
+    from huggingface_hub import ModelCardData
+
+    student = config.require_student("train")
+    kind = "kd" if summary["method"] == "kd" else "sft"
+    dataset = dataset_name(config.name, kind)
+    results = eval_results(config, evaluation, dataset) if evaluation else []
+    data = ModelCardData(
+        base_model=hub_id(student.model, config.project_dir) or student.model,
+        base_model_relation="finetune",
+        datasets=[dataset],
+        **_student_licence(student.model),
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=["synthdistill", "distillation", f"{summary['method']}-student"],
+        model_name=student.name or config.name,
+        eval_results=results or None,
+    )
+    return data.to_dict()
+
+
+def _eval_lines(evaluation: dict[str, Any] | None) -> list[str]:
+    if not evaluation:
+        return ["Not evaluated yet: `synthdistill eval` adds the held-out results here and to `model-index`."]
+    models = [m for m in ("untrained", "trained", "teacher") if isinstance(evaluation.get(m), dict)]
+    rows = [
+        f"| {name} | " + " | ".join(str(evaluation[m].get(key)) for m in models) + " |"
+        for key, (_, name) in METRICS.items()
+        if evaluation["trained"].get(key) is not None
+    ]
+    gap = evaluation.get("nll_gap_closed")
+    return [
+        f"On the `{HELD_OUT_SPLIT}` split ({evaluation.get('examples')} held-out teacher answers), "
+        "the starting weights against the trained student"
+        + (" and the teacher itself:" if "teacher" in models else ":"),
+        "",
+        "| metric | " + " | ".join(models) + " |",
+        "|---" * (len(models) + 1) + "|",
+        *rows,
+        *(["", f"Share of the teacher's NLL gap closed: {gap}."] if gap is not None else []),
+    ]
+
+
+def write_model_card(
+    config: DistillConfig, summary: dict[str, Any], decision: Decision, evaluation: dict[str, Any] | None = None
+) -> Path:
+    """Write README.md with Hub metadata into the student folder (with eval.json's results once `eval` ran)."""
     student = config.require_student("train")
     layout = config.layout
-    kind = summary["method"] if summary["method"] == "kd" else "sft"
-    trained_on = layout.dataset_dir(kind)
-    datasets = [f"{config.name}/{layout.relative(trained_on)}"]
-    metadata = {
-        "base_model": student.model,
-        "base_model_relation": "finetune",
-        "datasets": datasets,
-        **_student_licence(student.model),
-        "library_name": "transformers",
-        "pipeline_tag": "text-generation",
-        "tags": ["synthdistill", "distillation", f"{summary['method']}-student"],
-    }
+    metadata = card_metadata(config, summary, evaluation)
+    datasets = metadata["datasets"]
     init = student.init.prune_layers_to if student.init else None
+    teacher = config.teacher
+    kind = "kd" if summary["method"] == "kd" else "sft"
     lineage = [
-        f"- Starting weights: `{student.model}`"
+        f"- Starting weights: {_named(student.model, config.project_dir)}"
         + (f", depth-pruned to {init} evenly spaced layers before training" if init else ""),
-        f"- Teacher: `{config.teacher.model}` ({config.teacher.backend} backend); what it charged for the "
-        f"training answers: {_teacher_cost(layout.dataset_provenance(kind))}",
-        f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (prompt packs: "
-        + ", ".join(f"`{p}`" for p in config.harvest.packs)
-        + ")",
+        f"- Teacher: {_named(teacher.model, config.project_dir)} ({teacher.backend} backend); what it charged "
+        f"for the training answers: {_teacher_cost(layout.dataset_provenance(kind))}",
+        f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (`{layout.relative(layout.datasets_dir)}/`; "
+        "prompt packs: " + ", ".join(f"`{p}`" for p in config.harvest.packs) + ")",
         f"- Method: {summary['method']}"
         + (
             f" (loss = {student.kd.alpha}·CE + (1−{student.kd.alpha})·T²·KL over the teacher's top-k "
@@ -73,6 +178,8 @@ def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: D
             f"- LoRA r={student.lora.r}, alpha={student.lora.alpha}"
             + (" (merged into the weights)" if student.lora.merge_on_save else " (adapter only)")
         )
+    if summary.get("chat_template"):
+        lineage.append(f"- Chat template: {summary['chat_template']}")
     body = [
         f"# {student.name or config.name}",
         "",
@@ -82,6 +189,10 @@ def write_model_card(config: DistillConfig, summary: dict[str, Any], decision: D
         "## Lineage",
         "",
         *lineage,
+        "",
+        "## Evaluation",
+        "",
+        *_eval_lines(evaluation),
         "",
         obligations_markdown(decision),
     ]

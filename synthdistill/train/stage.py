@@ -6,8 +6,10 @@ teacher's terms (a student name prefix) are enforced before a single step runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,10 +21,13 @@ from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.model_store import quiet_model_loading
 from synthdistill.policy import enforce_obligations, recheck_use
+from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.train.chat_template import training_chat_template
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
+from synthdistill.train.trainer_args import training_args
 
 
 class TrainSummary(BaseModel):
@@ -42,7 +47,12 @@ class TrainSummary(BaseModel):
     device: str
     # kd only: "hidden" (the loss from the last hidden state, no full logits) or "logits" (the model's own head)
     kd_loss_path: str | None = None
-    loss_history: list[dict[str, float]]
+    # the loss's parts by name (kd: ce and kl; sft: ce), each {"first": …, "last": …}
+    loss_parts: dict[str, dict[str, float]] = {}
+    # one entry per logged step: step, epoch, loss, learning_rate, grad_norm and `parts` {name: value}
+    # the saved tokenizer's chat template: generation markers added for TRL's assistant_only_loss, or why not
+    chat_template: str | None = None
+    loss_history: list[dict[str, Any]]
 
 
 def student_name(config: DistillConfig) -> str:
@@ -60,8 +70,8 @@ def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[di
                 f"{layout.dataset_dir('kd')} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
                 "and a student; run `synthdistill build`, or train with --method sft"
             )
-        return kd_token_rows(read_rows(layout, "kd", "train"))
-    return sft_token_rows(read_rows(layout, "sft", "train"), tokenizer, student.max_length)
+        return kd_token_rows(read_rows(layout, "kd", TRAIN_SPLIT))
+    return sft_token_rows(read_rows(layout, "sft", TRAIN_SPLIT), tokenizer, student.max_length)
 
 
 def _kd_trainer_class():
@@ -74,6 +84,7 @@ def _kd_trainer_class():
 
         kd_settings = None
         kd_head = False
+        loss_part_names = ("ce", "kl")
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
@@ -86,14 +97,14 @@ def _kd_trainer_class():
             else:
                 outputs = model(**model_inputs, use_cache=False)
                 loss, parts = kd_loss(outputs.logits, labels, **kd, **settings.model_dump())
-            self._kd_parts.append((float(parts["ce"]), float(parts["kl"])))
+            self._kd_parts.append({name: float(parts[name]) for name in self.loss_part_names})
             return (loss, outputs) if return_outputs else loss
 
         def log(self, logs: dict[str, float], *args, **kwargs) -> None:
             parts = getattr(self, "_kd_parts", [])
-            if "loss" in logs and parts:
-                logs["ce"] = sum(p[0] for p in parts) / len(parts)
-                logs["kl"] = sum(p[1] for p in parts) / len(parts)
+            if "loss" in logs and parts:  # each part's mean over the steps since the last log, beside the loss
+                for name in self.loss_part_names:
+                    logs[name] = sum(p[name] for p in parts) / len(parts)
                 parts.clear()
             super().log(logs, *args, **kwargs)
 
@@ -113,38 +124,6 @@ def _progress_callback(progress: Callable[[dict], None] | None):
                 progress({"step": state.global_step, "max_steps": state.max_steps, "loss": logs["loss"]})
 
     return _Forward()
-
-
-def _training_args(config: DistillConfig, method: str, checkpoints: Path, use_gpu: bool):
-    import torch
-    from trl import SFTConfig
-
-    student = config.require_student("train")
-    return SFTConfig(
-        output_dir=str(checkpoints),
-        use_cpu=not use_gpu,
-        bf16=use_gpu and torch.cuda.is_bf16_supported(),
-        report_to="none",
-        per_device_train_batch_size=student.batch_size,
-        gradient_accumulation_steps=student.gradient_accumulation,
-        learning_rate=student.learning_rate,
-        num_train_epochs=student.epochs,
-        max_steps=student.max_steps or -1,
-        logging_steps=1,
-        save_strategy="steps" if student.checkpoint_every else "no",
-        save_steps=student.checkpoint_every or 500,
-        seed=student.seed,
-        data_seed=student.seed,
-        # Small students on CPU: recomputing activations costs more than the memory it saves.
-        activation_checkpointing=use_gpu,
-        max_length=student.max_length,
-        dataset_kwargs={"skip_prepare_dataset": True},
-        remove_unused_columns=False,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        # Every parameter that trains gets a gradient each step; the unused-parameter scan is wasted work.
-        ddp_find_unused_parameters=False,
-    )
 
 
 def _peft_config(config: DistillConfig):
@@ -199,6 +178,9 @@ def run(
 
     quiet_model_loading()
     use_gpu = torch.cuda.is_available()
+    # student.trainer is checked against the installed TRL before anything slow (exit 2 on a bad field)
+    args = training_args(config, config.layout.checkpoints_dir, use_gpu, run_name=student_name(config))
+    use_gpu = use_gpu and not args.use_cpu
     # Under torchrun/accelerate launch every process runs this: one builds the pruned init, the rest wait.
     state = PartialState(cpu=not use_gpu)
     with state.main_process_first():
@@ -217,7 +199,7 @@ def run(
     trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
     trainer = trainer_class(
         model=model,
-        args=_training_args(config, method, checkpoints, use_gpu),
+        args=args,
         train_dataset=Dataset.from_list(rows),
         data_collator=PaddingCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
@@ -232,15 +214,14 @@ def run(
         trainer._kd_parts = []
         trainer.kd_head = _add_kd_head(trainer.model, student.kd)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    # stdout is the CLI's (--json): what the report_to integrations print (trackio's banner) goes to stderr
+    with contextlib.redirect_stdout(sys.stderr):
+        trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
 
+    template_note = _add_generation_markers(tokenizer)
     _save_student(trainer, tokenizer, out, merge=bool(student.lora and student.lora.merge_on_save))
-    history = [
-        {key: float(value) for key, value in entry.items() if isinstance(value, (int, float))}
-        for entry in trainer.state.log_history
-        if "loss" in entry
-    ]
+    history = loss_history(trainer.state.log_history, getattr(trainer, "loss_part_names", None))
     losses = [entry["loss"] for entry in history]
     summary = TrainSummary(
         method=method,
@@ -256,12 +237,47 @@ def run(
         lora=student.lora is not None,
         device="cuda" if use_gpu else "cpu",
         kd_loss_path=("hidden" if trainer.kd_head else "logits") if method == "kd" else None,
+        loss_parts=first_and_last_parts(history),
+        chat_template=template_note,
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
         write_text(config.layout.train_summary, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
         write_model_card(config, summary.model_dump(), decision)
     return summary
+
+
+HISTORY_KEYS = ("step", "epoch", "loss", "learning_rate", "grad_norm")
+
+
+def loss_history(log_history: list[dict[str, Any]], part_names: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """The trainer's logged steps as {step, epoch, loss, learning_rate, grad_norm, parts: {name: value}}.
+
+    `part_names` are the logged parts of a method's loss (kd: ce, kl); None means the loss is one
+    part, the cross-entropy (sft).
+    """
+    history = []
+    for entry in log_history:
+        if "loss" not in entry:
+            continue
+        row: dict[str, Any] = {
+            key: float(entry[key]) for key in HISTORY_KEYS if isinstance(entry.get(key), int | float)
+        }
+        if part_names is None:
+            row["parts"] = {"ce": float(entry["loss"])}
+        else:
+            row["parts"] = {name: float(entry[name]) for name in part_names if name in entry}
+        history.append(row)
+    return history
+
+
+def first_and_last_parts(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Each loss part's first and last logged value: {name: {"first": …, "last": …}}."""
+    parts: dict[str, dict[str, float]] = {}
+    for entry in history:
+        for name, value in entry.get("parts", {}).items():
+            parts.setdefault(name, {"first": value})["last"] = value
+    return parts
 
 
 def _add_kd_head(model, settings) -> bool:
@@ -273,6 +289,14 @@ def _add_kd_head(model, settings) -> bool:
         return False
     add_kd_head(inner, settings)
     return True
+
+
+def _add_generation_markers(tokenizer) -> str:
+    """Give the tokenizer a chat template with generation markers (train/chat_template.py); say what was done."""
+    template, note = training_chat_template(tokenizer)
+    if template is not None:
+        tokenizer.chat_template = template
+    return note
 
 
 def _save_student(trainer, tokenizer, out: Path, merge: bool) -> None:

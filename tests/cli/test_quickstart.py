@@ -12,7 +12,7 @@ import yaml
 import synthdistill
 from synthdistill.cli import main
 
-COMMANDS = ["init", "run", "plan", "harvest", "filter", "build", "train", "eval", "audit", "packs", "policy"]
+COMMANDS = ["init", "run", "plan", "harvest", "filter", "build", "train", "eval", "audit", "view", "packs", "policy"]
 
 
 def test_help_lists_every_command_without_importing_heavy_libraries():
@@ -96,4 +96,9 @@ def test_init_then_run_goes_from_nothing_to_a_trained_student_and_eval(tmp_path,
     assert result["trained"]["nll_per_token"] < result["untrained"]["nll_per_token"]
     assert (run_dir / "student" / "model.safetensors").exists()
     assert (run_dir / "audit" / "report.html").exists()
+    # the last step: the run's page, after the audit (which does not hash it)
+    assert out.rstrip().endswith(f"view      {run_dir / 'view.html'}")
+    assert 'data-view-ready="no"' in (run_dir / "view.html").read_text()
+    assert [s["pack"] for s in result["samples"]] == ["quickstart-chat"] * 3  # every held-out prompt (cap 8)
+    assert json.loads((run_dir / "student" / "train.json").read_text())["loss_parts"].keys() == {"ce", "kl"}
     assert main(["audit", "verify", str(run_dir)]) == 0

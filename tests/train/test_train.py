@@ -17,8 +17,8 @@ from tests.training_fixtures import write_kept_project
 def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_student, tokenizer, method):
     config = load_config(write_kept_project(tmp_path, tiny_student, tokenizer, method=method))
     built = build.run(config)
-    assert built.sft_rows == {"train": 8, "eval": 2}
-    assert built.kd_rows == {"train": 8, "eval": 2}
+    assert built.sft_rows == {"train": 8, "validation": 2}
+    assert built.kd_rows == {"train": 8, "validation": 2}
     events = []
 
     summary = train.run(config, progress=events.append)
@@ -37,11 +37,20 @@ def test_training_changes_every_parameter_and_lowers_the_loss(tmp_path, tiny_stu
     assert events[-1]["step"] == 12 and any("loss" in e for e in events)
     saved = json.loads((config.run_dir / "student" / "train.json").read_text())
     assert saved["steps"] == 12 and len(saved["loss_history"]) == 12
+    history = saved["loss_history"]
+    assert [entry["step"] for entry in history] == [float(step) for step in range(1, 13)]
+    assert all(entry["learning_rate"] > 0 and entry["loss"] > 0 for entry in history)
+    parts = saved["loss_parts"]
     if method == "kd":
-        assert {"ce", "kl"} <= set(saved["loss_history"][0])
+        assert set(parts) == {"ce", "kl"} and all(set(entry["parts"]) == {"ce", "kl"} for entry in history)
         assert saved["kd_loss_path"] == "hidden"  # a Llama student: no [batch, seq, vocab] logits are built
     else:
+        # sft: the loss is its one part, the cross-entropy
+        assert set(parts) == {"ce"} and all(entry["parts"] == {"ce": entry["loss"]} for entry in history)
         assert saved["kd_loss_path"] is None
+    for name, values in parts.items():
+        assert values == {"first": history[0]["parts"][name], "last": history[-1]["parts"][name]}
+    assert parts["ce"]["last"] < parts["ce"]["first"]
     card = (config.run_dir / "student" / "README.md").read_text()
     assert "base_model_relation: finetune" in card
     assert f"Method: {method}" in card
