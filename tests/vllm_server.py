@@ -75,10 +75,11 @@ class VllmServer:
             "127.0.0.1",
             "--port",
             str(self.port),
-            # a named tool_choice needs a parser set (vLLM 0.32); llama3_json needs no special tokens,
+            # any tool_choice but none needs both (vLLM 0.32); pythonic needs no special tokens,
             # and only requests with tools reach it
+            "--enable-auto-tool-choice",
             "--tool-call-parser",
-            "llama3_json",
+            "pythonic",
         ]
         env = {
             **os.environ,

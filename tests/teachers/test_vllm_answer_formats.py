@@ -2,9 +2,10 @@
 
 `response_format` is guided decoding (structured outputs): every answer is JSON valid for the
 schema as it lands, so nothing is asked again. SmolLM2's chat template does not render tools,
-so `tool_choice: auto` (which needs a tool-call parser and a template that shows the tools) is
-not exercised; a named `tool_choice` is: vLLM forces the call's arguments to the function's
-parameters by guided decoding and answers with `tool_calls`, which the records keep.
+so `tool_choice: auto` (the model would have to see the tools to call one) is not exercised; a
+named `tool_choice` is: vLLM (started with `--enable-auto-tool-choice --tool-call-parser
+pythonic`, which 0.32 needs for any tool_choice) forces the call's arguments to the
+function's parameters by guided decoding and answers with `tool_calls`, which the records keep.
 """
 
 from __future__ import annotations
