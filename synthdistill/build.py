@@ -37,6 +37,15 @@ from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
 from synthdistill.run_layout import HELD_OUT_SPLIT, SPLITS, RunLayout
 from synthdistill.safe_write import write_text
+from synthdistill.tool_turns import (
+    check_renders_tools,
+    final_calls,
+    has_tools,
+    sft_tool_fields,
+    stored_message,
+    template_messages,
+    tool_call_targets,
+)
 
 # A position keeps its KD targets only if the teacher candidates that are not one student
 # token carry at most this probability (synthdistill/alignment.py, rule 4).
@@ -64,10 +73,14 @@ def eval_prompt_ids(prompt_ids: list[str], eval_fraction: float, seed: int) -> s
     return set(unique[:count])
 
 
-def sft_row(record: HarvestRecord, traces: str = "drop") -> dict[str, Any]:
-    """An SFT row; `traces` (key, inline or drop) says how a thinking teacher's trace is kept."""
+def sft_row(record: HarvestRecord, traces: str = "drop", tools: bool = False) -> dict[str, Any]:
+    """An SFT row; `traces` (key, inline or drop) says how a thinking teacher's trace is kept.
+
+    With `tools` (a build with tool packs) every message has the tool keys, the final one the
+    teacher's `tool_calls`, and the row a `tools` column (synthdistill/tool_turns.py).
+    """
     messages = [m.model_dump() for m in record.messages] + [assistant_message(record.text, record.reasoning, traces)]
-    return {
+    row = {
         "row_id": record.request_key,
         "prompt_id": record.prompt_id,
         "request_key": record.request_key,
@@ -75,6 +88,11 @@ def sft_row(record: HarvestRecord, traces: str = "drop") -> dict[str, Any]:
         "teacher": record.model_answered,
         "messages": messages,
     }
+    if tools:
+        messages[-1]["tool_calls"] = final_calls(record)
+        row["messages"] = [stored_message(m) for m in messages]
+        row.update(sft_tool_fields(record))
+    return row
 
 
 def kd_row(
@@ -148,7 +166,12 @@ def run(config: DistillConfig) -> BuildSummary:
 
     traces = trace_style(config, records)
     info["reasoning"] = TRACE_NOTES[traces] if any(r.reasoning is not None for r in records) else None
-    sft_counts = _write_splits(layout, "sft", records, held_out, lambda r: sft_row(r, traces), _sft_schema())
+    tools = has_tools(records)
+    if tools and config.student is not None:
+        check_renders_tools(_student_tokenizer(config), config.student.model, config.path)
+    sft_counts = _write_splits(
+        layout, "sft", records, held_out, lambda r: sft_row(r, traces, tools), *_sft_schemas(tools)
+    )
     write_card("sft", config, decision, info, sft_counts)
 
     kd_counts, reason, coverage, dropped = None, None, None, {}
@@ -172,11 +195,15 @@ def run(config: DistillConfig) -> BuildSummary:
     )
 
 
-def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, traces: str = "drop"):
+def _student_tokenizer(config: DistillConfig):
     from transformers import AutoTokenizer
 
+    return AutoTokenizer.from_pretrained(resolve_tokenizer(config.student.model, config.project_dir))
+
+
+def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, traces: str = "drop"):
     student = config.student
-    tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(student.model, config.project_dir))
+    tokenizer = _student_tokenizer(config)
     eos_id = tokenizer.eos_token_id
     mapper = single_token_mapper(tokenizer)
     rows_by_key: dict[str, dict] = {}
@@ -196,6 +223,11 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
                 continue
             for part, (n, kept) in parts.items():
                 by_part[part] = [a + b for a, b in zip(by_part.get(part, [0, 0]), (n, kept))]
+        elif record.tool_calls and record.has_logprobs:
+            targets = tool_call_targets(record, tokenizer, mapper, MAX_UNMAPPED_MASS)
+            if targets is None:
+                _count(dropped, "tool-call-not-rendered")
+                continue
         else:
             targets = record_targets(record, tokenizer, eos_id, mapper)
         if targets is None:
@@ -206,7 +238,11 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
         for reason, n in targets.masked.items():
             _count(masked, reason, n)
         _count(alignment, alignment_class(targets))
-        prompt_ids = prompt_token_ids(tokenizer, [m.model_dump() for m in record.messages])
+        prompt_ids = prompt_token_ids(
+            tokenizer,
+            template_messages([m.model_dump() for m in record.messages]),
+            **({"tools": record.answer_format.tools} if record.answer_format and record.answer_format.tools else {}),
+        )
         row = kd_row(record, prompt_ids, targets, eos_id, student.max_length)
         if row is None:
             _count(dropped, "prompt-longer-than-max-length")
@@ -267,7 +303,10 @@ def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
     counts[key] = counts.get(key, 0) + n
 
 
-def _write_splits(layout: RunLayout, kind: str, records, held_out: set[str], to_row, schema) -> dict[str, int]:
+def _write_splits(
+    layout: RunLayout, kind: str, records, held_out: set[str], to_row, schema, stored_as=None
+) -> dict[str, int]:
+    """Write each split; rows are built with `schema` and, with `stored_as`, cast to it (JSON columns)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -279,25 +318,43 @@ def _write_splits(layout: RunLayout, kind: str, records, held_out: set[str], to_
     for split in SPLITS:
         rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == HELD_OUT_SPLIT)]
         table = pa.Table.from_pylist(rows, schema=schema)
+        if stored_as is not None:
+            table = table.cast(stored_as)
         pq.write_table(table, layout.split_file(kind, split))
         counts[split] = len(rows)
     return counts
 
 
-def _sft_schema():
+def _sft_schema(json_type=None):
+    """SFT columns; with `json_type` (a build with tools) the tool keys too, JSON values of that type."""
     import pyarrow as pa
 
-    message = pa.struct([("role", pa.string()), ("content", pa.string()), (REASONING_KEY, pa.string())])
-    return pa.schema(
-        [
-            ("row_id", pa.string()),
-            ("prompt_id", pa.string()),
-            ("request_key", pa.string()),
-            ("pack", pa.string()),
-            ("teacher", pa.string()),
-            ("messages", pa.list_(message)),
-        ]
-    )
+    fields = [("role", pa.string()), ("content", pa.string()), (REASONING_KEY, pa.string())]
+    if json_type is not None:
+        function = pa.struct([("name", pa.string()), ("arguments", json_type)])
+        call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
+        fields += [("tool_calls", pa.list_(call)), ("tool_call_id", pa.string()), ("name", pa.string())]
+    columns = [
+        ("row_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("request_key", pa.string()),
+        ("pack", pa.string()),
+        ("teacher", pa.string()),
+        ("messages", pa.list_(pa.struct(fields))),
+    ]
+    if json_type is not None:
+        columns.append(("tools", pa.list_(json_type)))
+    return pa.schema(columns)
+
+
+def _sft_schemas(tools: bool) -> tuple[Any, Any]:
+    """(schema rows are built with, schema stored) of the SFT dataset: tool arguments and tools are Arrow JSON,
+    which `datasets.load_dataset` decodes into objects (the shape chat templates and TRL take)."""
+    import pyarrow as pa
+
+    if not tools:
+        return _sft_schema(), None
+    return _sft_schema(pa.string()), _sft_schema(pa.json_())
 
 
 def _kd_schema(id_type: str = "int32"):

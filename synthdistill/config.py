@@ -180,6 +180,14 @@ class HarvestConfig(_Strict):
         description="A thinking teacher's effort or trace budget ({effort: low} or {budget_tokens: 2048}), sent in "
         "the form the API style takes, ignored with a warning where it has none; part of the request key",
     )
+    structured_retries: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="A structured answer (a pack's response_format) that is not valid JSON for its schema is asked "
+        "again this many times, each with the next unused seed; then it is kept as invalid and the `schema` filter "
+        "drops it",
+    )
     max_prompt_chars: int = Field(
         DEFAULT_MAX_PROMPT_CHARS,
         ge=1,

@@ -7,7 +7,9 @@ Metrics, each over the teacher's held-out answers:
 - `kd_kl`: KL(teacher top-k + tail || student) on KD positions (None without a KD dataset);
 - `verifier_pass_rate`: per pack with a verifier, the share of the student's own greedy
   answers to held-out prompts that pass it; after a thinking teacher's traces were kept, also
-  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py).
+  `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py);
+- for tool packs `tool_call_match` (the student's greedy calls against the teacher's) and for
+  packs with a response_format `schema_valid_rate` (synthdistill/eval_tools.py).
 
 Where the teacher's weights are at hand (the in-process `transformers` teacher, or a teacher
 model that is a local folder), the teacher is scored the same way (`teacher`) and
@@ -31,12 +33,14 @@ from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
 from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
+from synthdistill.eval_tools import answer_format_shares
 from synthdistill.model_store import quiet_model_loading, resolve_model
 from synthdistill.packs import configured_packs
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.policy import recheck_use
 from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.tool_turns import template_messages
 from synthdistill.train import read_train_summary
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 from synthdistill.train.model_card import write_model_card
@@ -138,11 +142,14 @@ class GreedyAnswers:
     def __init__(self, model, tokenizer):
         self.model, self.tokenizer, self.answers = model, tokenizer, {}
 
-    def answer(self, prompt_id: str, messages: list[dict[str, str]], max_new_tokens: int) -> str:
+    def answer(
+        self, prompt_id: str, messages: list[dict[str, Any]], max_new_tokens: int, tools: list[dict] | None = None
+    ) -> str:
+        """The greedy answer to a prompt (its messages, tool turns included, and the tools its pack offers)."""
         if prompt_id not in self.answers:
             import torch
 
-            ids = prompt_token_ids(self.tokenizer, messages)
+            ids = prompt_token_ids(self.tokenizer, template_messages(messages), **({"tools": tools} if tools else {}))
             with torch.no_grad():
                 output = self.model.generate(
                     torch.tensor([ids]),
@@ -164,7 +171,8 @@ def verifier_pass_rates(config: DistillConfig, packs: list, answers: GreedyAnswe
         limit = answer_limit(config, pack)
         passed = 0
         for prompt in prompts:
-            text = answers.answer(prompt.prompt_id, [m.model_dump() for m in prompt.messages], limit)
+            tools = pack.answer_format.tools if pack.answer_format is not None else None
+            text = answers.answer(prompt.prompt_id, [m.model_dump() for m in prompt.messages], limit, tools)
             passed += verify_answer(pack.verify, prompt.variables or {}, text)[0]
         rates[pack.name] = round(passed / len(prompts), 6)
     return rates
@@ -217,12 +225,16 @@ def run(config: DistillConfig) -> dict[str, Any]:
     samples = sample_rows(held_out_rows, config.require_student("eval").eval_samples)
     result: dict[str, Any] = {"method": summary["method"], "examples": len(rows)}
     packs = verifier_packs(config)
+    shaped = [pack for pack in configured_packs(config) if pack.answer_format is not None]  # tools, JSON answers
     generated: dict[str, list[str]] = {}
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
         model = load_model(model_dir)  # once: scored, then asked to answer the verifiable and the sampled prompts
         metrics = score_model(model, rows, pad, has_kd)
         answers = GreedyAnswers(model, tokenizer)
         metrics["verifier_pass_rate"] = verifier_pass_rates(config, packs, answers, held_out)
+        if shaped:
+            limit = lambda pack: answer_limit(config, pack)  # noqa: E731
+            metrics.update(answer_format_shares(shaped, answers, held_out, held_out_rows, limit))
         if thinking:
             metrics["verifier_pass_rate_by_mode"] = pass_rates_by_mode(
                 packs, model, tokenizer, held_out, config.harvest.max_tokens

@@ -39,8 +39,9 @@ def run(config: DistillConfig) -> dict:
         refused = store.refused_models()
     records, stale = current_records(config, stored)
     records, refused_rows = split_refused(records, refused)
+    records, invalid_rows = split_schema_invalid(records)
     result = run_filters(records, steps)
-    result.dropped[:0] = refused_rows
+    result.dropped[:0] = refused_rows + invalid_rows
 
     layout.filtered_dir.mkdir(parents=True, exist_ok=True)
     # temp file beside, then rename: a crash never leaves half a file; a symlinked target is refused
@@ -52,8 +53,9 @@ def run(config: DistillConfig) -> dict:
         key = f"{dropped.filter}:{reason_category(dropped.reason)}"
         reasons[key] = reasons.get(key, 0) + 1
     report = {
-        "input": len(records) + len(refused_rows),
+        "input": len(records) + len(refused_rows) + len(invalid_rows),
         "refused_by_gate": len(refused_rows),  # answers from a model the gate refused (the server answered as it)
+        "schema_invalid": len(invalid_rows),  # structured answers never valid for their schema (harvest re-asked)
         "kept": len(result.kept),
         "dropped": len(result.dropped),
         "modified": len(result.modified),
@@ -89,6 +91,17 @@ def split_refused(
         )
         for r in records
         if r.model_answered in refused
+    ]
+    return kept, dropped
+
+
+def split_schema_invalid(records: list[HarvestRecord]) -> tuple[list[HarvestRecord], list[DroppedRecord]]:
+    """Structured answers still invalid after the harvest's re-asks are dropped before any filter (reason `schema`)."""
+    kept = [r for r in records if r.schema_error is None]
+    dropped = [
+        DroppedRecord(filter="schema", reason=f"schema: {r.schema_error}", record=r)
+        for r in records
+        if r.schema_error is not None
     ]
     return kept, dropped
 

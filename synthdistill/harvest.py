@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
 from synthdistill.harvest_batches import drive_batches
+from synthdistill.harvest_structured import StructuredOutcome, ask_until_valid
 from synthdistill.packs import configured_prompts
 from synthdistill.policy import AnsweringModelGate, gate, write_decision
 from synthdistill.pricing import (
@@ -38,12 +39,13 @@ from synthdistill.pricing import (
     teacher_quote,
 )
 from synthdistill.rate_limit import RateLimiter
-from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, request_key_for, utc_now
+from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, Usage, request_key_for, utc_now
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
 from synthdistill.safe_write import write_text
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore
 from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
+from synthdistill.teachers.answer_formats import check_supported, structured_problem
 
 
 class HarvestObserver(Protocol):
@@ -76,6 +78,7 @@ class _Silent:
 class PlannedRequest:
     prompt: Prompt
     request: TeacherRequest
+    request_sent: TeacherRequest | None = None  # a structured answer's re-ask (another seed, the same key)
 
 
 class HarvestSummary(BaseModel):
@@ -96,6 +99,9 @@ class HarvestSummary(BaseModel):
     pauses: int  # times every sender paused because the server kept failing
     seconds: float
     errors_by_kind: dict[str, int]
+    tool_calls: int = 0  # answers that called a tool
+    schema_retries: int = 0  # structured answers asked again because they were not valid (each in the ledger)
+    schema_invalid: int = 0  # structured answers kept invalid after the last re-ask (the `schema` filter drops them)
     warnings: list[str] = []  # e.g. thinking knobs the teacher's API style has no field for (each once)
     policy_id: str | None
     decision: str
@@ -110,9 +116,13 @@ def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedR
             sampling = config.harvest.sampling(prompt.sampling_overrides, config.teacher.chat_template_kwargs)
             if sampling.seed is not None:
                 sampling = sampling.model_copy(update={"seed": sampling.seed + sample_index})
-            key = request_key_for(config.teacher.model, prompt.messages, sampling, sample_index)
+            key = request_key_for(config.teacher.model, prompt.messages, sampling, sample_index, prompt.answer_format)
             request = TeacherRequest(
-                request_key=key, messages=prompt.messages, sampling=sampling, sample_index=sample_index
+                request_key=key,
+                messages=prompt.messages,
+                sampling=sampling,
+                sample_index=sample_index,
+                answer_format=prompt.answer_format,
             )
             planned.append(PlannedRequest(prompt, request))
     return planned
@@ -150,6 +160,9 @@ class _Tally:
     failed: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+    tool_calls: int = 0
+    schema_retries: int = 0
+    schema_invalid: int = 0
     errors_by_kind: dict[str, int] = field(default_factory=dict)
 
     def error(self, kind: str) -> None:
@@ -261,7 +274,20 @@ class HarvestRun:
             except BaseException:
                 self.release(reserved)
                 raise
+            if item.request.answer_format is not None:
+                outcome = await ask_until_valid(self, item, StructuredOutcome(completion, attempts, latency, reserved))
+                completion, attempts, latency, reserved = (
+                    outcome.completion,
+                    outcome.attempts,
+                    outcome.latency_ms,
+                    outcome.reserved,
+                )
+                self.store_answer(item, completion, attempts, latency, reserved, outcome.retries, outcome.spent)
+                continue
             self.store_answer(item, completion, attempts, latency, reserved)
+
+    def estimate(self, item: PlannedRequest) -> int:
+        return estimated_tokens(item)
 
     def reserve(self, item: PlannedRequest) -> float | None:
         """Reserve the worst-case cost of a request; None when the budget cannot cover it."""
@@ -277,14 +303,26 @@ class HarvestRun:
         self.retried_failures += sum(key in self.failed_before for key in keys)
 
     def store_answer(
-        self, item: PlannedRequest, completion: Completion, attempts: int, latency_ms: float, reserved: float
+        self,
+        item: PlannedRequest,
+        completion: Completion,
+        attempts: int,
+        latency_ms: float,
+        reserved: float,
+        schema_retries: int = 0,
+        spent_before: Usage | None = None,
     ) -> None:
-        """Admit the answering model, settle the budget, store the answer's record and count it (once per request)."""
+        """Admit the answering model, settle the budget, store the answer's record and count it (once per request).
+
+        A structured answer that is still invalid is stored with `schema_error`; `spent_before` (the tokens of
+        its failed earlier tries, already settled) is added to the record's usage.
+        """
         self._admit(completion.model, reserved)
         decision = self.decision  # read after admit: it names the model that answered
+        problem = structured_problem(item.request.answer_format, completion.text)
         record = HarvestRecord.from_completion(
             item.prompt,
-            item.request,
+            item.request_sent or item.request,
             completion,
             model_requested=self.config.teacher.model,
             backend=self.teacher.backend,
@@ -294,11 +332,20 @@ class HarvestRun:
             policy_id=decision.policy_id or "",
             decision=decision.outcome,
             harvested_at=utc_now(),
+            schema_retries=schema_retries,
+            schema_error=problem,
         )
         cost = self.budget.settle(reserved, record.usage.prompt_tokens, record.usage.completion_tokens)
+        if spent_before is not None and (spent_before.prompt_tokens or spent_before.completion_tokens):
+            record.usage = Usage(
+                prompt_tokens=record.usage.prompt_tokens + spent_before.prompt_tokens,
+                completion_tokens=record.usage.completion_tokens + spent_before.completion_tokens,
+            )
         self.watch.answered()
         if self.store.put_done(record):  # a request already done is not counted again
             self.tally.answered += 1
+            self.tally.tool_calls += bool(record.tool_calls)
+            self.tally.schema_invalid += problem is not None
             self.tally.tokens_in += record.usage.prompt_tokens
             self.tally.tokens_out += record.usage.completion_tokens
             self.observer.answered(record)
@@ -355,6 +402,7 @@ async def run_async(
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
     prompts = configured_prompts(config, limit)
+    check_supported(prompts, config.teacher.backend, config.teacher.endpoint, config.path)
     planned = plan_requests(config, prompts)
     api_key = read_api_key(config)
     price = teacher_price(config)
@@ -400,6 +448,9 @@ async def run_async(
             pauses=run.brake.pauses,
             seconds=round(time.perf_counter() - started, 3),
             errors_by_kind=tally.errors_by_kind,
+            tool_calls=tally.tool_calls,
+            schema_retries=tally.schema_retries,
+            schema_invalid=tally.schema_invalid,
             warnings=run.warnings,
             policy_id=decision.policy_id,
             decision=decision.outcome,

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_serializer
 
 from synthdistill.thinking import locate_spans
 
@@ -27,11 +27,68 @@ def content_hash(value: Any, length: int = 16) -> str:
     return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
 
 
-class Message(BaseModel):
+class FunctionCall(BaseModel):
+    """The function a tool call names, and its arguments exactly as the teacher wrote them (a JSON string)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    role: Literal["system", "user", "assistant"]
+    name: str
+    arguments: str
+
+
+class ToolCall(BaseModel):
+    """One call of an assistant's `tool_calls` (OpenAI's shape)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class Message(BaseModel):
+    """One turn. Assistant turns may carry `tool_calls` (content then may be ""); `tool` turns answer a call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant", "tool"]
     content: str
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_tool_fields(self, handler) -> dict[str, Any]:
+        # a plain turn dumps as {role, content}, as before: prompt ids and request keys stay valid
+        dumped = handler(self)
+        for key in ("tool_calls", "tool_call_id", "name"):
+            if dumped.get(key) is None:
+                dumped.pop(key, None)
+        return dumped
+
+
+class AnswerFormat(BaseModel):
+    """What a pack asks of the answer's form: tools it may call, and a structured `response_format`.
+
+    Part of the request key only when set, so the keys of earlier ledgers stay valid.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def key_fields(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        """The JSON Schema a `json_schema` response format names; {} for `json_object` (any JSON object)."""
+        fmt = self.response_format or {}
+        if fmt.get("type") == "json_schema":
+            return dict((fmt.get("json_schema") or {}).get("schema") or {})
+        return {"type": "object"} if fmt.get("type") == "json_object" else None
 
 
 # The limits of each sampling key, stated once: `Sampling`, the harvest defaults of distill.yaml
@@ -90,12 +147,16 @@ class Prompt(BaseModel):
     messages: list[Message]
     variables: dict[str, Any] = Field(default_factory=dict)
     sampling_overrides: dict[str, Any] = Field(default_factory=dict)
+    answer_format: AnswerFormat | None = None  # the pack's tools / tool_choice / response_format
     source: str = ""  # "rows.jsonl:12", where the prompt came from, for error messages and audit
 
 
-def prompt_id_for(pack: str, messages: list[Message]) -> str:
-    """A prompt's id: a hash of its pack name and rendered messages (design §5)."""
-    return content_hash({"pack": pack, "messages": [m.model_dump() for m in messages]})
+def prompt_id_for(pack: str, messages: list[Message], answer_format: AnswerFormat | None = None) -> str:
+    """A prompt's id: a hash of its pack name and rendered messages (design §5), and its answer format when set."""
+    value: dict[str, Any] = {"pack": pack, "messages": [m.model_dump() for m in messages]}
+    if answer_format is not None and answer_format.key_fields():
+        value["answer_format"] = answer_format.key_fields()
+    return content_hash(value)
 
 
 class TeacherRequest(BaseModel):
@@ -105,19 +166,26 @@ class TeacherRequest(BaseModel):
     messages: list[Message]
     sampling: Sampling
     sample_index: int = 0
+    answer_format: AnswerFormat | None = None
 
 
-def request_key_for(model: str, messages: list[Message], sampling: Sampling, sample_index: int) -> str:
-    """Hash of teacher model, messages, sampling params and sample index (design §7)."""
-    return content_hash(
-        {
-            "model": model,
-            "messages": [m.model_dump() for m in messages],
-            "sampling": sampling.key_fields(),
-            "sample_index": sample_index,
-        },
-        length=32,
-    )
+def request_key_for(
+    model: str,
+    messages: list[Message],
+    sampling: Sampling,
+    sample_index: int,
+    answer_format: AnswerFormat | None = None,
+) -> str:
+    """Hash of teacher model, messages, sampling params and sample index (design §7), and answer format when set."""
+    value: dict[str, Any] = {
+        "model": model,
+        "messages": [m.model_dump() for m in messages],
+        "sampling": sampling.key_fields(),
+        "sample_index": sample_index,
+    }
+    if answer_format is not None and answer_format.key_fields():
+        value["answer_format"] = answer_format.key_fields()
+    return content_hash(value, length=32)
 
 
 class TokenLogprobs(BaseModel):
@@ -145,6 +213,7 @@ class Completion(BaseModel):
 
     text: str
     reasoning: str | None = None
+    tool_calls: list[ToolCall] | None = None  # a tool-calling answer's calls (its `text` may be "")
     finish_reason: str | None
     model: str  # the model name the teacher answered with
     system_fingerprint: str | None = None
@@ -189,6 +258,14 @@ class HarvestRecord(BaseModel):
     reasoning_span: list[int] | None = None
     answer_span: list[int] | None = None
     span_note: str | None = None
+    # tools and structured answers: the pack's answer format, the calls the teacher made (their
+    # token span [start, end) in the logprobs: the tokens after the text's), and for a structured
+    # answer the re-asks it took and, when it never became valid, why (the `schema` filter drops it)
+    answer_format: AnswerFormat | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_calls_span: list[int] | None = None
+    schema_retries: int = 0
+    schema_error: str | None = None
 
     @classmethod
     def from_completion(
@@ -205,10 +282,20 @@ class HarvestRecord(BaseModel):
         policy_id: str,
         decision: str,
         harvested_at: str,
+        schema_retries: int = 0,
+        schema_error: str | None = None,
     ) -> HarvestRecord:
         """The ledger record of one answer (every backend's answers are built here)."""
         logprobs = completion.logprobs.model_dump() if completion.logprobs is not None else {}
         spans = locate_spans(logprobs.get("tokens"), completion.reasoning, completion.text)
+        extra: dict[str, Any] = {}
+        if request.answer_format is not None:
+            extra.update(answer_format=request.answer_format, schema_retries=schema_retries, schema_error=schema_error)
+        if completion.tool_calls:
+            extra.update(
+                tool_calls=completion.tool_calls,
+                tool_calls_span=tool_calls_span(logprobs.get("tokens"), spans, completion.text),
+            )
         return cls(
             request_key=request.request_key,
             prompt_id=prompt.prompt_id,
@@ -238,11 +325,43 @@ class HarvestRecord(BaseModel):
                 if spans is not None and completion.reasoning is not None
                 else {}
             ),
+            **extra,
         )
+
+    @property
+    def calls_text(self) -> str:
+        """The tool calls as text, one `{"name": …, "arguments": …}` a line ("" without calls): what filters read."""
+        return "\n".join(
+            f'{{"name": {json.dumps(c.function.name)}, "arguments": {c.function.arguments or "{}"}}}'
+            for c in self.tool_calls or []
+        )
+
+    @property
+    def verifiable_text(self) -> str:
+        """What a verifier reads: the answer, then its tool calls (if any)."""
+        return f"{self.text}\n{self.calls_text}" if self.tool_calls else self.text
 
     @property
     def has_logprobs(self) -> bool:
         return self.token_logprobs is not None and self.top_logprobs is not None
+
+
+def tool_calls_span(tokens: list[str] | None, spans, text: str) -> list[int] | None:
+    """The token span of a tool-calling answer's calls: every token after the text (and trace) to the end.
+
+    Servers render the calls as generated text (Hermes `<tool_call>…</tool_call>`, Llama's JSON) and
+    parse it out of `content`, so the calls' tokens are the ones the text does not cover. None without
+    logprobs or when the text's span is unknown.
+    """
+    if tokens is None or spans is None:
+        return None
+    if text:
+        if spans.answer is None:
+            return None
+        start = spans.answer[1]
+    else:
+        start = spans.reasoning[1] if spans.reasoning is not None else 0
+    return [start, len(tokens)]
 
 
 class DroppedRecord(BaseModel):

@@ -69,6 +69,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Structured answers that were not valid for their schema, one row per invalid answer
+        # (harvest_structured.py asks again); the request itself stays keyed in `requests`.
+        "m004_schema_failures",
+        """
+        CREATE TABLE schema_failures (
+            request_key TEXT NOT NULL,
+            attempt     INTEGER NOT NULL,
+            seed        INTEGER,
+            reason      TEXT NOT NULL,
+            answer      TEXT NOT NULL,
+            failed_at   TEXT NOT NULL,
+            PRIMARY KEY (request_key, attempt)
+        );
+        """,
+    ),
 ]
 
 
@@ -219,6 +235,23 @@ class HarvestStore:
             """,
             (request_key, prompt_id, pack, sample_index, kind, error, attempts, utc_now()),
         )
+
+    @_guarded
+    def put_schema_failure(self, request_key: str, attempt: int, seed: int | None, reason: str, answer: str) -> None:
+        """Record a structured answer that was not valid, with why (a re-run's tries replace a killed run's)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO schema_failures VALUES (?, ?, ?, ?, ?, ?)",
+            (request_key, attempt, seed, reason, answer, utc_now()),
+        )
+
+    @_guarded
+    def schema_failures(self) -> list[dict]:
+        """Every invalid structured answer recorded, oldest first."""
+        rows = self._db.execute(
+            "SELECT request_key, attempt, seed, reason, answer FROM schema_failures ORDER BY failed_at, attempt"
+        ).fetchall()
+        keys = ("request_key", "attempt", "seed", "reason", "answer")
+        return [dict(zip(keys, row)) for row in rows]
 
     @_guarded
     def refuse_model(self, model: str, reason: str) -> int:

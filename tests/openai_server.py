@@ -84,6 +84,12 @@ class Faults(BaseModel):
         "message.reasoning_content (as a reasoning parser splits it), or inline <think>…</think> in the text",
     )
 
+    json_broken_seeds: list[int] = Field(
+        default_factory=list,
+        description="with a response_format: answers to these seeds break off mid-object (not valid JSON)",
+    )
+    json_broken_match: str = Field("", description="…only for prompts holding this text ('' = every prompt)")
+
     @model_validator(mode="after")
     def _known_kinds(self) -> Faults:
         unknown = [k for k in [*self.rates, *self.fault_kinds, *self.fail_kinds] if k not in FAULT_KINDS]
@@ -215,11 +221,51 @@ def _prompt_of(path: str, body: dict) -> str:
     return prompt[0] if isinstance(prompt, list) else prompt
 
 
+def structured_text(prompt: str) -> str:
+    """The answer to a request with a response_format: one JSON object (valid for `{answer: string}`)."""
+    return json.dumps({"answer": answer_text(prompt), "words": len(prompt.split())})
+
+
+def called_tool(body: dict) -> tuple[str, str] | None:
+    """(function name, arguments JSON) the server calls for a request with tools, or None (no tools, `none`).
+
+    It calls the named `tool_choice`, else the first tool, with the prompt as the value of the
+    function's first parameter ("query" when it declares none).
+    """
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    function = next((t["function"] for t in tools if t["function"]["name"] == named), tools[0]["function"])
+    properties = list((function.get("parameters") or {}).get("properties") or {}) or ["query"]
+    return function["name"], json.dumps({properties[0]: _prompt_of("/chat/completions", body)})
+
+
+def tool_call_text(name: str, arguments: str) -> str:
+    """What a Hermes-style model generates for a call (the tool parser turns it into `tool_calls`)."""
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+def _generated(path: str, body: dict, faults: Faults, prompt: str) -> tuple[str, tuple[str, str] | None]:
+    """(generated text, the tool call it holds or None) for a request."""
+    call = called_tool(body) if path.endswith("/chat/completions") else None
+    if call is not None:
+        return tool_call_text(*call), call
+    if body.get("response_format"):
+        text = structured_text(prompt)
+        if body.get("seed") in faults.json_broken_seeds and faults.json_broken_match in prompt:
+            text = text[: len(text) // 2]  # broken off mid-object
+        return text, None
+    return (thinking_text(prompt) if faults.thinking != "none" else answer_text(prompt)), None
+
+
 def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = True) -> dict:
     """The deterministic JSON answer to a valid chat or legacy completions request."""
     prompt = _prompt_of(path, body)
     thinking = faults.thinking != "none"
-    tokens = split_tokens(thinking_text(prompt) if thinking else answer_text(prompt))
+    generated, call = _generated(path, body, faults, prompt)
+    tokens = split_tokens(generated)
     max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
     finish = "stop"
     if isinstance(max_tokens, int) and max_tokens < len(tokens):
@@ -235,7 +281,13 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
     else:
         logprobs = legacy_logprobs(tokens, k, with_ids=chat, as_ids=as_ids)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": logprobs}
-    if chat and thinking and faults.thinking != "inline":
+    if call is not None and finish == "stop":
+        tool_call = {"id": f"call_{zlib.crc32(text.encode('utf-8')):08x}", "type": "function"}
+        tool_call["function"] = {"name": call[0], "arguments": call[1]}
+        choice["message"] = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+        choice["finish_reason"] = "tool_calls"
+        prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
+    elif chat and thinking and faults.thinking != "inline":
         reasoning, content = _parsed_thinking(text)
         choice["message"] = {"role": "assistant", "content": content, faults.thinking: reasoning}
         prompt_words = sum(len(str(m.get("content", "")).split()) for m in body["messages"])

@@ -75,6 +75,11 @@ class VllmServer:
             "127.0.0.1",
             "--port",
             str(self.port),
+            # any tool_choice but none needs both (vLLM 0.32); pythonic needs no special tokens,
+            # and only requests with tools reach it
+            "--enable-auto-tool-choice",
+            "--tool-call-parser",
+            "pythonic",
         ]
         env = {
             **os.environ,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,6 +102,16 @@ def _prompt_lines(prompt) -> list[str]:
     lines = [f"── {prompt.prompt_id}  {prompt.source}"]
     for message in prompt.messages:
         lines.append(f"[{message.role}] {message.content}")
+        for call in message.tool_calls or []:
+            lines.append(f"  → calls {call.function.name}({call.function.arguments})")
+    answer_format = prompt.answer_format
+    if answer_format is not None:
+        for tool in answer_format.tools or []:
+            lines.append(f"[tool offered] {tool['function']['name']}: {tool['function'].get('description', '')}")
+        if answer_format.tool_choice is not None:
+            lines.append(f"[tool_choice] {json.dumps(answer_format.tool_choice)}")
+        if answer_format.response_format is not None:
+            lines.append(f"[response_format] {json.dumps(answer_format.response_format, ensure_ascii=False)}")
     return lines
 
 

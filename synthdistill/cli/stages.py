@@ -69,6 +69,13 @@ def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
         render.result(f"  warning: {warning}")
     if s["failed"]:
         render.result(f"  {s['failed']} requests failed after retries; the next `synthdistill harvest` retries them")
+    if s.get("tool_calls"):
+        render.result(f"  {s['tool_calls']} answers called a tool")
+    if s.get("schema_retries") or s.get("schema_invalid"):
+        render.result(
+            f"  structured answers: {s['schema_retries']} asked again (not valid for their schema), "
+            f"{s['schema_invalid']} still invalid after harvest.structured_retries (the `schema` filter drops them)"
+        )
     if s["stopped"] == "budget":
         render.result(
             f"  stopped by harvest.budget_usd={s['budget_usd']}: ${s['total_cost_usd']:.4f} spent, "

@@ -42,8 +42,9 @@ def normalise(text: str) -> str:
 
 
 def written(record: HarvestRecord) -> str:
-    """What the teacher wrote: its trace (if any) and its answer."""
-    return record.text if record.reasoning is None else f"{record.reasoning}\n\n{record.text}"
+    """What the teacher wrote: its trace (if any), its answer and its tool calls (if any)."""
+    text = record.text if record.reasoning is None else f"{record.reasoning}\n\n{record.text}"
+    return f"{text}\n\n{record.calls_text}" if record.tool_calls else text
 
 
 def dedup(records: list[HarvestRecord], params: DedupParams) -> list[str | None]:

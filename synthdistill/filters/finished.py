@@ -17,7 +17,7 @@ def finished(records: list[HarvestRecord], params: FinishedParams) -> list[str |
     for record in records:
         if record.finish_reason == "length":
             verdicts.append("truncated")
-        elif not record.text.strip():
+        elif not record.text.strip() and not record.tool_calls:  # a tool call alone is an answer
             verdicts.append("empty")
         else:
             verdicts.append(None)

@@ -12,6 +12,8 @@ def funnel_lines(report: dict[str, Any]) -> list[str]:
     total, kept = report.get("input", 0), report.get("kept", 0)
     share = f" ({kept / total:.1%})" if total else ""
     lines = [f"filter: {total} records → {kept} kept{share}, {report.get('dropped', 0)} dropped"]
+    if report.get("schema_invalid"):
+        lines.append(f"  schema: {report['schema_invalid']} structured answers never valid for their schema, dropped")
     steps = report.get("steps", [])
     if not steps:
         return lines + ["  no filters configured"]

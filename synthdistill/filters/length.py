@@ -64,7 +64,7 @@ def length(records: list[HarvestRecord], params: LengthParams) -> list[str | Non
     verdicts: list[str | None] = []
     need_tokens = params.min_tokens is not None or params.max_tokens is not None
     for record in records:
-        chars = len(record.text.strip())
+        chars = len(record.text.strip()) + len(record.calls_text)
         tokens = answer_tokens(record) if need_tokens else 0
         if chars < params.min_chars:
             verdicts.append(f"too-short: {chars} chars < min_chars {params.min_chars}")

@@ -46,7 +46,7 @@ def _incorrect(record: HarvestRecord, verifiers: dict[str, Any]) -> str | None:
     spec = verifiers.get(record.pack)
     if spec is None:
         return None
-    passed, reason = verify_answer(spec, record.variables, record.text)
+    passed, reason = verify_answer(spec, record.variables, record.verifiable_text)
     return None if passed else f"select: incorrect ({reason})"
 
 

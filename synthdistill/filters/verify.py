@@ -46,6 +46,6 @@ def verify(records: list[HarvestRecord], params: VerifyParams) -> list[str | Non
             why = f"pack '{record.pack}' is not in harvest.packs" if missing else f"pack '{record.pack}' has no verify"
             verdicts.append(f"no-verifier: {why}" if params.without_verifier == "drop" else None)
             continue
-        passed, reason = verify_answer(spec, record.variables, record.text)
+        passed, reason = verify_answer(spec, record.variables, record.verifiable_text)
         verdicts.append(None if passed else f"verifier-failed: {reason}")
     return verdicts

@@ -94,10 +94,9 @@ class AnswerVerify(_Strict):
         return value
 
 
-class JsonSchemaVerify(_Strict):
-    """The answer must be JSON (bare or in one ``` fence) valid against `schema`."""
+class _WithSchema(_Strict):
+    """A `schema` key: a JSON Schema inline (checked here) or a file relative to the pack (checked on load)."""
 
-    kind: Literal["json-schema"] = Field(description="json-schema: the answer must be JSON valid against `schema`")
     schema_: dict[str, Any] | str = Field(
         alias="schema", description="A JSON Schema inline, or a .json/.yaml file relative to the pack folder"
     )
@@ -108,6 +107,12 @@ class JsonSchemaVerify(_Strict):
         if isinstance(value, dict):
             check_json_schema(value)
         return value
+
+
+class JsonSchemaVerify(_WithSchema):
+    """The answer must be JSON (bare or in one ``` fence) valid against `schema`."""
+
+    kind: Literal["json-schema"] = Field(description="json-schema: the answer must be JSON valid against `schema`")
 
 
 class RegexVerify(_Strict):
@@ -124,12 +129,85 @@ class RegexVerify(_Strict):
         return value
 
 
-VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify, Field(discriminator="kind")]
+class ToolCallVerify(_Strict):
+    """The answer must call the tool the row's `field` names (with the row's `arguments_field` arguments, if set)."""
+
+    kind: Literal["tool-call"] = Field(description="tool-call: the answer must call the row's expected tool")
+    field: str = Field("tool", description="Row field naming the function the answer must call")
+    arguments_field: str | None = Field(
+        None,
+        description="Row field holding an object of arguments the call must have (each key equal; others allowed)",
+    )
+
+
+VerifySpec = Annotated[AnswerVerify | JsonSchemaVerify | RegexVerify | ToolCallVerify, Field(discriminator="kind")]
 VERIFY_KINDS: dict[str, type[BaseModel]] = {
     "answer": AnswerVerify,
     "json-schema": JsonSchemaVerify,
     "regex": RegexVerify,
+    "tool-call": ToolCallVerify,
 }
+
+
+TOOL_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class ToolFunction(_Strict):
+    """A function the teacher may call (OpenAI's function-tool definition)."""
+
+    name: str = Field(pattern=TOOL_NAME, description="Function name: letters, digits, '_' and '-', at most 64")
+    description: str = Field("", description="What the function does; the teacher reads it to decide when to call")
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="JSON Schema of the function's arguments (an object)",
+    )
+    strict: bool | None = Field(None, description="Ask the server to hold the arguments to the schema exactly")
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json_schema(value)
+        return value
+
+
+class ToolSpec(_Strict):
+    """One tool offered to the teacher: `{type: function, function: {name, description, parameters}}`."""
+
+    type: Literal["function"] = Field("function", description="function: the only kind of tool")
+    function: ToolFunction = Field(description="The function: name, description and parameters")
+
+
+class NamedFunction(_Strict):
+    name: str = Field(pattern=TOOL_NAME, description="Name of one of the pack's tools")
+
+
+class NamedToolChoice(_Strict):
+    """Force a call of one named tool."""
+
+    type: Literal["function"] = Field("function", description="function")
+    function: NamedFunction = Field(description="The tool the teacher must call")
+
+
+class JsonSchemaFormatSpec(_WithSchema):
+    name: str = Field(pattern=TOOL_NAME, description="Name of the schema (letters, digits, '_' and '-')")
+    description: str | None = Field(None, description="What the answer holds (some servers pass it to the model)")
+    strict: bool = Field(True, description="Ask the server to hold the answer to the schema exactly")
+
+
+class JsonSchemaFormat(_Strict):
+    """The answer must be JSON valid against a schema (guided decoding on vLLM, llama.cpp and the big APIs)."""
+
+    type: Literal["json_schema"] = Field(description="json_schema: JSON valid against `json_schema.schema`")
+    json_schema: JsonSchemaFormatSpec = Field(description="{name, schema, strict}")
+
+
+class JsonObjectFormat(_Strict):
+    """The answer must be one JSON object (any keys)."""
+
+    type: Literal["json_object"] = Field(description="json_object: any JSON object")
+
+
+ResponseFormatSpec = Annotated[JsonSchemaFormat | JsonObjectFormat, Field(discriminator="type")]
 
 
 def check_json_schema(schema: dict[str, Any]) -> None:
@@ -204,7 +282,19 @@ class PackSpec(_Strict):
         None, description="name → list of values; the template is rendered for every combination"
     )
     sampling: PackSampling | None = Field(None, description="Overrides of the harvest sampling defaults")
-    verify: VerifySpec | None = Field(None, description="How to check an answer: answer, json-schema or regex")
+    verify: VerifySpec | None = Field(
+        None, description="How to check an answer: answer, json-schema, regex or tool-call"
+    )
+    tools: list[ToolSpec] | str | None = Field(
+        None, description="Tools the teacher may call: OpenAI function definitions inline, or a .json/.yaml file"
+    )
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice | None = Field(
+        None, description="auto, none, required, or {type: function, function: {name}} to force one tool"
+    )
+    response_format: ResponseFormatSpec | None = Field(
+        None,
+        description="Structured answers: {type: json_schema, json_schema: {name, schema, strict}} or {type: json_object}",
+    )
 
     @field_validator("licence")
     @classmethod
@@ -234,10 +324,34 @@ class PackSpec(_Strict):
             raise ValueError("a pack needs `rows:` (a JSONL file) or `variables:` (lists of values)")
         if self.variables is not None and self.template is None:
             raise ValueError("`variables:` needs a `template:` to render them into")
+        if self.tool_choice is not None and self.tools is None:
+            raise ValueError("`tool_choice:` needs `tools:` to choose from")
+        if self.tools is not None and self.response_format is not None:
+            raise ValueError("use either `tools:` or `response_format:`, not both (a tool call has no JSON answer)")
+        if isinstance(self.tools, list):
+            check_tool_choice(self.tools, self.tool_choice)
         return self
 
     def sampling_overrides(self) -> dict[str, Any]:
         return self.sampling.overrides() if self.sampling else {}
+
+
+# members of a union that pydantic names in an error's location (the file has no such key)
+UNION_TAGS = ("str", "NamedToolChoice")
+
+
+def check_tool_choice(tools: list[ToolSpec], choice: Any) -> None:
+    """Raise ValueError when a named `tool_choice` names no tool, or two tools share a name."""
+    names = [tool.function.name for tool in tools]
+    if not names:
+        raise ValueError("`tools:` is empty; offer at least one tool or leave the key out")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"tool '{twice[0]}' is defined twice in `tools:`")
+    if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+        raise ValueError(
+            f"tool_choice names '{choice.function.name}', which is not among the tools ({', '.join(names)})"
+        )
 
 
 def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, int | None]:
@@ -250,6 +364,10 @@ def describe_spec_error(exc: ValidationError, doc: YamlDocument) -> tuple[str, i
     if len(loc) >= 2 and loc[0] == "verify" and loc[1] in VERIFY_KINDS:
         # pydantic puts the union tag in the location; the file has no such key.
         parent_model, loc = VERIFY_KINDS[loc[1]], ("verify",) + loc[2:]
+    elif len(loc) >= 2 and loc[0] == "response_format" and loc[1] in ("json_schema", "json_object"):
+        loc = loc[:1] + loc[2:]
+    elif loc and loc[0] in ("tools", "tool_choice"):
+        loc = tuple(p for p in loc if not (isinstance(p, str) and (p in UNION_TAGS or "[" in p)))
     dotted = ".".join(str(p) for p in loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         inner = loc[1:-1] if parent_model is not PackSpec else loc[:-1]
@@ -304,6 +422,12 @@ rows: rows.jsonl
 # verify: {{kind: answer, field: answer, pattern: "Answer:\\\\s*(-?[\\\\d.,]+)", tolerance: 0.01}}
 # verify: {{kind: json-schema, schema: schema.json}}
 # verify: {{kind: regex, pattern: "^(yes|no)\\\\b"}}
+
+# Structured answers (the harvest checks each against the schema and asks again):
+# response_format: {{type: json_schema, json_schema: {{name: answer, schema: schema.json}}}}
+# Tools the teacher may call (OpenAI function definitions, or a file such as tools.json):
+# tools: [{{type: function, function: {{name: get_weather, parameters: {{type: object, properties: {{city: {{type: string}}}}}}}}}}]
+# tool_choice: auto
 """
 
 STARTER_ROWS = [

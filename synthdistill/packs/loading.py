@@ -17,14 +17,17 @@ from synthdistill.errors import PackError
 from synthdistill.input_limits import MAX_VARIABLE_COMBINATIONS, forbidden_character, max_row_bytes
 from synthdistill.packs.format import (
     AnswerVerify,
+    JsonSchemaFormat,
     JsonSchemaVerify,
     PackSpec,
     RegexVerify,
+    ToolSpec,
     check_json_schema,
+    check_tool_choice,
     describe_spec_error,
 )
 from synthdistill.packs.rows import combination_count, combinations, prompt_for, template_environment
-from synthdistill.records import Prompt
+from synthdistill.records import AnswerFormat, Prompt
 from synthdistill.shipped import shipped_dir
 from synthdistill.yaml_source import YamlDocument, iter_jsonl, load_yaml
 
@@ -44,6 +47,7 @@ class Pack:
     prompts: list[Prompt]
     verify: AnswerVerify | JsonSchemaVerify | RegexVerify | None
     extra_files: list[Path] = field(default_factory=list)  # referenced files outside the folder
+    answer_format: AnswerFormat | None = None  # tools / tool_choice / response_format, files read
 
     name = property(lambda self: self.spec.name)
     version = property(lambda self: self.spec.version)
@@ -190,6 +194,7 @@ def _build(
     spec = _validate_spec(doc)
     template = _compile_template(spec, doc)
     verify, extra_files = _resolve_verify(spec, path, doc)
+    answer_format = _resolve_answer_format(spec, path, doc, extra_files)
     rows_file = path / spec.rows if spec.rows is not None else None
     _check_text_files(path, skip=rows_file)  # the rows file is decoded line by line as it is read
     problems: list[PackError] = []
@@ -229,7 +234,7 @@ def _build(
             )
             continue
         try:
-            prompt = prompt_for(spec, template, row, source)
+            prompt = prompt_for(spec, template, row, source, answer_format)
         except PackError as exc:
             problems.append(PackError(exc.message, file=file, line=where))
             if spec.variables is not None:
@@ -263,7 +268,9 @@ def _build(
         prompts.append(prompt)
     if rows_file is not None and not any_rows:
         raise PackError("rows file has no rows", file=rows_file)
-    pack = Pack(spec=spec, path=path, prompts=prompts, verify=verify, extra_files=extra_files)
+    pack = Pack(
+        spec=spec, path=path, prompts=prompts, verify=verify, extra_files=extra_files, answer_format=answer_format
+    )
     return pack, _merge_repeats(problems), _warnings(spec, path)
 
 
@@ -323,23 +330,65 @@ def _resolve_verify(spec: PackSpec, path: Path, doc: YamlDocument):
     """The verifier with a file-referenced JSON schema loaded inline (so it needs no folder)."""
     verify, extra = spec.verify, []
     if isinstance(verify, JsonSchemaVerify) and isinstance(verify.schema_, str):
-        schema_file = path / verify.schema_
-        line = doc.line_of(("verify", "schema"))
-        if not schema_file.is_file():
-            raise PackError(
-                f"verify.schema file '{verify.schema_}' not found (looked in {path})", file=doc.path, line=line
-            )
-        schema_doc = load_yaml(schema_file, error=PackError)  # YAML is a superset of JSON
-        if not isinstance(schema_doc.data, dict):
-            raise PackError("a JSON Schema must be an object", file=schema_file, line=1)
-        try:
-            check_json_schema(schema_doc.data)
-        except ValueError as exc:
-            raise PackError(str(exc), file=schema_file) from None
-        if path.resolve() not in schema_file.resolve().parents:
-            extra.append(schema_file)
-        verify = verify.model_copy(update={"schema_": schema_doc.data})
+        schema = _schema_file(path, doc, verify.schema_, ("verify", "schema"), extra)
+        verify = verify.model_copy(update={"schema_": schema})
     return verify, extra
+
+
+def _read_referenced(path: Path, doc: YamlDocument, name: str, key: tuple, extra: list[Path]) -> tuple[Any, Path]:
+    """The data of a file a pack key references (YAML or JSON), noted in `extra` when outside the pack."""
+    referenced = path / name
+    if not referenced.is_file():
+        raise PackError(
+            f"{'.'.join(key)} file '{name}' not found (looked in {path})", file=doc.path, line=doc.line_of(key)
+        )
+    data = load_yaml(referenced, error=PackError).data  # YAML is a superset of JSON
+    if path.resolve() not in referenced.resolve().parents:
+        extra.append(referenced)
+    return data, referenced
+
+
+def _schema_file(path: Path, doc: YamlDocument, name: str, key: tuple, extra: list[Path]) -> dict[str, Any]:
+    schema, schema_file = _read_referenced(path, doc, name, key, extra)
+    if not isinstance(schema, dict):
+        raise PackError("a JSON Schema must be an object", file=schema_file, line=1)
+    try:
+        check_json_schema(schema)
+    except ValueError as exc:
+        raise PackError(str(exc), file=schema_file) from None
+    return schema
+
+
+def _resolve_answer_format(spec: PackSpec, path: Path, doc: YamlDocument, extra: list[Path]) -> AnswerFormat | None:
+    """The pack's tools, tool_choice and response_format as sent, with referenced files read and checked."""
+    if spec.tools is None and spec.response_format is None:
+        return None
+    tools = spec.tools
+    if isinstance(tools, str):
+        data, tools_file = _read_referenced(path, doc, tools, ("tools",), extra)
+        try:
+            tools = [ToolSpec.model_validate(t) for t in data] if isinstance(data, list) else None
+            if tools is None:
+                raise PackError("a tools file must hold a list of tool definitions", file=tools_file, line=1)
+            check_tool_choice(tools, spec.tool_choice)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise PackError(f"tools[{where}]: {err['msg']}", file=tools_file) from None
+        except ValueError as exc:
+            raise PackError(str(exc), file=doc.path, line=doc.line_of(("tool_choice",))) from None
+    response_format = spec.response_format
+    if isinstance(response_format, JsonSchemaFormat) and isinstance(response_format.json_schema.schema_, str):
+        key = ("response_format", "json_schema", "schema")
+        schema = _schema_file(path, doc, response_format.json_schema.schema_, key, extra)
+        inner = response_format.json_schema.model_copy(update={"schema_": schema})
+        response_format = response_format.model_copy(update={"json_schema": inner})
+    choice = spec.tool_choice
+    return AnswerFormat(
+        tools=[t.model_dump(exclude_none=True) for t in tools] if tools is not None else None,
+        tool_choice=choice.model_dump() if hasattr(choice, "model_dump") else choice,
+        response_format=response_format.model_dump(by_alias=True, exclude_none=True) if response_format else None,
+    )
 
 
 def _check_text_files(path: Path, skip: Path | None = None) -> None:

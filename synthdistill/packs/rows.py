@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import json
 import math
 import re
 from collections.abc import Iterator
@@ -20,8 +21,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import ValidationError
 
 from synthdistill.errors import PackError
-from synthdistill.packs.format import AnswerVerify, PackSpec
-from synthdistill.records import Message, Prompt, prompt_id_for
+from synthdistill.packs.format import AnswerVerify, PackSpec, ToolCallVerify
+from synthdistill.records import AnswerFormat, Message, Prompt, prompt_id_for
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,8 +45,13 @@ def combination_count(variables: dict[str, list[Any]]) -> int:
     return math.prod(len(values) for values in variables.values())
 
 
-def prompt_for(spec: PackSpec, template: Template | None, row: Any, source: str) -> Prompt:
-    """One row → one Prompt, or PackError saying what is wrong with the row."""
+def prompt_for(
+    spec: PackSpec, template: Template | None, row: Any, source: str, answer_format: AnswerFormat | None = None
+) -> Prompt:
+    """One row → one Prompt, or PackError saying what is wrong with the row.
+
+    `answer_format` is the pack's tools / response format with their files read (packs.loading resolves it).
+    """
     if not isinstance(row, dict):
         raise PackError(f"a row must be a JSON object, got {type(row).__name__}")
     if "messages" in row:
@@ -62,13 +68,22 @@ def prompt_for(spec: PackSpec, template: Template | None, row: Any, source: str)
     verify = spec.verify
     if isinstance(verify, AnswerVerify) and variables.get(verify.field) in (None, ""):
         raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected answer")
+    if isinstance(verify, ToolCallVerify):
+        if not isinstance(variables.get(verify.field), str) or not variables[verify.field]:
+            raise PackError(f"row has no '{verify.field}' value, which verify.field names as the expected tool")
+        if verify.arguments_field is not None and not isinstance(variables.get(verify.arguments_field), dict):
+            raise PackError(
+                f"row has no '{verify.arguments_field}' object, which verify.arguments_field names as the "
+                "expected arguments"
+            )
     return Prompt(
-        prompt_id=prompt_id_for(spec.name, messages),
+        prompt_id=prompt_id_for(spec.name, messages, answer_format),
         pack=spec.name,
         pack_version=spec.version,
         messages=messages,
         variables=variables,
         sampling_overrides=spec.sampling_overrides(),
+        answer_format=answer_format,
         source=source,
     )
 
@@ -99,32 +114,60 @@ def render_row(template: Template, row: dict[str, Any]) -> str:
 def messages_from_row(system: str | None, raw: Any) -> list[Message]:
     """A row's own conversation (`{"messages": [...]}`), with the pack's system prompt first.
 
-    Rules: optional system turn first, then user/assistant alternating, ending with a
-    user turn (the one the teacher answers).
+    Rules: optional system turn first, then user/assistant alternating, ending with a user
+    turn (the one the teacher answers). An assistant turn may carry `tool_calls` (its content
+    may then be empty); the `tool` turns that follow answer its calls (`tool_call_id` naming
+    one), and the conversation may end on them (the teacher continues from the results).
     """
     if not isinstance(raw, list) or not raw:
         raise PackError("`messages` must be a non-empty list of {role, content}")
-    messages = []
-    for i, item in enumerate(raw):
-        try:
-            message = Message.model_validate(item)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise PackError(f"messages[{i}]{'.' + where if where else ''}: {err['msg']}") from None
-        if not message.content.strip():
-            raise PackError(f"messages[{i}] has empty content")
-        messages.append(message)
+    messages = [_message(i, item) for i, item in enumerate(raw)]
     offset = 1 if messages[0].role == "system" else 0
     if offset and system:
         raise PackError("row has its own system message and the pack sets `system:`; keep one of them")
     turns = messages[offset:]
+    expected = ("user",)
+    open_calls: set[str | None] = set()
     for i, message in enumerate(turns):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if message.role != expected:
+        if message.role not in expected:
+            wanted = " or ".join(f"'{r}'" for r in expected)
             raise PackError(
-                f"messages[{i + offset}] is '{message.role}' where '{expected}' belongs (turns alternate user/assistant)"
+                f"messages[{i + offset}] is '{message.role}' where {wanted} belongs "
+                "(turns alternate user/assistant; `tool` turns follow an assistant's tool_calls)"
             )
-    if not turns or turns[-1].role != "user":
-        raise PackError("`messages` must end with a user turn (the teacher answers it)")
+        if message.role == "tool" and message.tool_call_id is not None and message.tool_call_id not in open_calls:
+            raise PackError(f"messages[{i + offset}].tool_call_id '{message.tool_call_id}' answers no earlier call")
+        if message.role == "user":
+            expected = ("assistant",)
+        elif message.role == "assistant":
+            open_calls = {call.id for call in message.tool_calls or []}
+            expected = ("tool",) if message.tool_calls else ("user",)
+        else:
+            expected = ("tool", "assistant", "user")
+    if not turns or turns[-1].role not in ("user", "tool"):
+        raise PackError("`messages` must end with a user turn, or tool results (the teacher answers them)")
     return ([Message(role="system", content=system)] if system else []) + messages
+
+
+def _message(i: int, item: Any) -> Message:
+    """One turn of a row; tool-call arguments written as an object become its JSON text."""
+    if isinstance(item, dict) and isinstance(item.get("tool_calls"), list):
+        calls = []
+        for call in item["tool_calls"]:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                arguments = call["function"].get("arguments")
+                if isinstance(arguments, dict):
+                    call = {**call, "function": {**call["function"], "arguments": json.dumps(arguments)}}
+            calls.append(call)
+        item = {**item, "content": item.get("content") or "", "tool_calls": calls}
+    try:
+        message = Message.model_validate(item)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise PackError(f"messages[{i}]{'.' + where if where else ''}: {err['msg']}") from None
+    if not message.content.strip() and not message.tool_calls:
+        raise PackError(f"messages[{i}] has empty content")
+    if message.tool_calls and message.role != "assistant":
+        raise PackError(f"messages[{i}] is '{message.role}'; only assistant turns carry tool_calls")
+    return message

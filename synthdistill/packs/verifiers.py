@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from synthdistill.packs.format import AnswerVerify, JsonSchemaVerify, RegexVerify, VerifySpec
+from synthdistill.packs.format import AnswerVerify, JsonSchemaVerify, RegexVerify, ToolCallVerify, VerifySpec
 
 _SPEC_ADAPTER: TypeAdapter = TypeAdapter(VerifySpec)
 # A fenced block, optionally tagged (```json … ```): teachers often wrap JSON this way.
@@ -23,9 +23,9 @@ _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\n(.*?)\n?```", re.DOTALL)
 _NUMBER_NOISE = re.compile(r"[,\s$€£%]")
 
 
-def parse_verify_spec(spec: Any) -> AnswerVerify | JsonSchemaVerify | RegexVerify:
+def parse_verify_spec(spec: Any) -> AnswerVerify | JsonSchemaVerify | RegexVerify | ToolCallVerify:
     """A verifier spec from its model or its dict form (as stored in manifests)."""
-    if isinstance(spec, (AnswerVerify, JsonSchemaVerify, RegexVerify)):
+    if isinstance(spec, (AnswerVerify, JsonSchemaVerify, RegexVerify, ToolCallVerify)):
         return spec
     return _SPEC_ADAPTER.validate_python(spec)
 
@@ -37,7 +37,76 @@ def verify_answer(spec: Any, variables: dict[str, Any], text: str) -> tuple[bool
         return _verify_expected(spec, variables, text)
     if isinstance(spec, JsonSchemaVerify):
         return _verify_json(spec, text)
+    if isinstance(spec, ToolCallVerify):
+        return _verify_tool_call(spec, variables, text)
     return _verify_regex(spec, text)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def parse_calls(text: str) -> list[tuple[str, str]]:
+    """(function name, arguments as written) of every call object in a text, in order.
+
+    A call is any JSON object with a "name" and "arguments" (or "parameters"): Hermes/Qwen
+    `<tool_call>{…}</tool_call>`, Llama 3.1's bare JSON, and a record's `calls_text` all are.
+    """
+    calls, at = [], 0
+    while (start := text.find("{", at)) >= 0:
+        try:
+            value, end = _DECODER.raw_decode(text, start)
+        except ValueError:
+            at = start + 1
+            continue
+        key = next((k for k in ("arguments", "parameters") if isinstance(value, dict) and k in value), None)
+        if key is not None and isinstance(value.get("name"), str):
+            calls.append((value["name"], _raw_value(text[start:end], key, value[key])))
+            at = end
+        else:
+            at = start + 1
+    return calls
+
+
+def _raw_value(raw: str, key: str, value: Any) -> str:
+    """The text of `key`'s value inside an object's raw text (re-written as JSON if it cannot be found)."""
+    marker = raw.find(f'"{key}"')
+    colon = raw.find(":", marker) if marker >= 0 else -1
+    if colon >= 0:
+        begin = len(raw) - len(raw[colon + 1 :].lstrip())
+        try:
+            _, end = _DECODER.raw_decode(raw, begin)
+            return raw[begin:end]
+        except ValueError:
+            pass
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _verify_tool_call(spec: ToolCallVerify, variables: dict[str, Any], text: str) -> tuple[bool, str]:
+    expected = variables.get(spec.field)
+    calls = [c for c in parse_calls(text) if c[0] == expected]
+    if not calls:
+        return False, f"no call of '{expected}'"
+    if spec.arguments_field is None:
+        return True, "called"
+    wanted = variables.get(spec.arguments_field) or {}
+    for _, arguments in calls:
+        try:
+            given = json.loads(arguments)
+        except ValueError:
+            continue
+        if isinstance(given, dict) and all(_same_value(given.get(k), v) for k, v in wanted.items()):
+            return True, "called with the expected arguments"
+    return False, f"'{expected}' called without the expected arguments {json.dumps(wanted, ensure_ascii=False)}"
+
+
+def _same_value(given: Any, expected: Any) -> bool:
+    """Equal, numbers by value and text case- and space-insensitively."""
+    if isinstance(expected, str) and isinstance(given, str):
+        return _normalise(given) == _normalise(expected)
+    number = parse_number(given) if not isinstance(given, str) else None
+    if isinstance(expected, (int, float)) and number is not None:
+        return math.isclose(number, float(expected), rel_tol=1e-9, abs_tol=1e-9)
+    return given == expected
 
 
 def parse_number(value: Any) -> float | None:

@@ -20,12 +20,14 @@ that have no chat endpoint; the messages become one plain-text prompt (`render_p
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
 
 from synthdistill.errors import RetryableTeacherError
-from synthdistill.records import Completion, Message, TeacherRequest, Usage
+from synthdistill.records import Completion, FunctionCall, Message, TeacherRequest, ToolCall, Usage
+from synthdistill.teachers.answer_formats import format_fields
 from synthdistill.teachers.knobs import KnobWarnings, knob_fields, knob_values
 from synthdistill.teachers.logprob_formats import LogprobFormatError, keep_top, parse_logprobs
 from synthdistill.thinking import answer_parts, split_inline
@@ -95,6 +97,7 @@ def build_chat_body(model: str, request: TeacherRequest, style: str = "openai") 
     body.update(_dialect_fields(style))
     body.update(logprob_fields(request.sampling.top_logprobs, style, "chat"))
     body.update(knob_fields(request.sampling, style, "chat")[0])
+    body.update(format_fields(request.answer_format, style, "chat"))
     return body
 
 
@@ -159,8 +162,38 @@ def _reasoning_field(message: dict) -> str | None:
     return None
 
 
-def _chat_text(choice: dict, source: str) -> tuple[str | None, str]:
-    """(trace, answer) of a chat choice; a null answer cut off while thinking is an empty, truncated one."""
+def _tool_calls(message: dict, source: str) -> list[ToolCall] | None:
+    """A chat message's `tool_calls`, arguments kept as the exact string sent (an object is written as JSON)."""
+    raw = message.get("tool_calls")
+    if raw is None or raw == []:
+        return None
+    if not isinstance(raw, list):
+        raise malformed(f"{source}: choices[0].message.tool_calls is not a list")
+    calls = []
+    for i, call in enumerate(raw):
+        function = call.get("function") if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(name, str) or not name:
+            raise malformed(f"{source}: choices[0].message.tool_calls[{i}] names no function")
+        arguments = function.get("arguments")
+        if isinstance(arguments, dict):  # Ollama's native shape
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        if not isinstance(arguments, str):
+            arguments = "" if arguments is None else json.dumps(arguments)
+        call_id = call.get("id")
+        calls.append(
+            ToolCall(
+                id=call_id if isinstance(call_id, str) else None, function=FunctionCall(name=name, arguments=arguments)
+            )
+        )
+    return calls
+
+
+def _chat_text(choice: dict, source: str) -> tuple[str | None, str, list[ToolCall] | None]:
+    """(trace, answer, tool calls) of a chat choice; a null answer cut off while thinking is an empty, truncated one.
+
+    A tool-calling answer has `content: null` and its calls in `tool_calls`: a normal answer, text "".
+    """
     message = choice.get("message")
     if not isinstance(message, dict):
         raise malformed(f"{source}: choices[0] has no message")
@@ -169,13 +202,14 @@ def _chat_text(choice: dict, source: str) -> tuple[str | None, str]:
         text = message["refusal"]
     if text is not None and not isinstance(text, str):
         raise malformed(f"{source}: choices[0].message.content is not a string")
+    calls = _tool_calls(message, source)
     finish = choice.get("finish_reason")
     reasoning, answer = answer_parts(text, _reasoning_field(message), finish if isinstance(finish, str) else None)
     if answer is None:
-        if finish != "length" and reasoning is None:
+        if finish != "length" and reasoning is None and calls is None:
             raise malformed(f"{source}: choices[0].message.content is not a string")
-        answer = ""  # max_tokens ran out while thinking (or the server hides the trace): a truncated answer
-    return reasoning, answer
+        answer = ""  # tool calls alone, or max_tokens ran out while thinking (or the server hides the trace)
+    return reasoning, answer, calls
 
 
 def _completions_text(choice: dict, source: str) -> tuple[str | None, str]:
@@ -201,7 +235,10 @@ def parse_answer(
     trims the alternatives to the width asked for.
     """
     choice = _first_choice(payload, source)
-    reasoning, text = _completions_text(choice, source) if endpoint == "completions" else _chat_text(choice, source)
+    if endpoint == "completions":
+        (reasoning, text), calls = _completions_text(choice, source), None
+    else:
+        reasoning, text, calls = _chat_text(choice, source)
     try:
         logprobs = parse_logprobs(choice.get("logprobs"))
     except LogprobFormatError as exc:
@@ -217,6 +254,7 @@ def parse_answer(
     return Completion(
         text=text,
         reasoning=reasoning,
+        tool_calls=calls,
         finish_reason=finish_reason if isinstance(finish_reason, str) else None,
         model=model if isinstance(model, str) and model else fallback_model,
         system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,

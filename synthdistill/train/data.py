@@ -12,6 +12,7 @@ from typing import Any
 from synthdistill.chat_tokens import IGNORE_INDEX, answer_token_ids, prompt_token_ids, training_example, turn_text
 from synthdistill.errors import StageError
 from synthdistill.run_layout import RunLayout
+from synthdistill.tool_turns import template_messages, template_tools, tool_turn_text
 
 KD_COLUMNS = ("input_ids", "labels", "kd_ids", "kd_logprobs", "kd_mask")
 
@@ -27,12 +28,23 @@ def read_rows(layout: RunLayout, kind: str, split: str, columns: list[str] | Non
 
 
 def sft_token_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> list[dict[str, list[int]]]:
-    """SFT conversations → input_ids and labels (loss on the final assistant answer only)."""
+    """SFT conversations → input_ids and labels (loss on the final assistant answer only).
+
+    Earlier turns, `tool` results and user turns included, are the prompt: never learned.
+    """
     out = []
     for row in rows:
         messages = row["messages"]
-        prompt_ids = prompt_token_ids(tokenizer, messages[:-1])
-        turn = turn_text(tokenizer, messages[:-1], messages[-1])[0]  # with a thinking teacher's trace, if kept
+        tools = template_tools(row.get("tools"))
+        prompt_ids = prompt_token_ids(
+            tokenizer, template_messages(messages[:-1]), **({"tools": tools} if tools else {})
+        )
+        if messages[-1].get("tool_calls"):  # the student's own rendering of the calls
+            turn = tool_turn_text(tokenizer, messages[:-1], messages[-1], tools)
+            if turn is None:
+                continue
+        else:
+            turn = turn_text(tokenizer, messages[:-1], messages[-1])[0]  # with a thinking teacher's trace, if kept
         example = training_example(prompt_ids, answer_token_ids(tokenizer, turn), max_length)
         if example is not None:
             out.append(example)
