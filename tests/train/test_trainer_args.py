@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
 
@@ -98,6 +100,9 @@ def test_report_to_an_integration_that_is_not_installed_is_refused(tmp_path, tin
 
 def test_report_to_tensorboard_and_trackio_log_locally(tmp_path, tiny_student, tokenizer, monkeypatch, capsys):
     monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    # trackio reads TRACKIO_DIR once, on import: an earlier test may have imported it already
+    for name in [n for n in sys.modules if n == "trackio" or n.startswith("trackio.")]:
+        monkeypatch.delitem(sys.modules, name)
     path = write_kept_project(tmp_path / "project", tiny_student, tokenizer, method="sft", max_steps=3)
     _with_trainer(path, {"report_to": ["tensorboard", "trackio"], "warmup_steps": 1})
     config = load_config(path)
