@@ -24,6 +24,7 @@ wheel_files=$("$BUILDER" -m zipfile -l "$wheel")
 sdist_files=$(tar tzf "$sdist")
 for member in synthdistill/data/policies/llama-3.1.yaml synthdistill/data/prompts/general-chat/pack.yaml \
               synthdistill/data/examples/quickstart/distill.yaml synthdistill/schemas/distill.schema.json \
+              synthdistill/view/templates/view.html.j2 \
               "synthdistill-$version.dist-info/licenses/LICENSE"; do
   expect_in "$wheel_files" "$member" "the wheel"
   [ "${member#*dist-info}" != "$member" ] || expect_in "$sdist_files" "synthdistill-$version/$member" "the sdist"
@@ -58,7 +59,7 @@ listed_ids=$("$S" --json policy list | "$WORK/venv/bin/python" -c \
 [ "$listed_ids" = "$expected_ids" ] || fail "policy list: shipped ids differ from the source tree's:\n$(diff <(echo "$expected_ids") <(echo "$listed_ids"))"
 
 out=$("$S" init myproj)
-expect_in "$out" "wrote a project to $WORK/elsewhere/myproj; next: synthdistill run -c $WORK/elsewhere/myproj/distill.yaml" "init"
+expect_in "$out" "wrote a project to $WORK/elsewhere/myproj; next: synthdistill plan -c $WORK/elsewhere/myproj/distill.yaml (what it will cost, sending nothing), then synthdistill run -c $WORK/elsewhere/myproj/distill.yaml" "init"
 [ "$(ls myproj | tr '\n' ' ')" = "distill.yaml policies prompts schemas " ] || fail "init wrote: $(ls myproj)"
 # every $schema line of the new project resolves to a schema file inside it
 "$WORK/venv/bin/python" - myproj <<'EOF' || fail "init: a \$schema line does not resolve"
