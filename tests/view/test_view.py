@@ -73,7 +73,7 @@ def test_records_carry_each_token_with_the_teachers_probability_and_alternatives
 
 
 def test_datasets_training_evaluation_and_terms(run, html):
-    assert "<tr><td>sft</td><td>3</td><td>eval 1, train 2</td><td>–</td></tr>" in html
+    assert "<tr><td>sft</td><td>3</td><td>train 2, validation 1</td><td>–</td></tr>" in html
     assert '<tr><td>ce</td><td class="num">3.0000</td><td class="num">0.7500</td></tr>' in html
     assert '<tr><td>kl</td><td class="num">1.0000</td><td class="num">0.2500</td></tr>' in html
     for series in ("loss", "ce", "kl", "learning_rate"):
