@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from synthdistill import ledger_codec
 from synthdistill.errors import DamagedFileError
 from synthdistill.records import HarvestRecord, utc_now
 from synthdistill.safe_write import check_target
@@ -85,7 +86,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Token ids and logprobs as typed binary (ledger_codec.py) beside the record's JSON; existing
+        # rows are converted a batch per transaction (`_compact_rows`), so a killed run resumes it.
+        "m005_compact_logprobs",
+        "ALTER TABLE requests ADD COLUMN logprobs BLOB",
+    ),
 ]
+# Migrations that convert existing rows after their schema change, then are recorded as applied.
+MIGRATION_BATCH = 200
 
 
 def _guarded(method):
@@ -172,18 +181,48 @@ class HarvestStore:
     def _migrate(self) -> None:
         self._db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
         applied = {row[0] for row in self._db.execute("SELECT name FROM migrations")}
+        row_steps = {"m005_compact_logprobs": self._compact_rows}
         for name, sql in MIGRATIONS:
             if name in applied:
                 continue
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in filter(str.strip, sql.split(";")):
-                    self._db.execute(statement)
-                self._db.execute("INSERT INTO migrations VALUES (?, ?)", (name, utc_now()))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            step = row_steps.get(name)
+            schema = f"{name}:schema"  # marks a schema change whose rows are still being converted
+            if schema not in applied:
+                self._transaction(
+                    *[(statement, ()) for statement in filter(str.strip, sql.split(";"))],
+                    ("INSERT INTO migrations VALUES (?, ?)", (schema if step else name, utc_now())),
+                )
+            if step:
+                step()
+                self._transaction(
+                    ("DELETE FROM migrations WHERE name = ?", (schema,)),
+                    ("INSERT INTO migrations VALUES (?, ?)", (name, utc_now())),
+                )
+
+    def _transaction(self, *statements: tuple[str, tuple]) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement, params in statements:
+                self._db.execute(statement, params)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _compact_rows(self) -> None:
+        """m005: move each old row's token ids and logprobs from its JSON into the blob, a batch per commit."""
+        last = 0
+        select = "SELECT rowid, record FROM requests WHERE rowid > ? AND record IS NOT NULL AND logprobs IS NULL"
+        while rows := self._db.execute(f"{select} ORDER BY rowid LIMIT ?", (last, MIGRATION_BATCH)).fetchall():
+            last = rows[-1][0]
+            updates = []
+            for rowid, payload in rows:
+                record = json.loads(payload)
+                if ledger_codec.needs_split(record):
+                    rest, blob = ledger_codec.split_record(record)
+                    updates.append((json.dumps(rest, ensure_ascii=False, separators=(",", ":")), blob, rowid))
+            update = "UPDATE requests SET record = ?, logprobs = ? WHERE rowid = ? AND logprobs IS NULL"
+            self._transaction(*[(update, values) for values in updates])
 
     def close(self) -> None:
         self._db.close()
@@ -200,10 +239,10 @@ class HarvestStore:
         """Store an answer; False (and nothing written) if the request was already done."""
         cursor = self._db.execute(
             """
-            INSERT INTO requests (request_key, prompt_id, pack, sample_index, status, record, attempts, updated_at)
-            VALUES (?, ?, ?, ?, 'done', ?, ?, ?)
+            INSERT INTO requests (request_key, prompt_id, pack, sample_index, status, record, logprobs, attempts, updated_at)
+            VALUES (?, ?, ?, ?, 'done', ?, ?, ?, ?)
             ON CONFLICT (request_key) DO UPDATE SET
-                status = 'done', record = excluded.record, error_kind = NULL, error = NULL,
+                status = 'done', record = excluded.record, logprobs = excluded.logprobs, error_kind = NULL, error = NULL,
                 attempts = requests.attempts + excluded.attempts, updated_at = excluded.updated_at
             WHERE requests.status != 'done'
             """,
@@ -212,7 +251,7 @@ class HarvestStore:
                 record.prompt_id,
                 record.pack,
                 record.sample_index,
-                record.model_dump_json(),
+                *ledger_codec.split_model(record),
                 record.attempts,
                 utc_now(),
             ),
@@ -310,15 +349,16 @@ class HarvestStore:
     def records(self, keys: set[str] | None = None) -> Iterator[HarvestRecord]:
         """Answered records in the order they were first requested (insertion order)."""
         with self._guard():
-            rows = self._db.execute("SELECT request_key, record FROM requests WHERE status = 'done' ORDER BY rowid")
-            for key, payload in rows:
+            sql = "SELECT request_key, record, logprobs FROM requests WHERE status = 'done' ORDER BY rowid"
+            for key, payload, blob in self._db.execute(sql):
                 if keys is None or key in keys:
-                    yield self._record(key, payload)
+                    yield self._record(key, payload, blob)
 
-    def _record(self, key: str, payload: str) -> HarvestRecord:
+    def _record(self, key: str, payload: str, blob: bytes | None) -> HarvestRecord:
         try:
-            return HarvestRecord.model_validate_json(payload)
-        except ValueError:  # pydantic's ValidationError included
+            record = HarvestRecord.model_validate_json(payload)
+            return record if blob is None else record.model_copy(update=ledger_codec.decode(blob))
+        except ValueError:  # pydantic's ValidationError and a damaged blob included
             raise DamagedFileError(
                 f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path
             ) from None
@@ -363,7 +403,7 @@ class LedgerReadError(Exception):
 def _reading() -> Iterator[None]:
     try:
         yield
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a damaged logprobs blob
         raise LedgerReadError(str(exc)) from exc
 
 
@@ -413,6 +453,21 @@ class LedgerReader:
         with _reading():
             return _counts(self._db)
 
+    @functools.cached_property
+    def _blob(self) -> str:
+        """The logprobs blob column, or NULL in a ledger older than m005 (read-only: never migrated)."""
+        columns = {row["name"] for row in self._dicts("PRAGMA table_info(requests)")}
+        return "logprobs" if "logprobs" in columns else "NULL"
+
+    def _joined(self, rows: list[dict]) -> list[dict]:
+        """Rows with their `record` JSON whole again (the blob's fields put back), the blob dropped."""
+        with _reading():
+            for row in rows:
+                if (blob := row.pop("blob")) is not None and row["record"]:
+                    whole = ledger_codec.join_record(json.loads(row["record"]), blob)
+                    row["record"] = json.dumps(whole, separators=(",", ":"))
+        return rows
+
     def failures_by_kind(self) -> dict[str | None, int]:
         sql = "SELECT error_kind, COUNT(*) AS n FROM requests WHERE status = 'failed' GROUP BY error_kind"
         return {row["error_kind"]: row["n"] for row in self._dicts(sql)}
@@ -438,7 +493,8 @@ class LedgerReader:
                    MAX(json_extract(record, '$.harvested_at')) AS last_at,
                    SUM(json_extract(record, '$.usage.prompt_tokens')) AS tokens_in,
                    SUM(json_extract(record, '$.usage.completion_tokens')) AS tokens_out,
-                   SUM(json_extract(record, '$.top_logprobs') IS NOT NULL) AS with_logprobs
+                   SUM(COALESCE(substr({self._blob}, 2, 1) >= x'{ledger_codec.TOP_LOGPROBS_BIT:02x}',
+                                json_extract(record, '$.top_logprobs') IS NOT NULL)) AS with_logprobs
             FROM requests WHERE status = 'done' GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
             """
         )
@@ -463,8 +519,9 @@ class LedgerReader:
         for start in range(0, len(rowids), 500):
             chunk = rowids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            rows = self._dicts(f"SELECT record FROM requests WHERE rowid IN ({marks}) ORDER BY rowid", tuple(chunk))
-            found += [json.loads(row["record"]) for row in rows]
+            sql = f"SELECT record, {self._blob} AS blob FROM requests WHERE rowid IN ({marks}) ORDER BY rowid"
+            with _reading():
+                found += [ledger_codec.join_record(json.loads(r["record"]), r["blob"]) for r in self._dicts(sql, chunk)]
         return found
 
     def done_keys(self) -> set[str]:
@@ -474,12 +531,12 @@ class LedgerReader:
     def pack_usage(self) -> dict[str, dict]:
         """Per pack, what its stored answers took: {answers, tokens_in, tokens_out, latency_ms, record_bytes} (sums)."""
         rows = self._dicts(
-            """
+            f"""
             SELECT pack, COUNT(*) AS answers,
                    COALESCE(SUM(json_extract(record, '$.usage.prompt_tokens')), 0) AS tokens_in,
                    COALESCE(SUM(json_extract(record, '$.usage.completion_tokens')), 0) AS tokens_out,
                    COALESCE(SUM(json_extract(record, '$.latency_ms')), 0) AS latency_ms,
-                   COALESCE(SUM(LENGTH(CAST(record AS BLOB))), 0) AS record_bytes
+                   COALESCE(SUM(LENGTH(CAST(record AS BLOB)) + COALESCE(LENGTH({self._blob}), 0)), 0) AS record_bytes
             FROM requests WHERE status = 'done' GROUP BY pack
             """
         )
@@ -492,9 +549,15 @@ class LedgerReader:
 
     def find(self, ident: str, min_prefix: int) -> list[dict]:
         """Requests whose key or prompt id is `ident`, else (from `min_prefix` characters) begins with it."""
-        select = f"SELECT {ROW_COLUMNS} FROM requests"
+        select = f"SELECT {ROW_COLUMNS}, {self._blob} AS blob FROM requests"
         rows = self._dicts(f"{select} WHERE request_key = ? OR prompt_id = ? ORDER BY rowid", (ident, ident))
         if rows or len(ident) < min_prefix:
-            return rows
+            return self._joined(rows)
         pattern = ident.replace("%", "").replace("_", "") + "%"
-        return self._dicts(f"{select} WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid", (pattern, pattern))
+        return self._joined(
+            self._dicts(f"{select} WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid", (pattern, pattern))
+        )
+
+    def rows(self) -> list[dict]:
+        """Every request row, in insertion order, its `record` JSON whole (tests and tools that read it raw)."""
+        return self._joined(self._dicts(f"SELECT {ROW_COLUMNS}, {self._blob} AS blob FROM requests ORDER BY rowid"))

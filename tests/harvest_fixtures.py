@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from synthdistill.store import LedgerReader
 from tests.openai_server import answer_text
 
 FAKE_MODEL = "fake-model"
@@ -90,12 +91,9 @@ def done_count(ledger: Path) -> int:
 
 
 def ledger_rows(ledger: Path) -> list[tuple[str, str, str | None]]:
-    """(request_key, status, record JSON) of every ledger row."""
-    db = sqlite3.connect(ledger)
-    try:
-        return list(db.execute("SELECT request_key, status, record FROM requests ORDER BY rowid"))
-    finally:
-        db.close()
+    """(request_key, status, record JSON) of every ledger row (its logprobs put back from their blob)."""
+    with LedgerReader(ledger) as reader:
+        return [(row["request_key"], row["status"], row["record"]) for row in reader.rows()]
 
 
 def assert_each_prompt_answered_once(ledger: Path, n_prompts: int) -> list[dict]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from synthdistill.store import MIGRATIONS, HarvestStore, LedgerReader, LedgerReadError, checkpoint, wal_path
+from tests.ledger_fixtures import records_with_logprobs, write_old_ledger
 from tests.records_fixtures import make_record
 
 PACKAGE = Path(__file__).resolve().parents[1] / "synthdistill"
@@ -159,3 +164,108 @@ def test_no_module_but_the_store_imports_sqlite3_or_holds_sql():
     ]
     assert found == []
     assert _sql_outside_the_store(PACKAGE / "store.py")  # the checker does see the store's own
+
+
+# -- m005: token ids and logprobs as typed binary ---------------------------------------------------
+
+
+def _close(a: list[float], b: list[float], rel: float) -> bool:
+    return len(a) == len(b) and all(abs(x - y) <= rel * abs(y) + 1e-7 for x, y in zip(a, b))
+
+
+def _same_record(got: dict, want: dict) -> None:
+    """Equal, ids and strings exactly, token_logprobs within float32 and top_logprobs within float16 rounding."""
+    for name, rel in (("token_logprobs", 2**-23), ("top_logprobs", 2**-11)):
+        a, b = got.pop(name), want.pop(name)
+        assert (a is None) == (b is None), name
+        if b is not None:
+            rows = zip(a, b) if name == "top_logprobs" else [(a, b)]
+            assert all(_close(x, y, rel) for x, y in rows), name
+    assert got == want
+
+
+def test_logprobs_are_stored_as_a_blob_and_read_back(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    records = records_with_logprobs(14)
+    with HarvestStore(path) as store:
+        for record in records:
+            store.put_done(record)
+        back = list(store.records())
+    for got, want in zip(back, records, strict=True):
+        _same_record(got.model_dump(), want.model_dump())
+    db = sqlite3.connect(path)
+    stored = db.execute("SELECT record, logprobs FROM requests ORDER BY rowid").fetchall()
+    assert all(json.loads(text)["top_logprobs"] is None for text, _ in stored)  # none left in the JSON
+    assert [blob is None for _, blob in stored] == [i % 7 == 6 for i in range(14)]
+    with LedgerReader(path) as ledger:
+        payloads = ledger.record_payloads(ledger.answered_rowids())
+        assert sum(group["with_logprobs"] for group in ledger.answer_groups()) == 12
+        [row] = ledger.find(records[0].request_key, min_prefix=6)
+    for got, want in zip(payloads, records, strict=True):
+        _same_record(got, json.loads(want.model_dump_json()))
+    _same_record(json.loads(row["record"]), records[0].model_dump())
+
+
+def _payloads(path: Path) -> list[dict]:
+    with LedgerReader(path) as ledger:
+        return ledger.record_payloads(ledger.answered_rowids())
+
+
+def test_m005_converts_an_old_ledger_and_every_record_reads_back_equal(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    records = records_with_logprobs(30)
+    write_old_ledger(path, records)
+    with LedgerReader(path) as ledger:  # read-only, before the migration: the old rows as they are
+        assert ledger.record_payloads(ledger.answered_rowids()) == [json.loads(r.model_dump_json()) for r in records]
+        assert sum(group["with_logprobs"] for group in ledger.answer_groups()) == 26
+    with HarvestStore(path) as store:
+        back = list(store.records())
+        assert store.counts() == {"done": 30, "failed": 1}
+    for got, want in zip(back, records, strict=True):
+        _same_record(got.model_dump(), want.model_dump())
+    names = [row[0] for row in sqlite3.connect(path).execute("SELECT name FROM migrations")]
+    assert names == [name for name, _ in MIGRATIONS]
+    blobs = sqlite3.connect(path).execute("SELECT COUNT(logprobs) FROM requests").fetchone()[0]
+    assert blobs == 26  # every record with logprobs; the four without and the failure have none
+    for got, want in zip(_payloads(path), records, strict=True):
+        _same_record(got, json.loads(want.model_dump_json()))
+
+
+KILL_MID_MIGRATION = """
+import os, signal, sys
+from synthdistill import ledger_codec, store
+store.MIGRATION_BATCH = 10
+split, calls = ledger_codec.split_record, []
+def split_then_die(payload):
+    calls.append(1)
+    if len(calls) == 25:  # two batches committed, the third half converted
+        os.kill(os.getpid(), signal.SIGKILL)
+    return split(payload)
+ledger_codec.split_record = split_then_die
+store.HarvestStore(sys.argv[1])
+"""
+
+
+def test_a_kill_mid_migration_leaves_a_ledger_the_next_open_finishes(tmp_path):
+    path = tmp_path / "ledger.sqlite"
+    records = records_with_logprobs(50)  # 43 with logprobs
+    write_old_ledger(path, records)
+    killed = subprocess.run([sys.executable, "-c", KILL_MID_MIGRATION, str(path)], capture_output=True, timeout=60)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    names = {row[0] for row in db.execute("SELECT name FROM migrations")}
+    assert "m005_compact_logprobs" not in names and "m005_compact_logprobs:schema" in names
+    assert (
+        db.execute("SELECT COUNT(logprobs) FROM requests").fetchone()[0] == 18
+    )  # two batches of 10 rows: 18 with logprobs
+    db.close()
+    for got, want in zip(_payloads(path), records, strict=True):  # half converted, every record readable
+        _same_record(got, json.loads(want.model_dump_json()))
+    with HarvestStore(path) as store:
+        back = list(store.records())
+    for got, want in zip(back, records, strict=True):
+        _same_record(got.model_dump(), want.model_dump())
+    db = sqlite3.connect(path)
+    assert [row[0] for row in db.execute("SELECT name FROM migrations")] == [name for name, _ in MIGRATIONS]
+    assert db.execute("SELECT COUNT(logprobs) FROM requests").fetchone()[0] == 43
