@@ -205,7 +205,8 @@ def test_disk_from_the_measured_constants_then_from_the_ledgers_own_bytes(tmp_pa
     assert fresh.disk.kd_bytes is None  # no student: no KD dataset
     db = sqlite3.connect(ledger_of(tmp_path))
     record_bytes, tokens_out = db.execute(
-        "SELECT SUM(LENGTH(CAST(record AS BLOB))), SUM(json_extract(record, '$.usage.completion_tokens')) "
+        "SELECT SUM(LENGTH(CAST(record AS BLOB)) + COALESCE(LENGTH(logprobs), 0)), "
+        "SUM(json_extract(record, '$.usage.completion_tokens')) "
         "FROM requests WHERE status = 'done'"
     ).fetchone()
     db.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from synthdistill.records import HarvestRecord
 from synthdistill.store import MIGRATIONS, HarvestStore, LedgerReader, LedgerReadError, checkpoint, wal_path
 from tests.ledger_fixtures import records_with_logprobs, write_old_ledger
 from tests.records_fixtures import make_record
@@ -269,3 +271,21 @@ def test_a_kill_mid_migration_leaves_a_ledger_the_next_open_finishes(tmp_path):
     db = sqlite3.connect(path)
     assert [row[0] for row in db.execute("SELECT name FROM migrations")] == [name for name, _ in MIGRATIONS]
     assert db.execute("SELECT COUNT(logprobs) FROM requests").fetchone()[0] == 43
+
+
+def test_a_real_quickstart_ledger_from_before_m004_migrates_and_reads_back_equal(tmp_path):
+    # three answers of the quickstart's in-process SmolLM2 teacher at top-20, as synthdistill wrote them on
+    # 2026-12-01 (migrations m001-m003): each record whole in its JSON
+    path = tmp_path / "ledger.sqlite"
+    shutil.copyfile(Path(__file__).parent / "data" / "ledger-m003-quickstart.sqlite", path)
+    before = _payloads(path)
+    assert [len(p["top_logprobs"]) for p in before] == [49, 5, 96] and len(before[2]["top_ids"][0]) == 20
+    with HarvestStore(path) as store:
+        back = [record.model_dump() for record in store.records()]
+    for got, want in zip(back, before, strict=True):
+        _same_record(got, json.loads(HarvestRecord.model_validate(want).model_dump_json()))
+    for got, want in zip(_payloads(path), before, strict=True):
+        _same_record(got, want)
+    db = sqlite3.connect(path)
+    assert [row[0] for row in db.execute("SELECT name FROM migrations")] == [name for name, _ in MIGRATIONS]
+    assert db.execute("SELECT COUNT(logprobs) FROM requests").fetchone()[0] == 3
