@@ -29,8 +29,11 @@ PackPlan = Any  # plan.PackPlan (plan.py imports this module)
 # has 84 B at answer positions alone). Answers: 4.2 UTF-8 bytes per token.
 LEDGER_BYTES_PER_ANSWER = 850  # a record's fixed fields and its row
 LEDGER_BYTES_PER_PROMPT_BYTE = 2.2  # the prompt is stored twice (messages and variables), JSON-escaped
-LEDGER_BYTES_PER_TOKEN = 39  # the answer's text, token string, id and logprob
-LEDGER_BYTES_PER_TOP_ENTRY = 35  # each of top_logprobs alternatives: token string, id, logprob
+# Since m005 the ids and logprobs are typed binary (ledger_codec.py; benchmarks/results/ledger_size-*:
+# 128-token answers at top-20): per answer token its text, a uint16 id and a float32 logprob; per top-k
+# entry a uint16 id, a float16 logprob and its share of the record's string table (one per distinct id).
+LEDGER_BYTES_PER_TOKEN = 11  # the answer's text, id and logprob
+LEDGER_BYTES_PER_TOP_ENTRY = 5.5  # each of top_logprobs alternatives: id, logprob, string-table share
 SFT_BYTES_PER_TEXT_BYTE = 1.35
 ANSWER_BYTES_PER_TOKEN = 4.2
 KD_BYTES_PER_TOP_ENTRY = 5.2  # per answer token and each of top_logprobs + 1 entries

@@ -201,7 +201,7 @@ def test_disk_from_the_measured_constants_then_from_the_ledgers_own_bytes(tmp_pa
         harvest.run(config, limit=4)
         later = plan.run(config)
     prompt_bytes = sum(len(question(i).encode()) for i in range(10))
-    assert fresh.disk.ledger_bytes == round(10 * 850 + prompt_bytes * 2.2 + 640 * (39 + 20 * 35))
+    assert fresh.disk.ledger_bytes == round(10 * 850 + prompt_bytes * 2.2 + 640 * (11 + 20 * 5.5))
     assert fresh.disk.kd_bytes is None  # no student: no KD dataset
     db = sqlite3.connect(ledger_of(tmp_path))
     record_bytes, tokens_out = db.execute(
