@@ -36,6 +36,7 @@ import zlib
 from collections import Counter
 from http import HTTPStatus
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,6 +79,13 @@ class Faults(BaseModel):
     batch_end: Literal["completed", "expired", "failed", "cancelled"] = Field(
         "completed", description="Batch API: how a batch ends (all but completed answer no line)"
     )
+    batch_hold: Literal["upload", "create"] | None = Field(
+        None,
+        description="Batch API: after storing an uploaded file (upload) or creating a batch (create), wait "
+        "`batch_hold_s` before answering (a test kills the client in that window)",
+    )
+    batch_hold_s: float = Field(60.0, ge=0, description="how long batch_hold waits")
+    batch_list_page: int = Field(100, ge=1, description="Batch API: most batches or files per listing page")
     thinking: Literal["none", "reasoning", "reasoning_content", "inline"] = Field(
         "none",
         description="answer as a thinking model: the trace (`trace_text`) in message.reasoning, in "
@@ -328,8 +336,12 @@ def _error(message: str, kind: str, code: str | None = None) -> dict:
 
 
 class _Request:
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool):
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool, query: str = ""):
         self.method, self.path, self.headers, self.body, self.keep_alive = method, path, headers, body, keep_alive
+        self.query = query
+
+    def params(self) -> dict[str, str]:
+        return dict(parse_qsl(self.query))
 
 
 async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request | None:
@@ -359,20 +371,43 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         body = await reader.readexactly(int(headers.get("content-length", "0")))
     connection = headers.get("connection", "").lower()
     keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-    return _Request(method, target.split("?", 1)[0], headers, body, keep_alive)
+    path, _, query = target.partition("?")
+    return _Request(method, path, headers, body, keep_alive, query)
 
 
-def _multipart_file(req: _Request) -> bytes:
-    """The bytes of the part named "file" of a multipart/form-data upload."""
+def _multipart_file(req: _Request) -> tuple[bytes, str, str]:
+    """(bytes, file name, purpose) of the part named "file" of a multipart/form-data upload."""
     from email.parser import BytesParser
     from email.policy import HTTP
 
     head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode("latin-1")
     message = BytesParser(policy=HTTP).parsebytes(head + req.body)
+    found, purpose = None, ""
     for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            return part.get_payload(decode=True)
-    raise ValueError("upload has no 'file' part")
+        name = part.get_param("name", header="content-disposition")
+        if name == "file":
+            found = (part.get_payload(decode=True), part.get_filename() or "upload")
+        elif name == "purpose":
+            purpose = part.get_payload(decode=True).decode("utf-8")
+    if found is None:
+        raise ValueError("upload has no 'file' part")
+    return found[0], found[1], purpose
+
+
+def _page(items: list[dict], params: dict[str, str], page: int) -> dict:
+    """A list endpoint's answer, newest first, paginated by `limit` and `after` (an id) as the API does."""
+    items = list(reversed(items))
+    ids = [item["id"] for item in items]
+    start = ids.index(params["after"]) + 1 if params.get("after") in ids else 0
+    limit = min(page, int(params.get("limit", page)))
+    data = items[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(items),
+    }
 
 
 def _public(batch: dict) -> dict:
@@ -418,6 +453,8 @@ class FakeOpenAIServer:
             self._models_listed = 0
             self._last_request: dict[str, Any] | None = None
             self._files: dict[str, bytes] = {}
+            self._file_info: dict[str, dict[str, Any]] = {}
+            self._batch_lists = 0
             self._batches: dict[str, dict[str, Any]] = {}
             self._batch_polls = 0
 
@@ -445,6 +482,11 @@ class FakeOpenAIServer:
                 "models_listed": self._models_listed,
                 "last_request": self._last_request,
                 "files_uploaded": sum(1 for name in self._files if name.startswith("file-in-")),
+                "input_lines": [
+                    len(data.splitlines()) for name, data in self._files.items() if name.startswith("file-in-")
+                ],
+                "input_bytes": [len(data) for name, data in self._files.items() if name.startswith("file-in-")],
+                "batch_lists": self._batch_lists,
                 "batches_created": len(self._batches),
                 "batch_polls": self._batch_polls,
             }
@@ -552,6 +594,12 @@ class FakeOpenAIServer:
                     self._in_flight -= 1
         if req.path.startswith(("/v1/files", "/v1/batches")):
             status, payload = self._batch_api(req)
+            hold = {"upload": "/v1/files", "create": "/v1/batches"}.get(self.faults.batch_hold or "")
+            if req.method == "POST" and req.path == hold:
+                # the client is killed in this window; it ends early once batch_hold is unset
+                ends = time.monotonic() + self.faults.batch_hold_s
+                while self.faults.batch_hold and time.monotonic() < ends:
+                    await asyncio.sleep(0.02)
             return await self._send(writer, status, payload, req.keep_alive)
         return await self._send(writer, 404, _error(f"no route {req.method} {req.path}", "not_found"), req.keep_alive)
 
@@ -563,8 +611,19 @@ class FakeOpenAIServer:
         parts = req.path.strip("/").split("/")  # v1, files|batches, [id], [content]
         if (req.method, parts[1:]) == ("POST", ["files"]):
             file_id = f"file-in-{len(self._files)}"
-            self._files[file_id] = _multipart_file(req)
-            return 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(self._files[file_id])}
+            data, filename, purpose = _multipart_file(req)
+            self._files[file_id] = data
+            info = {"id": file_id, "object": "file", "purpose": purpose, "filename": filename, "bytes": len(data)}
+            self._file_info[file_id] = info
+            return 200, info
+        if (req.method, parts[1:]) == ("GET", ["files"]):
+            params = req.params()
+            listed = [i for i in self._file_info.values() if params.get("purpose") in (None, i["purpose"])]
+            return 200, _page(listed, params, f.batch_list_page)
+        if (req.method, parts[1:]) == ("GET", ["batches"]):
+            with self._lock:
+                self._batch_lists += 1
+            return 200, _page([_public(b) for b in self._batches.values()], req.params(), f.batch_list_page)
         if (req.method, parts[1:]) == ("POST", ["batches"]):
             body = json.loads(req.body)
             if body.get("input_file_id") not in self._files:
@@ -575,6 +634,7 @@ class FakeOpenAIServer:
                 "object": "batch",
                 "endpoint": body.get("endpoint"),
                 "input_file_id": body["input_file_id"],
+                "metadata": body.get("metadata"),
                 "status": "validating",
                 "output_file_id": None,
                 "error_file_id": None,
