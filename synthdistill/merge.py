@@ -156,7 +156,8 @@ def merge(run_dirs: list[str | Path], output: str | Path | None = None) -> Merge
         _check_compatible(identities)
         conflicts: list[MergeConflict] = []
         items = []
-        for run_dir, store in stores.items():
+        # a target that held answers before is listed first: the shards it brings count too
+        for run_dir, store in ({target_dir: target, **stores} if target_exists else stores).items():
             counts, last = store.counts(), store.last_run_summary() or {}
             item = MergeInput(
                 run_dir=str(run_dir),
@@ -172,7 +173,7 @@ def merge(run_dirs: list[str | Path], output: str | Path | None = None) -> Merge
             items.append(item)
         if read_decision(target_layout) is None:
             write_decision(target_layout, read_decision(RunLayout(inputs[0])))
-        summary = _summary(target_dir, target, items, conflicts)
+        summary = _summary(target_dir, target, items, conflicts, target.merged_shards())
         target.put_merge(summary.model_dump(exclude={"target", "ledger"}))
     return summary
 
@@ -185,8 +186,10 @@ def _holder(key: str, earlier: list[Path], stores: dict[Path, HarvestStore]) -> 
     return str(earlier[0])
 
 
-def _summary(target_dir: Path, target: HarvestStore, items: list[MergeInput], conflicts: list) -> MergeSummary:
-    shards = sorted({item.shard for item in items if item.shard})
+def _summary(
+    target_dir: Path, target: HarvestStore, items: list[MergeInput], conflicts: list, merged_before: set[str]
+) -> MergeSummary:
+    shards = sorted({item.shard for item in items if item.shard} | merged_before)
     counts = target.counts()
     warnings = [
         f"{item.run_dir} has {item.open_batches} Batch API batches not collected yet: run its harvest again, "

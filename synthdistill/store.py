@@ -400,6 +400,14 @@ class HarvestStore:
         self._db.execute("INSERT INTO merges (merged_at, summary) VALUES (?, ?)", (utc_now(), json.dumps(summary)))
 
     @_guarded
+    def merged_shards(self) -> set[str]:
+        """The shards (i/N) earlier merges brought into this ledger."""
+        shards: set[str] = set()
+        for (summary,) in self._db.execute("SELECT summary FROM merges"):
+            shards.update(json.loads(summary).get("shards") or [])
+        return shards
+
+    @_guarded
     def last_run_summary(self) -> dict | None:
         """The summary of the latest finished harvest run, or None."""
         row = self._db.execute(
