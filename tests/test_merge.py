@@ -74,8 +74,16 @@ def test_merge_into_the_first_run_folder_and_report_a_missing_shard(tmp_path, ca
     assert summary["missing_shards"] == ["3/3"]
     assert summary["warnings"] == ["no input holds shard 3/3: the merged ledger lacks their requests"]
     # the Python API merges into the project's own run folder
-    data = Project(projects[0] / "distill.yaml").merge(_run_dir(projects[2]))
+    project = Project(projects[0] / "distill.yaml")
+    data = project.merge(_run_dir(projects[2]))
     assert data["answered"] == N and data["missing_shards"] == []
+    assert [i["shard"] for i in data["inputs"]] == ["1/3", "3/3"]  # the target first, with what it held
+    # the audit lists the merges and their inputs
+    project.audit()
+    report = RunLayout(projects[0] / "outputs" / "run").report_md.read_text()
+    assert "Merged from the ledgers of shards 1/3, 2/3, 3/3 (`synthdistill merge`, 2 merges; inputs below)" in report
+    for shard_project, shard in ((projects[1], "2/3"), (projects[2], "3/3")):
+        assert f"{_run_dir(shard_project)} | {shard}" in report
 
 
 def test_a_conflicting_answer_keeps_the_first_and_is_reported(tmp_path, capsys):
