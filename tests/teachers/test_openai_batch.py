@@ -252,3 +252,18 @@ def test_batches_are_listed_page_by_page_to_find_an_interrupted_one(tmp_path, ca
     assert (stats["batches_created"], summary["answered"], stats["batch_lists"]) == (2, 2, 2)
     assert [(b[0], b[1]) for b in _batches(ledger_of(tmp_path / "now"))] == [("batch_0", "completed")]
     assert_each_prompt_answered_once(ledger_of(tmp_path / "now"), 2)
+
+
+def test_a_request_too_large_for_any_batch_file_fails_without_a_batch(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 2, teacher={**BATCH, "batch_max_bytes": 100})
+        summary = _harvest(capsys, config, expected_rc=1)  # nothing answered
+        stats = server.stats()
+    assert (stats["files_uploaded"], stats["batches_created"]) == (0, 0)
+    assert (summary["failed"], summary["requests_sent"], summary["errors_by_kind"]) == (
+        2,
+        0,
+        {"batch-line-too-large": 2},
+    )
+    failures = [row for row in ledger_rows(ledger_of(tmp_path)) if row[1] == "failed"]
+    assert len(failures) == 2
