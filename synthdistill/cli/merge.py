@@ -18,7 +18,8 @@ def register_merge_command(app: typer.Typer) -> None:
     @app.command("merge")
     def merge_command(
         run_dirs: Annotated[
-            list[Path], typer.Argument(help="Run folders of the shards (each with its harvest ledger).")
+            list[Path],
+            typer.Argument(metavar="RUN_DIR", help="Run folders of the shards (each with its harvest ledger)."),
         ],
         output: Annotated[
             Path | None,
