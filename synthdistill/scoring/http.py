@@ -278,6 +278,7 @@ def _teacher_tokenizer(config):
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_tokenizer(reference, config.project_dir))
     if not getattr(tokenizer, "chat_template", None):
-        raise ConfigError(f"the teacher's tokenizer '{reference}' has no chat template to render the conversation",
-                          file=config.path)  # fmt: skip
+        raise ConfigError(
+            f"the teacher's tokenizer '{reference}' has no chat template to render the conversation", file=config.path
+        )
     return tokenizer

@@ -109,8 +109,9 @@ class ScoringRun(HarvestRun):
             except RequestFailed as exc:
                 self.budget.release(reserved)
                 self.tally.error(exc.kind)
-                self.store.put_failed(key, sample.checkpoint, sample.prompt_id, sample.sample_index, exc.kind,
-                                      exc.message, exc.attempts)  # fmt: skip
+                self.store.put_failed(
+                    key, sample.checkpoint, sample.prompt_id, sample.sample_index, exc.kind, exc.message, exc.attempts
+                )
                 self.tally.failed += 1
                 self.observer.failed(exc.kind)
                 continue

@@ -197,3 +197,40 @@ def test_the_budget_counts_prompt_tokens_scored_and_stops_cleanly(tmp_path):
         tokens, _ = store.usage_totals()
         assert store.counts()["done"] == sent > 0
     assert tokens <= 150  # $1 a token: never past the budget
+
+
+class _Events:
+    """An observer that keeps every event, as the harvest's progress display receives them."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def planned(self, total, already_done):
+        self.events.append(("planned", total, already_done))
+
+    def answered(self, record):
+        self.events.append(("answered", record.score_key))
+
+    def failed(self, kind):
+        self.events.append(("failed", kind))
+
+    def retrying(self, kind):
+        self.events.append(("retrying", kind))
+
+
+def test_progress_events_reach_the_observer_and_the_harvest_progress_display(tmp_path, capsys):
+    from synthdistill.cli.progress import HarvestProgress
+
+    with FakeOpenAIServer(dialect="vllm", schedule=["503", "429"], retry_after=0.01) as server:
+        config = scoring_project(tmp_path, server.base_url, teacher={"max_concurrency": 1})
+        events = _Events()
+        given = samples(3)
+        score_samples(config, given[:2], observer=events)
+        with HarvestProgress(every_s=60) as progress:
+            score_samples(config, given, observer=progress)
+            progress.report_line()
+    assert events.events[0] == ("planned", 2, 0)
+    assert sorted(e for e in events.events[1:] if e[0] == "retrying") == [("retrying", "429"), ("retrying", "503")]
+    assert sorted(e[1] for e in events.events if e[0] == "answered") == sorted(s.score_key for s in given[:2])
+    assert progress.total == 3 and progress.already_done == 2 and progress.answered_count == 1
+    assert "harvest: 3/3 done (1 answered, 0 failed" in capsys.readouterr().err
