@@ -21,6 +21,7 @@ plus the token after the answer (the end of the turn) when the sample `ended`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherError
@@ -72,6 +73,8 @@ class HTTPScorer:
 
     async def complete(self, request: ScoreRequest) -> ScoreAnswer:
         sample, k = request.sample, request.top_k
+        if not sample.text:  # nothing to read (an ended empty answer cannot be located in the prompt)
+            return ScoreAnswer(answer_logprobs([], (0, 0), False, k), self.model, Usage(), None)
         if self.style == VLLM:
             body = {
                 "model": self.model,
@@ -87,14 +90,13 @@ class HTTPScorer:
                 body["chat_template_kwargs"] = self.template_kwargs
             payload, host = await self.http.post_json(request.request_key, "/chat/completions", body)
             positions = vllm_positions(payload, f"answer from {host}")
-            start = _answer_start(positions, sample.text, host)
         else:
-            prompt, start = self.render(sample)
+            prompt = self.render(sample)
             body = {"model": self.model, "prompt": prompt, "echo": True, "logprobs": k, "max_tokens": 0}
             body["temperature"] = 0.0
             payload, host = await self.http.post_json(request.request_key, "/completions", body)
             positions = echo_positions(payload, f"answer from {host}")
-        logprobs = answer_logprobs(positions, start, sample.text, sample.ended, k)
+        logprobs = answer_logprobs(positions, locate_answer(positions, sample.text, host), sample.ended, k)
         return ScoreAnswer(logprobs, _model(payload, self.model), _usage(payload), host)
 
     async def aclose(self) -> None:
@@ -175,28 +177,33 @@ def echo_positions(payload: Any, source: str) -> list[Position]:
     ]
 
 
-def _answer_start(positions: list[Position], text: str, host: str) -> int:
-    """Where the answer starts in the characters the prompt tokens spell (it is the last thing in the prompt)."""
+def locate_answer(positions: list[Position], text: str, host: str) -> tuple[int, int]:
+    """The character span of the answer (the last match) in what the prompt tokens spell.
+
+    A token that ends or starts inside a character (byte-level BPE) is spelled with U+FFFD, so
+    each non-ASCII character of the text may also be matched by one to four of them.
+    """
     spelled = "".join(p[0] for p in positions)
-    at = spelled.rfind(text) if text else -1
-    if at < 0:
+    pattern = "".join(re.escape(c) if ord(c) < 128 else f"(?:{re.escape(c)}|\ufffd{{1,4}})" for c in text)
+    matches = list(re.finditer(pattern, spelled))
+    if not matches:
         raise TeacherError(
             f"the prompt tokens {host} scored do not spell the sample's text (its chat template may rewrite "
-            "assistant turns, or a character is split across tokens)"
+            "assistant turns)"
         )
-    return at
+    return matches[-1].span()
 
 
-def answer_logprobs(positions: list[Position], start: int, text: str, ended: bool, k: int) -> TokenLogprobs:
-    """The positions spelling text[start:start+len(text)] of the prompt (cut at the edges), and the next one if `ended`."""
-    end = start + len(text)
+def answer_logprobs(positions: list[Position], span: tuple[int, int], ended: bool, k: int) -> TokenLogprobs:
+    """The positions spelling characters [start, end) of the prompt (cut at the edges), and the next one if `ended`."""
+    start, end = span
     chosen: list[tuple[str, Position]] = []
     at, after = 0, None
     for index, position in enumerate(positions):
         piece = position[0]
         lo, hi = at, at + len(piece)
         at = hi
-        if text and hi > start and lo < end:
+        if hi > start and lo < end:
             chosen.append((piece[max(0, start - lo) : len(piece) - max(0, hi - end)], position))
         elif lo >= end and after is None and (hi > lo or chosen):
             after = index
@@ -234,13 +241,12 @@ def _usage(payload: Any) -> Usage:
 
 
 def prompt_renderer(config):
-    """sample → (prompt text, the answer's character offset in it) for echo scoring."""
+    """sample → the prompt text of its echo request (the conversation, the sample's text last)."""
     if config.teacher.endpoint == "completions":
         from synthdistill.teachers.openai_dialects import render_prompt
 
-        def plain(sample: SampleToScore) -> tuple[str, int]:
-            head = render_prompt(sample.messages)
-            return head + sample.text, len(head)
+        def plain(sample: SampleToScore) -> str:
+            return render_prompt(sample.messages) + sample.text
 
         return plain
     tokenizer = _teacher_tokenizer(config)
@@ -248,7 +254,7 @@ def prompt_renderer(config):
     adds_bos = tokenizer.bos_token_id is not None and tokenizer("x")["input_ids"][:1] == [tokenizer.bos_token_id]
     bos = tokenizer.bos_token if adds_bos else None
 
-    def templated(sample: SampleToScore) -> tuple[str, int]:
+    def templated(sample: SampleToScore) -> str:
         head = _render(tokenizer, sample.messages, add_generation_prompt=True, **kwargs)
         full = _render(tokenizer, sample.conversation(), **kwargs)
         if not full.startswith(head + sample.text):
@@ -256,7 +262,7 @@ def prompt_renderer(config):
                 "the teacher's chat template does not render the sample's text verbatim after its prompt"
             )
         cut = len(bos) if bos and full.startswith(bos) else 0  # the server adds its own BOS: not twice
-        return full[cut:], len(head) - cut
+        return full[cut:]
 
     return templated
 

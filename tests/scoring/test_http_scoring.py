@@ -234,3 +234,18 @@ def test_progress_events_reach_the_observer_and_the_harvest_progress_display(tmp
     assert sorted(e[1] for e in events.events if e[0] == "answered") == sorted(s.score_key for s in given[:2])
     assert progress.total == 3 and progress.already_done == 2 and progress.answered_count == 1
     assert "harvest: 3/3 done (1 answered, 0 failed" in capsys.readouterr().err
+
+
+def test_an_answer_is_found_where_tokens_split_a_character():
+    from synthdistill.scoring.http import answer_logprobs, locate_answer
+
+    # byte-level BPE decoded one token at a time: the emoji's halves are spelled with U+FFFD
+    pieces = ["<|assistant|>", " Sky", " \ufffd", "\ufffd\ufffd", " ok", "<|end|>"]
+    positions = [(p, i, -0.1 * i, [(p, i, -0.1 * i), ("alt", 99, -5.0)]) for i, p in enumerate(pieces)]
+    span = locate_answer(positions, " Sky 🌤 ok", "host")
+    assert span == (len("<|assistant|>"), len("".join(pieces[:-1])))
+    scored = answer_logprobs(positions, span, True, 2)
+    assert scored.tokens == pieces[1:]  # the answer's pieces as the server spelled them, then the end of turn
+    assert scored.token_ids == [1, 2, 3, 4, 5] and scored.top_ids[0] == [1, 99]
+    with pytest.raises(Exception, match="do not spell the sample's text"):
+        locate_answer(positions, " Sea", "host")
