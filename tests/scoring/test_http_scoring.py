@@ -249,3 +249,17 @@ def test_an_answer_is_found_where_tokens_split_a_character():
     assert scored.token_ids == [1, 2, 3, 4, 5] and scored.top_ids[0] == [1, 99]
     with pytest.raises(Exception, match="do not spell the sample's text"):
         locate_answer(positions, " Sea", "host")
+
+
+def test_a_dead_base_url_fails_over_to_the_live_one(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    with FakeOpenAIServer(dialect="vllm") as server:
+        config = scoring_project(tmp_path, [dead, server.base_url], teacher={"max_concurrency": 2})
+        result = asyncio.run(score_async(config, samples(6)))
+        assert server.stats()["requests"] == 6
+    assert result.summary.scored == 6 and result.summary.errors_by_kind.get("connection", 0) >= 1
+    assert {s.endpoint for s in result.scored} == {server.base_url.split("//")[1].split("/")[0]}
