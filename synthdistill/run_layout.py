@@ -4,7 +4,8 @@
     harvest/plan.json                                 the plan of the last harvest (plan.py)
     filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
-    student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
+    student-init/ (init.json)   student/ (train.json, README.md, checkpoints/checkpoint-N/)
+    student/checkpoints/checkpoint-N/kd_feature_projections.safetensors   feature KD's projections
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
@@ -159,6 +160,11 @@ class RunLayout:
     @property
     def checkpoints_dir(self) -> Path:
         return self.student_dir / "checkpoints"
+
+    @staticmethod
+    def checkpoint_projections(checkpoint: Path) -> Path:
+        """Feature KD's projections in one checkpoint folder (full and LoRA students; `train --resume` restores them)."""
+        return Path(checkpoint) / "kd_feature_projections.safetensors"
 
     # -- eval ------------------------------------------------------------------
     @property
