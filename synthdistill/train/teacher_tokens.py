@@ -188,10 +188,11 @@ def teacher_token_rows(config: DistillConfig, rows: list[dict[str, Any]], studen
         answer_bytes, covered = answer_bytes + size, covered + matched
         with_segments += bool(columns["segments"])
         segments += len(columns["segments"])
-    used_template = bool(known) and all(row_id in known for row_id in row_ids)
+    templated = sum(row_id in known for row_id in row_ids)
     summary = {
         "tokenizer": "different: hidden states mean-pooled over common byte segments",
-        "teacher_prompt": "teacher-chat-template" if used_template else "student-prompt-as-text",
+        # how the teacher read the prompts: its own chat template (all rows), the student's prompt as text, or mixed
+        "teacher_prompt": {len(row_ids): "teacher-chat-template", 0: "student-prompt-as-text"}.get(templated, "mixed"),
         "rows": len(out),
         "rows_with_segments": with_segments,
         "segments": segments,

@@ -90,20 +90,22 @@ def test_a_gap_on_one_side_drops_only_the_bytes_it_spans():
     assert common_segments([(0, 3), (6, 9)], [(0, 3), (3, 9)]) == [(0, 1, 0, 1, 3)]
 
 
-def _kd_rows(tmp_path, student_dir, tokenizer, **student):
-    config = load_config(write_kept_project(tmp_path, student_dir, tokenizer, method="kd", **student))
+@pytest.fixture(scope="module")
+def cross_rows(student_dir, gemma_teacher, tokenizer, tmp_path_factory):
+    """A built KD dataset and its rows with the Gemma teacher's columns: (rows, (rows, collator, summary))."""
+    kd = {"teacher": str(gemma_teacher), "features": {}, "relations": {}}
+    path = write_kept_project(tmp_path_factory.mktemp("project"), student_dir, tokenizer, method="kd", kd=kd)
+    config = load_config(path)
     build.run(config)
-    return config, kd_token_rows(read_rows(config.layout, "kd", "train"))
+    rows = kd_token_rows(read_rows(config.layout, "kd", "train"))
+    return rows, teacher_token_rows(config, rows, tokenizer, PaddingCollator(tokenizer.pad_token_id))
 
 
-def test_the_teacher_reads_its_own_template_and_the_same_answer_bytes(tmp_path, student_dir, gemma_teacher, tokenizer):
+def test_the_teacher_reads_its_own_template_and_the_same_answer_bytes(cross_rows, gemma_teacher, tokenizer):
     from transformers import AutoTokenizer
 
     teacher_tokenizer = AutoTokenizer.from_pretrained(gemma_teacher)
-    kd = {"teacher": str(gemma_teacher), "features": {}}
-    config, rows = _kd_rows(tmp_path, student_dir, tokenizer, kd=kd)
-
-    out, collator, summary = teacher_token_rows(config, rows, tokenizer, PaddingCollator(tokenizer.pad_token_id))
+    rows, (out, collator, summary) = cross_rows
 
     answers = {a for _, a in ANSWERS}
     answer_bytes = 0
@@ -146,11 +148,11 @@ def test_a_teacher_without_a_chat_template_reads_the_students_prompt_as_text(tok
     assert [s0 for s0, *_ in columns["segments"]] == list(range(len(prompt), len(prompt) + len(answer) - 1))
 
 
-def _backward(config, rows, student_dir, teacher_dir, tokenizer, settings: KDConfig, pairs=None):
+def _backward(cross_rows, student_dir, teacher_dir, settings: KDConfig, pairs=None):
     """One KD forward + backward on 4 real rows, as the trainer runs it; (output, moved parameters, all names)."""
     from transformers import AutoModelForCausalLM
 
-    out, collator, _ = teacher_token_rows(config, rows, tokenizer, PaddingCollator(tokenizer.pad_token_id))
+    _, (out, collator, _) = cross_rows
     batch = collator(out[:4])
     model = AutoModelForCausalLM.from_pretrained(student_dir, dtype=torch.float32)
     teacher = LocalTeacher("teacher", teacher_dir, torch.device("cpu"), use_gpu=False)
@@ -171,13 +173,11 @@ def _backward(config, rows, student_dir, teacher_dir, tokenizer, settings: KDCon
 
 
 def test_the_cross_tokenizer_feature_part_moves_the_paired_layers_and_the_projection_only(
-    tmp_path, student_dir, gemma_teacher, tokenizer
+    cross_rows, student_dir, gemma_teacher
 ):
-    kd = {"teacher": str(gemma_teacher), "weights": {"ce": 0, "kl": 0}, "features": {"layers": [[1, 2]]}}
-    config, rows = _kd_rows(tmp_path, student_dir, tokenizer, kd=kd)
-    settings = config.student.kd
+    settings = KDConfig(weights={"ce": 0, "kl": 0}, features={"layers": [[1, 2]]})
 
-    out, moved, names = _backward(config, rows, student_dir, gemma_teacher, tokenizer, settings, pairs=[(1, 2)])
+    out, moved, names = _backward(cross_rows, student_dir, gemma_teacher, settings, pairs=[(1, 2)])
 
     reached = ("model.embed_tokens.", "model.layers.0.", "model.layers.1.", "kd_feature_projections.")
     assert moved == {name for name in names if name.startswith(reached)}
@@ -185,13 +185,10 @@ def test_the_cross_tokenizer_feature_part_moves_the_paired_layers_and_the_projec
     assert out.loss.item() == pytest.approx(out.feature.item(), rel=1e-6) and 0 < out.feature.item() < 2
 
 
-def test_cross_tokenizer_relations_move_the_backbone_but_not_the_lm_head(
-    tmp_path, student_dir, gemma_teacher, tokenizer
-):
-    kd = {"teacher": str(gemma_teacher), "weights": {"ce": 0, "kl": 0}, "relations": {"loss": "distance+angle"}}
-    config, rows = _kd_rows(tmp_path, student_dir, tokenizer, kd=kd)
+def test_cross_tokenizer_relations_move_the_backbone_but_not_the_lm_head(cross_rows, student_dir, gemma_teacher):
+    settings = KDConfig(weights={"ce": 0, "kl": 0}, relations={"loss": "distance+angle"})
 
-    out, moved, names = _backward(config, rows, student_dir, gemma_teacher, tokenizer, config.student.kd)
+    out, moved, names = _backward(cross_rows, student_dir, gemma_teacher, settings)
 
     assert moved == {name for name in names if name != "lm_head.weight"}
     assert out.loss.item() == pytest.approx(out.relation.item(), rel=1e-6) and out.relation.item() > 0
@@ -224,6 +221,8 @@ def test_training_with_a_teacher_of_another_tokenizer_reports_the_paired_bytes(
     early, late = (load_weights(checkpoints / f"checkpoint-{n}" / "model.safetensors") for n in (3, 6))
     key = "kd_feature_projections.maps.0.weight"
     assert early[key].shape == (32, 64) and not torch.equal(early[key], late[key])
+    card = config.layout.student_card.read_text()
+    assert "hidden states mean-pooled over the byte segments both tokenizers split alike (100% of the answer" in card
     student = load_weights(config.layout.student_dir / "model.safetensors")
     assert set(student) == set(load_weights(student_dir / "model.safetensors"))  # the projection is dropped
 
