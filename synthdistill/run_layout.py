@@ -4,11 +4,11 @@
     harvest/plan.json                                 the plan of the last harvest (plan.py)
     filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
-    student-init/ (init.json)   student/ (train.json, README.md, checkpoints/checkpoint-N/)
-    student/checkpoints/checkpoint-N/kd_feature_projections.safetensors   feature KD's projections
+    student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
+    student/checkpoints/checkpoint-N/kd_feature_projections.safetensors   feature KD's projections (train --resume)
     config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
@@ -157,14 +157,14 @@ class RunLayout:
     def student_card(self) -> Path:
         return self.student_dir / "README.md"
 
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.student_dir / "checkpoints"
-
     @staticmethod
     def checkpoint_projections(checkpoint: Path) -> Path:
         """Feature KD's projections in one checkpoint folder (full and LoRA students; `train --resume` restores them)."""
         return Path(checkpoint) / "kd_feature_projections.safetensors"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.student_dir / "checkpoints"
 
     # -- eval ------------------------------------------------------------------
     @property
