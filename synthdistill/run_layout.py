@@ -9,6 +9,7 @@
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
+    student/checkpoints/checkpoint-N/kd_feature_projections.safetensors   feature KD's projections (train --resume)
     config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
@@ -156,6 +157,11 @@ class RunLayout:
     @property
     def student_card(self) -> Path:
         return self.student_dir / "README.md"
+
+    @staticmethod
+    def checkpoint_projections(checkpoint: Path) -> Path:
+        """Feature KD's projections in one checkpoint folder (full and LoRA students; `train --resume` restores them)."""
+        return Path(checkpoint) / "kd_feature_projections.safetensors"
 
     @property
     def checkpoints_dir(self) -> Path:
