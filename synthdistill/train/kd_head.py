@@ -101,7 +101,9 @@ def add_kd_head(model, settings: KDConfig, projections: FeatureProjections | Non
         if teacher is None:
             return KDOutput(loss=loss, **named)
         projections = getattr(self, "kd_feature_projections", None)
-        extra = representation_parts(student_hidden, teacher["hidden"], labels, settings, projections)
+        extra = representation_parts(
+            student_hidden, teacher["hidden"], labels, settings, projections, teacher.get("alignment")
+        )
         if settings.online:
             rows, head_weight, head_bias = head_input
             rows = rows[next_token_rows(labels.to(rows.device))]
