@@ -45,6 +45,7 @@ class TransformersTeacher:
         self._worker: asyncio.Task | None = None
         self._loaded = None
         self._load_lock = threading.Lock()
+        self._pieces: dict[int, str] = {}
         self.fingerprint: str | None = None  # set when the model loads
         self.knob_warnings = KnobWarnings()  # reasoning effort / budget: an in-process model has no such setting
 
@@ -100,6 +101,10 @@ class TransformersTeacher:
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         eos_ids = _eos_ids(model, tokenizer)
+        recorder = TopKRecorder(sampling.top_logprobs) if sampling.top_logprobs > 0 else None
+        processors = row_sampler(sampling, [r.request_key for r in requests])
+        if recorder is not None:
+            processors.insert(0, recorder)  # first: it must see the raw logits, before temperature and top-p
         with torch.no_grad():
             out = model.generate(
                 input_ids=input_ids,
@@ -107,37 +112,30 @@ class TransformersTeacher:
                 max_new_tokens=sampling.max_tokens,
                 # Greedy over warped scores plus per-row Gumbel noise is sampling (see row_sampler).
                 do_sample=False,
-                logits_processor=row_sampler(sampling, [r.request_key for r in requests]),
+                logits_processor=processors,
                 temperature=None,
                 top_p=None,
                 top_k=None,
                 eos_token_id=eos_ids,
                 pad_token_id=pad,
                 return_dict_in_generate=True,
-                output_logits=sampling.top_logprobs > 0,
             )
         generated = out.sequences[:, width:].tolist()
-        logprobs = None
-        if sampling.top_logprobs > 0:
-            # [steps, batch, vocab] raw logits → logprobs at temperature 1.
-            raw = torch.stack(out.logits, dim=0).float().log_softmax(dim=-1)
-            top_values, top_indices = raw.topk(sampling.top_logprobs, dim=-1)
-            logprobs = (raw, top_values.tolist(), top_indices.tolist())
+        steps = recorder.finish(out.sequences) if recorder is not None else None
         completions = []
         for row, ids in enumerate(generated):
             length, finish = _answer_length(ids, eos_ids)
             answer_ids = ids[:length]
             reasoning, text = split_answer(tokenizer, answer_ids, eos_ids, finish)
             token_logprobs = None
-            if logprobs is not None:
-                raw, top_values, top_indices = logprobs
-                chosen = [raw[step, row, token].item() for step, token in enumerate(answer_ids)]
+            if steps is not None:
+                chosen, top_values, top_indices = steps
                 top_ids = [top_indices[step][row] for step in range(length)]
                 token_logprobs = TokenLogprobs(
-                    tokens=[tokenizer.decode([t]) for t in answer_ids],
+                    tokens=[self._piece(tokenizer, t) for t in answer_ids],
                     token_ids=answer_ids,
-                    token_logprobs=chosen,
-                    top_tokens=[[tokenizer.decode([t]) for t in ids_at] for ids_at in top_ids],
+                    token_logprobs=[chosen[step][row] for step in range(length)],
+                    top_tokens=[[self._piece(tokenizer, t) for t in ids_at] for ids_at in top_ids],
                     top_ids=top_ids,
                     top_logprobs=[top_values[step][row] for step in range(length)],
                 )
@@ -153,6 +151,13 @@ class TransformersTeacher:
                 )
             )
         return completions
+
+    def _piece(self, tokenizer, token_id: int) -> str:
+        """One token's text, decoded once per id: decoding every top-k alternative anew dominated small batches."""
+        piece = self._pieces.get(token_id)
+        if piece is None:
+            piece = self._pieces[token_id] = tokenizer.decode([token_id])
+        return piece
 
     # -- batching --------------------------------------------------------------
     async def complete(self, request: TeacherRequest) -> Completion:
@@ -215,6 +220,7 @@ class TransformersTeacher:
                 pass
         # A closed teacher can be used again (in another event loop): the next request starts a new worker.
         self._queue, self._worker, self._loaded = None, None, None
+        self._pieces = {}
 
 
 def load_failure(model: str, exc: Exception) -> SynthdistillError:
@@ -233,6 +239,44 @@ def load_failure(model: str, exc: Exception) -> SynthdistillError:
 def row_seed(seed: int | None, request_key: str) -> int:
     """A row's sampling seed: the harvest seed mixed with the request key (which names prompt and sample)."""
     return int(hashlib.sha256(f"{seed or 0}:{request_key}".encode()).hexdigest()[:15], 16)
+
+
+class TopKRecorder:
+    """A logits processor that keeps, per step, the top-k logprobs of the raw logits and the chosen token's.
+
+    It replaces `output_logits`, which kept every step's full-vocabulary logits until the end
+    (steps × batch × vocab floats) only for us to take k of them and the chosen one.
+    """
+
+    def __init__(self, k: int):
+        self.k = k
+        self.values: list = []  # per step: [batch, k] logprobs
+        self.indices: list = []  # per step: [batch, k] token ids
+        self.chosen: list = []  # per step: [batch] logprob of the token generated at that step
+        self._last = None  # the previous step's logprobs, until the token it chose is known
+
+    def __call__(self, input_ids, scores):
+        if self._last is not None:
+            self.chosen.append(self._last.gather(1, input_ids[:, -1:].to(self._last.device)).squeeze(1))
+        logprobs = scores.float().log_softmax(dim=-1)
+        values, indices = logprobs.topk(self.k, dim=-1)
+        self.values.append(values)
+        self.indices.append(indices)
+        self._last = logprobs
+        return scores
+
+    def finish(self, sequences) -> tuple[list, list, list]:
+        """(chosen [step][row], top values [step][row][k], top ids [step][row][k]) once generation has ended."""
+        import torch
+
+        if self._last is not None and len(self.chosen) < len(self.values):
+            self.chosen.append(self._last.gather(1, sequences[:, -1:].to(self._last.device)).squeeze(1))
+            self._last = None
+        return (
+            torch.stack(self.chosen).tolist(),
+            torch.stack(self.values).tolist(),
+            torch.stack(self.indices).tolist(),
+        )
 
 
 def row_sampler(sampling, request_keys: list[str]):

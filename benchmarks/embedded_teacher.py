@@ -1,0 +1,111 @@
+"""How fast does the in-process (embedded) teacher answer? (issue 19, point 5)
+
+Runs the quickstart's teacher (SmolLM2-135M-Instruct, in-process) on the quickstart pack's
+first N prompts, exactly as the harvest asks it (top-20 logprobs, temperature 0.7, seed 0,
+max_tokens 96, all N requests in flight so every batch is full), once per variant, and
+interleaves the variants over several rounds so a shared machine's load falls on all of them
+alike. A variant is a code tree (this one, or a baseline checkout given by --baseline) and a
+`teacher.batch_size`. Each run is its own process; the model load is not timed.
+
+    python benchmarks/embedded_teacher.py --baseline /tmp/base --prompts 64 --rounds 3 \\
+        --variant base:8 --variant base:32 --variant new:8 --variant new:32 --json out.json
+
+Prints answer tokens per second per run, the median per variant, and whether each variant's
+answers are the same as the first variant's (per-row reproducibility: a row's sample must not
+depend on its batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PROJECT = REPO / "examples" / "quickstart" / "distill.yaml"
+
+
+def child(batch_size: int, prompts: int) -> dict:
+    """Answer the first `prompts` requests of the quickstart with this tree's teacher; timings and answers."""
+    import asyncio
+
+    from synthdistill.config import load_config
+    from synthdistill.harvest import configured_prompts, plan_requests
+    from synthdistill.teachers import make_teacher
+
+    config = load_config(PROJECT)
+    requests = [item.request for item in plan_requests(config, configured_prompts(config, prompts))]
+    teacher = make_teacher(config.teacher.model_copy(update={"batch_size": batch_size}), project_dir=config.project_dir)
+    teacher._load()
+
+    async def ask_all():
+        try:
+            return await asyncio.gather(*(teacher.complete(r) for r in requests))
+        finally:
+            await teacher.aclose()
+
+    started = time.perf_counter()
+    answers = asyncio.run(ask_all())
+    seconds = time.perf_counter() - started
+    tokens = sum(a.usage.completion_tokens for a in answers)
+    return {"seconds": seconds, "answer_tokens": tokens, "texts": [a.text for a in answers]}
+
+
+def run_variant(tree: Path, batch_size: int, prompts: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(batch_size), "--prompts", str(prompts)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tree,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, help="a checkout of the baseline code (e.g. git worktree add)")
+    parser.add_argument("--variant", action="append", help="tree:batch_size, tree = new | base (default new:8)")
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.prompts)))
+        return 0
+    variants = [(v.split(":")[0], int(v.split(":")[1])) for v in (args.variant or ["new:8"])]
+    trees = {"new": REPO, "base": args.baseline}
+    runs: dict[str, list[dict]] = {f"{t}:{b}": [] for t, b in variants}
+    for round_index in range(args.rounds):
+        for tree, batch in variants:
+            result = run_variant(trees[tree], batch, args.prompts)
+            runs[f"{tree}:{batch}"].append(result)
+            rate = result["answer_tokens"] / result["seconds"]
+            print(
+                f"round {round_index} {tree}:{batch}: {result['answer_tokens']} tokens in {result['seconds']:.1f} s = {rate:.1f} tok/s",
+                flush=True,
+            )
+    first = next(iter(runs.values()))[0]["texts"]
+    print("\n| variant | runs | answer tokens/s (median) | min–max | answers equal to the first variant's |")
+    print("|---|---|---|---|---|")
+    for name, results in runs.items():
+        rates = [r["answer_tokens"] / r["seconds"] for r in results]
+        same = sum(a == b for a, b in zip(results[0]["texts"], first))
+        print(
+            f"| {name} | {len(rates)} | {statistics.median(rates):.1f} | {min(rates):.1f}–{max(rates):.1f} | {same}/{len(first)} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"prompts": args.prompts, "runs": runs}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
