@@ -498,3 +498,38 @@ class LedgerReader:
             return rows
         pattern = ident.replace("%", "").replace("_", "") + "%"
         return self._dicts(f"{select} WHERE request_key LIKE ? OR prompt_id LIKE ? ORDER BY rowid", (pattern, pattern))
+
+    def answered_ranges(self, size: int) -> list[tuple[int, int]]:
+        """(first, last) row ids of consecutive runs of `size` answered requests, in insertion order.
+
+        The filter and build read the ledger a range at a time (`records_in`): only the
+        boundaries are held, never every row id.
+        """
+        ranges: list[tuple[int, int]] = []
+        first = last = None
+        count = 0
+        with _reading():
+            for (rowid,) in self._db.execute("SELECT rowid FROM requests WHERE status = 'done' ORDER BY rowid"):
+                first = rowid if count == 0 else first
+                last, count = rowid, count + 1
+                if count == size:
+                    ranges.append((first, last))
+                    count = 0
+        if count:
+            ranges.append((first, last))
+        return ranges
+
+    def records_in(self, first: int, last: int) -> list[HarvestRecord]:
+        """The answered records with row ids from `first` to `last`, in insertion order, validated."""
+        sql = "SELECT request_key, record FROM requests WHERE status = 'done' AND rowid BETWEEN ? AND ? ORDER BY rowid"
+        with _reading():
+            rows = self._db.execute(sql, (first, last)).fetchall()
+        records = []
+        for key, payload in rows:
+            try:
+                records.append(HarvestRecord.model_validate_json(payload))
+            except ValueError:  # pydantic's ValidationError included
+                raise DamagedFileError(
+                    f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path
+                ) from None
+        return records
