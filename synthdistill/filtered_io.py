@@ -114,7 +114,17 @@ def _nested(column) -> list:
     if column.null_count == len(column):
         return [None] * len(column)
     inner = column.flatten()
-    values = split(plain(inner.flatten()), inner.offsets.to_numpy()) if pa.types.is_list(inner.type) else plain(inner)
+    if pa.types.is_list(inner.type):
+        offsets = inner.offsets.to_numpy()
+        widths = offsets[1:] - offsets[:-1]
+        leaves = inner.flatten()
+        if len(widths) and (widths == widths[0]).all() and widths[0] and not pa.types.is_string(leaves.type):
+            # every position has k candidates (the usual case): one reshape instead of a slice each
+            values = leaves.to_numpy(zero_copy_only=False).reshape(-1, int(widths[0])).tolist()
+        else:
+            values = split(plain(leaves), offsets)
+    else:
+        values = plain(inner)
     rows = split(values, column.offsets.to_numpy())
     valid = column.is_valid().to_numpy(zero_copy_only=False).tolist()
     return [row if ok else None for row, ok in zip(rows, valid)]
