@@ -101,3 +101,14 @@ def test_dedup_fed_batch_after_batch_gives_the_verdicts_of_one_call():
         f"near-duplicate: like {records[0].request_key}",
         f"exact-duplicate: of {records[1].request_key}",
     ]
+
+
+def test_the_cli_takes_workers_for_filter(tmp_path, capsys):
+    from synthdistill.cli import main
+
+    config = project(tmp_path)
+    harvest(config, _many())
+    assert main(["filter", "-c", str(config.path), "--workers", "2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["input"], report["kept"], report["dropped"]) == (30, 6, 24)
+    assert main(["filter", "-c", str(config.path), "--workers", "0"]) == 2  # at least one
