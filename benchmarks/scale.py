@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import yaml  # noqa: E402
 
 from synthdistill.config import load_config  # noqa: E402
+from synthdistill.filter_stage import BATCH  # noqa: E402
 from synthdistill.packs import configured_prompts  # noqa: E402
 from synthdistill.policy import gate, write_decision  # noqa: E402
 from synthdistill.store import HarvestStore  # noqa: E402
@@ -128,6 +129,7 @@ def row(stage: str, n: int, wall: float, rss: int | None, disk: int | None, toke
         "stage": stage,
         "records": n,
         "workers": workers,
+        "batch": BATCH,  # records per batch of filter (and row group of filtered/)
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(rss / 2**20) if rss else None,
         "bytes": disk,
@@ -135,7 +137,7 @@ def row(stage: str, n: int, wall: float, rss: int | None, disk: int | None, toke
     }
 
 
-def scale_run(records: int, workers: int, keep: Path | None) -> list[dict]:
+def scale_run(records: int, workers: int, keep: Path | None, write: bool = True) -> list[dict]:
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=keep))
     try:
         config_path = write_project(work, records)
@@ -144,12 +146,14 @@ def scale_run(records: int, workers: int, keep: Path | None) -> list[dict]:
         made = fill_ledger(config_path, records)
         tokens = records * TOKENS
         rows = [row("ledger (generate)", records, made, None, size(layout.ledger), tokens)]
+        save(rows[-1:], write)  # each row as soon as it is measured: a long run that is stopped keeps them
         for stage, out in (("filter", layout.filtered_dir), ("build", layout.datasets_dir)):
             wall, rss = run_measured([stage, "-c", str(config_path), "--workers", str(workers)], work)
             rows.append(row(stage, records, wall, rss, size(out), tokens, workers))
-            print(json.dumps(rows[-1]), flush=True)
+            save(rows[-1:], write)
         kd = layout.dataset_dir("kd")
         rows.append(row("  of which datasets/kd", records, 0, None, size(kd) if kd.exists() else 0, tokens))
+        save(rows[-1:], write)
         return rows
     finally:
         if keep is None:
@@ -177,8 +181,11 @@ def harvest_run(requests: int) -> list[dict]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def save(rows: list[dict]) -> None:
-    """Append to today's results and rewrite its table."""
+def save(rows: list[dict], write: bool = True) -> None:
+    """Append to today's results and rewrite its table (with `write` False: print the rows)."""
+    if not write:
+        print(json.dumps(rows), flush=True)
+        return
     day = dt.date.today().isoformat()
     path = RESULTS / f"scale-{day}.json"
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
@@ -196,14 +203,15 @@ def save(rows: list[dict]) -> None:
         "~2 % near-duplicates (benchmarks/scale.py). Peak RSS: the child's whole process tree. "
         "Seconds are noisy (shared CPU, load average in the JSON); RSS and bytes are what to read.",
         "",
-        "| stage | records | workers | wall s | peak RSS MiB | bytes on disk | B / answer token |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| stage | records | workers | batch | wall s | peak RSS MiB | bytes on disk | B / answer token |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in data["rows"]:
         cells = [
             r["stage"],
             f"{r['records']:,}",
             str(r["workers"]),
+            str(r.get("batch", "-")),
             f"{r['wall_s']:,}",
             f"{r['peak_rss_mib']:,}" if r["peak_rss_mib"] else "-",
             f"{r['bytes']:,}" if r["bytes"] else "-",
@@ -222,15 +230,10 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="make the run folder under this folder, and keep it")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     args = parser.parse_args()
-    rows = []
     if args.records:
-        rows += scale_run(args.records, args.workers, args.keep)
+        scale_run(args.records, args.workers, args.keep, not args.no_write)
     if args.harvest:
-        rows += harvest_run(args.harvest)
-    if args.no_write:
-        print(json.dumps(rows, indent=2))
-    else:
-        save(rows)
+        save(harvest_run(args.harvest), not args.no_write)
 
 
 if __name__ == "__main__":
