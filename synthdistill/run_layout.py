@@ -5,6 +5,7 @@
     filtered/kept.parquet, dropped.parquet, modified.jsonl, report.json  (kept.jsonl: before 12/2026)
     datasets/<sft|kd>/data/<split>-<shard>-of-<shards>.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
+    train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
@@ -173,6 +174,16 @@ class RunLayout:
     @property
     def checkpoints_dir(self) -> Path:
         return self.student_dir / "checkpoints"
+
+    @property
+    def train_dir(self) -> Path:
+        """What training keeps while it runs (on-policy: the scores ledger)."""
+        return self.run_dir / "train"
+
+    @property
+    def scores(self) -> Path:
+        """The ledger of the teacher's scores of the student's samples (synthdistill/scoring/)."""
+        return self.train_dir / "scores.sqlite"
 
     # -- eval ------------------------------------------------------------------
     @property
