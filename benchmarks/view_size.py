@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/view_size.py --page examples/quickstart/outputs/quickstart/view.html   # also time a page
 
 Synthetic records (`--tokens` answer tokens, each with `--top-k` logprobs) go into a ledger through
-`HarvestStore`, and into filtered/kept.jsonl and dropped.jsonl (10 % dropped) as the filter writes
+`HarvestStore`, and into filtered/kept.parquet and dropped.parquet (10 % dropped) as the filter writes
 them; then the view is rendered and loaded in headless Chromium (the system's, through Playwright)
 until its script marks the page ready. Targets (issue 21): the page stays under ~20 MB at 100k
 records, and the quickstart's page opens in under 2 s.
@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from synthdistill import view  # noqa: E402
+from synthdistill.filtered_io import RecordsWriter  # noqa: E402
 from synthdistill.records import DroppedRecord, HarvestRecord, Message, Sampling, Usage  # noqa: E402
 from synthdistill.run_layout import RunLayout  # noqa: E402
-from synthdistill.safe_write import write_lines, write_text  # noqa: E402
+from synthdistill.safe_write import write_text  # noqa: E402
 from synthdistill.store import HarvestStore  # noqa: E402
 
 WORDS = "the a of to and in is it that for on with as was at by this be from or an are not but".split()
@@ -82,11 +83,13 @@ def make_run(run_dir: Path, count: int, tokens: int, top_k: int) -> float:
             record = make_record(i, tokens, top_k, rng)
             store.put_done(record)
             if i % 10 == 9:
-                dropped.append(DroppedRecord(filter="finished", reason="truncated", record=record).model_dump_json())
+                dropped.append(DroppedRecord(filter="finished", reason="truncated", record=record))
             else:
-                kept.append(record.model_dump_json())
-    write_lines(layout.kept, kept, inside=run_dir)
-    write_lines(layout.dropped, dropped, inside=run_dir)
+                kept.append(record)
+    for path, items, is_dropped in ((layout.kept, kept, False), (layout.dropped, dropped, True)):
+        with RecordsWriter(path, dropped=is_dropped, inside=run_dir) as writer:
+            for start in range(0, len(items), 1000):
+                writer.write(items[start : start + 1000])
     report = {"input": count, "kept": len(kept), "dropped": len(dropped), "steps": []}
     report["drop_reasons"] = {"finished:truncated": len(dropped)}
     write_text(layout.filter_report, json.dumps(report), inside=run_dir)

@@ -27,20 +27,20 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.alignment import AnswerTargets, align_answer, exact_targets, single_token_mapper
+from synthdistill.batches import ordered_map
+from synthdistill.build_shards import KdStats, ShardedSplits, count, record_tasks, survey
 from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
 from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
-from synthdistill.filter_stage import read_kept
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
-from synthdistill.run_layout import HELD_OUT_SPLIT, SPLITS, RunLayout
+from synthdistill.run_layout import HELD_OUT_SPLIT, TRAIN_SPLIT
 from synthdistill.safe_write import write_text
 from synthdistill.tool_turns import (
     check_renders_tools,
     final_calls,
-    has_tools,
     sft_tool_fields,
     stored_message,
     template_messages,
@@ -156,34 +156,65 @@ def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_i
     )
 
 
-def run(config: DistillConfig) -> BuildSummary:
-    """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist)."""
-    decision = recheck_use(config, "build")
-    records = read_kept(config)
-    held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
-    layout = config.layout
-    info = provenance(config, records, decision)
+def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
+    """Write datasets/sft (always) and datasets/kd (when logprobs and a student exist).
 
-    traces = trace_style(config, records)
-    info["reasoning"] = TRACE_NOTES[traces] if any(r.reasoning is not None for r in records) else None
-    tools = has_tools(records)
+    Two passes over the kept records (synthdistill/build_shards.py): a survey, then the rows,
+    a batch at a time, in `workers` processes (the same files for any number of them).
+    """
+    decision = recheck_use(config, "build")
+    found = survey(config)
+    held_out = eval_prompt_ids(found.prompt_ids, config.datasets.eval_fraction, config.datasets.seed)
+    found.prompt_ids = []
+    layout = config.layout
+    info = provenance(config, found.facts, decision)
+
+    traces = trace_style(config, found.with_reasoning)
+    info["reasoning"] = TRACE_NOTES[traces] if found.with_reasoning else None
+    tools = found.tools
     if tools and config.student is not None:
         check_renders_tools(_student_tokenizer(config), config.student.model, config.path)
-    sft_counts = _write_splits(
-        layout, "sft", records, held_out, lambda r: sft_row(r, traces, tools), *_sft_schemas(tools)
-    )
-    write_card("sft", config, decision, info, sft_counts)
 
-    kd_counts, reason, coverage, dropped = None, None, None, {}
-    kd_dir = layout.dataset_dir("kd")
-    if config.harvest.top_logprobs == 0 or not any(r.has_logprobs for r in records):
+    reason = None
+    if config.harvest.top_logprobs == 0 or not found.logprobs:
         reason = "no logprobs were captured (harvest.top_logprobs is 0 or the teacher sent none)"
     elif config.student is None:
         reason = "no `student` section in the config: KD rows are tokenized for the student"
-    else:
-        kd_counts, coverage, dropped, reason = _build_kd(config, records, held_out, decision, info, traces)
+    kd = KdMaker(config, traces) if reason is None else None
+
+    def rows_of(task) -> tuple[list, list, KdStats]:
+        records = load(task)
+        sft = [(split_of(r, held_out), sft_row(r, traces, tools)) for r in records]
+        stats = KdStats()
+        made = [] if kd is None else [(split_of(r, held_out), kd.row(r, stats)) for r in records]
+        return sft, [(split, row) for split, row in made if row is not None], stats
+
+    tasks, load = record_tasks(config)
+    sft_out = ShardedSplits(layout, "sft", *_sft_schemas(tools))
+    kd_out = ShardedSplits(layout, "kd", _kd_schema(kd.id_type)) if kd is not None else None
+    stats = KdStats()
+    for sft_rows, kd_rows, batch_stats in ordered_map(rows_of, tasks, workers):
+        for split, row in sft_rows:
+            sft_out.add(split, row)
+        for split, row in kd_rows:
+            kd_out.add(split, row)
+        stats.merge(batch_stats)
+    sft_counts = sft_out.close()
+    write_card("sft", config, decision, info, sft_counts)
+
+    kd_counts, coverage, dropped = None, None, {}
+    if kd is not None:
+        kd_counts = kd_out.close()
+        coverage, dropped, reason = stats.coverage(), stats.dropped, stats.refusal()
+        if reason is None:
+            kd.finish(stats, decision, info, kd_counts)
+        else:
+            kd_counts = None
+    kd_dir = layout.dataset_dir("kd")
     if kd_counts is None and kd_dir.exists():
-        shutil.rmtree(kd_dir)  # a stale KD dataset from an earlier build must not be trained on
+        shutil.rmtree(
+            kd_dir
+        )  # a stale KD dataset from an earlier build (or this one's empty one) must not be trained on
     return BuildSummary(
         sft_rows=sft_counts,
         kd_rows=kd_counts,
@@ -195,101 +226,93 @@ def run(config: DistillConfig) -> BuildSummary:
     )
 
 
+def split_of(record: HarvestRecord, held_out: set[str]) -> str:
+    """The split a record's rows go to (by prompt: never the same prompt in both)."""
+    return HELD_OUT_SPLIT if record.prompt_id in held_out else TRAIN_SPLIT
+
+
 def _student_tokenizer(config: DistillConfig):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_tokenizer(config.student.model, config.project_dir))
 
 
-def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, traces: str = "drop"):
-    student = config.student
-    tokenizer = _student_tokenizer(config)
-    eos_id = tokenizer.eos_token_id
-    mapper = single_token_mapper(tokenizer)
-    rows_by_key: dict[str, dict] = {}
-    dropped: dict[str, int] = {}
-    matches: dict[str, int] = {}
-    masked: dict[str, int] = {}
-    alignment = {"exact": 0, "partial": 0, "none": 0}
-    answer_tokens = 0
-    by_part: dict[str, list[int]] = {}
-    for record in records:
+class KdMaker:
+    """KD rows for the student, record by record (the tokenizer is loaded once, before any worker forks)."""
+
+    def __init__(self, config: DistillConfig, traces: str):
+        self.config, self.traces = config, traces
+        self.tokenizer = _student_tokenizer(config)
+        self.eos_id = self.tokenizer.eos_token_id
+        self.mapper = single_token_mapper(self.tokenizer)
+        self.id_type = "uint16" if len(self.tokenizer) <= UINT16_VOCAB else "int32"
+
+    def row(self, record: HarvestRecord, stats: KdStats) -> dict[str, Any] | None:
+        """The record's KD row, or None (counted in `stats.dropped`)."""
+        tokenizer = self.tokenizer
         if record.reasoning is not None and record.has_logprobs:
             targets, parts = turn_targets(
-                record, sft_row(record, traces)["messages"], tokenizer, mapper, MAX_UNMAPPED_MASS
+                record, sft_row(record, self.traces)["messages"], tokenizer, self.mapper, MAX_UNMAPPED_MASS
             )
             if targets is None:
-                _count(dropped, parts)
-                continue
+                count(stats.dropped, parts)
+                return None
             for part, (n, kept) in parts.items():
-                by_part[part] = [a + b for a, b in zip(by_part.get(part, [0, 0]), (n, kept))]
+                stats.by_part[part] = [a + b for a, b in zip(stats.by_part.get(part, [0, 0]), (n, kept))]
         elif record.tool_calls and record.has_logprobs:
-            targets = tool_call_targets(record, tokenizer, mapper, MAX_UNMAPPED_MASS)
+            targets = tool_call_targets(record, tokenizer, self.mapper, MAX_UNMAPPED_MASS)
             if targets is None:
-                _count(dropped, "tool-call-not-rendered")
-                continue
+                count(stats.dropped, "tool-call-not-rendered")
+                return None
         else:
-            targets = record_targets(record, tokenizer, eos_id, mapper)
+            targets = record_targets(record, tokenizer, self.eos_id, self.mapper)
         if targets is None:
-            _count(dropped, "no-logprobs")
-            continue
-        answer_tokens += len(targets.student_ids)
-        _count(matches, targets.spelling if targets.spelling == "exact-ids" else f"aligned-{targets.spelling}")
+            count(stats.dropped, "no-logprobs")
+            return None
+        stats.answer_tokens += len(targets.student_ids)
+        count(stats.matches, targets.spelling if targets.spelling == "exact-ids" else f"aligned-{targets.spelling}")
         for reason, n in targets.masked.items():
-            _count(masked, reason, n)
-        _count(alignment, alignment_class(targets))
+            count(stats.masked, reason, n)
+        count(stats.alignment, alignment_class(targets))
         prompt_ids = prompt_token_ids(
             tokenizer,
             template_messages([m.model_dump() for m in record.messages]),
             **({"tools": record.answer_format.tools} if record.answer_format and record.answer_format.tools else {}),
         )
-        row = kd_row(record, prompt_ids, targets, eos_id, student.max_length)
+        row = kd_row(record, prompt_ids, targets, self.eos_id, self.config.student.max_length)
         if row is None:
-            _count(dropped, "prompt-longer-than-max-length")
-            continue
-        rows_by_key[record.request_key] = row
-    if not rows_by_key:
-        return None, None, dropped, "no record has logprobs the student's tokens can use"
-    with_targets = sum(sum(row["kd_mask"]) for row in rows_by_key.values())
-    coverage = round(with_targets / answer_tokens, 4) if answer_tokens else 0.0
-    if coverage == 0.0:
-        return (
-            None,
-            coverage,
-            dropped,
-            (
-                "no answer token got KD targets: the teacher's tokens never line up with the student's "
-                f"(masked positions: {masked})"
-            ),
-        )
-    id_type = "uint16" if len(tokenizer) <= UINT16_VOCAB else "int32"
-    kept = [r for r in records if r.request_key in rows_by_key]
-    layout = config.layout
-    counts = _write_splits(layout, "kd", kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema(id_type))
-    top_k = max((len(ids) for row in rows_by_key.values() for ids in row["kd_ids"]), default=0)
-    tokenizer.save_pretrained(layout.dataset_tokenizer("kd"))
-    build = {
-        "student_model": student.model,
-        # records per case: exact-ids, or aligned-<how the teacher's pieces were read>
-        "tokenizer_match": matches,
-        "top_k": config.harvest.top_logprobs,
-        "max_candidates": top_k,
-        "kd_ids_dtype": id_type,
-        "logprob_mode": "raw (teacher temperature 1)",
-        "max_unmapped_mass": MAX_UNMAPPED_MASS,
-        "coverage": coverage,
-        "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
-        "masked_positions": masked,
-        # records whose every answer token got KD targets (exact), some (partial), none (none)
-        "alignment": alignment,
-        "dropped": dropped,
-        # a thinking teacher's records: per part, the share of its student tokens with KD targets
-        "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in by_part.items()},
-        "reasoning": traces,
-    }
-    write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
-    write_card("kd", config, decision, {**info, "kd": build}, counts)
-    return counts, coverage, dropped, None
+            count(stats.dropped, "prompt-longer-than-max-length")
+            return None
+        stats.rows += 1
+        stats.with_targets += sum(row["kd_mask"])
+        stats.max_candidates = max(stats.max_candidates, max((len(ids) for ids in row["kd_ids"]), default=0))
+        return row
+
+    def finish(self, stats: KdStats, decision, info: dict, counts: dict[str, int]) -> None:
+        """The tokenizer, build.json and the card beside the written KD rows."""
+        config, layout = self.config, self.config.layout
+        self.tokenizer.save_pretrained(layout.dataset_tokenizer("kd"))
+        build = {
+            "student_model": config.student.model,
+            # records per case: exact-ids, or aligned-<how the teacher's pieces were read>
+            "tokenizer_match": stats.matches,
+            "top_k": config.harvest.top_logprobs,
+            "max_candidates": stats.max_candidates,
+            "kd_ids_dtype": self.id_type,
+            "logprob_mode": "raw (teacher temperature 1)",
+            "max_unmapped_mass": MAX_UNMAPPED_MASS,
+            "coverage": stats.coverage(),
+            "coverage_definition": "answer tokens (student tokens, every record with logprobs) that have KD targets",
+            "masked_positions": stats.masked,
+            # records whose every answer token got KD targets (exact), some (partial), none (none)
+            "alignment": stats.alignment,
+            "dropped": stats.dropped,
+            # a thinking teacher's records: per part, the share of its student tokens with KD targets
+            "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in stats.by_part.items()},
+            "reasoning": self.traces,
+        }
+        write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
+        write_card("kd", config, decision, {**info, "kd": build}, counts)
 
 
 def alignment_class(targets: AnswerTargets) -> str:
@@ -297,32 +320,6 @@ def alignment_class(targets: AnswerTargets) -> str:
     if targets.kept == len(targets.student_ids) and targets.kept:
         return "exact"
     return "partial" if targets.kept else "none"
-
-
-def _count(counts: dict[str, int], key: str, n: int = 1) -> None:
-    counts[key] = counts.get(key, 0) + n
-
-
-def _write_splits(
-    layout: RunLayout, kind: str, records, held_out: set[str], to_row, schema, stored_as=None
-) -> dict[str, int]:
-    """Write each split; rows are built with `schema` and, with `stored_as`, cast to it (JSON columns)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    data = layout.dataset_data_dir(kind)
-    if data.exists():
-        shutil.rmtree(data)
-    data.mkdir(parents=True)
-    counts = {}
-    for split in SPLITS:
-        rows = [to_row(r) for r in records if (r.prompt_id in held_out) == (split == HELD_OUT_SPLIT)]
-        table = pa.Table.from_pylist(rows, schema=schema)
-        if stored_as is not None:
-            table = table.cast(stored_as)
-        pq.write_table(table, layout.split_file(kind, split))
-        counts[split] = len(rows)
-    return counts
 
 
 def _sft_schema(json_type=None):

@@ -10,6 +10,7 @@ card lists under `datasets:` and the ML-BOM gives it.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -35,7 +36,25 @@ HF_LICENCES = {
 }
 
 
-def provenance(config: DistillConfig, records: list[HarvestRecord], decision: Decision) -> dict[str, Any]:
+@dataclass
+class RecordFacts:
+    """What provenance needs of the built records, added up batch by batch (no record is kept)."""
+
+    records: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    models_answered: set[str] = field(default_factory=set)
+    endpoints: set[str] = field(default_factory=set)
+
+    def add(self, records: list[HarvestRecord]) -> None:
+        self.records += len(records)
+        self.tokens_in += sum(r.usage.prompt_tokens for r in records)
+        self.tokens_out += sum(r.usage.completion_tokens for r in records)
+        self.models_answered.update(r.model_answered for r in records)
+        self.endpoints.update(r.endpoint for r in records if r.endpoint)
+
+
+def provenance(config: DistillConfig, facts: RecordFacts, decision: Decision) -> dict[str, Any]:
     """What a dataset was made from: teacher, decision, the gated use, packs, funnel; saved as provenance.json."""
     packs = [
         {
@@ -50,13 +69,13 @@ def provenance(config: DistillConfig, records: list[HarvestRecord], decision: De
     ]
     teacher = config.teacher
     price, source = teacher_quote(teacher.backend, teacher.model, teacher.base_urls, config.project_dir)
-    tokens = (sum(r.usage.prompt_tokens for r in records), sum(r.usage.completion_tokens for r in records))
+    tokens = (facts.tokens_in, facts.tokens_out)
     return {
         "teacher": {
             "backend": teacher.backend,
             "model": teacher.model,
-            "models_answered": sorted({r.model_answered for r in records}),
-            "endpoints": sorted({r.endpoint for r in records if r.endpoint}),
+            "models_answered": sorted(facts.models_answered),
+            "endpoints": sorted(facts.endpoints),
             # what these answers cost at the price table's price; None (never 0) when no price is known
             "cost_usd": round(price.cost(*tokens), 6) if price is not None else None,
             "price_source": source,
@@ -66,7 +85,7 @@ def provenance(config: DistillConfig, records: list[HarvestRecord], decision: De
         "packs": packs,
         "funnel": read_report(config),
         "config_sha256": file_sha256(config.path),
-        "records": len(records),
+        "records": facts.records,
     }
 
 
@@ -103,12 +122,16 @@ def dataset_info(files: dict[str, Any]) -> dict[str, Any]:
     from huggingface_hub import DatasetCardData
 
     splits, features, download, total = SplitDict(), None, 0, 0
-    for split, path in files.items():
-        table = pq.read_table(path)
-        features = features or Features.from_arrow_schema(table.schema)
-        splits.add(SplitInfo(name=split, num_bytes=table.nbytes, num_examples=table.num_rows))
-        download += path.stat().st_size
-        total += table.nbytes
+    for split, paths in files.items():
+        size = rows = 0
+        for path in paths:
+            parquet = pq.ParquetFile(path)
+            features = features or Features.from_arrow_schema(parquet.schema_arrow)
+            rows += parquet.metadata.num_rows
+            size += sum(parquet.metadata.row_group(i).total_byte_size for i in range(parquet.metadata.num_row_groups))
+            download += path.stat().st_size
+        splits.add(SplitInfo(name=split, num_bytes=size, num_examples=rows))
+        total += size
     info = DatasetInfo(features=features, splits=splits, download_size=download, dataset_size=total)
     data = DatasetCardData()
     DatasetInfosDict({"default": info}).to_dataset_card_data(data)
@@ -135,7 +158,7 @@ def write_card(
         "task_categories": ["text-generation"],
         "tags": ["synthetic", "distillation", "synthdistill", f"{kind}-dataset"],
         "size_categories": [size_category(sum(counts.values()))],
-        "dataset_info": dataset_info({s: layout.split_file(kind, s) for s in counts}),
+        "dataset_info": dataset_info({s: layout.split_shards(kind, s) for s in counts}),
         "configs": [
             {
                 "config_name": "default",

@@ -181,17 +181,17 @@ class Project:
                 )
             return data
 
-    def filter(self) -> dict[str, Any]:
-        """Filter the harvested answers (the funnel report)."""
+    def filter(self, *, workers: int = 1) -> dict[str, Any]:
+        """Filter the harvested answers (the funnel report); `workers` processes, same output as one."""
         with self._stage("filter") as config:
             self._snapshot("filter", config)
-            return self._done("filter", filter_stage.run(config), config)
+            return self._done("filter", filter_stage.run(config, workers=workers), config)
 
-    def build(self) -> dict[str, Any]:
-        """Build the SFT and KD datasets."""
+    def build(self, *, workers: int = 1) -> dict[str, Any]:
+        """Build the SFT and KD datasets; `workers` processes, same output as one."""
         with self._stage("build") as config:
             self._snapshot("build", config)
-            return self._done("build", build.run(config).model_dump(), config)
+            return self._done("build", build.run(config, workers=workers).model_dump(), config)
 
     def train(self, *, method: str | None = None, resume: bool = False) -> dict[str, Any]:
         """Fine-tune the student (method: sft or kd; default student.method)."""

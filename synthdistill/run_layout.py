@@ -2,8 +2,8 @@
 
     harvest/ledger.sqlite, harvest/decision.json      the ledger and the gate's decision
     harvest/plan.json                                 the plan of the last harvest (plan.py)
-    filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
-    datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
+    filtered/kept.parquet, dropped.parquet, modified.jsonl, report.json  (kept.jsonl: before 12/2026)
+    datasets/<sft|kd>/data/<split>-<shard>-of-<shards>.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SPLIT_SHARD = "-00000-of-00001.parquet"
+# A split is written in shards of at most this many rows: <split>-00000-of-00003.parquet, … (the Hub's names)
+SHARD_ROWS = 10_000
 # The splits of a built dataset. The held-out one is `validation`, the name `datasets` infers
 # from `validation-*.parquet` (an `eval-*` file would load as `test`), so `load_dataset("parquet",
 # data_dir=...)`, `data_files=` and the cards' `configs` all show the same two names.
@@ -74,10 +75,19 @@ class RunLayout:
 
     @property
     def kept(self) -> Path:
-        return self.filtered_dir / "kept.jsonl"
+        return self.filtered_dir / "kept.parquet"
 
     @property
     def dropped(self) -> Path:
+        return self.filtered_dir / "dropped.parquet"
+
+    @property
+    def legacy_kept(self) -> Path:
+        """What the filter wrote before its output was Parquet (JSON lines); still read by build."""
+        return self.filtered_dir / "kept.jsonl"
+
+    @property
+    def legacy_dropped(self) -> Path:
         return self.filtered_dir / "dropped.jsonl"
 
     @property
@@ -100,9 +110,13 @@ class RunLayout:
     def dataset_data_dir(self, kind: str) -> Path:
         return self.dataset_dir(kind) / "data"
 
-    def split_file(self, kind: str, split: str) -> Path:
-        """The Parquet file of one split of a built dataset."""
-        return self.dataset_data_dir(kind) / f"{split}{SPLIT_SHARD}"
+    def split_file(self, kind: str, split: str, shard: int = 0, shards: int = 1) -> Path:
+        """One Parquet shard of one split of a built dataset."""
+        return self.dataset_data_dir(kind) / f"{split}-{shard:05d}-of-{shards:05d}.parquet"
+
+    def split_shards(self, kind: str, split: str) -> list[Path]:
+        """The Parquet shards of one split of a built dataset, in order."""
+        return sorted(self.dataset_data_dir(kind).glob(f"{split}-*.parquet"))
 
     def split_files(self, kind: str) -> list[Path]:
         """The Parquet files of one built dataset, sorted."""

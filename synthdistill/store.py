@@ -710,3 +710,42 @@ class LedgerReader:
     def rows(self) -> list[dict]:
         """Every request row, in insertion order, its `record` JSON whole (tests and tools that read it raw)."""
         return self._joined(self._dicts(f"SELECT {ROW_COLUMNS}, {self._blob} AS blob FROM requests ORDER BY rowid"))
+
+    def answered_ranges(self, size: int) -> list[tuple[int, int]]:
+        """(first, last) row ids of consecutive runs of `size` answered requests, in insertion order.
+
+        The filter and build read the ledger a range at a time (`records_in`): only the
+        boundaries are held, never every row id.
+        """
+        ranges: list[tuple[int, int]] = []
+        first = last = None
+        count = 0
+        with _reading():
+            for (rowid,) in self._db.execute("SELECT rowid FROM requests WHERE status = 'done' ORDER BY rowid"):
+                first = rowid if count == 0 else first
+                last, count = rowid, count + 1
+                if count == size:
+                    ranges.append((first, last))
+                    count = 0
+        if count:
+            ranges.append((first, last))
+        return ranges
+
+    def records_in(self, first: int, last: int) -> list[HarvestRecord]:
+        """The answered records with row ids from `first` to `last`, in insertion order, validated."""
+        sql = (
+            f"SELECT request_key, record, {self._blob} AS blob FROM requests "
+            "WHERE status = 'done' AND rowid BETWEEN ? AND ? ORDER BY rowid"
+        )
+        with _reading():
+            rows = self._db.execute(sql, (first, last)).fetchall()
+        records = []
+        for key, payload, blob in rows:
+            try:
+                record = HarvestRecord.model_validate_json(payload)
+                records.append(record if blob is None else record.model_copy(update=ledger_codec.decode(blob)))
+            except ValueError:  # pydantic's ValidationError included
+                raise DamagedFileError(
+                    f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path
+                ) from None
+        return records

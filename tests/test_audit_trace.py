@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
 
 from synthdistill.audit import render_trace, trace
 from synthdistill.errors import InputError
 from tests.audit_fixtures import ANSWERED_AS, QUESTIONS, TEACHER, make_run
+from tests.filtered_fixtures import dropped_rows, kept_records
 
 
 @pytest.fixture()
@@ -18,7 +17,7 @@ def run(tmp_path):
 
 
 def _kept(run) -> list[dict]:
-    return [json.loads(line) for line in (run.run_dir / "filtered" / "kept.jsonl").read_text().splitlines()]
+    return kept_records(run.run_dir)
 
 
 def _row_ids(run) -> dict[str, str]:
@@ -57,7 +56,7 @@ def test_a_training_row_id_traces_to_its_prompt_teacher_decision_and_filters(run
 
 
 def test_a_prompt_id_of_a_dropped_answer_names_the_filter_and_reason(run):
-    dropped = [json.loads(line) for line in (run.run_dir / "filtered" / "dropped.jsonl").read_text().splitlines()]
+    dropped = dropped_rows(run.run_dir)
     record = next(d["record"] for d in dropped if QUESTIONS[3] in d["record"]["messages"][-1]["content"])
     [sample] = trace(run.run_dir, record["prompt_id"])["samples"]
     assert sample["filters"] == {

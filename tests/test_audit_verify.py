@@ -39,7 +39,7 @@ def test_one_flipped_byte_in_a_parquet_file_is_named(run):
 
 
 def test_missing_extra_and_changed_files_are_each_named(run):
-    (run.run_dir / "filtered" / "dropped.jsonl").unlink()
+    (run.run_dir / "filtered" / "dropped.parquet").unlink()
     (run.run_dir / "datasets" / "sft" / "notes.txt").write_text("added later")
     with (run.run_dir / "harvest" / "decision.json").open("a") as handle:
         handle.write(" ")
@@ -47,7 +47,7 @@ def test_missing_extra_and_changed_files_are_each_named(run):
     assert sorted((p.kind, p.path) for p in problems) == [
         ("changed", "harvest/decision.json"),
         ("extra", "datasets/sft/notes.txt"),
-        ("missing", "filtered/dropped.jsonl"),
+        ("missing", "filtered/dropped.parquet"),
     ]
     assert str(problems[0]).startswith(f"{problems[0].kind}: {problems[0].path} (")
 

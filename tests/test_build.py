@@ -9,6 +9,7 @@ import pytest
 from synthdistill import build
 from synthdistill.build import eval_prompt_ids
 from synthdistill.config import load_config
+from tests.filtered_fixtures import write_kept
 from tests.records_fixtures import make_record
 from tests.test_alignment import GEMMA_ANSWER, GEMMA_TEXT
 from tests.training_fixtures import teacher_logprobs, write_kept_project
@@ -31,8 +32,7 @@ def api_logprobs(answer) -> dict:
 def _project(tmp_path, smollm2_dir, tokenizer, records):
     """A project with these kept records; the student is the real SmolLM2 folder."""
     path = write_kept_project(tmp_path, smollm2_dir, tokenizer, method="kd", max_length=256)
-    kept = tmp_path / "outputs" / "tiny" / "filtered" / "kept.jsonl"
-    kept.write_text("".join(r.model_dump_json() + "\n" for r in records))
+    write_kept(tmp_path / "outputs" / "tiny", records)
     return load_config(path)
 
 

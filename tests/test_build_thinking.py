@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from synthdistill.cli import main
+from tests.filtered_fixtures import kept_records
 from tests.harvest_fixtures import ledger_of, ledger_rows, question, write_project
 from tests.openai_server import FakeOpenAIServer, answer_text, trace_text
 
@@ -62,7 +63,7 @@ def test_truncated_mid_thought_is_stored_once_and_dropped_by_finished(tmp_path):
     assert {(r["text"], r["finish_reason"]) for r in records} == {("", "length")}
     assert all(r["reasoning"].startswith("Thinking about:") for r in records)
     assert main(["filter", "-c", str(path)]) == 0
-    assert not (tmp_path / "outputs" / "run" / "filtered" / "kept.jsonl").read_text().strip()
+    assert kept_records(tmp_path / "outputs" / "run") == []
 
 
 def test_knobs_reach_the_vllm_body_and_an_openai_style_warns_once(tmp_path, capsys):

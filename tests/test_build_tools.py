@@ -13,6 +13,7 @@ import yaml
 
 from synthdistill.cli import main
 from synthdistill.tool_turns import renders_tools, tool_turn_text
+from tests.filtered_fixtures import kept_records, write_kept
 from tests.harvest_fixtures import question, write_project
 from tests.openai_server import FakeOpenAIServer, tool_call_text
 
@@ -139,10 +140,10 @@ def test_kd_targets_cover_the_call_tokens_where_the_teacher_gave_logprobs(tmp_pa
 
     student = _tool_student(tokenizer, tmp_path / "student")
     path = write_kept_project(tmp_path, tmp_path / "student", tokenizer, max_length=512)
-    kept = tmp_path / "outputs" / "tiny" / "filtered" / "kept.jsonl"
+    run_dir = tmp_path / "outputs" / "tiny"
     records = []
-    for line in kept.read_text().splitlines():
-        record = HarvestRecord.model_validate_json(line)
+    for stored in kept_records(run_dir):
+        record = HarvestRecord.model_validate(stored)
         arguments = json.dumps({"expression": record.messages[-1].content})
         calls = [ToolCall(id="c", function=FunctionCall(name="calculator", arguments=arguments))]
         # a teacher of the student's family: its call text is the student's, token for token
@@ -158,7 +159,7 @@ def test_kd_targets_cover_the_call_tokens_where_the_teacher_gave_logprobs(tmp_pa
                 }
             )
         )
-    kept.write_text("".join(r.model_dump_json() + "\n" for r in records))
+    write_kept(run_dir, records)
     assert main(["build", "-c", str(path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kd_rows"] is not None, summary

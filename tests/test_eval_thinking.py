@@ -8,6 +8,7 @@ import yaml
 
 from synthdistill.eval_thinking import EMPTY_THOUGHT, _prompt, has_traces, pass_rates_by_mode
 from synthdistill.packs import load_pack
+from tests.filtered_fixtures import kept_records, write_kept
 
 
 def test_has_traces_sees_a_key_or_an_inline_block():
@@ -53,11 +54,9 @@ def test_eval_reports_the_pass_rate_by_mode_after_traces_were_kept(tmp_path, tin
     from tests.training_fixtures import write_kept_project
 
     path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft", max_steps=2)
-    kept = tmp_path / "outputs" / "tiny" / "filtered" / "kept.jsonl"
-    records = [HarvestRecord.model_validate_json(line) for line in kept.read_text().splitlines()]
-    kept.write_text(
-        "".join(r.model_copy(update={"reasoning": "Let me see."}).model_dump_json() + "\n" for r in records)
-    )
+    run_dir = tmp_path / "outputs" / "tiny"
+    records = [HarvestRecord.model_validate(r) for r in kept_records(run_dir)]
+    write_kept(run_dir, [r.model_copy(update={"reasoning": "Let me see."}) for r in records])
     pack_yaml = tmp_path / "prompts" / "demo" / "pack.yaml"
     pack_yaml.write_text(pack_yaml.read_text() + "sampling: {max_tokens: 4}\nverify: {kind: regex, pattern: '^'}\n")
     config = load_config(path)

@@ -14,6 +14,7 @@ import yaml
 
 from synthdistill.cli import main
 from synthdistill.records import AnswerFormat, Message, Sampling, request_key_for
+from tests.filtered_fixtures import dropped_rows
 from tests.harvest_fixtures import ledger_of, ledger_rows, question, write_project
 from tests.openai_server import FakeOpenAIServer, split_tokens, structured_text, tool_call_text
 
@@ -145,7 +146,7 @@ def test_json_never_valid_is_stored_invalid_and_the_filter_drops_it_with_reason_
     assert main(["filter", "-c", str(config), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["schema_invalid"] == 1 and report["kept"] == 3
-    dropped = [json.loads(line) for line in (tmp_path / "outputs/run/filtered/dropped.jsonl").read_text().splitlines()]
+    dropped = dropped_rows(tmp_path / "outputs/run")
     assert [(d["filter"], d["reason"].split(": ")[0]) for d in dropped] == [("schema", "schema")]
 
 

@@ -16,6 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "synthdistill"
 RUN_FILES = (
     "ledger.sqlite",
     "decision.json",
+    "kept.parquet",
+    "dropped.parquet",
     "kept.jsonl",
     "dropped.jsonl",
     "modified.jsonl",
@@ -49,6 +51,8 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
         "decision": layout.decision,
         "kept": layout.kept,
         "dropped": layout.dropped,
+        "legacy kept": layout.legacy_kept,
+        "legacy dropped": layout.legacy_dropped,
         "modified": layout.modified,
         "report": layout.filter_report,
         "sft": layout.dataset_dir("sft"),
@@ -78,8 +82,10 @@ def test_the_layout_names_every_path_of_a_run_folder(tmp_path):
     assert {name: layout.relative(path) for name, path in paths.items()} == {
         "ledger": "harvest/ledger.sqlite",
         "decision": "harvest/decision.json",
-        "kept": "filtered/kept.jsonl",
-        "dropped": "filtered/dropped.jsonl",
+        "kept": "filtered/kept.parquet",
+        "dropped": "filtered/dropped.parquet",
+        "legacy kept": "filtered/kept.jsonl",
+        "legacy dropped": "filtered/dropped.jsonl",
         "modified": "filtered/modified.jsonl",
         "report": "filtered/report.json",
         "sft": "datasets/sft",
@@ -122,6 +128,12 @@ def test_splits_are_found_and_named_as_the_card_says(tmp_path):
         "datasets/sft/data/validation-00000-of-00001.parquet",
     ]
     assert layout.dataset_dir("sft").joinpath(layout.split_pattern("train")).match("*/data/train-*.parquet")
+    assert layout.relative(layout.split_file("kd", "train", 2, 3)) == "datasets/kd/data/train-00002-of-00003.parquet"
+    layout.split_file("sft", "train", 1, 2).write_bytes(b"")
+    assert [p.name for p in layout.split_shards("sft", "train")] == [
+        "train-00000-of-00001.parquet",
+        "train-00001-of-00002.parquet",
+    ]
 
 
 def test_a_config_gives_the_layout_of_its_run_folder(tmp_path):

@@ -9,6 +9,7 @@ import yaml
 
 from synthdistill.config import load_config
 from synthdistill.policy import gate, write_decision
+from tests.filtered_fixtures import write_kept
 from tests.records_fixtures import make_record
 
 ANSWERS = [
@@ -75,7 +76,7 @@ def teacher_logprobs(tokenizer, text: str, k: int = 4) -> dict:
 
 
 def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str = "kd", **student) -> Path:
-    """A project whose run folder holds a filter stage's output (kept.jsonl); returns distill.yaml."""
+    """A project whose run folder holds a filter stage's output (kept.parquet); returns distill.yaml."""
     records = [
         make_record(q, a, model="HuggingFaceTB/SmolLM2-135M-Instruct", logprobs=teacher_logprobs(tokenizer, a))
         for q, a in ANSWERS
@@ -106,7 +107,7 @@ def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str 
     path.write_text(yaml.safe_dump(config))
     kept = root / "outputs" / "tiny" / "filtered"
     kept.mkdir(parents=True)
-    (kept / "kept.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in records))
+    write_kept(root / "outputs" / "tiny", records)
     (kept / "report.json").write_text(json.dumps({"input": len(records), "kept": len(records), "steps": []}))
     # what the harvest would have recorded: the gate's real decision on this teacher
     loaded = load_config(path)

@@ -14,6 +14,7 @@ from typing import Any
 
 from synthdistill.audit import run_facts
 from synthdistill.errors import InputError
+from synthdistill.filtered_io import read_batches
 from synthdistill.run_layout import RunLayout
 from synthdistill.store import LedgerReader
 
@@ -36,18 +37,32 @@ def _filter_outcomes(layout: RunLayout) -> tuple | None:
     names = [step["name"] for step in report.get("steps", [])]
     dropped: dict[str, tuple[str, str]] = {}
     kept: set[str] = set()
-    for line in _lines(layout.dropped):
-        item = json.loads(line)
-        dropped[item["record"]["request_key"]] = (item["filter"], item["reason"])
-    for line in _lines(layout.kept):
-        # Only the key is needed: read it from the line's start, not by parsing a record with logprobs.
-        match = KEY_AT_START.match(line)
-        kept.add(match.group(1) if match else json.loads(line)["request_key"])
+    for row in _rows(layout.dropped, layout.legacy_dropped, ["request_key", "filter", "reason"]):
+        dropped[row["request_key"]] = (row["filter"], row["reason"])
+    kept.update(row["request_key"] for row in _rows(layout.kept, layout.legacy_kept, ["request_key"]))
     modified: dict[str, list[dict[str, str]]] = {}
     for line in _lines(layout.modified):
         item = json.loads(line)
         modified.setdefault(item["request_key"], []).append({"filter": item.get("filter"), "note": item.get("note")})
     return names, dropped, kept, modified
+
+
+def _rows(path: Path, legacy: Path, columns: list[str]):
+    """Some columns of a filter output file (Parquet, or the JSON lines of a run filtered before 12/2026)."""
+    hint = "run `synthdistill filter` again to rewrite it"
+    if path.exists():
+        for batch in read_batches(path, hint, batch_size=10_000, columns=columns):
+            yield from batch
+        return
+    for line in _lines(legacy):
+        # Only the key is needed of a kept line: read it from the line's start, not by parsing its logprobs.
+        match = KEY_AT_START.match(line)
+        if match and columns == ["request_key"]:
+            yield {"request_key": match.group(1)}
+            continue
+        item = json.loads(line)
+        record = item.get("record", item)
+        yield {"request_key": record["request_key"], "filter": item.get("filter"), "reason": item.get("reason")}
 
 
 def _lines(path: Path):

@@ -35,6 +35,9 @@ SetOption = Annotated[
 ]
 FreshOption = Annotated[bool, typer.Option("--fresh", help="Start the harvest over (delete the ledger).")]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
+WorkersOption = Annotated[
+    int, typer.Option("--workers", min=1, help="Processes that work on batches of records (same output as one).")
+]
 ShardOption = Annotated[
     str | None,
     typer.Option(
@@ -227,14 +230,18 @@ def register_stage_commands(app: typer.Typer) -> None:
         render.emit_json(project(config, overrides).harvest(limit=limit, fresh=fresh, shard=parsed))
 
     @app.command("filter")
-    def filter_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
+    def filter_command(
+        config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None, workers: WorkersOption = 1
+    ) -> None:
         """Filter the harvested answers; dropped rows keep their reasons."""
-        render.emit_json(project(config, overrides).filter())
+        render.emit_json(project(config, overrides).filter(workers=workers))
 
     @app.command("build")
-    def build_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:
+    def build_command(
+        config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None, workers: WorkersOption = 1
+    ) -> None:
         """Build the SFT and KD datasets."""
-        render.emit_json(project(config, overrides).build())
+        render.emit_json(project(config, overrides).build(workers=workers))
 
     @app.command("train")
     def train_command(

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 
 from synthdistill.filters.confidence import ConfidenceParams, confidence
 from synthdistill.filters.decontaminate import DecontaminateParams, decontaminate, load_references
-from synthdistill.filters.dedup import DedupParams, dedup
+from synthdistill.filters.dedup import Deduplicator, DedupParams, dedup
 from synthdistill.filters.finished import FinishedParams, finished
 from synthdistill.filters.length import LengthParams, length
 from synthdistill.filters.outcome import FilterFunction, FilterOutcome, FilterSpec
@@ -66,18 +66,23 @@ class RegisteredFilter:
     params: type[BaseModel] | None  # None: a plug-in without a Params model gets the raw mapping
     function: FilterFunction
     prepare: Callable[[Any, FilterContext], Any] | None = None  # file reads, run by the stage
+    # How the filter stage may stream it: "record" (each verdict depends on its record alone: any batch,
+    # any process), "stream" (`stream(params)` is a callable fed batch after batch in order, keeping what
+    # it must), or "whole" (it sees every record at once: `select`, and plug-ins).
+    mode: str = "whole"
+    stream: Callable[[Any], FilterFunction] | None = None
 
 
 FILTERS: dict[str, RegisteredFilter] = {
-    "finished": RegisteredFilter(FinishedParams, finished),
-    "refusal": RegisteredFilter(RefusalParams, refusal),
-    "length": RegisteredFilter(LengthParams, length),
-    "repetition": RegisteredFilter(RepetitionParams, repetition),
-    "dedup": RegisteredFilter(DedupParams, dedup),
-    "confidence": RegisteredFilter(ConfidenceParams, confidence),
-    "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers),
-    "decontaminate": RegisteredFilter(DecontaminateParams, decontaminate, prepare=load_references),
-    "pii": RegisteredFilter(PiiParams, pii),
+    "finished": RegisteredFilter(FinishedParams, finished, mode="record"),
+    "refusal": RegisteredFilter(RefusalParams, refusal, mode="record"),
+    "length": RegisteredFilter(LengthParams, length, mode="record"),
+    "repetition": RegisteredFilter(RepetitionParams, repetition, mode="record"),
+    "dedup": RegisteredFilter(DedupParams, dedup, mode="stream", stream=Deduplicator),
+    "confidence": RegisteredFilter(ConfidenceParams, confidence, mode="record"),
+    "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers, mode="record"),
+    "decontaminate": RegisteredFilter(DecontaminateParams, decontaminate, prepare=load_references, mode="record"),
+    "pii": RegisteredFilter(PiiParams, pii, mode="record"),
     "select": RegisteredFilter(SelectParams, select, prepare=load_select_verifiers),
 }
 
@@ -151,6 +156,8 @@ class FilterStep:
     params: Any
     function: FilterFunction
     config_params: dict[str, Any]
+    mode: str = "whole"  # RegisteredFilter.mode
+    stream: Callable[[Any], FilterFunction] | None = None
 
 
 def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
@@ -159,7 +166,7 @@ def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
     params = validate_params(spec.name, registered, spec.params)
     if context is not None and registered.prepare is not None:
         params = registered.prepare(params, context)
-    return FilterStep(spec.name, params, registered.function, dict(spec.params))
+    return FilterStep(spec.name, params, registered.function, dict(spec.params), registered.mode, registered.stream)
 
 
 @dataclass
@@ -192,32 +199,43 @@ class FilterResult:
 
 def run_filters(records: list[HarvestRecord], specs: list) -> FilterResult:
     """Apply the steps (FilterSpecs or prepared FilterSteps) in order; each sees what the ones before kept."""
-    kept = list(records)
+    steps = [spec if isinstance(spec, FilterStep) else resolve_step(spec) for spec in specs]
     result = FilterResult(kept=[], dropped=[], steps=[])
-    for spec in specs:
-        step = spec if isinstance(spec, FilterStep) else resolve_step(spec)
-        started = time.perf_counter()
-        verdicts, replaced, notes = _outcome(step, step.function(kept, step.params), kept)
-        survivors: list[HarvestRecord] = []
-        report = StepReport(step.name, step.config_params, len(kept), 0, 0)
-        for original, record, reason, note in zip(kept, replaced, verdicts, notes):
-            if reason is not None:
-                category = reason_category(reason)
-                report.reasons[category] = report.reasons.get(category, 0) + 1
-                result.dropped.append(DroppedRecord(filter=step.name, reason=reason, record=original))
-                continue
-            survivors.append(record)
-            if record is not original:
-                category = reason_category(note or "modified")
-                report.modified += 1
-                report.modified_reasons[category] = report.modified_reasons.get(category, 0) + 1
-                result.modified.append(ModifiedRecord(step.name, note or "modified", record.request_key))
-        report.kept, report.dropped = len(survivors), len(kept) - len(survivors)
-        report.seconds = round(time.perf_counter() - started, 4)
+    kept = list(records)
+    for step in steps:
+        report = StepReport(step.name, step.config_params, 0, 0, 0)
+        kept = apply_step(step, kept, result, report)
         result.steps.append(report)
-        kept = survivors
     result.kept = kept
     return result
+
+
+def apply_step(
+    step: FilterStep, records: list[HarvestRecord], result: FilterResult, report: StepReport, stream=None
+) -> list[HarvestRecord]:
+    """Run one step (or, given, its `stream`) on `records`: the survivors; drops, changes and counts go to
+    `result` and (added to what it holds) `report`."""
+    started = time.perf_counter()
+    output = step.function(records, step.params) if stream is None else stream(records)
+    verdicts, replaced, notes = _outcome(step, output, records)
+    survivors: list[HarvestRecord] = []
+    for original, record, reason, note in zip(records, replaced, verdicts, notes):
+        if reason is not None:
+            category = reason_category(reason)
+            report.reasons[category] = report.reasons.get(category, 0) + 1
+            result.dropped.append(DroppedRecord(filter=step.name, reason=reason, record=original))
+            continue
+        survivors.append(record)
+        if record is not original:
+            category = reason_category(note or "modified")
+            report.modified += 1
+            report.modified_reasons[category] = report.modified_reasons.get(category, 0) + 1
+            result.modified.append(ModifiedRecord(step.name, note or "modified", record.request_key))
+    report.input += len(records)
+    report.kept += len(survivors)
+    report.dropped += len(records) - len(survivors)
+    report.seconds = round(report.seconds + time.perf_counter() - started, 4)
+    return survivors
 
 
 def _outcome(step: FilterStep, output: Any, records: list[HarvestRecord]):

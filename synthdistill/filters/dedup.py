@@ -49,24 +49,38 @@ def written(record: HarvestRecord) -> str:
 
 def dedup(records: list[HarvestRecord], params: DedupParams) -> list[str | None]:
     """Keep the first of each group of (near-)identical answers; the rest name the one they repeat."""
-    verdicts: list[str | None] = [None] * len(records)
-    if params.exact:
-        first_seen: dict[tuple[str, str], str] = {}
-        for i, record in enumerate(records):
-            digest = hashlib.sha256(normalise(written(record)).encode()).hexdigest()
-            key = (record.prompt_id if params.scope == "prompt" else "", digest)
-            if key in first_seen:
-                verdicts[i] = f"exact-duplicate: of {first_seen[key]}"
-            else:
-                first_seen[key] = record.request_key
-    if params.near_threshold is not None:
-        near = near_duplicate_verdicts(
-            records, params.near_threshold, skip=verdicts, same_prompt=params.scope == "prompt"
-        )
-        for i, reason in enumerate(near):
-            if verdicts[i] is None and reason is not None:
-                verdicts[i] = reason
-    return verdicts
+    return Deduplicator(params)(records)
+
+
+class Deduplicator:
+    """`dedup` over a stream of batches: called batch after batch, it gives the verdicts one call on all would.
+
+    It keeps only what later answers are compared with: a 16-byte hash per distinct answer
+    (exact) and, for near-duplicates, the LSH index and a uint32 MinHash signature per kept answer.
+    """
+
+    def __init__(self, params: DedupParams):
+        self.params = params
+        self.first_seen: dict[tuple[str, bytes], str] = {}
+        self.near = NearDuplicates(params.near_threshold) if params.near_threshold is not None else None
+
+    def __call__(self, records: list[HarvestRecord]) -> list[str | None]:
+        verdicts: list[str | None] = [None] * len(records)
+        same_prompt = self.params.scope == "prompt"
+        if self.params.exact:
+            for i, record in enumerate(records):
+                digest = hashlib.sha256(normalise(written(record)).encode()).digest()[:16]
+                key = (record.prompt_id if same_prompt else "", digest)
+                if key in self.first_seen:
+                    verdicts[i] = f"exact-duplicate: of {self.first_seen[key]}"
+                else:
+                    self.first_seen[key] = record.request_key
+        if self.near is not None:
+            near = self.near.verdicts(records, skip=verdicts, same_prompt=same_prompt)
+            for i, reason in enumerate(near):
+                if verdicts[i] is None and reason is not None:
+                    verdicts[i] = reason
+        return verdicts
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -89,27 +103,42 @@ def near_duplicate_verdicts(
     records: list[HarvestRecord], threshold: float, skip: list[str | None], same_prompt: bool = False
 ) -> list[str | None]:
     """'near-duplicate: like <request_key>' for each record within `threshold` (estimated Jaccard) of an earlier kept one."""
-    from datasketch import MinHash, MinHashLSH
+    return NearDuplicates(threshold).verdicts(records, skip, same_prompt)
 
-    permutations = _permutations(NUM_PERM)
-    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-    verdicts: list[str | None] = [None] * len(records)
-    kept_signatures: dict[int, object] = {}  # LSH buckets only propose candidates; the signatures confirm them
-    for i, record in enumerate(records):
-        if skip[i] is not None:
-            continue
-        signature = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME)
-        signature.update_batch(list(shingles(written(record))))
-        values = signature.hashvalues
-        hits = [
-            j
-            for j in map(int, lsh.query(signature))
-            if (not same_prompt or records[j].prompt_id == record.prompt_id)
-            and (kept_signatures[j] == values).mean() >= threshold
-        ]
-        if hits:
-            verdicts[i] = f"near-duplicate: like {records[min(hits)].request_key}"
-        else:
-            lsh.insert(str(i), signature)
-            kept_signatures[i] = values
-    return verdicts
+
+class NearDuplicates:
+    """The MinHash LSH index of the answers kept so far; `verdicts` checks a batch against it and adds its keepers."""
+
+    def __init__(self, threshold: float):
+        from datasketch import MinHashLSH
+
+        self.threshold = threshold
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        # LSH buckets only propose candidates; the signatures confirm them. Per kept answer: (signature, key, prompt)
+        self.kept: dict[int, tuple[object, str, str]] = {}
+        self.count = 0
+
+    def verdicts(self, records: list[HarvestRecord], skip: list[str | None], same_prompt: bool) -> list[str | None]:
+        from datasketch import MinHash
+
+        permutations = _permutations(NUM_PERM)
+        verdicts: list[str | None] = [None] * len(records)
+        for i, record in enumerate(records):
+            index, self.count = self.count, self.count + 1
+            if skip[i] is not None:
+                continue
+            signature = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME)
+            signature.update_batch(list(shingles(written(record))))
+            values = signature.hashvalues  # affine32: uint32
+            hits = [
+                j
+                for j in map(int, self.lsh.query(signature))
+                if (not same_prompt or self.kept[j][2] == record.prompt_id)
+                and (self.kept[j][0] == values).mean() >= self.threshold
+            ]
+            if hits:
+                verdicts[i] = f"near-duplicate: like {self.kept[min(hits)][1]}"
+            else:
+                self.lsh.insert(str(index), signature)
+                self.kept[index] = (values, record.request_key, record.prompt_id if same_prompt else "")
+        return verdicts

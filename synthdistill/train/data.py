@@ -21,10 +21,10 @@ def read_rows(layout: RunLayout, kind: str, split: str, columns: list[str] | Non
     """Rows of one split of the `kind` dataset as Python dicts (pyarrow; no datasets cache involved)."""
     import pyarrow.parquet as pq
 
-    path = layout.split_file(kind, split)
-    if not path.exists():
-        raise StageError(f"{path} does not exist: run `synthdistill build` first")
-    return pq.read_table(path, columns=columns).to_pylist()
+    paths = layout.split_shards(kind, split)
+    if not paths:
+        raise StageError(f"{layout.split_file(kind, split)} does not exist: run `synthdistill build` first")
+    return [row for path in paths for row in pq.read_table(path, columns=columns).to_pylist()]
 
 
 def sft_token_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> list[dict[str, list[int]]]:

@@ -1,9 +1,9 @@
 """Read what a run folder holds for the view: the I/O at the edge, shaping lives in shape.py.
 
 Everything is read through `RunLayout`: the ledger with `store.LedgerReader` (read-only),
-the filter's JSONL files, the datasets' Parquet footers and the stages' JSON files. Records
-are sampled without parsing the rest: a JSONL file is indexed by line offsets, the ledger by
-row ids, and only the sampled lines or rows are parsed.
+the filter's Parquet files, the datasets' Parquet footers and the stages' JSON files. Records
+are sampled without parsing the rest: the filter's files by row index (their small columns
+read for the tallies), the ledger by row ids, and only the sampled rows are parsed.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from synthdistill.audit import run_facts
 from synthdistill.audit.manifest import funnel, teacher_entries
+from synthdistill.filtered_io import read_batches, read_rows_at
 from synthdistill.run_layout import RunLayout
 from synthdistill.store import LedgerReader, LedgerReadError
 
@@ -112,6 +113,28 @@ def split_quota(populations: dict[str, int], total: int) -> dict[str, int]:
 
 def _filtered_records(layout: RunLayout, max_records: int):
     files = {"kept": (layout.kept, ("pack",)), "dropped": (layout.dropped, ("filter", "reason", "pack"))}
+    hint = "run `synthdistill filter` again to rewrite it"
+    tallies = []
+    populations = {}
+    for status, (path, fields) in files.items():
+        values = [] if not path.exists() else read_batches(path, hint, batch_size=50_000, columns=list(fields))
+        found = [row for batch in values for row in batch]
+        populations[status] = len(found)
+        tallies += [{"status": status, **row} for row in found]
+    records = []
+    for status, count in split_quota(populations, max_records).items():
+        if not count:
+            continue
+        for row in read_rows_at(files[status][0], hint, sample_indices(populations[status], count)):
+            records.append(
+                {"status": status, "filter": row.get("filter"), "reason": row.get("reason"), "record": row["record"]}
+            )
+    return records, populations, tallies
+
+
+def _legacy_filtered_records(layout: RunLayout, max_records: int):
+    """The same from a run filtered before 12/2026 (kept.jsonl and dropped.jsonl)."""
+    files = {"kept": (layout.legacy_kept, ("pack",)), "dropped": (layout.legacy_dropped, ("filter", "reason", "pack"))}
     indexed = {s: index_lines(path, fields) if path.exists() else ([], []) for s, (path, fields) in files.items()}
     populations = {status: len(offsets) for status, (offsets, _) in indexed.items()}
     tallies = [{"status": status, **found} for status, (_, values) in indexed.items() for found in values]
@@ -144,6 +167,8 @@ def sampled_records(layout: RunLayout, max_records: int) -> tuple[list[dict], di
     """
     if layout.kept.exists():
         return _filtered_records(layout, max_records)
+    if layout.legacy_kept.exists():
+        return _legacy_filtered_records(layout, max_records)
     if layout.ledger.exists():
         try:
             return _ledger_records(layout, max_records)

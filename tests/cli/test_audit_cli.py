@@ -63,12 +63,12 @@ def test_verify_passes_then_fails_naming_the_flipped_parquet_file(run, capsys):
 
 def test_verify_json_lists_the_problems(run, capsys):
     assert main(["audit", "-c", str(run.config_path)]) == 0
-    (run.run_dir / "filtered" / "kept.jsonl").unlink()
+    (run.run_dir / "filtered" / "kept.parquet").unlink()
     capsys.readouterr()
     assert main(["--json", "audit", "verify", str(run.run_dir)]) == 1
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is False
-    assert [(p["kind"], p["path"]) for p in result["problems"]] == [("missing", "filtered/kept.jsonl")]
+    assert [(p["kind"], p["path"]) for p in result["problems"]] == [("missing", "filtered/kept.parquet")]
 
 
 def test_verify_of_a_run_without_an_audit_is_exit_1(tmp_path, capsys):

@@ -15,6 +15,7 @@ from synthdistill.filters import run_filters
 from synthdistill.filters.funnel import funnel_lines
 from synthdistill.policy import gate, write_decision
 from synthdistill.store import HarvestStore
+from tests.filtered_fixtures import dropped_rows
 from tests.filters.test_verify_and_decontaminate import HELD_OUT, answer, write_pack
 from tests.records_fixtures import make_record
 
@@ -133,7 +134,7 @@ def test_every_filter_from_distill_yaml_runs_in_order_and_writes_its_reasons(tmp
 
     kept = read_kept(config)
     assert [r.text for r in kept] == [RECORDS[0][1].text, "Mail me at [EMAIL] with questions. Answer: 18"]
-    dropped = [json.loads(line) for line in config.layout.dropped.read_text().splitlines()]
+    dropped = dropped_rows(config.run_dir)
     assert [(d["filter"], d["reason"]) for d in dropped] == [
         ("finished", "truncated"),
         ("finished", "empty"),

@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import time
 
+from tests.filtered_fixtures import kept_records
 from tests.harvest_fixtures import done_count, ledger_of, write_project
 from tests.hostile.cli_process import finish, run_cli, start_cli
 from tests.openai_server import FakeOpenAIServer
@@ -96,18 +97,38 @@ def test_a_ledger_with_garbage_pages_is_refused(tmp_path):
     assert "Traceback" not in result.err
 
 
-def test_a_truncated_kept_jsonl_names_its_file_and_line(tmp_path):
+def test_a_truncated_kept_parquet_names_its_file(tmp_path):
     with FakeOpenAIServer() as server:
         config = _harvested(tmp_path, server, 5)
     assert run_cli("filter", "-c", str(config), cwd=tmp_path).code == 0
-    kept = tmp_path / "outputs" / "run" / "filtered" / "kept.jsonl"
-    text = kept.read_text()
-    kept.write_text(text[: len(text) - 200])  # the last line cut off
+    kept = tmp_path / "outputs" / "run" / "filtered" / "kept.parquet"
+    data = kept.read_bytes()
+    kept.write_bytes(data[: len(data) - 200])  # the footer cut off
     result = run_cli("build", "-c", str(config), cwd=tmp_path)
     _assert_message(
         result,
         2,
-        f"{kept}:5: not a complete record (the file is truncated or was edited); "
+        f"{kept}: not a complete Parquet file (truncated or edited); "
+        "run `synthdistill filter -c distill.yaml` again to rewrite it",
+    )
+
+
+def test_a_run_filtered_before_parquet_still_builds_and_a_truncated_kept_jsonl_names_its_line(tmp_path):
+    with FakeOpenAIServer() as server:
+        config = _harvested(tmp_path, server, 5)
+    assert run_cli("filter", "-c", str(config), cwd=tmp_path).code == 0
+    filtered = tmp_path / "outputs" / "run" / "filtered"
+    legacy = filtered / "kept.jsonl"  # what the filter wrote before 12/2026
+    legacy.write_text("".join(json.dumps(record) + "\n" for record in kept_records(filtered.parent)))
+    (filtered / "kept.parquet").unlink()
+    assert run_cli("build", "-c", str(config), cwd=tmp_path).code == 0
+    text = legacy.read_text()
+    legacy.write_text(text[: len(text) - 200])  # the last line cut off
+    result = run_cli("build", "-c", str(config), cwd=tmp_path)
+    _assert_message(
+        result,
+        2,
+        f"{legacy}:5: not a complete record (the file is truncated or was edited); "
         "run `synthdistill filter -c distill.yaml` again to rewrite it",
     )
 

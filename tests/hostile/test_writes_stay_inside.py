@@ -35,12 +35,12 @@ def test_a_symlinked_decision_json_is_refused_and_its_target_untouched(tmp_path)
     assert sent == 0
 
 
-def test_a_symlinked_kept_jsonl_and_audit_report_are_refused(tmp_path):
+def test_a_symlinked_kept_parquet_and_audit_report_are_refused(tmp_path):
     with FakeOpenAIServer() as server:
         config = write_project(tmp_path / "project", server.base_url, 3)
         assert run_cli("harvest", "-c", str(config), cwd=tmp_path).code == 0
     run_dir = tmp_path / "project" / "outputs" / "run"
-    for stage, relative in (("filter", "filtered/kept.jsonl"), ("audit", "audit/report.md")):
+    for stage, relative in (("filter", "filtered/kept.parquet"), ("audit", "audit/report.md")):
         victim = tmp_path / f"victim-{stage}.txt"
         _plant_link(run_dir / relative, victim)
         result = run_cli(stage, "-c", str(config), cwd=tmp_path)

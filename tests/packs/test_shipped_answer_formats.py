@@ -12,6 +12,7 @@ from synthdistill.cli import main
 from synthdistill.packs.format import ToolCallVerify
 from synthdistill.packs.verifiers import verify_answer
 from synthdistill.records import FunctionCall, ToolCall
+from tests.filtered_fixtures import dropped_rows
 from tests.harvest_fixtures import write_project
 from tests.openai_server import FakeOpenAIServer
 from tests.records_fixtures import make_record
@@ -91,7 +92,7 @@ def test_the_tool_use_pack_harvested_and_verified(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     verify_step = next(step for step in report["steps"] if step["name"] == "verify")
     assert verify_step["input"] == 30 and verify_step["dropped"] == 30
-    dropped = [json.loads(line) for line in (tmp_path / "outputs/run/filtered/dropped.jsonl").read_text().splitlines()]
+    dropped = dropped_rows(tmp_path / "outputs/run")
     reasons = [d["reason"] for d in dropped]
     assert sum("'get_weather' called without the expected arguments" in r for r in reasons) == 7
     assert sum(r.startswith("verifier-failed: no call of") for r in reasons) == 23

@@ -8,6 +8,7 @@ import sqlite3
 import yaml
 
 from synthdistill.cli import main
+from tests.filtered_fixtures import dropped_rows
 from tests.harvest_fixtures import FAKE_POLICY, ledger_of, write_project
 from tests.openai_server import FakeOpenAIServer
 
@@ -67,7 +68,7 @@ def test_a_server_answering_as_a_refused_model_stops_the_harvest_and_its_answers
     assert rc == 0, err
     report = json.loads((tmp_path / "outputs" / "run" / "filtered" / "report.json").read_text())
     assert (report["input"], report["kept"], report["refused_by_gate"]) == (3, 0, 3)
-    dropped = [json.loads(line) for line in (tmp_path / "outputs" / "run" / "filtered" / "dropped.jsonl").open()]
+    dropped = dropped_rows(tmp_path / "outputs" / "run")
     assert {(d["filter"], d["reason"].split(": ")[0]) for d in dropped} == {("gate", "answering-model-refused")}
 
 

@@ -15,6 +15,7 @@ from synthdistill.view import shape
 from synthdistill.view.charts import line_chart
 from synthdistill.view.collect import sample_indices, split_quota
 from tests.audit_fixtures import ANSWERED_AS, QUESTIONS, make_run, write_project
+from tests.filtered_fixtures import kept_records
 from tests.openai_server import FakeOpenAIServer, token_logprob
 from tests.view.view_fixtures import make_view_run, page_records
 
@@ -57,7 +58,7 @@ def test_records_carry_each_token_with_the_teachers_probability_and_alternatives
         ("kept", None),
         ("kept", None),
     ]
-    kept = [json.loads(line) for line in run.config.layout.kept.read_text().splitlines()]
+    kept = kept_records(run.config.run_dir)
     by_id = {r["id"]: r for r in records}
     for record in kept:
         item = by_id[record["request_key"]]

@@ -1,0 +1,178 @@
+"""The build's I/O: a survey of the kept records, their batches, and the datasets' sharded Parquet splits.
+
+The build reads `filtered/kept.parquet` twice: once for what it must know before writing a
+row (every prompt id, for the held-out choice; whether any record has a trace, tools,
+logprobs; provenance sums), reading no token arrays; then a row group at a time to make the
+rows. Each split is written in shards of `SHARD_ROWS` rows, `<split>-00000-of-00003.parquet`
+(the Hub's names), so `load_dataset("parquet", data_files=...)` and the card's `configs`
+(`data/<split>-*.parquet`) find them all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from synthdistill.config import DistillConfig
+from synthdistill.dataset_cards import RecordFacts
+from synthdistill.filter_stage import BATCH, kept_batches
+from synthdistill.filtered_io import light_batches, read_row_group, row_groups
+from synthdistill.records import HarvestRecord
+from synthdistill.run_layout import SHARD_ROWS, SPLITS, RunLayout
+from synthdistill.tool_turns import has_tools
+
+WRITE_ROWS = 1000  # rows buffered per split before they are written (one row group)
+
+
+@dataclass
+class Survey:
+    """What the build knows of the kept records before it writes a row."""
+
+    prompt_ids: list[str] = field(default_factory=list)
+    facts: RecordFacts = field(default_factory=RecordFacts)
+    with_reasoning: list[HarvestRecord] = field(default_factory=list)  # the first record with a trace, if any
+    tools: bool = False
+    logprobs: bool = False
+
+    def add(self, records: list[HarvestRecord], with_logprobs: list[bool]) -> None:
+        self.prompt_ids += [r.prompt_id for r in records]
+        self.facts.add(records)
+        if not self.with_reasoning:
+            self.with_reasoning = [r for r in records if r.reasoning is not None][:1]
+        self.tools = self.tools or has_tools(records)
+        self.logprobs = self.logprobs or any(with_logprobs)
+
+
+def _hint(config: DistillConfig) -> str:
+    return f"run `synthdistill filter -c {config.path.name}` again to rewrite it"
+
+
+def survey(config: DistillConfig) -> Survey:
+    """Pass one over the kept records (their token arrays are not read from Parquet)."""
+    found = Survey()
+    layout = config.layout
+    if layout.kept.exists():
+        for batch in light_batches(layout.kept, _hint(config)):
+            found.add([record for record, _ in batch], [flag for _, flag in batch])
+    else:  # a run filtered before the output was Parquet (kept.jsonl), or none: kept_batches says so
+        for records in kept_batches(config):
+            found.add(records, [r.has_logprobs for r in records])
+    return found
+
+
+def record_tasks(config: DistillConfig) -> tuple[list, Callable[[Any], list[HarvestRecord]]]:
+    """(tasks, load): the units of pass two (row groups) and how one is read, in any process."""
+    layout = config.layout
+    hint = _hint(config)
+    if layout.kept.exists():
+        path = layout.kept
+        return list(range(row_groups(path, hint))), lambda group: read_row_group(path, hint, group)
+    return kept_batches(config, BATCH), lambda records: records  # legacy JSON lines: batches read here
+
+
+class ShardedSplits:
+    """Rows of every split of one dataset, appended in order and written in shards; `close()` names them."""
+
+    def __init__(self, layout: RunLayout, kind: str, schema, stored_as=None):
+        self.layout, self.kind, self.schema, self.stored_as = layout, kind, schema, stored_as
+        self.data = layout.dataset_data_dir(kind)
+        if self.data.exists():
+            shutil.rmtree(self.data)
+        self.data.mkdir(parents=True)
+        self.buffers: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        self.shards: dict[str, list] = {split: [] for split in SPLITS}  # temp paths of finished shards
+        self.counts = {split: 0 for split in SPLITS}
+        self._open: dict[str, tuple[Any, int]] = {}  # split → (writer of its current shard, rows in it)
+
+    def add(self, split: str, row: dict) -> None:
+        self.buffers[split].append(row)
+        self.counts[split] += 1
+        if len(self.buffers[split]) >= WRITE_ROWS:
+            self._flush(split)
+
+    def _flush(self, split: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows, self.buffers[split] = self.buffers[split], []
+        while rows or split not in self._open and not self.shards[split]:
+            writer, held = self._open.get(split) or (None, 0)
+            if writer is None:
+                path = self.data / f".{split}-{len(self.shards[split]):05d}.parquet.tmp"
+                self.shards[split].append(path)
+                writer = pq.ParquetWriter(path, self.stored_as or self.schema)
+            take, rows = rows[: SHARD_ROWS - held], rows[SHARD_ROWS - held :]
+            table = pa.Table.from_pylist(take, schema=self.schema)
+            writer.write_table(table.cast(self.stored_as) if self.stored_as is not None else table)
+            held += len(take)
+            if held >= SHARD_ROWS:
+                writer.close()
+                self._open.pop(split, None)
+            else:
+                self._open[split] = (writer, held)
+
+    def close(self) -> dict[str, int]:
+        """Write what is buffered, close the shards and rename them `<split>-<i>-of-<n>`; rows per split."""
+        for split in SPLITS:
+            self._flush(split)
+            writer, _ = self._open.pop(split, (None, 0))
+            if writer is not None:
+                writer.close()
+            paths = self.shards[split]
+            for i, path in enumerate(paths):
+                os.replace(path, self.layout.split_file(self.kind, split, i, len(paths)))
+        return dict(self.counts)
+
+
+@dataclass
+class KdStats:
+    """The KD build's counts, added up batch by batch."""
+
+    dropped: dict[str, int] = field(default_factory=dict)
+    matches: dict[str, int] = field(default_factory=dict)
+    masked: dict[str, int] = field(default_factory=dict)
+    alignment: dict[str, int] = field(default_factory=lambda: {"exact": 0, "partial": 0, "none": 0})
+    by_part: dict[str, list[int]] = field(default_factory=dict)
+    answer_tokens: int = 0
+    with_targets: int = 0
+    rows: int = 0
+    max_candidates: int = 0
+
+    def merge(self, other: KdStats) -> None:
+        for mine, theirs in (
+            (self.dropped, other.dropped),
+            (self.matches, other.matches),
+            (self.masked, other.masked),
+            (self.alignment, other.alignment),
+        ):
+            for key, n in theirs.items():
+                count(mine, key, n)
+        for part, (n, kept) in other.by_part.items():
+            self.by_part[part] = [a + b for a, b in zip(self.by_part.get(part, [0, 0]), (n, kept))]
+        self.answer_tokens += other.answer_tokens
+        self.with_targets += other.with_targets
+        self.rows += other.rows
+        self.max_candidates = max(self.max_candidates, other.max_candidates)
+
+    def coverage(self) -> float | None:
+        if not self.rows:
+            return None
+        return round(self.with_targets / self.answer_tokens, 4) if self.answer_tokens else 0.0
+
+    def refusal(self) -> str | None:
+        """Why no KD dataset is written, or None."""
+        if not self.rows:
+            return "no record has logprobs the student's tokens can use"
+        if self.coverage() == 0.0:
+            return (
+                "no answer token got KD targets: the teacher's tokens never line up with the student's "
+                f"(masked positions: {self.masked})"
+            )
+        return None
+
+
+def count(counts: dict[str, int], key: str, n: int = 1) -> None:
+    counts[key] = counts.get(key, 0) + n

@@ -1,0 +1,255 @@
+"""The filter's records on disk: `filtered/kept.parquet` and `filtered/dropped.parquet`.
+
+One row per record, written a row group per batch (`RecordsWriter`), read a batch at a
+time (`read_batches`), so neither side holds every record. Typed columns:
+
+    request_key, prompt_id, pack          strings (readers that need only these never parse a record)
+    filter, reason                        dropped.parquet only: the step that dropped it and its whole reason
+    record                                the record's other fields as JSON
+    tokens, top_tokens                    list<string>, list<list<string>> (dictionary-encoded)
+    token_ids, top_ids                    list<uint32>, list<list<uint32>>
+    token_logprobs                        list<float32>: the sampled tokens' logprobs (confidence filters, eval)
+    top_logprobs                          list<list<float16>>: the KD dataset stores them as float16 too
+
+Files are zstd-compressed. A temp file beside the target is renamed over it when the
+writer closes, so a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from synthdistill.errors import DamagedFileError
+from synthdistill.records import DroppedRecord, HarvestRecord
+from synthdistill.safe_write import check_target
+
+ARRAY_FIELDS = ("tokens", "token_ids", "token_logprobs", "top_tokens", "top_ids", "top_logprobs")
+KEY_FIELDS = ("request_key", "prompt_id", "pack")
+DROP_FIELDS = ("filter", "reason")
+COMPRESSION = "zstd"
+
+
+def schema(dropped: bool = False):
+    """The Arrow schema of kept.parquet (or, with `dropped`, dropped.parquet)."""
+    import pyarrow as pa
+
+    strings = [pa.field(name, pa.string()) for name in KEY_FIELDS + (DROP_FIELDS if dropped else ())]
+    return pa.schema(
+        [
+            *strings,
+            pa.field("record", pa.string()),
+            pa.field("tokens", pa.list_(pa.string())),
+            pa.field("token_ids", pa.list_(pa.uint32())),
+            pa.field("token_logprobs", pa.list_(pa.float32())),
+            pa.field("top_tokens", pa.list_(pa.list_(pa.string()))),
+            pa.field("top_ids", pa.list_(pa.list_(pa.uint32()))),
+            pa.field("top_logprobs", pa.list_(pa.list_(pa.float16()))),
+        ]
+    )
+
+
+def _row(record: HarvestRecord, drop: DroppedRecord | None = None) -> dict[str, Any]:
+    data = record.model_dump(mode="json")
+    row = {name: data[name] for name in KEY_FIELDS}
+    if drop is not None:
+        row.update(filter=drop.filter, reason=drop.reason)
+    row.update({name: data.pop(name) for name in ARRAY_FIELDS})
+    row["record"] = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return row
+
+
+def to_table(items: list[HarvestRecord] | list[DroppedRecord], dropped: bool = False):
+    """Records (or, with `dropped`, DroppedRecords) as one Arrow table of `schema(dropped)`."""
+    import numpy as np
+    import pyarrow as pa
+
+    rows = [_row(item.record, item) if dropped else _row(item) for item in items]
+    columns = {}
+    for field in schema(dropped):
+        values = [row[field.name] for row in rows]
+        if field.name == "top_logprobs":  # float16 through numpy: Arrow cannot cast Python floats to it
+            values = [None if v is None else [np.asarray(lps, dtype=np.float16) for lps in v] for v in values]
+        columns[field.name] = pa.array(values, type=field.type)
+    return pa.table(columns, schema=schema(dropped))
+
+
+def from_rows(rows: list[dict[str, Any]]) -> list[HarvestRecord]:
+    """HarvestRecords from rows of `schema` (as `Table.to_pylist` gives them)."""
+    return [_record(row, {name: row[name] for name in ARRAY_FIELDS}) for row in rows]
+
+
+def from_batch(batch) -> list[HarvestRecord]:
+    """HarvestRecords from an Arrow record batch of `schema`; the arrays go through numpy (fast)."""
+    arrays = {name: _nested(batch.column(name)) for name in ARRAY_FIELDS}
+    keys = {name: batch.column(name).to_pylist() for name in (*KEY_FIELDS, "record")}
+    return [
+        _record({name: keys[name][i] for name in keys}, {name: arrays[name][i] for name in ARRAY_FIELDS})
+        for i in range(batch.num_rows)
+    ]
+
+
+def _record(row: dict[str, Any], arrays: dict[str, Any]) -> HarvestRecord:
+    data = json.loads(row["record"])
+    data.update({name: row[name] for name in KEY_FIELDS})
+    data.update(arrays)
+    return HarvestRecord.model_validate(data)
+
+
+def _nested(column) -> list:
+    """A list (or list-of-lists) column as Python lists, None where null; numbers through numpy (fast)."""
+    import pyarrow as pa
+
+    def plain(array) -> list:
+        return array.to_pylist() if pa.types.is_string(array.type) else array.to_numpy(zero_copy_only=False).tolist()
+
+    def split(values: list, offsets) -> list:
+        bounds = (offsets - offsets[0]).tolist()
+        return [values[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+    if column.null_count == len(column):
+        return [None] * len(column)
+    inner = column.flatten()
+    if pa.types.is_list(inner.type):
+        offsets = inner.offsets.to_numpy()
+        widths = offsets[1:] - offsets[:-1]
+        leaves = inner.flatten()
+        if len(widths) and (widths == widths[0]).all() and widths[0] and not pa.types.is_string(leaves.type):
+            # every position has k candidates (the usual case): one reshape instead of a slice each
+            values = leaves.to_numpy(zero_copy_only=False).reshape(-1, int(widths[0])).tolist()
+        else:
+            values = split(plain(leaves), offsets)
+    else:
+        values = plain(inner)
+    rows = split(values, column.offsets.to_numpy())
+    valid = column.is_valid().to_numpy(zero_copy_only=False).tolist()
+    return [row if ok else None for row, ok in zip(rows, valid)]
+
+
+class RecordsWriter:
+    """Appends batches of records to one Parquet file, a row group each; `close()` renames it into place."""
+
+    def __init__(self, path: Path, dropped: bool = False, inside: Path | None = None):
+        self.path = Path(path)
+        self.dropped = dropped
+        self.rows = 0
+        check_target(self.path, inside)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.close(handle)
+        self._tmp = Path(tmp)
+        self._writer = None
+
+    def write(self, items: list[HarvestRecord] | list[DroppedRecord]) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, schema(self.dropped), compression=COMPRESSION)
+        if items:
+            self._writer.write_table(to_table(items, self.dropped))
+            self.rows += len(items)
+
+    def close(self) -> None:
+        self.write([])  # an empty file still has the schema
+        self._writer.close()
+        with self._tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> RecordsWriter:
+        return self
+
+    def __exit__(self, kind, *exc) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _open(path: Path, hint: str):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError
+        raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None
+
+
+def read_batches(path: Path, hint: str, batch_size: int = 1000, columns: list[str] | None = None) -> Iterator[list]:
+    """The rows of a filter output file, `batch_size` at a time: dicts with `columns`, else HarvestRecords."""
+    parquet = _open(path, hint)
+    try:
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+            yield batch.to_pylist() if columns is not None else from_batch(batch)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DamagedFileError):
+            raise
+        raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None
+
+
+def row_count(path: Path, hint: str) -> int:
+    return _open(path, hint).metadata.num_rows
+
+
+def read_rows_at(path: Path, hint: str, indices: Iterable[int]) -> list[dict[str, Any]]:
+    """Whole rows (dicts; `record` parsed and the arrays merged back in) at the given indices, in index order."""
+    parquet = _open(path, hint)
+    wanted = sorted(set(indices))
+    found: list[dict[str, Any]] = []
+    start = 0
+    for group in range(parquet.metadata.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        inside = [i - start for i in wanted if start <= i < start + size]
+        if inside:
+            rows = parquet.read_row_group(group).take(inside).to_pylist()
+            found += [_merged(row) for row in rows]
+        start += size
+    return found
+
+
+def _merged(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as the record's JSON shape: the `record` fields with the keys and arrays merged in."""
+    data = json.loads(row.pop("record"))
+    if row["top_logprobs"] is not None:  # float16 values come back as numpy scalars
+        row["top_logprobs"] = [[float(lp) for lp in lps] for lps in row["top_logprobs"]]
+    record = {**{name: row.pop(name) for name in KEY_FIELDS}, **data, **{name: row.pop(name) for name in ARRAY_FIELDS}}
+    return {**row, "record": record}
+
+
+def row_groups(path: Path, hint: str) -> int:
+    """How many row groups (the filter's batches) a file has: the build's units of work."""
+    return _open(path, hint).metadata.num_row_groups
+
+
+def read_row_group(path: Path, hint: str, group: int) -> list[HarvestRecord]:
+    """The records of one row group, in order."""
+    try:
+        table = _open(path, hint).read_row_group(group)
+    except (OSError, ValueError):
+        raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None
+    return [record for batch in table.to_batches() for record in from_batch(batch)]
+
+
+def light_batches(path: Path, hint: str, batch_size: int = 5000) -> Iterator[list[tuple[HarvestRecord, bool]]]:
+    """(record without its token arrays, whether it has logprobs) for every row: what the build surveys first."""
+    columns = [*KEY_FIELDS, "record", "token_logprobs", "top_logprobs"]
+    parquet = _open(path, hint)
+    for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+        with_logprobs = [
+            a and b
+            for a, b in zip(
+                batch.column("token_logprobs").is_valid().to_pylist(),
+                batch.column("top_logprobs").is_valid().to_pylist(),
+            )
+        ]
+        keys = {name: batch.column(name).to_pylist() for name in (*KEY_FIELDS, "record")}
+        yield [(_record({name: keys[name][i] for name in keys}, {}), with_logprobs[i]) for i in range(batch.num_rows)]

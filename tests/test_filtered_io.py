@@ -1,0 +1,78 @@
+"""filtered/*.parquet: records go in typed and come back equal (top-k logprobs at float16), batch by batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from synthdistill.errors import DamagedFileError
+from synthdistill.filtered_io import RecordsWriter, read_batches, read_row_group, read_rows_at, row_groups
+from synthdistill.records import DroppedRecord, ToolCall
+from tests.records_fixtures import make_record
+
+LOGPROBS = {
+    "tokens": ["Hel", "lo", "!"],
+    "token_ids": [9906, 385, 0],
+    "token_logprobs": [-0.125, -1.5, -0.0078125],
+    "top_tokens": [["Hel", "Hi"], ["lo"], ["!", ".", "?"]],  # ragged: as many candidates as the server sent
+    "top_ids": [[9906, 13347], [385], [0, 13, 30]],
+    "top_logprobs": [[-0.125, -2.3], [-1.5], [-0.0078125, -5.1, -7.77]],
+}
+
+
+def _records():
+    plain = make_record("Say hi.", "Hi")
+    with_logprobs = make_record("Say hello.", "Hello!", logprobs=LOGPROBS)
+    call = {"id": "c1", "function": {"name": "f", "arguments": "{}"}}
+    tools = make_record("Call f.", "").model_copy(update={"tool_calls": [ToolCall.model_validate(call)]})
+    return [plain, with_logprobs, tools]
+
+
+def test_records_round_trip_with_typed_columns_in_row_groups(tmp_path):
+    path = tmp_path / "kept.parquet"
+    records = _records()
+    with RecordsWriter(path) as writer:
+        writer.write(records[:2])
+        writer.write(records[2:])
+    schema = pq.read_schema(path)
+    assert str(schema.field("token_ids").type) == "list<element: uint32>"
+    assert str(schema.field("token_logprobs").type) == "list<element: float>"
+    assert str(schema.field("top_logprobs").type) == "list<element: list<element: halffloat>>"
+    assert row_groups(path, "hint") == 2
+    back = [r for batch in read_batches(path, "hint", batch_size=2) for r in batch]
+    assert [r.model_dump(exclude={"top_logprobs"}) for r in back] == [
+        r.model_dump(exclude={"top_logprobs"}) for r in records
+    ]
+    assert back[0].top_logprobs is None and back[2].tool_calls == records[2].tool_calls
+    expected = [np.float16(lp).item() for row in LOGPROBS["top_logprobs"] for lp in row]
+    assert [lp for row in back[1].top_logprobs for lp in row] == expected
+    assert read_row_group(path, "hint", 1) == back[2:]
+
+
+def test_dropped_rows_carry_filter_and_reason_and_read_back_by_index(tmp_path):
+    path = tmp_path / "dropped.parquet"
+    records = _records()
+    dropped = [
+        DroppedRecord(filter="dedup", reason=f"exact-duplicate: of {i}", record=r) for i, r in enumerate(records)
+    ]
+    with RecordsWriter(path, dropped=True) as writer:
+        writer.write(dropped)
+    small = [row for batch in read_batches(path, "hint", columns=["filter", "reason", "pack"]) for row in batch]
+    assert small[1] == {"filter": "dedup", "reason": "exact-duplicate: of 1", "pack": "demo"}
+    [row] = read_rows_at(path, "hint", [1])
+    assert (row["filter"], row["reason"]) == ("dedup", "exact-duplicate: of 1")
+    assert row["record"]["text"] == "Hello!" and row["record"]["token_ids"] == LOGPROBS["token_ids"]
+
+
+def test_a_failed_write_leaves_no_file_and_a_truncated_one_is_named(tmp_path):
+    path = tmp_path / "kept.parquet"
+    with pytest.raises(RuntimeError), RecordsWriter(path) as writer:
+        writer.write(_records())
+        raise RuntimeError("crash mid-stage")
+    assert list(tmp_path.iterdir()) == []
+    with RecordsWriter(path) as writer:
+        writer.write(_records())
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DamagedFileError, match="not a complete Parquet file .*; run filter"):
+        next(read_batches(path, "run filter"))
