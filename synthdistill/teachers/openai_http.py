@@ -347,11 +347,28 @@ class OpenAIHTTPTeacher:
         style = "openai" if self.style == "auto" else self.style
         body = build_body(self.model, request, style, self.endpoint)
         self.knob_warnings.note(request.sampling, style, self.endpoint)
+        payload = await self._post_json(base_url, endpoint_path(self.endpoint), body)
+        try:
+            return parse_answer(
+                payload,
+                want_logprobs=request.sampling.top_logprobs > 0,
+                fallback_model=self.model,
+                source=f"answer from {host}",
+                endpoint=self.endpoint,
+                top_k=request.sampling.top_logprobs,
+            )
+        except RetryableTeacherError as exc:
+            # the server's own words may be quoted in the message: scrub them
+            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
+
+    async def _post_json(self, base_url: str, path: str, body: dict):
+        """POST `body` to `base_url + path`; the JSON answer, or the classified fault (see the module docstring)."""
+        host = endpoint_host(base_url)
         try:
             # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)
             async with asyncio.timeout(self.config.timeout_s):
                 async with self._http() as client:
-                    response = await client.post(f"{base_url}{endpoint_path(self.endpoint)}", json=body)
+                    response = await client.post(f"{base_url}{path}", json=body)
         except (httpx.TimeoutException, TimeoutError) as exc:
             if isinstance(exc, httpx.ConnectTimeout):
                 self._endpoints.mark_down(base_url, "did not accept the connection in time")
@@ -379,18 +396,7 @@ class OpenAIHTTPTeacher:
         if _holds_lone_surrogate(response.text, payload):
             # JSON can spell a lone surrogate ("\\ud800"); it is not text, and no ledger, hash or dataset can hold it
             raise malformed(f"answer from {host} holds a lone surrogate escape (not valid Unicode text)")
-        try:
-            return parse_answer(
-                payload,
-                want_logprobs=request.sampling.top_logprobs > 0,
-                fallback_model=self.model,
-                source=f"answer from {host}",
-                endpoint=self.endpoint,
-                top_k=request.sampling.top_logprobs,
-            )
-        except RetryableTeacherError as exc:
-            # the server's own words may be quoted in the message: scrub them
-            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
+        return payload
 
     def _observe_limits(self, headers: httpx.Headers) -> None:
         if self.on_rate_limits is not None:
