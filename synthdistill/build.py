@@ -32,6 +32,7 @@ from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_mess
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
 from synthdistill.filter_stage import read_kept
+from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
@@ -265,7 +266,12 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
     id_type = "uint16" if len(tokenizer) <= UINT16_VOCAB else "int32"
     kept = [r for r in records if r.request_key in rows_by_key]
     layout = config.layout
-    counts = _write_splits(layout, "kd", kept, held_out, lambda r: rows_by_key[r.request_key], _kd_schema(id_type))
+    vectors = stored_vectors(config)  # harvest.embeddings: the teacher's vector of each answer (None: off)
+    if vectors is not None:
+        for key, row in rows_by_key.items():
+            row["teacher_embedding"] = vectors.get(key)
+    schema = _kd_schema(id_type, embeddings=vectors is not None)
+    counts = _write_splits(layout, "kd", kept, held_out, lambda r: rows_by_key[r.request_key], schema)
     top_k = max((len(ids) for row in rows_by_key.values() for ids in row["kd_ids"]), default=0)
     tokenizer.save_pretrained(layout.dataset_tokenizer("kd"))
     build = {
@@ -287,6 +293,8 @@ def _build_kd(config: DistillConfig, records, held_out, decision, info: dict, tr
         "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in by_part.items()},
         "reasoning": traces,
     }
+    if vectors is not None:
+        build["teacher_embeddings"] = embeddings_note(config, vectors, list(rows_by_key))
     write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
     write_card("kd", config, decision, {**info, "kd": build}, counts)
     return counts, coverage, dropped, None
@@ -357,10 +365,12 @@ def _sft_schemas(tools: bool) -> tuple[Any, Any]:
     return _sft_schema(pa.string()), _sft_schema(pa.json_())
 
 
-def _kd_schema(id_type: str = "int32"):
-    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py)."""
+def _kd_schema(id_type: str = "int32", embeddings: bool = False):
+    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py); with
+    `embeddings`, `teacher_embedding` (float32, null where the answer has no stored vector)."""
     import pyarrow as pa
 
+    extra = [("teacher_embedding", pa.list_(pa.float32()))] if embeddings else []
     return pa.schema(
         [
             ("row_id", pa.string()),
@@ -372,5 +382,6 @@ def _kd_schema(id_type: str = "int32"):
             ("kd_ids", pa.list_(pa.list_(getattr(pa, id_type)()))),
             ("kd_logprobs", pa.list_(pa.list_(pa.float16()))),
             ("kd_mask", pa.list_(pa.int8())),
+            *extra,
         ]
     )

@@ -33,7 +33,7 @@ from synthdistill.policy.gate import decide_for
 from synthdistill.pricing import Budget, Price, check_budget_priced, load_price_table, quote
 from synthdistill.records import HarvestRecord
 from synthdistill.retrying import RequestFailed, RetryPolicy
-from synthdistill.store import HarvestStore, StoredEmbedding
+from synthdistill.store import HarvestStore, LedgerReader, StoredEmbedding
 from synthdistill.teachers.embedding_batch import EmbeddingBatch, EmbeddingItem
 
 DTYPE = "float32"
@@ -261,7 +261,8 @@ class EmbeddingRun:
             return
         if answered not in self.setup.answered_as:
             run = self.run
-            found = decide_for(self.config, use=run.decision.gated_use, model=answered, base_urls=self.setup.base_urls)
+            use, urls = run.decision.gated_use, self.setup.base_urls
+            found = decide_for(self.config, use=use, model=answered, policy_choice="auto", base_urls=urls)
             self.setup.answered_as[answered] = found.allowed
             if not found.allowed:
                 lead = f"the embedding endpoint answered as '{answered}', not '{self.setup.model}', and the gate refused it"
@@ -324,3 +325,30 @@ async def harvest_embeddings(run, setup: EmbeddingSetup) -> EmbeddingSummary:
         not_sent=not_sent,
         errors_by_kind=embedding.errors_by_kind,
     )
+
+
+def stored_vectors(config: DistillConfig) -> dict[str, list[float]] | None:
+    """The ledger's vectors for the configured embeddings, by request key; None when harvest.embeddings is off."""
+    spec = embedding_spec(config)
+    if spec is None:
+        return None
+    ledger = config.layout.ledger
+    if not ledger.exists():
+        return {}
+    with LedgerReader(ledger) as reader:
+        return {key: unpack_vector(stored) for key, stored in reader.embeddings(spec).items()}
+
+
+def embeddings_note(config: DistillConfig, vectors: dict[str, list[float]], keys: list[str]) -> dict:
+    """What the KD dataset's `teacher_embedding` column holds, for build.json and the dataset card."""
+    settings = config.harvest.embeddings
+    lengths = sorted({len(vectors[k]) for k in keys if k in vectors})
+    return {
+        "column": "teacher_embedding",
+        "model": embedding_model(config),
+        "input": settings.input,
+        "dimensions": lengths[0] if len(lengths) == 1 else lengths,
+        "spec": embedding_spec(config),
+        "rows_with": sum(k in vectors for k in keys),
+        "rows_without": sum(k not in vectors for k in keys),
+    }

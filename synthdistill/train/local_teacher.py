@@ -168,10 +168,11 @@ def attach_local_teacher(config: DistillConfig, model, tokenizer, device, use_gp
 
     student = config.require_student("train")
     kd = student.kd
-    if kd.features is None and kd.relations is None and not kd.online:
-        return None, None
     if kd.relations is not None:
         check_relation_batch(kd.relations.loss, student.batch_size)
+    hidden_relations = kd.relations is not None and kd.relations.source == "teacher-hidden"
+    if kd.features is None and not hidden_relations and not kd.online:
+        return None, None  # relations from the harvested embeddings need no local teacher
     teacher = load_local_teacher(config, tokenizer, device, use_gpu)
     if kd.online:
         check_plain_head(teacher.model, teacher.reference)

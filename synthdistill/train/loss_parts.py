@@ -8,7 +8,8 @@ The student's loss is `sum(weight[name] * part[name])` over the parts `ce`, `kl`
   against the teacher's output of layer j at the same tokens (same tokenizer: the same positions);
   `cosine` = mean of 1 − cosine similarity, `mse` = mean squared difference; averaged over the pairs.
 - **relation** (RKD, Park et al. 2019): each example's last hidden state mean-pooled over its answer
-  tokens, student and teacher alike; `distance` compares the pairwise distances, each set divided by
+  tokens, student and teacher alike (or, with `source: embeddings`, the teacher's harvested embedding
+  of each answer: an API teacher's internals); `distance` compares the pairwise distances, each set divided by
   its mean, with a Huber loss; `angle` compares the cosines of the angles of every triplet.
   Relations are taken within one per-device micro-batch: under gradient accumulation each
   micro-batch contributes its own relation loss, averaged like every other part (relations across
@@ -165,11 +166,19 @@ def representation_parts(student_hidden, teacher_hidden, labels, settings, proje
     parts = {}
     if settings.features is not None:
         parts["feature"] = feature_loss(student_hidden, teacher_hidden, mask, projections, settings.features.loss)
-    if settings.relations is not None:
+    if settings.relations is not None and settings.relations.source == "teacher-hidden":
         student = pooled(student_hidden[-1], mask)
         teacher = pooled(teacher_hidden[-1].to(student.device).float(), mask.to(student.device))
         parts["relation"] = relation_loss(student, teacher, settings.relations.loss)
     return parts
+
+
+def embedding_relation(student_last: torch.Tensor, labels: torch.Tensor, embeddings, present, kind: str):
+    """RKD between the student's pooled answers and the teacher's harvested embeddings [B, D] (`present` [B]:
+    which examples have one; the others are left out of the batch's relations)."""
+    student = pooled(student_last, answer_mask(labels))
+    present = present.to(student.device)
+    return relation_loss(student[present], embeddings.to(student.device)[present], kind)
 
 
 def next_token_rows(labels: torch.Tensor) -> torch.Tensor:
