@@ -17,8 +17,8 @@ def answer_vector(text: str, dims: int = 6) -> list[float]:
     return [(byte - 128) / 128 for byte in hashlib.sha256(text.encode()).digest()[:dims]]
 
 
-def add_embeddings(config_path, every: int = 1, dims: int = 6):
-    """Turn harvest.embeddings on in distill.yaml and store a vector for every `every`-th kept answer; the config."""
+def add_embeddings(config_path, every: int | None = 1, dims: int = 6):
+    """Turn harvest.embeddings on in distill.yaml and store a vector for every `every`-th kept answer (None: none); the config."""
     data = yaml.safe_load(config_path.read_text())
     data["harvest"]["embeddings"] = {"model": "tiny-embedder", "base_url": "http://127.0.0.1:9/v1"}
     config_path.write_text(yaml.safe_dump(data))
@@ -35,7 +35,7 @@ def add_embeddings(config_path, every: int = 1, dims: int = 6):
             1,
             "127.0.0.1:9",
         )
-        for r in kept[::every]
+        for r in (kept[::every] if every else [])
     ]
     with HarvestStore(config.layout.ledger) as store:
         store.put_embeddings(embedding_spec(config), rows)
