@@ -42,7 +42,7 @@ from synthdistill.pricing import (
 )
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, Usage, request_key_for, utc_now
-from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
+from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy, until_first_failure
 from synthdistill.safe_write import write_text
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore
@@ -232,16 +232,9 @@ class HarvestRun:
         if self.config.teacher.backend == "openai":  # an in-process model is slow, not stuck, while it loads
             workers.append(asyncio.create_task(self._watch(workers[:])))
         try:
-            # the first auth failure, stuck teacher (or crash) cancels every other worker at once
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+            await until_first_failure(workers)  # the first auth failure, stuck teacher (or crash) stops them all
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        self.not_sent = len(queue)
+            self.not_sent = len(queue)
 
     async def run_batches(self, teacher: BatchTeacher, pending: list[PlannedRequest]) -> None:
         """Answer every pending request with a batch teacher: resume open batches, submit the rest, collect."""

@@ -32,9 +32,10 @@ from synthdistill.policy import gate_embeddings, refusal_message, same_model
 from synthdistill.policy.gate import decide_for
 from synthdistill.pricing import Budget, Price, check_budget_priced, load_price_table, quote
 from synthdistill.records import HarvestRecord
-from synthdistill.retrying import RequestFailed, RetryPolicy
+from synthdistill.retrying import RequestFailed, RetryPolicy, until_first_failure
 from synthdistill.store import HarvestStore, LedgerReader, StoredEmbedding
 from synthdistill.teachers.embedding_batch import EmbeddingBatch, EmbeddingItem
+from synthdistill.teachers.transformers_local import TransformersTeacher
 
 DTYPE = "float32"
 
@@ -147,7 +148,6 @@ def make_embedder(config: DistillConfig, setup: EmbeddingSetup):
     """The HTTP embedder (the teacher's timeout, concurrency and dialect-free client), or the in-process one."""
     if not setup.base_urls:
         from synthdistill.teachers.openai_embeddings import LocalEmbedder
-        from synthdistill.teachers.transformers_local import TransformersTeacher
 
         teacher = TransformersTeacher(config.teacher, project_dir=config.project_dir)
         return LocalEmbedder(teacher, pool_prompt=setup.settings.input == "prompt+answer")
@@ -200,14 +200,8 @@ class EmbeddingRun:
             for _ in range(min(self.config.teacher.max_concurrency, len(batches)))
         ]
         try:
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+            await until_first_failure(workers)
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
             await self.embedder.aclose()
         return sum(len(batch.items) for batch in queue)
 

@@ -14,6 +14,7 @@ import base64
 import math
 import struct
 
+from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import TeacherError
 from synthdistill.teachers.embedding_batch import EmbeddingAnswer, EmbeddingBatch
 from synthdistill.teachers.openai_dialects import malformed
@@ -47,6 +48,12 @@ def _vector(raw: object, source: str) -> list[float]:
         except ValueError:
             raise malformed(f"{source}: an embedding is neither a list of numbers nor base64") from None
         raw = list(struct.unpack(f"<{len(blob) // 4}f", blob[: len(blob) // 4 * 4]))
+    if isinstance(raw, list) and raw and all(isinstance(x, list) for x in raw):
+        raise TeacherError(
+            f"{source}: one vector per token, not one per input: the server does not pool (llama-cpp-python's "
+            "server cannot; start llama.cpp's llama-server with --embeddings --pooling mean, vLLM with --runner "
+            "pooling)"
+        )
     if (
         not isinstance(raw, list)
         or not raw
@@ -98,8 +105,6 @@ class LocalEmbedder:
 
     def _embed(self, batch: EmbeddingBatch) -> EmbeddingAnswer:
         import torch
-
-        from synthdistill.chat_tokens import prompt_token_ids
 
         model, tokenizer, device = self.teacher._load()
         kwargs = self.teacher.config.chat_template_kwargs or {}
