@@ -306,7 +306,7 @@ async def harvest_embeddings(run, setup: EmbeddingSetup) -> EmbeddingSummary:
         model=setup.model,
         spec=setup.spec,
         input=setup.settings.input,
-        dimensions=setup.settings.dimensions or embedding.dims,
+        dimensions=embedding.dims or run.store.embedding_dims(setup.spec),
         answers=answers,
         already_done=already,
         embedded=embedding.embedded,

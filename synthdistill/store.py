@@ -445,9 +445,10 @@ class HarvestStore:
         return {row[0] for row in self._db.execute("SELECT request_key FROM embeddings WHERE spec = ?", (spec,))}
 
     @_guarded
-    def embedding_failure_keys(self, spec: str) -> set[str]:
-        rows = self._db.execute("SELECT request_key FROM embedding_failures WHERE spec = ?", (spec,))
-        return {row[0] for row in rows}
+    def embedding_dims(self, spec: str) -> int | None:
+        """The length of the vectors stored for `spec` (None before the first)."""
+        row = self._db.execute("SELECT dims FROM embeddings WHERE spec = ? LIMIT 1", (spec,)).fetchone()
+        return row[0] if row else None
 
     @_guarded
     def embedding_tokens(self) -> int:

@@ -51,12 +51,17 @@ def _embedding_count(ledger) -> int:
         db.close()
 
 
-def test_each_answer_gets_its_vector_in_batches_and_a_rerun_asks_nothing(tmp_path):
+def test_each_answer_gets_its_vector_in_batches_and_a_rerun_asks_nothing(tmp_path, capsys):
     with FakeOpenAIServer() as server:
         config = write_project(tmp_path, server.base_url, 10, harvest={"embeddings": {"batch_size": 4}})
         first = harvest.run(load_config(config))
         stats = server.stats()
         again = harvest.run(load_config(config))
+        capsys.readouterr()
+        assert main(["harvest", "-c", str(config)]) == 0
+        assert (
+            "  embeddings (fake-model, 8 dims): 0 stored, 10 already, 0 failed (0 requests)" in capsys.readouterr().out
+        )
         assert server.stats()["embedding_requests"] == stats["embedding_requests"] == 3  # 4 + 4 + 2 answers
         assert server.stats()["requests"] == stats["requests"] == 10
 
@@ -64,7 +69,8 @@ def test_each_answer_gets_its_vector_in_batches_and_a_rerun_asks_nothing(tmp_pat
     assert (e.answers, e.embedded, e.already_done, e.failed, e.requests_sent) == (10, 10, 0, 0, 3)
     assert e.model == "fake-model" and e.dimensions == 8 and e.input == "answer" and e.cost_usd == 0.0
     assert e.tokens == sum(len(answer_text(question(i)).split()) for i in range(10))  # the server's usage
-    assert (again.embeddings.embedded, again.embeddings.already_done, again.embeddings.requests_sent) == (0, 10, 0)
+    a = again.embeddings
+    assert (a.embedded, a.already_done, a.requests_sent, a.dimensions) == (0, 10, 0, 8)
     ledger = ledger_of(tmp_path)
     vectors, answers = _vectors(ledger), _answers(ledger)
     assert set(vectors) == set(answers)
@@ -232,3 +238,21 @@ def test_runs_without_embeddings_have_no_column(tmp_path):
         config = load_config(write_project(tmp_path, server.base_url, 2))
         harvest.run(config)
     assert stored_vectors(config) is None  # harvest.embeddings off: no column at all
+
+
+def test_embeddings_spend_the_harvest_budget_and_stop_cleanly_before_passing_it(tmp_path):
+    # $1 per embedding token: each single-answer request reserves its bound (~42 tokens), then costs ~9
+    pricing = {"models": [{"model": "fake-embedder", "input_per_million": 1e6, "output_per_million": 0.0}]}
+    allowed = {**FAKE_POLICY, "id": "embedder", "applies_to": {"models": ["fake-embedder"], "hosts": []}}
+    settings = {"embeddings": {"model": "fake-embedder", "batch_size": 1}, "budget_usd": 100}
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 10, harvest=settings, pricing=pricing)
+        (tmp_path / "policies" / "embedder.yaml").write_text(yaml.safe_dump(allowed, sort_keys=False))
+        first = harvest.run(load_config(config)).embeddings
+        second = harvest.run(load_config(config)).embeddings
+        asked = server.stats()["embedding_requests"]
+    tokens = len(answer_text(question(0)).split())
+    assert (first.embedded, first.stopped, first.not_sent, first.cost_usd) == (2, "budget", 8, 2.0 * tokens)
+    # the next run counts what the ledger's embeddings cost: $82 left, room for one more reservation
+    assert (second.embedded, second.already_done, second.stopped, second.not_sent) == (1, 2, "budget", 7)
+    assert asked == 3 and len(_vectors(ledger_of(tmp_path))) == 3
