@@ -22,7 +22,6 @@ from tests.harvest_fixtures import ledger_of, write_project
 from tests.openai_server import FakeOpenAIServer
 from tests.vllm_server import MODEL, VllmServer, skip_reason
 
-
 OPT_IN = "SYNTHDISTILL_VLLM_EMBEDDINGS"
 
 
