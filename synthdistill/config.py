@@ -87,6 +87,18 @@ class TeacherConfig(_Strict):
         8, ge=0, description="Retries of a request after a 429, 5xx, timeout or malformed answer (with backoff)"
     )
     batch_size: int = Field(8, ge=1, description="transformers backend: prompts generated together")
+    batch_max_requests: int = Field(
+        50_000,
+        ge=1,
+        description="openai-batch backend: most requests (JSONL lines) in one batch input file; more are split "
+        "into several batches (the OpenAI Batch API takes up to 50,000)",
+    )
+    batch_max_bytes: int = Field(
+        200_000_000,
+        ge=1,
+        description="openai-batch backend: largest batch input file in bytes; more are split into several batches "
+        "(the OpenAI Batch API takes up to 200 MB)",
+    )
     device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
     chat_template_kwargs: dict[str, Any] | None = Field(
         None,

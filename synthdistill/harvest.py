@@ -44,6 +44,7 @@ from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, Usage, request_key_for, utc_now
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy, until_first_failure
 from synthdistill.safe_write import write_text
+from synthdistill.shards import Shard, harvest_digest
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore
 from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
@@ -109,6 +110,8 @@ class HarvestSummary(BaseModel):
     policy_id: str | None
     decision: str
     ledger: str
+    shard: str | None = None  # "i/N" when this run harvested one shard (`harvest --shard`)
+    config_digest: str | None = None  # what was asked (shards.harvest_digest): merge refuses ledgers that differ
 
 
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
@@ -389,10 +392,12 @@ async def run_async(
     fresh: bool = False,
     observer=None,
     plan: BaseModel | None = None,
+    shard: Shard | None = None,
 ) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request.
 
-    `plan` (plan.run's summary for the same limit and fresh) is kept in the run folder for the audit.
+    `plan` (plan.run's summary for the same limit and fresh) is kept in the run folder for the audit;
+    `shard` keeps only that shard's share of the requests (shards.py).
     """
     observer = observer or _Silent()
     started = time.perf_counter()
@@ -401,6 +406,8 @@ async def run_async(
     prompts = configured_prompts(config, limit)
     check_supported(prompts, config.teacher.backend, config.teacher.endpoint, config.path)
     planned = plan_requests(config, prompts)
+    if shard is not None:
+        planned = list(shard.select(planned))
     api_key = read_api_key(config)
     price = teacher_price(config)
     check_budget_priced(price, config.harvest.budget_usd, config.teacher.model, config.path)
@@ -455,6 +462,8 @@ async def run_async(
             policy_id=decision.policy_id,
             decision=decision.outcome,
             ledger=str(path),
+            shard=str(shard) if shard is not None else None,
+            config_digest=harvest_digest(config),
         )
         store.finish_run(run_id, summary.model_dump())
     return summary
@@ -481,6 +490,7 @@ def run(
     fresh: bool = False,
     observer=None,
     plan: BaseModel | None = None,
+    shard: Shard | None = None,
 ) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""
-    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer, plan=plan))
+    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer, plan=plan, shard=shard))

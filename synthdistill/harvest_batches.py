@@ -1,21 +1,26 @@
 """The harvester's side of a batch teacher: budget, ledger and tallies around submit / poll / collect.
 
-    reserve the worst case of requests already in open batches (earlier, killed runs)
-    → the pending requests in no open batch, as many as the budget allows → teacher.submit
+    a killed run's intents (recorded, batch id unknown) → teacher.resume finds their batches
+    → reserve the worst case of requests already in open batches (earlier, killed runs)
+    → the pending requests in no open batch, as many as the budget allows → teacher.batch_files
+      (the provider's limits) → per file: the intent to the ledger → teacher.submit
     → the batch id goes to the ledger → for each open batch: teacher.poll until it ends
     → teacher.collect → each answer stored as a HarvestRecord, each error a failure
     → each request the ended batch never answered a failure → the batch marked collected.
 
-The batch id is committed to the ledger before the first poll, so a run killed while
-the batch is open resumes it on the next run: its requests are collected, never sent
-again. Only requests in no open batch go into a new one. A failure is retried by the
-next run, like every harvest failure.
+The intent (a client-made id and the request keys) is committed before the file is uploaded,
+and its id travels in the file's name and the batch's metadata; the batch id is committed
+before the first poll. So a run killed at any point resumes on the next run: a batch created
+but never written to the ledger is found by its metadata, a file uploaded without its batch
+gets one, and the requests are collected, never sent twice. Only requests in no open batch
+go into a new one. A failure is retried by the next run, like every harvest failure.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 from synthdistill.teachers import BatchFailure, BatchTeacher
@@ -29,6 +34,7 @@ log = logging.getLogger(__name__)
 async def drive_batches(run: HarvestRun, teacher: BatchTeacher, pending: list[PlannedRequest]) -> int:
     """Resume the open batches, submit the rest in a new one, collect every open batch; the requests not sent."""
     batches = _Batches(run, teacher, pending)
+    await batches.resume_intents()
     batches.reserve_open()
     not_sent = await batches.submit_pending(pending)
     for row in run.store.open_batches():
@@ -45,6 +51,20 @@ class _Batches:
         self.requests = {key: item.request for key, item in self.by_key.items()}
         self.reserved: dict[str, float] = {}
 
+    async def resume_intents(self) -> None:
+        """Find the batches of intents a killed run recorded without their batch id (never submit them again)."""
+        store = self.run.store
+        for intent in store.open_intents():
+            found = await self.teacher.resume(intent["intent_id"], intent["input_file_id"])
+            if found is None:  # nothing reached the provider: the requests go into a new batch
+                store.drop_batch_intent(intent["intent_id"])
+                continue
+            file_id, batch = found
+            store.put_batch(
+                batch["id"], file_id, intent["request_keys"], batch.get("status", "validating"), intent["intent_id"]
+            )
+            log.info("found batch %s of an interrupted submission", batch["id"])
+
     def reserve_open(self) -> None:
         """Reserve the worst case of requests already in open batches: they are paid for whatever the budget says."""
         for batch in self.run.store.open_batches():
@@ -53,7 +73,8 @@ class _Batches:
                     self.reserved[key] = self.run.reserve(self.by_key[key]) or 0.0
 
     async def submit_pending(self, pending: list[PlannedRequest]) -> int:
-        """Put the pending requests in no open batch, as many as the budget allows, into one new batch.
+        """Put the pending requests in no open batch, as many as the budget allows, into new batches
+        (as many as the provider's per-file limits take).
 
         Returns how many the budget left out (not sent, left for a later run).
         """
@@ -68,12 +89,24 @@ class _Batches:
             fresh.append(item)
         if not fresh:
             return len(candidates)
-        keys = [item.request.request_key for item in fresh]
-        file_id, batch = await self.teacher.submit([item.request for item in fresh])
-        # committed before the first poll: a crash from here on resumes this batch instead of resubmitting
-        self.run.store.put_batch(batch["id"], file_id, keys, batch.get("status", "validating"))
-        self.run.count_sent(keys)
-        log.info("submitted batch %s with %d requests", batch["id"], len(fresh))
+        store = self.run.store
+        for requests, data in self.teacher.batch_files([item.request for item in fresh]):
+            keys = [request.request_key for request in requests]
+            if data is None:
+                limit = self.run.config.teacher.batch_max_bytes
+                self._fail(
+                    keys[0], "batch-line-too-large", f"its batch line is larger than teacher.batch_max_bytes ({limit})"
+                )
+                continue
+            intent_id = uuid.uuid4().hex
+            # committed before the upload: a crash from here on finds this batch (or its file) instead of resubmitting
+            store.put_batch_intent(intent_id, keys)
+            file_id, batch = await self.teacher.submit(
+                data, intent_id, on_uploaded=lambda file_id, i=intent_id: store.set_intent_file(i, file_id)
+            )
+            store.put_batch(batch["id"], file_id, keys, batch.get("status", "validating"), intent_id)
+            self.run.count_sent(keys)
+            log.info("submitted batch %s with %d requests", batch["id"], len(keys))
         return len(candidates) - len(fresh)
 
     async def collect(self, row: dict) -> None:

@@ -38,6 +38,7 @@ from synthdistill.policy import refusal_message
 from synthdistill.policy.gate import decide_for
 from synthdistill.pricing import PriceQuote, check_budget_priced, load_price_table, quote, teacher_quote
 from synthdistill.prompt_tokens import PromptCounter, prompt_counter
+from synthdistill.shards import Shard
 from synthdistill.store import RESTART_HINT, LedgerReader, LedgerReadError, check_ledger_file
 
 
@@ -102,6 +103,7 @@ class PlanSummary(BaseModel):
     disk: DiskPlan
     time: TimePlan
     warnings: list[str] = Field(default_factory=list)
+    shard: str | None = Field(None, description="i/N: the share of the requests this machine harvests (--shard)")
 
 
 def _gate(config: DistillConfig) -> GatePlan:
@@ -256,8 +258,10 @@ def _utf8_bytes(item: PlannedRequest) -> int:
     return sum(len(m.content.encode("utf-8")) for m in item.prompt.messages)
 
 
-def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False) -> PlanSummary:
-    """The plan of `harvest` for this config (with the same `limit` and `fresh`); sends nothing, writes nothing.
+def run(
+    config: DistillConfig, *, limit: int | None = None, fresh: bool = False, shard: Shard | None = None
+) -> PlanSummary:
+    """The plan of `harvest` for this config (with the same `limit`, `fresh` and `shard`); sends nothing, writes nothing.
 
     A gate refusal is part of the plan (`gate.allowed` False, `gate.refusal` the message);
     the CLI turns it into exit 3. A budget without a known price is refused (exit 2) as harvest refuses it.
@@ -267,6 +271,8 @@ def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False)
     if gate.allowed:  # harvest's order: a refusal (exit 3) first, then a budget without a price (exit 2)
         check_budget_priced(standard.price, config.harvest.budget_usd, config.teacher.model, config.path)
     planned = plan_requests(config, configured_prompts(config, limit))
+    if shard is not None:
+        planned = list(shard.select(planned))
     ledger = _ledger_use(config, fresh)
     counter, warnings = prompt_counter(config)
 
@@ -297,4 +303,5 @@ def run(config: DistillConfig, *, limit: int | None = None, fresh: bool = False)
         disk=disk_plan(config, packs, ledger, prompt_bytes, sum(_utf8_bytes(item) for item in planned)),
         time=time_plan(config, packs, pending, ledger),
         warnings=warnings + _warnings(config) + _budget_warning(config, total, applies, spent),
+        shard=str(shard) if shard is not None else None,
     )

@@ -8,6 +8,7 @@
     project.filter(); project.build(); project.train(); project.evaluate(); project.audit()
     project.run(until="build")   # every stage up to build, then the run's page
     project.view()               # the run's page, view.html (`synthdistill view`)
+    project.harvest(shard="1/3"); project.merge("other/run_a", "other/run_b")   # several machines
 
 The CLI is a thin layer over this class: it parses arguments, hands a `Reporter` that
 renders progress and results, and prints the errors the methods raise (errors.py).
@@ -28,7 +29,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, train
+from synthdistill import audit, build, evaluate, filter_stage, harvest, merge, plan, train
 from synthdistill import view as run_page
 from synthdistill.config import DistillConfig, load_config
 from synthdistill.digests import file_sha256, json_sha256
@@ -36,6 +37,7 @@ from synthdistill.errors import ConfigError, DamagedFileError, NothingAnswered
 from synthdistill.records import utc_now
 from synthdistill.run_lock import is_secondary_rank, run_folder_lock
 from synthdistill.safe_write import write_text
+from synthdistill.shards import Shard, as_shard
 
 STAGES = ("harvest", "filter", "build", "train", "eval", "audit")
 
@@ -142,27 +144,31 @@ class Project:
         write_text(path, json.dumps(snapshot, indent=2, ensure_ascii=False) + "\n", inside=config.run_dir)
 
     # -- stages --------------------------------------------------------------
-    def plan(self, *, limit: int | None = None) -> dict[str, Any]:
+    def plan(self, *, limit: int | None = None, shard: Shard | str | None = None) -> dict[str, Any]:
         """What `harvest` will be, sending nothing and writing nothing (plan.py); a gate refusal is in
         `gate` (`allowed` False, `refusal` the message), not raised: the CLI exits 3 on it."""
-        return plan.run(self.reload(), limit=limit).model_dump()
+        return plan.run(self.reload(), limit=limit, shard=as_shard(shard)).model_dump()
 
-    def harvest(self, *, limit: int | None = None, fresh: bool = False) -> dict[str, Any]:
+    def harvest(
+        self, *, limit: int | None = None, fresh: bool = False, shard: Shard | str | None = None
+    ) -> dict[str, Any]:
         """Ask the teacher (the policy gate first); NothingAnswered when every request failed.
 
         The plan comes first: the reporter hears it and it is kept in harvest/plan.json.
+        `shard` ('i/N') asks only that shard's share of the requests (shards.py); `merge` joins the shards.
         """
+        shard = as_shard(shard)
         with self._stage("harvest") as config:
             self._snapshot("harvest", config)
             try:
-                planned = plan.run(config, limit=limit, fresh=fresh)
+                planned = plan.run(config, limit=limit, fresh=fresh, shard=shard)
             except DamagedFileError:  # a damaged ledger is harvest's to report (after it records the decision)
                 planned = None
             if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's (exit 3)
                 self.reporter.planned(planned, config)
             with self.reporter.harvest_observer(config) as observer:
                 summary = _outside_running_loop(
-                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned)
+                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned, shard=shard)
                 )
             data = summary.model_dump()
             self.reporter.stage_done("harvest", data, config)
@@ -229,6 +235,11 @@ class Project:
             if not is_secondary_rank():  # the last step: one page of what the run folder holds
                 summary["view"] = {"page": str(self.view())}
         return summary
+
+    def merge(self, *run_dirs: str | Path) -> dict[str, Any]:
+        """Merge shards' run folders (`harvest --shard i/N` on other machines) into this project's run folder
+        (`synthdistill merge RUN_DIR… -o <run folder>`); the merge summary."""
+        return merge.merge(list(run_dirs), output=self.run_dir).model_dump()
 
     def view(self, output: str | Path | None = None, max_records: int = run_page.MAX_RECORDS) -> Path:
         """Write the run's page (view.html, or `output`) and return its path; reads the run folder only."""

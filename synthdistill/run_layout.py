@@ -5,9 +5,11 @@
     filtered/kept.jsonl, dropped.jsonl, modified.jsonl, report.json
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
+    train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
+    student/checkpoints/checkpoint-N/kd_feature_projections.safetensors   feature KD's projections (train --resume)
     config/<stage>.json         the effective config of a stage that ran with `--set` overrides
     .synthdistill.lock
 
@@ -156,9 +158,24 @@ class RunLayout:
     def student_card(self) -> Path:
         return self.student_dir / "README.md"
 
+    @staticmethod
+    def checkpoint_projections(checkpoint: Path) -> Path:
+        """Feature KD's projections in one checkpoint folder (full and LoRA students; `train --resume` restores them)."""
+        return Path(checkpoint) / "kd_feature_projections.safetensors"
+
     @property
     def checkpoints_dir(self) -> Path:
         return self.student_dir / "checkpoints"
+
+    @property
+    def train_dir(self) -> Path:
+        """What training keeps while it runs (on-policy: the scores ledger)."""
+        return self.run_dir / "train"
+
+    @property
+    def scores(self) -> Path:
+        """The ledger of the teacher's scores of the student's samples (synthdistill/scoring/)."""
+        return self.train_dir / "scores.sqlite"
 
     # -- eval ------------------------------------------------------------------
     @property

@@ -87,10 +87,37 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # A Batch API submission recorded before it is sent (its id goes into the batch's metadata
+        # and the uploaded file's name), so a run killed between POST /batches and the ledger write
+        # finds its batch on resume instead of submitting it again. `batch_id` is set once known.
+        "m006_batch_intents",
+        """
+        CREATE TABLE batch_intents (
+            intent_id     TEXT PRIMARY KEY,
+            request_keys  TEXT NOT NULL,
+            status        TEXT NOT NULL CHECK (status IN ('submitting', 'submitted')),
+            input_file_id TEXT,
+            batch_id      TEXT,
+            created_at    TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        # `synthdistill merge`: each merge of shard ledgers into this one, with its inputs (the audit lists them).
+        "m007_merges",
+        """
+        CREATE TABLE merges (
+            id        INTEGER PRIMARY KEY AUTOINCREMENT,
+            merged_at TEXT NOT NULL,
+            summary   TEXT NOT NULL
+        );
+        """,
+    ),
+    (
         # One embedding vector per answer (harvest_embeddings.py), keyed by the answer's request and the
         # embedding spec (model, dimensions, input): a changed spec embeds again, never overwrites.
         # `vector` holds `dims` little-endian numbers of `dtype` (float32): 4 bytes each, not JSON.
-        "m007_embeddings",
+        "m008_embeddings",
         """
         CREATE TABLE embeddings (
             request_key TEXT NOT NULL,
@@ -170,6 +197,17 @@ def check_ledger_file(path: Path) -> None:
         )
 
 
+@contextmanager
+def damage_named(path: Path, what: str, hint: str) -> Iterator[None]:
+    """SQLite's "file is not a database" / "disk image is malformed" become one message naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise DamagedFileError(f"{what} is damaged ({exc}); {hint}", file=path) from None
+
+
 class HarvestStore:
     """The ledger at `<run>/harvest/ledger.sqlite`.
 
@@ -196,15 +234,8 @@ class HarvestStore:
             self._db.execute("PRAGMA busy_timeout=10000")
             self._migrate()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """SQLite's "file is not a database" / "disk image is malformed" become one message naming the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
-            raise DamagedFileError(f"the harvest ledger is damaged ({exc}); {RESTART_HINT}", file=self.path) from None
+    def _guard(self):
+        return damage_named(self.path, "the harvest ledger", RESTART_HINT)
 
     def _check_ours(self) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -326,12 +357,121 @@ class HarvestStore:
             (utc_now(), json.dumps(summary), run_id),
         )
 
-    def put_batch(self, batch_id: str, input_file_id: str, request_keys: list[str], status: str) -> None:
-        """Remember a submitted Batch API job (before polling it: a crash then resumes it, never resubmits)."""
+    def put_batch(
+        self, batch_id: str, input_file_id: str, request_keys: list[str], status: str, intent_id: str | None = None
+    ) -> None:
+        """Remember a submitted Batch API job (before polling it: a crash then resumes it, never resubmits).
+
+        With `intent_id`, the intent recorded before the submission is marked submitted in the same transaction.
+        """
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO batches (batch_id, input_file_id, request_keys, status, submitted_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (batch_id, input_file_id, json.dumps(request_keys), status, utc_now()),
+            )
+            if intent_id is not None:
+                self._db.execute(
+                    "UPDATE batch_intents SET status = 'submitted', batch_id = ?, input_file_id = ? WHERE intent_id = ?",
+                    (batch_id, input_file_id, intent_id),
+                )
+
+    def put_batch_intent(self, intent_id: str, request_keys: list[str]) -> None:
+        """Record a batch about to be submitted (status `submitting`), before its file is uploaded."""
         self._db.execute(
-            "INSERT INTO batches (batch_id, input_file_id, request_keys, status, submitted_at) VALUES (?, ?, ?, ?, ?)",
-            (batch_id, input_file_id, json.dumps(request_keys), status, utc_now()),
+            "INSERT INTO batch_intents (intent_id, request_keys, status, created_at) VALUES (?, ?, 'submitting', ?)",
+            (intent_id, json.dumps(request_keys), utc_now()),
         )
+
+    def set_intent_file(self, intent_id: str, input_file_id: str) -> None:
+        """The uploaded input file of an intent (its batch not created yet)."""
+        self._db.execute("UPDATE batch_intents SET input_file_id = ? WHERE intent_id = ?", (input_file_id, intent_id))
+
+    def drop_batch_intent(self, intent_id: str) -> None:
+        """Forget an intent that never reached the provider (its requests go into a new batch)."""
+        self._db.execute("DELETE FROM batch_intents WHERE intent_id = ? AND status = 'submitting'", (intent_id,))
+
+    def open_intents(self) -> list[dict]:
+        """Intents whose batch id the ledger lacks, oldest first: {intent_id, request_keys, input_file_id}."""
+        rows = self._db.execute(
+            "SELECT intent_id, request_keys, input_file_id FROM batch_intents WHERE status = 'submitting' ORDER BY rowid"
+        )
+        return [{"intent_id": i, "request_keys": json.loads(k), "input_file_id": f} for i, k, f in rows]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction around the block (a bulk copy commits once); nested blocks join the outer one."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    @_guarded
+    def put_failed_if_absent(
+        self, request_key: str, prompt_id: str, pack: str, sample_index: int, failure: dict
+    ) -> bool:
+        """Copy a failure from another ledger unless this one knows the request (answered or failed)."""
+        cursor = self._db.execute(
+            """
+            INSERT INTO requests (request_key, prompt_id, pack, sample_index, status, error_kind, error, attempts, updated_at)
+            VALUES (?, ?, ?, ?, 'failed', ?, ?, ?, ?) ON CONFLICT (request_key) DO NOTHING
+            """,
+            (
+                request_key,
+                prompt_id,
+                pack,
+                sample_index,
+                failure["error_kind"],
+                failure["error"],
+                failure["attempts"],
+                utc_now(),
+            ),
+        )
+        return cursor.rowcount == 1
+
+    @_guarded
+    def record(self, request_key: str) -> HarvestRecord | None:
+        """The stored answer of one request, or None."""
+        row = self._db.execute(
+            "SELECT record FROM requests WHERE request_key = ? AND status = 'done'", (request_key,)
+        ).fetchone()
+        return self._record(request_key, row[0]) if row else None
+
+    @_guarded
+    def put_merge(self, summary: dict) -> None:
+        """Record one `synthdistill merge` into this ledger (its inputs, counts and conflicts)."""
+        self._db.execute("INSERT INTO merges (merged_at, summary) VALUES (?, ?)", (utc_now(), json.dumps(summary)))
+
+    @_guarded
+    def merged_shards(self) -> set[str]:
+        """The shards (i/N) earlier merges brought into this ledger."""
+        shards: set[str] = set()
+        for (summary,) in self._db.execute("SELECT summary FROM merges"):
+            shards.update(json.loads(summary).get("shards") or [])
+        return shards
+
+    @_guarded
+    def last_run_summary(self) -> dict | None:
+        """The summary of the latest finished harvest run, or None."""
+        row = self._db.execute(
+            "SELECT summary FROM harvest_runs WHERE summary IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    @_guarded
+    def open_batch_count(self) -> int:
+        """Batches submitted and not collected, and intents not yet submitted (a shard still waiting on its teacher)."""
+        row = self._db.execute(
+            "SELECT (SELECT COUNT(*) FROM batches WHERE collected_at IS NULL) + "
+            "(SELECT COUNT(*) FROM batch_intents WHERE status = 'submitting')"
+        ).fetchone()
+        return int(row[0])
 
     def set_batch_status(self, batch_id: str, status: str, collected: bool = False) -> None:
         """The batch's latest remote status; `collected` once its answers and errors are stored."""
@@ -611,6 +751,15 @@ class LedgerReader:
         """Every harvest run, oldest first: {started_at, finished_at, summary}."""
         runs = self._dicts("SELECT started_at, finished_at, summary FROM harvest_runs ORDER BY id")
         return [{**run, "summary": json.loads(run["summary"]) if run["summary"] else None} for run in runs]
+
+    def merges(self) -> list[dict]:
+        """Every `synthdistill merge` into this ledger, oldest first: {merged_at, summary} (none before m007)."""
+        with _reading():
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "merges" not in tables:
+            return []
+        rows = self._dicts("SELECT merged_at, summary FROM merges ORDER BY id")
+        return [{"merged_at": row["merged_at"], **json.loads(row["summary"])} for row in rows]
 
     def find(self, ident: str, min_prefix: int) -> list[dict]:
         """Requests whose key or prompt id is `ident`, else (from `min_prefix` characters) begins with it."""

@@ -36,6 +36,7 @@ import zlib
 from collections import Counter
 from http import HTTPStatus
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -78,6 +79,13 @@ class Faults(BaseModel):
     batch_end: Literal["completed", "expired", "failed", "cancelled"] = Field(
         "completed", description="Batch API: how a batch ends (all but completed answer no line)"
     )
+    batch_hold: Literal["upload", "create"] | None = Field(
+        None,
+        description="Batch API: after storing an uploaded file (upload) or creating a batch (create), wait "
+        "`batch_hold_s` before answering (a test kills the client in that window)",
+    )
+    batch_hold_s: float = Field(60.0, ge=0, description="how long batch_hold waits")
+    batch_list_page: int = Field(100, ge=1, description="Batch API: most batches or files per listing page")
     thinking: Literal["none", "reasoning", "reasoning_content", "inline"] = Field(
         "none",
         description="answer as a thinking model: the trace (`trace_text`) in message.reasoning, in "
@@ -94,6 +102,9 @@ class Faults(BaseModel):
         description="with a response_format: answers to these seeds break off mid-object (not valid JSON)",
     )
     json_broken_match: str = Field("", description="…only for prompts holding this text ('' = every prompt)")
+    prompt_logprobs_cap: int | None = Field(
+        None, description="scoring: the most alternatives returned per prompt position (a server's max-logprobs)"
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self) -> Faults:
@@ -325,6 +336,81 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
     }
 
 
+# -- scoring: the logprobs of given text (vLLM `prompt_logprobs`, legacy `echo`) ---------------------
+
+
+def is_scoring_request(body: dict) -> bool:
+    """A request for the logprobs of its own prompt: vLLM's `prompt_logprobs`, or `echo` completions."""
+    return body.get("prompt_logprobs") is not None or bool(body.get("echo"))
+
+
+def chat_prompt_tokens(messages: list[dict], add_generation_prompt: bool) -> list[str]:
+    """The fake chat template, as tokens: `<|role|>` + the content's tokens + `<|end|>` per message."""
+    tokens = []
+    for message in messages:
+        tokens += [f"<|{message['role']}|>", *split_tokens(str(message.get("content") or "")), "<|end|>"]
+    return tokens + (["<|assistant|>"] if add_generation_prompt else [])
+
+
+def prompt_token_logprob(position: int) -> float:
+    """Logprob of prompt token `position` as the fake teacher reads it: -0.5, -1.0, -1.5, -0.5, …"""
+    return -0.5 * (position % 3 + 1)
+
+
+def prompt_alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
+    """The top-k at a prompt position: the token itself first, then "alt1", … each 1 nat lower."""
+    lp = prompt_token_logprob(position)
+    return [(token, lp)] + [(f"alt{j}", lp - j) for j in range(1, k)]
+
+
+def scoring_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = True) -> dict:
+    """The answer to a scoring request: vLLM `prompt_logprobs` (chat) or an echoed legacy completion."""
+    chat = path.endswith("/chat/completions")
+    if chat:
+        tokens = chat_prompt_tokens(body["messages"], bool(body.get("add_generation_prompt", True)))
+        k = int(body.get("prompt_logprobs") or 0)
+    else:
+        tokens = split_tokens(_prompt_of(path, body))
+        k = int(body.get("logprobs") or 0)
+    k = min(k, faults.prompt_logprobs_cap) if faults.prompt_logprobs_cap is not None else k
+    tops = [prompt_alternatives(token, p, k) for p, token in enumerate(tokens)]
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+    answer: dict[str, Any] = {
+        "id": f"score-{zlib.crc32(''.join(tokens).encode('utf-8')):08x}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": faults.model or body.get("model", "fake-model"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": len(tokens), "completion_tokens": 1 if chat else 0},
+    }
+    if chat:
+        choice["message"] = {"role": "assistant", "content": "ok"}
+        if with_logprobs:
+            answer["prompt_logprobs"] = [None] + [
+                {
+                    str(token_id(a)): {"logprob": lp, "rank": j + 1, "decoded_token": a}
+                    for j, (a, lp) in enumerate(tops[p])
+                }
+                for p in range(1, len(tokens))
+            ]
+            if body.get("return_token_ids"):
+                answer["prompt_token_ids"] = [token_id(t) for t in tokens]
+        answer["usage"]["total_tokens"] = len(tokens) + 1
+        return answer
+    choice["text"] = "".join(tokens)
+    if with_logprobs:
+        offsets = [sum(len(t) for t in tokens[:p]) for p in range(len(tokens))]
+        choice["logprobs"] = {
+            "tokens": tokens,
+            "token_logprobs": [None] + [prompt_token_logprob(p) for p in range(1, len(tokens))],
+            "top_logprobs": [None] + [dict(tops[p]) for p in range(1, len(tokens))],
+            "text_offset": offsets,
+        }
+    else:
+        choice["logprobs"] = None
+    return answer
+
+
 def _well_formed(path: str, body: Any) -> bool:
     """Whether a request body has what `build_answer` reads: messages (chat) or a prompt (legacy)."""
     if not isinstance(body, dict):
@@ -341,8 +427,12 @@ def _error(message: str, kind: str, code: str | None = None) -> dict:
 
 
 class _Request:
-    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool):
+    def __init__(self, method: str, path: str, headers: dict[str, str], body: bytes, keep_alive: bool, query: str = ""):
         self.method, self.path, self.headers, self.body, self.keep_alive = method, path, headers, body, keep_alive
+        self.query = query
+
+    def params(self) -> dict[str, str]:
+        return dict(parse_qsl(self.query))
 
 
 async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Request | None:
@@ -372,20 +462,43 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
         body = await reader.readexactly(int(headers.get("content-length", "0")))
     connection = headers.get("connection", "").lower()
     keep_alive = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-    return _Request(method, target.split("?", 1)[0], headers, body, keep_alive)
+    path, _, query = target.partition("?")
+    return _Request(method, path, headers, body, keep_alive, query)
 
 
-def _multipart_file(req: _Request) -> bytes:
-    """The bytes of the part named "file" of a multipart/form-data upload."""
+def _multipart_file(req: _Request) -> tuple[bytes, str, str]:
+    """(bytes, file name, purpose) of the part named "file" of a multipart/form-data upload."""
     from email.parser import BytesParser
     from email.policy import HTTP
 
     head = f"Content-Type: {req.headers.get('content-type', '')}\r\n\r\n".encode("latin-1")
     message = BytesParser(policy=HTTP).parsebytes(head + req.body)
+    found, purpose = None, ""
     for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == "file":
-            return part.get_payload(decode=True)
-    raise ValueError("upload has no 'file' part")
+        name = part.get_param("name", header="content-disposition")
+        if name == "file":
+            found = (part.get_payload(decode=True), part.get_filename() or "upload")
+        elif name == "purpose":
+            purpose = part.get_payload(decode=True).decode("utf-8")
+    if found is None:
+        raise ValueError("upload has no 'file' part")
+    return found[0], found[1], purpose
+
+
+def _page(items: list[dict], params: dict[str, str], page: int) -> dict:
+    """A list endpoint's answer, newest first, paginated by `limit` and `after` (an id) as the API does."""
+    items = list(reversed(items))
+    ids = [item["id"] for item in items]
+    start = ids.index(params["after"]) + 1 if params.get("after") in ids else 0
+    limit = min(page, int(params.get("limit", page)))
+    data = items[start : start + limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": start + limit < len(items),
+    }
 
 
 def _public(batch: dict) -> dict:
@@ -431,6 +544,8 @@ class FakeOpenAIServer:
             self._models_listed = 0
             self._last_request: dict[str, Any] | None = None
             self._files: dict[str, bytes] = {}
+            self._file_info: dict[str, dict[str, Any]] = {}
+            self._batch_lists = 0
             self._batches: dict[str, dict[str, Any]] = {}
             self._batch_polls = 0
             self._embedding_requests = 0
@@ -460,6 +575,11 @@ class FakeOpenAIServer:
                 "models_listed": self._models_listed,
                 "last_request": self._last_request,
                 "files_uploaded": sum(1 for name in self._files if name.startswith("file-in-")),
+                "input_lines": [
+                    len(data.splitlines()) for name, data in self._files.items() if name.startswith("file-in-")
+                ],
+                "input_bytes": [len(data) for name, data in self._files.items() if name.startswith("file-in-")],
+                "batch_lists": self._batch_lists,
                 "batches_created": len(self._batches),
                 "batch_polls": self._batch_polls,
                 "embedding_requests": self._embedding_requests,
@@ -571,6 +691,12 @@ class FakeOpenAIServer:
                     self._in_flight -= 1
         if req.path.startswith(("/v1/files", "/v1/batches")):
             status, payload = self._batch_api(req)
+            hold = {"upload": "/v1/files", "create": "/v1/batches"}.get(self.faults.batch_hold or "")
+            if req.method == "POST" and req.path == hold:
+                # the client is killed in this window; it ends early once batch_hold is unset
+                ends = time.monotonic() + self.faults.batch_hold_s
+                while self.faults.batch_hold and time.monotonic() < ends:
+                    await asyncio.sleep(0.02)
             return await self._send(writer, status, payload, req.keep_alive)
         return await self._send(writer, 404, _error(f"no route {req.method} {req.path}", "not_found"), req.keep_alive)
 
@@ -582,8 +708,19 @@ class FakeOpenAIServer:
         parts = req.path.strip("/").split("/")  # v1, files|batches, [id], [content]
         if (req.method, parts[1:]) == ("POST", ["files"]):
             file_id = f"file-in-{len(self._files)}"
-            self._files[file_id] = _multipart_file(req)
-            return 200, {"id": file_id, "object": "file", "purpose": "batch", "bytes": len(self._files[file_id])}
+            data, filename, purpose = _multipart_file(req)
+            self._files[file_id] = data
+            info = {"id": file_id, "object": "file", "purpose": purpose, "filename": filename, "bytes": len(data)}
+            self._file_info[file_id] = info
+            return 200, info
+        if (req.method, parts[1:]) == ("GET", ["files"]):
+            params = req.params()
+            listed = [i for i in self._file_info.values() if params.get("purpose") in (None, i["purpose"])]
+            return 200, _page(listed, params, f.batch_list_page)
+        if (req.method, parts[1:]) == ("GET", ["batches"]):
+            with self._lock:
+                self._batch_lists += 1
+            return 200, _page([_public(b) for b in self._batches.values()], req.params(), f.batch_list_page)
         if (req.method, parts[1:]) == ("POST", ["batches"]):
             body = json.loads(req.body)
             if body.get("input_file_id") not in self._files:
@@ -594,6 +731,7 @@ class FakeOpenAIServer:
                 "object": "batch",
                 "endpoint": body.get("endpoint"),
                 "input_file_id": body["input_file_id"],
+                "metadata": body.get("metadata"),
                 "status": "validating",
                 "output_file_id": None,
                 "error_file_id": None,
@@ -725,7 +863,10 @@ class FakeOpenAIServer:
             if reader.at_eof() or writer.is_closing():
                 self._record("abandoned")  # the client gave up (timed out) while we were slow
                 return False
-        answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        if is_scoring_request(body):
+            answer = scoring_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        else:
+            answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
         if kind == "surrogate":  # valid JSON whose answer text holds a lone surrogate escape (not UTF-8 text)
             self._record(kind)
             choice = answer["choices"][0]
@@ -734,7 +875,7 @@ class FakeOpenAIServer:
             else:
                 choice["text"] += "\ud800"
             return await self._send(writer, 200, json.dumps(answer).encode(), req.keep_alive, limits)
-        asked = _logprob_request(body)[0] is not None
+        asked = _logprob_request(body)[0] is not None or is_scoring_request(body)
         if kind == "no-logprobs" and asked:
             self._record(kind)
         else:

@@ -67,3 +67,30 @@ def plan_rows(manifest: dict[str, Any]) -> tuple[str, list[list[str]]]:
     if not plan["run_finished"]:
         lead += " (it did not finish: nothing spent was recorded)"
     return lead + ".", rows
+
+
+def shard_blocks(manifest: dict[str, Any]) -> tuple[str | None, list[list[str]]]:
+    """Several machines: the shard this ledger harvested, and every merge of shard ledgers into it (its inputs)."""
+    harvest = ((manifest.get("stages") or {}).get("harvest")) or {}
+    merges = harvest.get("merges") or []
+    rows = [
+        [
+            merge.get("merged_at") or "",
+            item.get("run_dir") or "",
+            item.get("shard") or "not sharded",
+            _number(item.get("answered")),
+            _number(item.get("added")),
+            _number(item.get("conflicts")),
+        ]
+        for merge in merges
+        for item in merge.get("inputs") or []
+    ]
+    if not merges:
+        shard = harvest.get("shard")
+        return (f"This ledger holds shard {shard} of the requests (`harvest --shard`)." if shard else None), []
+    shards = sorted({s for merge in merges for s in merge.get("shards") or []})
+    missing = merges[-1].get("missing_shards") or []
+    lead = f"Merged from the ledgers of shards {', '.join(shards) or 'none recorded'} (`synthdistill merge`, "
+    lead += f"{len(merges)} merge{'s' if len(merges) > 1 else ''}; inputs below)"
+    lead += f"; no input held shard {', '.join(missing)}." if missing else "."
+    return lead, rows

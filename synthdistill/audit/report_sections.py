@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from synthdistill.audit.report_plan import plan_rows
+from synthdistill.audit.report_plan import plan_rows, shard_blocks
 from synthdistill.policy import DecisionObligation, name_problem
 
 
@@ -286,7 +286,13 @@ def funnel_section(manifest: dict[str, Any]) -> list[Block]:
 
 def plan_section(manifest: dict[str, Any]) -> list[Block]:
     lead, rows = plan_rows(manifest)
-    return [Block("text", text=lead)] + ([Block("table", headers=["", "planned", "spent"], rows=rows)] if rows else [])
+    blocks = [Block("text", text=lead)] + (
+        [Block("table", headers=["", "planned", "spent"], rows=rows)] if rows else []
+    )
+    shard_lead, merged = shard_blocks(manifest)
+    blocks += [Block("text", text=shard_lead)] if shard_lead else []
+    headers = ["merged at", "run folder", "shard", "answered", "added", "conflicts"]
+    return blocks + ([Block("table", headers=headers, rows=merged)] if merged else [])
 
 
 def datasets_section(manifest: dict[str, Any]) -> list[Block]:

@@ -101,6 +101,8 @@ def _harvest_facts(ledger: LedgerReader) -> dict[str, Any]:
         "last_answer_at": max(lasts) if lasts else None,
         "runs": runs,
         "prompts": (runs[-1]["summary"] or {}).get("prompts") if runs else None,
+        "shard": (runs[-1]["summary"] or {}).get("shard") if runs else None,
+        "merges": ledger.merges(),
     }
 
 

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover
 from synthdistill import __version__
 from synthdistill.cli import render
 from synthdistill.cli.audit import audit_app
+from synthdistill.cli.merge import register_merge_command
 from synthdistill.cli.packs import packs_app
 from synthdistill.cli.policy import policy_app
 from synthdistill.cli.stages import register_stage_commands
@@ -72,6 +73,7 @@ def _global_options(
 
 register_stage_commands(app)
 register_view_command(app)
+register_merge_command(app)
 app.add_typer(packs_app, name="packs")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")

@@ -66,7 +66,7 @@ def one_line(summary: PlanSummary) -> str:
     """The plan in a line: what `harvest` prints before its first request."""
     total = summary.total
     return (
-        f"plan: {total.to_send} requests to send ({total.held} held), prompt tokens {tokens(total.prompt_tokens)}, "
+        f"plan{f' (shard {summary.shard})' if summary.shard else ''}: {total.to_send} requests to send ({total.held} held), prompt tokens {tokens(total.prompt_tokens)}, "
         f"answer tokens {answers(total)}, cost {cost(summary, paid(summary, total))}"
         f"{'' if summary.price_source == UNKNOWN else f' ({summary.price_source})'}, "
         f"time {duration(summary)}; gate {gate_text(summary)}"
@@ -109,7 +109,8 @@ def _price(summary: PlanSummary) -> str:
 
 def lines(summary: PlanSummary) -> list[str]:
     """The whole plan as text lines."""
-    out = [f"plan for teacher {summary.teacher} ({summary.backend}); nothing was sent"]
+    shard = f", shard {summary.shard} of the requests" if summary.shard else ""
+    out = [f"plan for teacher {summary.teacher} ({summary.backend}{shard}); nothing was sent"]
     out.append(f"gate: {gate_text(summary)}: {summary.gate.reason}")
     out += [f"  obligation {o}" for o in summary.gate.obligations]
     rows = [list(HEADERS), *(_row(summary, p.pack, p) for p in summary.packs)]

@@ -21,6 +21,7 @@ from synthdistill.plan import PlanSummary
 from synthdistill.policy import read_decision
 from synthdistill.project import STAGES, Project, Reporter
 from synthdistill.scaffold import init_project
+from synthdistill.shards import Shard
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path to distill.yaml.")]
 SetOption = Annotated[
@@ -34,6 +35,15 @@ SetOption = Annotated[
 ]
 FreshOption = Annotated[bool, typer.Option("--fresh", help="Start the harvest over (delete the ledger).")]
 LimitOption = Annotated[int | None, typer.Option("--limit", min=1, help="Harvest at most N prompts.")]
+ShardOption = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        metavar="i/N",
+        help="Take only shard i of N (1 ≤ i ≤ N) of the requests, a stable share by request key: run one shard per "
+        "machine, then `synthdistill merge` their run folders.",
+    ),
+]
 
 
 def project(path: Path, overrides: list[str] | None = None) -> Project:
@@ -59,7 +69,8 @@ class CliReporter(Reporter):
 
 def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
     render.result(
-        f"harvest: {s['answered']} answered, {s['failed']} failed, {s['already_done']} already done "
+        (f"harvest shard {s['shard']}: " if s.get("shard") else "harvest: ")
+        + f"{s['answered']} answered, {s['failed']} failed, {s['already_done']} already done "
         f"({s['prompts']} prompts, {s['requests_sent']} requests sent, {s['tokens_out']} tokens out, "
         f"{s['seconds']:.1f}s); teacher policy {s['policy_id']}: {s['decision']}"
     )
@@ -195,10 +206,13 @@ def register_stage_commands(app: typer.Typer) -> None:
 
     @app.command("plan")
     def plan_command(
-        config: ConfigOption = Path("distill.yaml"), limit: LimitOption = None, overrides: SetOption = None
+        config: ConfigOption = Path("distill.yaml"),
+        limit: LimitOption = None,
+        shard: ShardOption = None,
+        overrides: SetOption = None,
     ) -> None:
         """Say what `harvest` will be, sending nothing: the gate's verdict, requests, tokens, cost, disk, time."""
-        data = project(config, overrides).plan(limit=limit)
+        data = project(config, overrides).plan(limit=limit, shard=Shard.parse(shard) if shard else None)
         summary = PlanSummary.model_validate(data)
         for line in plan_text.lines(summary):
             render.result(escape(line))
@@ -211,10 +225,12 @@ def register_stage_commands(app: typer.Typer) -> None:
         config: ConfigOption = Path("distill.yaml"),
         limit: LimitOption = None,
         fresh: FreshOption = False,
+        shard: ShardOption = None,
         overrides: SetOption = None,
     ) -> None:
         """Ask the teacher for answers and top-k logprobs (resumes; the policy gate runs first)."""
-        render.emit_json(project(config, overrides).harvest(limit=limit, fresh=fresh))
+        parsed = Shard.parse(shard) if shard else None
+        render.emit_json(project(config, overrides).harvest(limit=limit, fresh=fresh, shard=parsed))
 
     @app.command("filter")
     def filter_command(config: ConfigOption = Path("distill.yaml"), overrides: SetOption = None) -> None:

@@ -11,7 +11,7 @@ Teachers know nothing of the store, the filters or training. They raise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 from synthdistill.errors import ConfigError
@@ -44,8 +44,18 @@ class BatchTeacher(Protocol):
     def endpoint_for(self, request: TeacherRequest) -> str | None:
         """Host the request goes to (recorded in provenance)."""
 
-    async def submit(self, requests: list[TeacherRequest]) -> tuple[str, dict]:
-        """Send the requests as one batch; (input file id, batch object with its `id` and `status`)."""
+    def batch_files(self, requests: list[TeacherRequest]) -> Iterator[tuple[list[TeacherRequest], bytes | None]]:
+        """The requests cut into input files within the provider's limits, one (requests, file) at a time;
+        a request too large for any file comes alone with None."""
+
+    async def submit(
+        self, data: bytes, intent_id: str, on_uploaded: Callable[[str], None] | None = None
+    ) -> tuple[str, dict]:
+        """Upload one input file and create its batch, both tagged with `intent_id`; (input file id, batch object)."""
+
+    async def resume(self, intent_id: str, input_file_id: str | None) -> tuple[str, dict] | None:
+        """The batch of an intent a killed run may have submitted (found by its tag), created from its uploaded
+        file when only the upload happened; None when neither reached the provider."""
 
     async def poll(self, batch_id: str, on_status: Callable[[str], None] | None = None) -> dict:
         """Wait until the batch ends (`on_status` hears every status seen); the last batch object."""

@@ -1,14 +1,18 @@
 """The OpenAI Batch API as a `BatchTeacher`: JSONL upload, poll, collect by `custom_id`.
 
-    submit: requests → JSONL (one chat body per line, `custom_id` = request key)
-            → POST /files (purpose=batch) → POST /batches → (input file id, batch object)
+    batch_files: requests → JSONL files (one chat body per line, `custom_id` = request key), each
+            within teacher.batch_max_requests lines and teacher.batch_max_bytes bytes
+    submit: one file, tagged with the harvester's intent id → POST /files (purpose=batch, named
+            synthdistill-<intent>.jsonl) → POST /batches (metadata {synthdistill_intent: <intent>})
+    resume: a killed run's intent → GET /batches (listed, matched by metadata), else GET /files
+            (matched by name) → POST /batches from that file, else None (nothing reached the provider)
     poll:   GET /batches/{id} with a growing interval until completed / failed / expired / cancelled
     collect: GET /files/{output_file_id}/content and /files/{error_file_id}/content
             → each line's parsed answer (a Completion) or its failure (an error line, an unreadable answer)
 
 This module knows nothing of the ledger, the budget or the tallies: the harvester
-(harvest_batches.py) reserves the budget, records the batch id in the ledger before
-the first poll (so a killed run resumes the batch instead of resubmitting it), turns
+(harvest_batches.py) reserves the budget, records an intent before each submission and
+the batch id after it (so a killed run resumes the batch instead of resubmitting it), turns
 each answer into a HarvestRecord and fails the requests a finished batch never answered.
 """
 
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -34,6 +38,8 @@ CHAT_URL = "/v1/chat/completions"
 # transient faults of the Batch API's own calls (upload, create, poll, download), retried in place
 TRANSIENT_STATUSES = (408, 409, 429, 500, 502, 503, 504)
 CALL_RETRIES = 5
+INTENT_KEY = "synthdistill_intent"  # the batch metadata key holding the harvester's intent id
+LIST_PAGE = 100  # batches per GET /batches page (the API's largest)
 
 
 def batch_line(model: str, request: TeacherRequest) -> dict[str, Any]:
@@ -44,6 +50,11 @@ def batch_line(model: str, request: TeacherRequest) -> dict[str, Any]:
         "url": CHAT_URL,
         "body": build_chat_body(model, request, "openai"),
     }
+
+
+def intent_file_name(intent_id: str) -> str:
+    """The uploaded input file's name: how a resumed run finds a file whose batch was never created."""
+    return f"synthdistill-{intent_id}.jsonl"
 
 
 def jsonl_lines(text: str) -> list[dict]:
@@ -131,20 +142,91 @@ class OpenAIBatchClient:
             await asyncio.sleep(min(POLL_INTERVAL_S, 2.0**attempt * 0.1))
         raise AssertionError("unreachable")
 
-    async def submit(self, requests: list[TeacherRequest]) -> tuple[str, dict]:
-        """Upload the requests as JSONL and create the batch; (input file id, batch object)."""
-        lines = [batch_line(self.model, request) for request in requests]
+    def batch_files(self, requests: list[TeacherRequest]) -> Iterator[tuple[list[TeacherRequest], bytes | None]]:
+        """The requests as JSONL input files, in order, each within the configured line and byte limits.
+
+        One file at a time (a file is up to 200 MB); a request whose line alone passes the byte limit
+        comes alone with None (the provider would refuse the whole file).
+        """
+        max_lines, max_bytes = self.config.batch_max_requests, self.config.batch_max_bytes
+        chunk: list[TeacherRequest] = []
+        lines: list[bytes] = []
+        size = 0
         for request in requests:
             self.knob_warnings.note(request.sampling, "openai", "chat")
-        data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
+            line = (json.dumps(batch_line(self.model, request), ensure_ascii=False) + "\n").encode("utf-8")
+            if len(line) > max_bytes:
+                yield [request], None
+                continue
+            if chunk and (len(chunk) == max_lines or size + len(line) > max_bytes):
+                yield chunk, b"".join(lines)
+                chunk, lines, size = [], [], 0
+            chunk.append(request)
+            lines.append(line)
+            size += len(line)
+        if chunk:
+            yield chunk, b"".join(lines)
+
+    async def submit(
+        self, data: bytes, intent_id: str, on_uploaded: Callable[[str], None] | None = None
+    ) -> tuple[str, dict]:
+        """Upload one input file and create its batch, both tagged with `intent_id`; (input file id, batch object)."""
         upload = await self._call(
-            "POST", "/files", data={"purpose": "batch"}, files={"file": ("batch.jsonl", data, "application/jsonl")}
+            "POST",
+            "/files",
+            data={"purpose": "batch"},
+            files={"file": (intent_file_name(intent_id), data, "application/jsonl")},
         )
         file_id = upload.json()["id"]
-        created = await self._call(
-            "POST", "/batches", json={"input_file_id": file_id, "endpoint": CHAT_URL, "completion_window": "24h"}
-        )
-        return file_id, created.json()
+        if on_uploaded is not None:
+            on_uploaded(file_id)
+        return file_id, await self._create(file_id, intent_id)
+
+    async def _create(self, file_id: str, intent_id: str) -> dict:
+        body = {
+            "input_file_id": file_id,
+            "endpoint": CHAT_URL,
+            "completion_window": "24h",
+            "metadata": {INTENT_KEY: intent_id},
+        }
+        return (await self._call("POST", "/batches", json=body)).json()
+
+    async def resume(self, intent_id: str, input_file_id: str | None) -> tuple[str, dict] | None:
+        """The batch a killed run created for `intent_id` (listed, matched by metadata); else one created now from
+        its uploaded file (`input_file_id`, or listed and matched by name); None when nothing reached the provider."""
+        batch = await self._find_batch(intent_id)
+        if batch is not None:
+            return batch.get("input_file_id") or input_file_id or "", batch
+        file_id = input_file_id or await self._find_file(intent_id)
+        if file_id is None:
+            return None
+        return file_id, await self._create(file_id, intent_id)
+
+    async def _find_batch(self, intent_id: str) -> dict | None:
+        after = None
+        while True:
+            params = {"limit": LIST_PAGE, **({"after": after} if after else {})}
+            page = (await self._call("GET", "/batches", params=params)).json()
+            batches = page.get("data") or []
+            for batch in batches:
+                if (batch.get("metadata") or {}).get(INTENT_KEY) == intent_id:
+                    return batch
+            if not page.get("has_more") or not batches:
+                return None
+            after = page.get("last_id") or batches[-1].get("id")
+
+    async def _find_file(self, intent_id: str) -> str | None:
+        name, after = intent_file_name(intent_id), None
+        while True:
+            params = {"purpose": "batch", **({"after": after} if after else {})}
+            page = (await self._call("GET", "/files", params=params)).json()
+            files = page.get("data") or []
+            for item in files:
+                if item.get("filename") == name and item.get("purpose", "batch") == "batch":
+                    return item.get("id")
+            if not page.get("has_more") or not files:
+                return None
+            after = page.get("last_id") or files[-1].get("id")
 
     async def poll(self, batch_id: str, on_status: Callable[[str], None] | None = None) -> dict:
         """Poll with a growing interval until the batch reaches a terminal status; the last batch object."""

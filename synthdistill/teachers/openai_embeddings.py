@@ -74,7 +74,7 @@ class OpenAIEmbedder(OpenAIHTTPTeacher):
         body: dict = {"model": self.model, "input": batch.texts, "encoding_format": "float"}
         if self.dimensions is not None:
             body["dimensions"] = self.dimensions
-        payload = await self._post_json(base_url, EMBEDDINGS_PATH, body)
+        payload = await self._post(base_url, EMBEDDINGS_PATH, body)
         source = f"embeddings from {endpoint_host(base_url)}"
         answer = parse_embeddings(payload, len(batch.items), self.model, self._scrub(source))
         length = len(answer.vectors[0])

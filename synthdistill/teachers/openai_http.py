@@ -331,15 +331,29 @@ class OpenAIHTTPTeacher:
         base_url = self._endpoints.pick()
         if self.style == "auto":
             await self._settle_style(base_url)
-        self._remember(request.request_key, base_url)
+        return await self._tracked(request.request_key, base_url, self._attempt(base_url, request))
+
+    async def post_json(self, key: str, path: str, body: dict) -> tuple[dict, str]:
+        """One attempt at any POST (`path` after the base URL): (the JSON answer, host:port that gave it).
+
+        Failover, fault classes, rate-limit headers and key scrubbing as for `complete`
+        (on-policy scoring sends its own requests through here).
+        """
+        base_url = self._endpoints.pick()
+        payload = await self._tracked(key, base_url, self._post(base_url, path, body))
+        return payload, endpoint_host(base_url)
+
+    async def _tracked(self, key: str, base_url: str, attempt):
+        """Await one attempt at `base_url`, counting its fault (or success) towards the URL's cool-down."""
+        self._remember(key, base_url)
         try:
-            completion = await self._attempt(base_url, request)
+            result = await attempt
         except RetryableTeacherError as exc:
             if exc.kind in ENDPOINT_FAULTS or exc.kind.startswith("5"):
                 self._endpoints.failed(base_url)
             raise
         self._endpoints.succeeded(base_url)
-        return completion
+        return result
 
     async def _attempt(self, base_url: str, request: TeacherRequest) -> Completion:
         host = endpoint_host(base_url)
@@ -347,7 +361,7 @@ class OpenAIHTTPTeacher:
         style = "openai" if self.style == "auto" else self.style
         body = build_body(self.model, request, style, self.endpoint)
         self.knob_warnings.note(request.sampling, style, self.endpoint)
-        payload = await self._post_json(base_url, endpoint_path(self.endpoint), body)
+        payload = await self._post(base_url, endpoint_path(self.endpoint), body)
         try:
             return parse_answer(
                 payload,
@@ -361,8 +375,8 @@ class OpenAIHTTPTeacher:
             # the server's own words may be quoted in the message: scrub them
             raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
 
-    async def _post_json(self, base_url: str, path: str, body: dict):
-        """POST `body` to `base_url + path`; the JSON answer, or the classified fault (see the module docstring)."""
+    async def _post(self, base_url: str, path: str, body: dict):
+        """POST `body` and return the parsed JSON answer; every fault classified (module docstring)."""
         host = endpoint_host(base_url)
         try:
             # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)

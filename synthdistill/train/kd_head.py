@@ -104,7 +104,9 @@ def add_kd_head(model, settings: KDConfig, projections: FeatureProjections | Non
         projections = getattr(self, "kd_feature_projections", None)
         extra = {}
         if teacher.get("hidden") is not None:
-            extra = representation_parts(student_hidden, teacher["hidden"], labels, settings, projections)
+            extra = representation_parts(
+                student_hidden, teacher["hidden"], labels, settings, projections, teacher.get("alignment")
+            )
         if teacher.get("embeddings") is not None:  # relations from the harvested embeddings (no local teacher)
             vectors, present = teacher["embeddings"], teacher["embedding_mask"]
             kind = settings.relations.loss

@@ -4,8 +4,9 @@
 harvest teacher is the in-process transformers backend). It is loaded once per process, frozen
 (`requires_grad=False`, eval mode), kept outside the student module (so DDP/FSDP never wrap it
 and it is never saved), in bf16 on a GPU and fp32 on a CPU, and run without gradients on each
-batch's token ids. Only a teacher with the student's tokenizer is supported: the same ids are the
-same conversation. The time and memory of its forward are measured for train.json.
+batch's token ids: the student's ids when the tokenizers are the same, else its own tokens of the
+same conversation (train/teacher_tokens.py). The time and memory of its forward are measured for
+train.json.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError
 from synthdistill.model_store import resolve_model
+from synthdistill.run_layout import RunLayout
 
 
 def teacher_reference(config: DistillConfig) -> str:
@@ -32,16 +34,6 @@ def teacher_reference(config: DistillConfig) -> str:
         f"{config.teacher.backend} only returns text and logprobs: set student.kd.teacher to a local folder or "
         "embedded model id with the teacher's weights"
     )
-
-
-def check_same_tokenizer(student_tokenizer, teacher_tokenizer, reference: str) -> None:
-    """Feature and relation KD pair the student's and the teacher's positions token by token."""
-    if student_tokenizer.get_vocab() != teacher_tokenizer.get_vocab():
-        raise ConfigError(
-            f"student.kd.teacher {reference} has a different tokenizer from the student's: feature, relation and "
-            "online KD support only a teacher with the student's tokenizer so far (pooling over byte spans for "
-            "different tokenizers is not implemented)"
-        )
 
 
 def kept_teacher_layers(config: DistillConfig, teacher_dir: Path) -> list[int] | None:
@@ -89,6 +81,7 @@ class LocalTeacher:
         self.outputs_bytes_max = 0
         self.cuda_peak_extra_bytes_max: int | None = 0 if use_gpu else None
         self.feature_layers: list[tuple[int, int]] | None = None  # feature KD's (student, teacher) layer pairs
+        self.cross_tokenizer: dict[str, Any] | None = None  # teacher_tokens.py's summary when the tokenizers differ
 
     def run(self, input_ids, attention_mask, labels, online_temperature: float | None = None) -> dict[str, Any]:
         """The teacher on one batch, without gradients: {"hidden": hidden states, "logprobs": online KD rows or None}.
@@ -135,6 +128,8 @@ class LocalTeacher:
         return {
             "model": self.reference,
             "feature_layers": [list(pair) for pair in self.feature_layers] if self.feature_layers else None,
+            # None: the student's tokenizer; else how the teacher read the rows and the share of answer bytes paired
+            "cross_tokenizer": self.cross_tokenizer,
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
             "weights_bytes": self.weights_bytes,
@@ -148,21 +143,25 @@ class LocalTeacher:
         }
 
 
-def load_local_teacher(config: DistillConfig, student_tokenizer, device, use_gpu: bool) -> LocalTeacher:
+def load_local_teacher(config: DistillConfig, device, use_gpu: bool) -> LocalTeacher:
     """Resolve, load and freeze the teacher named by student.kd.teacher (or teacher.model)."""
-    from transformers import AutoTokenizer
-
     reference = teacher_reference(config)
-    folder = resolve_model(reference, config.project_dir)
-    check_same_tokenizer(student_tokenizer, AutoTokenizer.from_pretrained(folder), reference)
-    return LocalTeacher(reference, folder, device, use_gpu)
+    return LocalTeacher(reference, resolve_model(reference, config.project_dir), device, use_gpu)
 
 
-def attach_local_teacher(config: DistillConfig, model, tokenizer, device, use_gpu: bool):
+def needs_local_teacher(kd) -> bool:
+    """Feature KD, relations from the teacher's hidden states and online KD run a local teacher; relations from
+    the harvested embeddings (`relations.source: embeddings`) do not."""
+    hidden_relations = kd.relations is not None and kd.relations.source == "teacher-hidden"
+    return kd.features is not None or hidden_relations or kd.online
+
+
+def attach_local_teacher(config: DistillConfig, model, device, use_gpu: bool, cross_tokenizer=None):
     """(teacher, projections) for the feature/relation parts, or (None, None) when neither is configured.
 
-    Checks the batch size and the tokenizer before the teacher's weights are loaded; the projections
-    (feature KD) map the student's width to the teacher's for each layer pair.
+    Checks the batch size before the teacher's weights are loaded; the projections (feature KD) map
+    the student's width to the teacher's for each layer pair. `cross_tokenizer`: teacher_tokens.py's
+    summary when the teacher has another tokenizer (the tokenizers were compared there).
     """
     from synthdistill.train.loss_parts import FeatureProjections, check_relation_batch, layer_pairs
 
@@ -170,10 +169,10 @@ def attach_local_teacher(config: DistillConfig, model, tokenizer, device, use_gp
     kd = student.kd
     if kd.relations is not None:
         check_relation_batch(kd.relations.loss, student.batch_size)
-    hidden_relations = kd.relations is not None and kd.relations.source == "teacher-hidden"
-    if kd.features is None and not hidden_relations and not kd.online:
+    if not needs_local_teacher(kd):
         return None, None  # relations from the harvested embeddings need no local teacher
-    teacher = load_local_teacher(config, tokenizer, device, use_gpu)
+    teacher = load_local_teacher(config, device, use_gpu)
+    teacher.cross_tokenizer = cross_tokenizer
     if kd.online:
         check_plain_head(teacher.model, teacher.reference)
     if kd.features is None:
@@ -183,3 +182,23 @@ def attach_local_teacher(config: DistillConfig, model, tokenizer, device, use_gp
     teacher.feature_layers = layer_pairs(kd.features.layers, text.num_hidden_layers, teacher.layers, kept)
     pairs = teacher.feature_layers
     return teacher, FeatureProjections(pairs, text.hidden_size, teacher.width).to(device)
+
+
+def save_projections(projections, checkpoint: Path) -> None:
+    """Write feature KD's projections into a checkpoint folder (a LoRA checkpoint holds only the adapter)."""
+    from safetensors.torch import save_file
+
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in projections.state_dict().items()}
+    if state:  # equal widths: identity, nothing to save
+        save_file(state, str(RunLayout.checkpoint_projections(checkpoint)))
+
+
+def restore_projections(projections, checkpoint: Path) -> bool:
+    """Load the projections a checkpoint saved (`train --resume`); False when it holds none."""
+    from safetensors.torch import load_file
+
+    path = RunLayout.checkpoint_projections(checkpoint)
+    if not path.exists():
+        return False
+    projections.load_state_dict(load_file(str(path)))
+    return True

@@ -5,7 +5,8 @@ The student's loss is `sum(weight[name] * part[name])` over the parts `ce`, `kl`
 
 - **feature**: for each configured pair (student layer i, teacher layer j), the student's output of
   decoder layer i at the answer tokens, through a learned linear projection where the widths differ,
-  against the teacher's output of layer j at the same tokens (same tokenizer: the same positions);
+  against the teacher's output of layer j at the same tokens (same tokenizer: the same positions;
+  another tokenizer: both mean-pooled over each byte segment both cover, train/teacher_tokens.py);
   `cosine` = mean of 1 − cosine similarity, `mse` = mean squared difference; averaged over the pairs.
 - **relation** (RKD, Park et al. 2019): each example's last hidden state mean-pooled over its answer
   tokens, student and teacher alike (or, with `source: embeddings`, the teacher's harvested embedding
@@ -92,19 +93,42 @@ class FeatureProjections(torch.nn.Module):
         return layer(hidden.to(layer.weight.dtype))
 
 
+def segment_means(hidden: torch.Tensor, segment: torch.Tensor, count: int) -> torch.Tensor:
+    """[count, H]: the mean of `hidden` [B, T, H] over the positions of each segment (`segment` [B, T], -1 = none)."""
+    ids = segment.to(hidden.device).reshape(-1)
+    keep = ids >= 0
+    rows = hidden.reshape(-1, hidden.shape[-1])[keep]
+    sums = rows.new_zeros((count, rows.shape[-1])).index_add(0, ids[keep], rows)
+    sizes = torch.bincount(ids[keep], minlength=count).clamp(min=1).to(rows.dtype)
+    return sums / sizes[:, None]
+
+
 def feature_loss(
     student_hidden: tuple[torch.Tensor, ...],
     teacher_hidden: tuple[torch.Tensor, ...],
     mask: torch.Tensor,
     projections: FeatureProjections,
     kind: str,
+    alignment: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Mean over the layer pairs of the cosine / MSE distance at the answer tokens (`mask`)."""
+    """Mean over the layer pairs of the cosine / MSE distance at the answer tokens (`mask`).
+
+    With `alignment` (a teacher with another tokenizer, train/teacher_tokens.py) the pairs are the
+    mean-pooled hidden states of each segment both sides cover, student and teacher.
+    """
+    count = int(alignment["student_segment"].max()) + 1 if alignment is not None else 0
     losses = []
     for index, (s, t) in enumerate(projections.pairs):
-        student = projections.project(index, student_hidden[s + _EMBEDDINGS][mask]).float()
-        teacher = teacher_hidden[t + _EMBEDDINGS][mask].to(student.device).float()
-        if kind == "cosine":
+        if alignment is None:
+            student_rows, teacher = student_hidden[s + _EMBEDDINGS][mask], teacher_hidden[t + _EMBEDDINGS][mask]
+        else:
+            student_rows = segment_means(student_hidden[s + _EMBEDDINGS], alignment["student_segment"], count)
+            teacher = segment_means(teacher_hidden[t + _EMBEDDINGS], alignment["teacher_segment"], count)
+        student = projections.project(index, student_rows).float()
+        teacher = teacher.to(student.device).float()
+        if len(student) == 0:  # no answer token (or no common segment) in this batch
+            losses.append(student.sum() * 0.0)
+        elif kind == "cosine":
             losses.append((1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean())
         else:
             losses.append(F.mse_loss(student, teacher))
@@ -160,15 +184,23 @@ def relation_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str) -> to
     return torch.stack(losses).sum()
 
 
-def representation_parts(student_hidden, teacher_hidden, labels, settings, projections) -> dict[str, torch.Tensor]:
-    """The configured `feature` and `relation` parts from both models' hidden states (unweighted)."""
+def representation_parts(
+    student_hidden, teacher_hidden, labels, settings, projections, alignment=None
+) -> dict[str, torch.Tensor]:
+    """The configured `feature` and `relation` parts from both models' hidden states (unweighted).
+
+    `alignment`: the batch's segments when the teacher has another tokenizer (`feature_loss`);
+    the teacher's answer is then its own answer tokens (`alignment["teacher_answer"]`).
+    """
     mask = answer_mask(labels)
     parts = {}
     if settings.features is not None:
-        parts["feature"] = feature_loss(student_hidden, teacher_hidden, mask, projections, settings.features.loss)
+        kind = settings.features.loss
+        parts["feature"] = feature_loss(student_hidden, teacher_hidden, mask, projections, kind, alignment)
     if settings.relations is not None and settings.relations.source == "teacher-hidden":
         student = pooled(student_hidden[-1], mask)
-        teacher = pooled(teacher_hidden[-1].to(student.device).float(), mask.to(student.device))
+        teacher_mask = mask if alignment is None else alignment["teacher_answer"]
+        teacher = pooled(teacher_hidden[-1].to(student.device).float(), teacher_mask.to(student.device))
         parts["relation"] = relation_loss(student, teacher, settings.relations.loss)
     return parts
 

@@ -71,9 +71,16 @@ def kd_recipe(kd: KDConfig, summary: dict[str, Any]) -> str:
     ]
     if kd.features is not None:
         layers = ", ".join(f"{s}→{t}" for s, t in teacher.get("feature_layers") or [])
+        cross = teacher.get("cross_tokenizer")
+        where = (
+            f"mean-pooled over the byte segments both tokenizers split alike ({cross['matched_share']:.0%} of the "
+            "answer bytes)"
+            if cross
+            else "at the answer tokens"
+        )
         parts.append(
             f"feature = {kd.features.loss} distance between the student's and the local teacher "
-            f"`{teacher.get('model')}`'s hidden states at the answer tokens, layers (student→teacher) {layers}"
+            f"`{teacher.get('model')}`'s hidden states {where}, layers (student→teacher) {layers}"
         )
     if kd.relations is not None and kd.relations.source == "embeddings":
         parts.append(

@@ -25,9 +25,10 @@ from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.safe_write import write_text
 from synthdistill.train.chat_template import training_chat_template
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
-from synthdistill.train.local_teacher import attach_local_teacher
+from synthdistill.train.local_teacher import attach_local_teacher, restore_projections, save_projections
 from synthdistill.train.model_card import write_model_card
 from synthdistill.train.student_init import prepare_student
+from synthdistill.train.teacher_tokens import BATCH_KEYS, teacher_token_rows
 from synthdistill.train.trainer_args import training_args
 
 
@@ -108,6 +109,8 @@ def _kd_trainer_class():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
+            # a teacher with another tokenizer: its own ids of the batch, and the segments both sides cover
+            alignment = {key: inputs.pop(key) for key in BATCH_KEYS if key in inputs}
             embedded = {
                 key: inputs.pop(key) for key in ("teacher_embedding", "teacher_embedding_mask") if key in inputs
             }
@@ -117,7 +120,13 @@ def _kd_trainer_class():
             if self.kd_head:  # the loss comes out of the forward; no [batch, seq, vocab] logits
                 teacher = self.local_teacher
                 online = settings.temperature if settings.online else None
-                taught = teacher.run(**model_inputs, labels=labels, online_temperature=online) if teacher else None
+                if teacher is None:
+                    taught = None
+                elif alignment:
+                    ids, mask = alignment["teacher_input_ids"], alignment["teacher_attention_mask"]
+                    taught = {**teacher.run(ids, mask, labels=None), "alignment": alignment}
+                else:
+                    taught = teacher.run(**model_inputs, labels=labels, online_temperature=online)
                 if embedded:  # relations from the harvested embeddings: the teacher side without a local teacher
                     vectors, present = embedded["teacher_embedding"], embedded["teacher_embedding_mask"]
                     taught = {**(taught or {}), "embeddings": vectors, "embedding_mask": present}
@@ -225,13 +234,16 @@ def run(
     out = config.layout.student_dir
     checkpoints = config.layout.checkpoints_dir
     resume_from = _resume_point(checkpoints, resume, state)
+    collator, cross_tokenizer = PaddingCollator(tokenizer.pad_token_id), None
+    if method == "kd":  # a local teacher with another tokenizer reads its own tokens of each row
+        rows, collator, cross_tokenizer = teacher_token_rows(config, rows, tokenizer, collator)
     model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
     trainer_class = _kd_trainer_class() if method == "kd" else SFTTrainer
     trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(rows),
-        data_collator=PaddingCollator(tokenizer.pad_token_id),
+        data_collator=collator,
         processing_class=tokenizer,
         peft_config=_peft_config(config),
         callbacks=[_progress_callback(progress)],
@@ -243,8 +255,12 @@ def run(
         trainer.kd_settings = student.kd
         trainer._kd_parts = []
         trainer.loss_part_names = tuple(student.kd.loss_weights())
-        projections = _attach_local_teacher(trainer, config, tokenizer, use_gpu)
+        projections = _attach_local_teacher(trainer, config, use_gpu, cross_tokenizer)
         trainer.kd_head = _add_kd_head(trainer.model, student.kd, projections)
+        if projections is not None:  # saved in each checkpoint, restored on resume (LoRA checkpoints lack them)
+            trainer.add_callback(_projection_checkpoints(projections))
+            if resume_from is not None:
+                restore_projections(projections, Path(resume_from))
     started = time.perf_counter()
     # stdout is the CLI's (--json): what the report_to integrations print (trackio's banner) goes to stderr
     with contextlib.redirect_stdout(sys.stderr):
@@ -330,7 +346,7 @@ def _add_kd_head(model, settings, projections=None) -> bool:
     return True
 
 
-def _attach_local_teacher(trainer, config: DistillConfig, tokenizer, use_gpu: bool):
+def _attach_local_teacher(trainer, config: DistillConfig, use_gpu: bool, cross_tokenizer=None):
     """For feature/relation/online parts: load the local teacher onto `trainer.local_teacher`; returns the projections."""
     from synthdistill.train.kd_head import supports_kd_head
 
@@ -342,8 +358,23 @@ def _attach_local_teacher(trainer, config: DistillConfig, tokenizer, use_gpu: bo
             "student.kd.features / relations / online need a student whose logits are its LM head's output; "
             f"{type(inner).__name__} transforms them (softcapping or scaling), which is not supported yet"
         )
-    trainer.local_teacher, projections = attach_local_teacher(config, inner, tokenizer, trainer.args.device, use_gpu)
+    trainer.local_teacher, projections = attach_local_teacher(
+        config, inner, trainer.args.device, use_gpu, cross_tokenizer
+    )
     return projections
+
+
+def _projection_checkpoints(projections):
+    """A callback that writes feature KD's projections into each checkpoint the trainer saves."""
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    class _SaveProjections(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                save_projections(projections, Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+
+    return _SaveProjections()
 
 
 def _drop_feature_projections(model) -> None:

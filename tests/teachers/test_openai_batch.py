@@ -66,25 +66,30 @@ def test_batch_harvest_answers_every_prompt_once_with_logprobs(tmp_path, capsys)
     assert server.stats()["batches_created"] == 1
 
 
+def _kill_harvest_when(config, ready) -> None:
+    """Run a harvest in a subprocess and SIGKILL it once `ready()` is true."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "synthdistill", "harvest", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
+    started = time.monotonic()
+    while not ready():
+        assert process.poll() is None, f"harvest ended before it was killed: {process.communicate()}"
+        assert time.monotonic() - started < 60, "the harvest never got there"
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
 def test_sigkill_after_submit_then_rerun_collects_the_same_batch(tmp_path, capsys):
     # the killed process polls every 10 s (the default): it is killed while its batch is open
     with FakeOpenAIServer(batch_polls_to_complete=2) as server:
         config = write_project(tmp_path, server.base_url, 5, teacher=BATCH)
         ledger = ledger_of(tmp_path)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "synthdistill", "harvest", "-c", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=dict(os.environ),
-        )
-        started = time.monotonic()
-        while not _batches(ledger):
-            assert process.poll() is None, f"harvest ended before it was killed: {process.communicate()}"
-            assert time.monotonic() - started < 60, "no batch was submitted"
-            time.sleep(0.02)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(10)
+        _kill_harvest_when(config, lambda: bool(_batches(ledger)))
         assert _batches(ledger)[0][2] is None  # submitted, not collected
         assert [r for r in ledger_rows(ledger) if r[1] == "done"] == []
 
@@ -158,3 +163,107 @@ def test_an_expired_batch_fails_its_requests_and_the_next_run_sends_them_again(t
         second = _harvest(capsys, config)
         assert (second["answered"], second["retried_failures"], server.stats()["batches_created"]) == (3, 3, 2)
     assert_each_prompt_answered_once(ledger_of(tmp_path), 3)
+
+
+def test_requests_are_split_into_files_at_the_line_limit(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 7, teacher={**BATCH, "batch_max_requests": 3})
+        summary = _harvest(capsys, config)
+        stats = server.stats()
+    assert (summary["answered"], summary["requests_sent"]) == (7, 7)
+    assert (stats["files_uploaded"], stats["batches_created"], stats["input_lines"]) == (3, 3, [3, 3, 1])
+    assert [b[1] for b in _batches(ledger_of(tmp_path))] == ["completed"] * 3
+    assert_each_prompt_answered_once(ledger_of(tmp_path), 7)
+
+
+def test_requests_are_split_into_files_at_the_byte_limit(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        # one file of every line first, to learn the line size
+        config = write_project(tmp_path / "probe", server.base_url, 6, teacher=BATCH)
+        _harvest(capsys, config)
+        (line_bytes,) = server.stats()["input_bytes"]
+        limit = int(line_bytes / 6 * 2.5)  # two lines fit, three do not
+        server.reset()
+        config = write_project(tmp_path / "split", server.base_url, 6, teacher={**BATCH, "batch_max_bytes": limit})
+        summary = _harvest(capsys, config)
+        stats = server.stats()
+    assert (summary["answered"], stats["batches_created"], stats["input_lines"]) == (6, 3, [2, 2, 2])
+    assert all(size <= limit for size in stats["input_bytes"])
+    assert_each_prompt_answered_once(ledger_of(tmp_path / "split"), 6)
+
+
+def _intents(ledger) -> list[tuple[str, str, str | None, str | None]]:
+    db = sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=5)
+    try:
+        return list(db.execute("SELECT intent_id, status, input_file_id, batch_id FROM batch_intents ORDER BY rowid"))
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("hold", ["create", "upload"])
+def test_sigkill_between_submission_and_ledger_write_finds_the_batch_instead_of_resubmitting(tmp_path, capsys, hold):
+    # create: POST /batches created the batch, the client is killed before its answer reaches the ledger;
+    # upload: the file is stored, the client is killed before it learns the file id (no batch yet)
+    with FakeOpenAIServer(batch_hold=hold) as server:
+        config = write_project(tmp_path, server.base_url, 5, teacher=BATCH)
+        ledger = ledger_of(tmp_path)
+        stat = "batches_created" if hold == "create" else "files_uploaded"
+        _kill_harvest_when(config, lambda: server.stats()[stat] > 0)  # the server holds its answer
+        assert _batches(ledger) == []  # the ledger never heard of the batch
+        [(intent_id, status, file_id, batch_id)] = _intents(ledger)
+        # the file id is recorded once the upload answers: known when the kill came at create
+        assert (status, file_id, batch_id) == ("submitting", "file-in-0" if hold == "create" else None, None)
+
+        server.configure(batch_hold=None)
+        summary = _harvest(capsys, config)
+        stats = server.stats()
+    assert (stats["files_uploaded"], stats["batches_created"]) == (1, 1)  # found, never submitted again
+    assert stats["batch_lists"] >= 1
+    assert (summary["answered"], summary["failed"]) == (5, 0)
+    assert [(b[0], b[1]) for b in _batches(ledger)] == [("batch_0", "completed")]
+    assert _intents(ledger) == [(intent_id, "submitted", "file-in-0", "batch_0")]
+    assert_each_prompt_answered_once(ledger, 5)
+
+
+def test_an_intent_that_never_reached_the_provider_is_sent_in_a_new_batch(tmp_path, capsys):
+    from synthdistill.store import HarvestStore
+
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 3, teacher=BATCH)
+        ledger = ledger_of(tmp_path)
+        with HarvestStore(ledger) as store:  # a run killed right after recording its intent
+            store.put_batch_intent("lost", ["k1", "k2"])
+        summary = _harvest(capsys, config)
+        stats = server.stats()
+    assert (stats["files_uploaded"], stats["batches_created"], summary["answered"]) == (1, 1, 3)
+    assert "lost" not in [row[0] for row in _intents(ledger)]
+    assert_each_prompt_answered_once(ledger, 3)
+
+
+def test_batches_are_listed_page_by_page_to_find_an_interrupted_one(tmp_path, capsys):
+    with FakeOpenAIServer(batch_list_page=1, batch_hold="create") as server:
+        config = write_project(tmp_path / "now", server.base_url, 2, teacher=BATCH)
+        _kill_harvest_when(config, lambda: server.stats()["batches_created"] > 0)  # batch_0, unknown to its ledger
+        server.configure(batch_hold=None)
+        other = write_project(tmp_path / "other", server.base_url, 3, teacher=BATCH)
+        _harvest(capsys, other)  # batch_1, newer: listed first, one batch per page
+        summary = _harvest(capsys, config)
+        stats = server.stats()
+    assert (stats["batches_created"], summary["answered"], stats["batch_lists"]) == (2, 2, 2)
+    assert [(b[0], b[1]) for b in _batches(ledger_of(tmp_path / "now"))] == [("batch_0", "completed")]
+    assert_each_prompt_answered_once(ledger_of(tmp_path / "now"), 2)
+
+
+def test_a_request_too_large_for_any_batch_file_fails_without_a_batch(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        config = write_project(tmp_path, server.base_url, 2, teacher={**BATCH, "batch_max_bytes": 100})
+        summary = _harvest(capsys, config, expected_rc=1)  # nothing answered
+        stats = server.stats()
+    assert (stats["files_uploaded"], stats["batches_created"]) == (0, 0)
+    assert (summary["failed"], summary["requests_sent"], summary["errors_by_kind"]) == (
+        2,
+        0,
+        {"batch-line-too-large": 2},
+    )
+    failures = [row for row in ledger_rows(ledger_of(tmp_path)) if row[1] == "failed"]
+    assert len(failures) == 2

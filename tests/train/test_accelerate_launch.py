@@ -18,6 +18,7 @@ import yaml
 
 from synthdistill import build
 from synthdistill.config import load_config
+from synthdistill.run_layout import RunLayout
 from tests.training_fixtures import load_weights, write_kept_project, write_tiny_llama
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,6 +133,8 @@ def test_two_processes_train_with_a_local_teacher_and_resume(tmp_path, smollm2_d
     assert summary["local_teacher"]["forwards"] == 2  # rank 0's own teacher: one forward per batch
     trained = load_weights(config.run_dir / "student" / "model.safetensors")
     assert set(trained) == set(load_weights(tiny / "model.safetensors"))  # no projection saved
+    checkpoint = config.layout.checkpoints_dir / "checkpoint-2"
+    assert load_weights(RunLayout.checkpoint_projections(checkpoint))["maps.0.weight"].shape == (96, 64)  # rank 0's
     path.write_text(path.read_text().replace("max_steps: 2", "max_steps: 3"))
     resumed = _torchrun(path, tmp_path, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
