@@ -33,6 +33,7 @@ from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
 from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
+from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord
@@ -191,7 +192,7 @@ def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
 
     tasks, load = record_tasks(config)
     sft_out = ShardedSplits(layout, "sft", *_sft_schemas(tools))
-    kd_out = ShardedSplits(layout, "kd", _kd_schema(kd.id_type)) if kd is not None else None
+    kd_out = ShardedSplits(layout, "kd", _kd_schema(kd.id_type, kd.vectors is not None)) if kd is not None else None
     stats = KdStats()
     for sft_rows, kd_rows, batch_stats in ordered_map(rows_of, tasks, workers):
         for split, row in sft_rows:
@@ -246,6 +247,8 @@ class KdMaker:
         self.eos_id = self.tokenizer.eos_token_id
         self.mapper = single_token_mapper(self.tokenizer)
         self.id_type = "uint16" if len(self.tokenizer) <= UINT16_VOCAB else "int32"
+        # harvest.embeddings: the teacher's vector of each answer, by request key (None: off)
+        self.vectors = stored_vectors(config)
 
     def row(self, record: HarvestRecord, stats: KdStats) -> dict[str, Any] | None:
         """The record's KD row, or None (counted in `stats.dropped`)."""
@@ -283,6 +286,11 @@ class KdMaker:
         if row is None:
             count(stats.dropped, "prompt-longer-than-max-length")
             return None
+        if self.vectors is not None:
+            row["teacher_embedding"] = vector = self.vectors.get(record.request_key)
+            stats.embedded[vector is not None] += 1
+            if vector is not None:
+                stats.embedding_sizes.add(len(vector))
         stats.rows += 1
         stats.with_targets += sum(row["kd_mask"])
         stats.max_candidates = max(stats.max_candidates, max((len(ids) for ids in row["kd_ids"]), default=0))
@@ -311,6 +319,8 @@ class KdMaker:
             "coverage_by_part": {part: round(kept / n, 4) if n else 0.0 for part, (n, kept) in stats.by_part.items()},
             "reasoning": self.traces,
         }
+        if self.vectors is not None:
+            build["teacher_embeddings"] = embeddings_note(config, stats.embedded, stats.embedding_sizes)
         write_text(layout.dataset_build("kd"), json.dumps(build, indent=2) + "\n", inside=config.run_dir)
         write_card("kd", config, decision, {**info, "kd": build}, counts)
 
@@ -354,10 +364,12 @@ def _sft_schemas(tools: bool) -> tuple[Any, Any]:
     return _sft_schema(pa.string()), _sft_schema(pa.json_())
 
 
-def _kd_schema(id_type: str = "int32"):
-    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py)."""
+def _kd_schema(id_type: str = "int32", embeddings: bool = False):
+    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py); with
+    `embeddings`, `teacher_embedding` (float32, null where the answer has no stored vector)."""
     import pyarrow as pa
 
+    extra = [("teacher_embedding", pa.list_(pa.float32()))] if embeddings else []
     return pa.schema(
         [
             ("row_id", pa.string()),
@@ -369,5 +381,6 @@ def _kd_schema(id_type: str = "int32"):
             ("kd_ids", pa.list_(pa.list_(getattr(pa, id_type)()))),
             ("kd_logprobs", pa.list_(pa.list_(pa.float16()))),
             ("kd_mask", pa.list_(pa.int8())),
+            *extra,
         ]
     )

@@ -140,6 +140,8 @@ class KdStats:
     with_targets: int = 0
     rows: int = 0
     max_candidates: int = 0
+    embedded: list[int] = field(default_factory=lambda: [0, 0])  # KD rows without, with a teacher embedding
+    embedding_sizes: set[int] = field(default_factory=set)
 
     def merge(self, other: KdStats) -> None:
         for mine, theirs in (
@@ -156,6 +158,8 @@ class KdStats:
         self.with_targets += other.with_targets
         self.rows += other.rows
         self.max_candidates = max(self.max_candidates, other.max_candidates)
+        self.embedded = [a + b for a, b in zip(self.embedded, other.embedded)]
+        self.embedding_sizes |= other.embedding_sizes
 
     def coverage(self) -> float | None:
         if not self.rows:

@@ -145,6 +145,44 @@ class UseConfig(_Strict):
     )
 
 
+class EmbeddingsConfig(_Strict):
+    """One embedding vector per answer from an OpenAI-compatible POST /embeddings (harvest_embeddings.py)."""
+
+    model: str | None = Field(
+        None,
+        description="Embedding model id sent to /embeddings; default: teacher.model. A model (or host) other than "
+        "the teacher's is decided by the policy gate on its own before any request (refused: exit 3)",
+    )
+    base_url: str | list[str] | None = Field(
+        None, description="OpenAI-compatible base URL(s) of the embedding endpoint; default: teacher.base_url"
+    )
+    api_key_env: str | None = Field(
+        None, description="NAME of the environment variable holding the endpoint's API key; default: teacher's"
+    )
+    policy: str = Field(
+        "auto",
+        description="auto = match policies by the embedding model id / host; or the id of a policy that matches it",
+    )
+    dimensions: int | None = Field(
+        None,
+        ge=1,
+        description="Length of each vector, sent as `dimensions` (models that can shorten theirs); "
+        "null = the model's own length",
+    )
+    input: Literal["answer", "prompt+answer"] = Field(
+        "answer",
+        description="What is embedded: the answer's text, or every prompt message then the answer (blank-line "
+        "separated)",
+    )
+    batch_size: int = Field(16, ge=1, le=2048, description="Answers embedded per request (inputs of one request)")
+
+    def urls(self, teacher: TeacherConfig) -> list[str]:
+        """The endpoint's base URLs (the teacher's when none are given)."""
+        if self.base_url is None:
+            return teacher.base_urls
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
+
 class HarvestConfig(_Strict):
     packs: list[str] = Field(min_length=1, description="Prompt pack folders, relative to distill.yaml")
     samples_per_prompt: int = Field(1, ge=1, description="Answers asked per prompt (each a separate request)")
@@ -199,6 +237,12 @@ class HarvestConfig(_Strict):
         description="A structured answer (a pack's response_format) that is not valid JSON for its schema is asked "
         "again this many times, each with the next unused seed; then it is kept as invalid and the `schema` filter "
         "drops it",
+    )
+    embeddings: EmbeddingsConfig | None = Field(
+        None,
+        description="Also harvest one embedding vector per answer (same scheduler, ledger, budget and gate), "
+        "carried into the KD dataset as `teacher_embedding` for student.kd.relations.source: embeddings; "
+        "null = none",
     )
     max_prompt_chars: int = Field(
         DEFAULT_MAX_PROMPT_CHARS,
@@ -266,10 +310,11 @@ class FeatureKD(_Strict):
 
 
 class RelationKD(_Strict):
-    source: Literal["teacher-hidden"] = Field(
+    source: Literal["teacher-hidden", "embeddings"] = Field(
         "teacher-hidden",
         description="Whose representations the relations come from: teacher-hidden = the local teacher's last "
-        "hidden state, mean-pooled over each example's answer tokens",
+        "hidden state, mean-pooled over each example's answer tokens; embeddings = the vectors harvested with "
+        "harvest.embeddings (the KD dataset's teacher_embedding column; no local teacher is loaded)",
     )
     loss: Literal["distance", "angle", "distance+angle"] = Field(
         "distance+angle",

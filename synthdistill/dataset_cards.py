@@ -208,7 +208,19 @@ def write_card(
                 if kd.get("coverage_by_part")
                 else []
             ),
+            *(_embedding_lines(kd["teacher_embeddings"]) if kd.get("teacher_embeddings") else []),
             "",
         ]
     text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
     write_text(layout.dataset_card(kind), text, inside=config.run_dir)
+
+
+def _embedding_lines(note: dict[str, Any]) -> list[str]:
+    """The card's words on the `teacher_embedding` column (harvest.embeddings)."""
+    embedded = "the answer" if note["input"] == "answer" else "the prompt, then the answer"
+    return [
+        "",
+        f"`{note['column']}`: the teacher's embedding of {embedded} from `{note['model']}` "
+        f"({note['dimensions']} float32 numbers; {note['rows_with']} rows have one, {note['rows_without']} are null), "
+        "the teacher side of relational KD with `student.kd.relations.source: embeddings`.",
+    ]

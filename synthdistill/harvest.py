@@ -25,9 +25,11 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
+from synthdistill import harvest_embeddings
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
 from synthdistill.harvest_batches import drive_batches
+from synthdistill.harvest_embeddings import EmbeddingSummary
 from synthdistill.harvest_structured import StructuredOutcome, ask_until_valid
 from synthdistill.packs import configured_prompts
 from synthdistill.policy import AnsweringModelGate, gate, write_decision
@@ -40,7 +42,7 @@ from synthdistill.pricing import (
 )
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, Usage, request_key_for, utc_now
-from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy
+from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy, until_first_failure
 from synthdistill.safe_write import write_text
 from synthdistill.shards import Shard, harvest_digest
 from synthdistill.stall_watch import StallWatch
@@ -104,6 +106,7 @@ class HarvestSummary(BaseModel):
     schema_retries: int = 0  # structured answers asked again because they were not valid (each in the ledger)
     schema_invalid: int = 0  # structured answers kept invalid after the last re-ask (the `schema` filter drops them)
     warnings: list[str] = []  # e.g. thinking knobs the teacher's API style has no field for (each once)
+    embeddings: EmbeddingSummary | None = None  # harvest.embeddings: the vectors asked and stored
     policy_id: str | None
     decision: str
     ledger: str
@@ -232,16 +235,9 @@ class HarvestRun:
         if self.config.teacher.backend == "openai":  # an in-process model is slow, not stuck, while it loads
             workers.append(asyncio.create_task(self._watch(workers[:])))
         try:
-            # the first auth failure, stuck teacher (or crash) cancels every other worker at once
-            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+            await until_first_failure(workers)  # the first auth failure, stuck teacher (or crash) stops them all
         finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-        self.not_sent = len(queue)
+            self.not_sent = len(queue)
 
     async def run_batches(self, teacher: BatchTeacher, pending: list[PlannedRequest]) -> None:
         """Answer every pending request with a batch teacher: resume open batches, submit the rest, collect."""
@@ -406,6 +402,7 @@ async def run_async(
     observer = observer or _Silent()
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
+    embeddings, decision = harvest_embeddings.prepare(config, decision)  # the embedding model is gated too
     prompts = configured_prompts(config, limit)
     check_supported(prompts, config.teacher.backend, config.teacher.endpoint, config.path)
     planned = plan_requests(config, prompts)
@@ -424,6 +421,7 @@ async def run_async(
 
     with HarvestStore(path) as store:
         spent_before = price.cost(*store.usage_totals()) if price is not None else 0.0
+        spent_before += harvest_embeddings.spent_usd(embeddings, store)
         budget = Budget(price, config.harvest.budget_usd, spent_before)
         run_id = store.start_run()
         done = store.done_keys()
@@ -433,6 +431,7 @@ async def run_async(
         run = HarvestRun(config, store, decision, budget, observer, failed_before)
         try:
             await _send(run, pending, api_key)
+            embedded = await harvest_embeddings.harvest_embeddings(run, embeddings) if embeddings else None
         finally:
             if run.decision is not decision:  # the server answered as other models: the decision records them
                 write_decision(config.layout, run.decision)
@@ -459,6 +458,7 @@ async def run_async(
             schema_retries=tally.schema_retries,
             schema_invalid=tally.schema_invalid,
             warnings=run.warnings,
+            embeddings=embedded,
             policy_id=decision.policy_id,
             decision=decision.outcome,
             ledger=str(path),

@@ -132,3 +132,17 @@ class RetryPolicy:
         if pause is not None:
             self.limiter.pause_for(pause)
             self.on_pause(pause, f"{self.brake.threshold} faults in a row")
+
+
+async def until_first_failure(workers: list[asyncio.Task]) -> None:
+    """Wait for every worker; the first one that raises (an auth failure, a stuck teacher, a crash) cancels the
+    others at once and its exception is raised. The workers are always cancelled and awaited on the way out."""
+    try:
+        done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()
+    finally:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)

@@ -14,6 +14,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from synthdistill import ledger_codec
@@ -119,6 +120,36 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # One embedding vector per answer (harvest_embeddings.py), keyed by the answer's request and the
+        # embedding spec (model, dimensions, input): a changed spec embeds again, never overwrites.
+        # `vector` holds `dims` little-endian numbers of `dtype` (float32): 4 bytes each, not JSON.
+        "m008_embeddings",
+        """
+        CREATE TABLE embeddings (
+            request_key TEXT NOT NULL,
+            spec        TEXT NOT NULL,
+            model       TEXT NOT NULL,
+            dims        INTEGER NOT NULL,
+            dtype       TEXT NOT NULL,
+            vector      BLOB NOT NULL,
+            tokens      INTEGER NOT NULL,
+            attempts    INTEGER NOT NULL,
+            endpoint    TEXT,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (request_key, spec)
+        );
+        CREATE TABLE embedding_failures (
+            request_key TEXT NOT NULL,
+            spec        TEXT NOT NULL,
+            error_kind  TEXT NOT NULL,
+            error       TEXT NOT NULL,
+            attempts    INTEGER NOT NULL,
+            updated_at  TEXT NOT NULL,
+            PRIMARY KEY (request_key, spec)
+        );
+        """,
+    ),
 ]
 # Migrations that convert existing rows after their schema change, then are recorded as applied.
 MIGRATION_BATCH = 200
@@ -133,6 +164,20 @@ def _guarded(method):
             return method(self, *args, **kwargs)
 
     return wrapper
+
+
+@dataclass(frozen=True)
+class StoredEmbedding:
+    """One answer's embedding as the ledger keeps it: `dims` numbers of `dtype`, little-endian, in `vector`."""
+
+    request_key: str
+    model: str
+    dims: int
+    dtype: str
+    vector: bytes
+    tokens: int
+    attempts: int
+    endpoint: str | None
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -524,6 +569,72 @@ class HarvestStore:
     def counts(self) -> dict[str, int]:
         return _counts(self._db)
 
+    # -- embeddings (m007) -----------------------------------------------------
+    @_guarded
+    def put_embeddings(self, spec: str, rows: list[StoredEmbedding]) -> int:
+        """Store the vectors of one answered embedding request at once (one transaction); returns how many were new.
+
+        A vector already stored for (request_key, spec) is kept as it is; a stored failure is cleared.
+        """
+        now = utc_now()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            added = 0
+            for row in rows:
+                cursor = self._db.execute(
+                    "INSERT OR IGNORE INTO embeddings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        row.request_key,
+                        spec,
+                        row.model,
+                        row.dims,
+                        row.dtype,
+                        row.vector,
+                        row.tokens,
+                        row.attempts,
+                        row.endpoint,
+                        now,
+                    ),
+                )
+                added += cursor.rowcount
+                self._db.execute(
+                    "DELETE FROM embedding_failures WHERE request_key = ? AND spec = ?", (row.request_key, spec)
+                )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return added
+
+    @_guarded
+    def put_embedding_failures(self, spec: str, keys: list[str], kind: str, error: str, attempts: int) -> None:
+        """Record answers whose embedding request gave up (the next harvest asks again)."""
+        now = utc_now()
+        self._db.executemany(
+            """
+            INSERT INTO embedding_failures VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (request_key, spec) DO UPDATE SET error_kind = excluded.error_kind, error = excluded.error,
+                attempts = embedding_failures.attempts + excluded.attempts, updated_at = excluded.updated_at
+            """,
+            [(key, spec, kind, error, attempts, now) for key in keys],
+        )
+
+    @_guarded
+    def embedded_keys(self, spec: str) -> set[str]:
+        """Request keys whose answer has a vector stored for `spec`."""
+        return {row[0] for row in self._db.execute("SELECT request_key FROM embeddings WHERE spec = ?", (spec,))}
+
+    @_guarded
+    def embedding_dims(self, spec: str) -> int | None:
+        """The length of the vectors stored for `spec` (None before the first)."""
+        row = self._db.execute("SELECT dims FROM embeddings WHERE spec = ? LIMIT 1", (spec,)).fetchone()
+        return row[0] if row else None
+
+    @_guarded
+    def embedding_tokens(self) -> int:
+        """Input tokens of every stored embedding: what the embeddings have cost so far (priced by the caller)."""
+        return int(self._db.execute("SELECT COALESCE(SUM(tokens), 0) FROM embeddings").fetchone()[0])
+
 
 def _counts(db: sqlite3.Connection) -> dict[str, int]:
     counts = {"done": 0, "failed": 0}
@@ -663,6 +774,17 @@ class LedgerReader:
             with _reading():
                 found += [ledger_codec.join_record(json.loads(r["record"]), r["blob"]) for r in self._dicts(sql, chunk)]
         return found
+
+    def embeddings(self, spec: str) -> dict[str, StoredEmbedding]:
+        """The vectors stored for `spec`, by request key (none in a ledger from before m007)."""
+        tables = self._dicts("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'embeddings'")
+        if not tables:
+            return {}
+        rows = self._dicts(
+            "SELECT request_key, model, dims, dtype, vector, tokens, attempts, endpoint FROM embeddings WHERE spec = ?",
+            (spec,),
+        )
+        return {row["request_key"]: StoredEmbedding(**row) for row in rows}
 
     def done_keys(self) -> set[str]:
         """The request keys the ledger holds an answer for."""

@@ -92,6 +92,11 @@ class Faults(BaseModel):
         "message.reasoning_content (as a reasoning parser splits it), or inline <think>…</think> in the text",
     )
 
+    embedding_dims: int = Field(8, ge=1, description="/v1/embeddings: a vector's length when `dimensions` is not sent")
+    embedding_model: str | None = Field(
+        None, description="/v1/embeddings: model name answered (default: the one asked)"
+    )
+
     json_broken_seeds: list[int] = Field(
         default_factory=list,
         description="with a response_format: answers to these seeds break off mid-object (not valid JSON)",
@@ -124,6 +129,14 @@ class Faults(BaseModel):
 def answer_text(prompt: str) -> str:
     """The full answer to a prompt (before any max_tokens cut)."""
     return PREFIX + prompt
+
+
+def embedding_vector(text: str, dims: int) -> list[float]:
+    """The embedding of a text: `dims` numbers in [-1, 1) from its SHA-256 (exact in float32: multiples of 1/128)."""
+    import hashlib
+
+    stream = b"".join(hashlib.sha256(f"{text}:{block}".encode()).digest() for block in range(dims // 32 + 1))
+    return [(byte - 128) / 128 for byte in stream[:dims]]
 
 
 def trace_text(prompt: str) -> str:
@@ -535,6 +548,8 @@ class FakeOpenAIServer:
             self._batch_lists = 0
             self._batches: dict[str, dict[str, Any]] = {}
             self._batch_polls = 0
+            self._embedding_requests = 0
+            self._embedded: Counter[str] = Counter()
 
     def configure(self, **updates: Any) -> Faults:
         """Change faults at run time (unknown names or kinds raise ValueError / ValidationError)."""
@@ -567,6 +582,8 @@ class FakeOpenAIServer:
                 "batch_lists": self._batch_lists,
                 "batches_created": len(self._batches),
                 "batch_polls": self._batch_polls,
+                "embedding_requests": self._embedding_requests,
+                "embedded": dict(self._embedded),
             }
 
     def _decide(self, prompt: str) -> str:
@@ -660,6 +677,8 @@ class FakeOpenAIServer:
             owner = OWNED_BY[self.faults.dialect]
             data = [{"id": n, "object": "model", "owned_by": owner} for n in names]
             return await self._send(writer, 200, {"object": "list", "data": data}, req.keep_alive)
+        if (req.method, req.path) == ("POST", "/v1/embeddings"):
+            return await self._embeddings_api(req, writer)
         if req.method == "POST" and req.path in ("/v1/chat/completions", "/v1/completions"):
             with self._lock:
                 self._requests += 1
@@ -862,6 +881,58 @@ class FakeOpenAIServer:
         else:
             self._record("slow" if kind == "slow" else "ok", prompt)
         return await self._send(writer, 200, answer, req.keep_alive, limits)
+
+    # -- /v1/embeddings: one vector per input, faults decided per request by its first input -----------------
+    async def _embeddings_api(self, req: _Request, writer) -> bool:
+        with self._lock:
+            self._embedding_requests += 1
+        try:
+            body = json.loads(req.body)
+        except ValueError:
+            body = None
+        inputs = body.get("input") if isinstance(body, dict) else None
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        f = self.faults
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and i for i in inputs):
+            return await self._send(
+                writer,
+                400,
+                _error("'input' must be a non-empty string or list of them", "invalid_request_error"),
+                req.keep_alive,
+            )
+        refusal = self._refusal(req, {**body, "prompt": inputs[0]})  # a bad key, an unknown model
+        if refusal is not None:
+            return await self._send(writer, refusal[0], refusal[1], req.keep_alive)
+        kind = self._decide(f"embedding:{inputs[0]}")
+        self._record(kind if kind in FAULT_KINDS and kind not in ("no-logprobs", "surrogate", "slow") else "ok")
+        if kind == "drop":
+            return False
+        if kind == "429" or kind in STATUS_KINDS:
+            headers = (
+                {"Retry-After": _retry_after_header(f.retry_after)}
+                if kind == "429" and f.retry_after is not None
+                else None
+            )
+            error = _error(f"{HTTPStatus(int(kind)).phrase} (injected)", "server_error")
+            return await self._send(writer, int(kind), error, req.keep_alive, headers)
+        if kind == "malformed":
+            return await self._send(writer, 200, b'{"object": "list", "data": [{"embedd', req.keep_alive)
+        await asyncio.sleep(f.latency_s + (f.slow_s if kind == "slow" else 0.0))
+        dims = body.get("dimensions") or f.embedding_dims
+        with self._lock:
+            self._embedded.update(inputs)
+        data = [
+            {"object": "embedding", "index": i, "embedding": embedding_vector(t, dims)} for i, t in enumerate(inputs)
+        ]
+        tokens = sum(len(t.split()) for t in inputs)
+        model = f.embedding_model or body.get("model", "fake-embedder")
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return await self._send(writer, 200, answer, req.keep_alive)
 
     # -- background thread -----------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:

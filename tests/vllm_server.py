@@ -48,9 +48,10 @@ def free_port() -> int:
 class VllmServer:
     """`with VllmServer(log) as server:` starts the server, waits until it answers, stops it at the end."""
 
-    def __init__(self, log: Path, model_dir: Path | None = None):
+    def __init__(self, log: Path, model_dir: Path | None = None, pooling: bool = False):
         self.log = log
         self.model_dir = model_dir
+        self.pooling = pooling  # serve /v1/embeddings (a pooling runner: mean of the last hidden states)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self.process: subprocess.Popen | None = None
@@ -77,9 +78,11 @@ class VllmServer:
             str(self.port),
             # any tool_choice but none needs both (vLLM 0.32); pythonic needs no special tokens,
             # and only requests with tools reach it
-            "--enable-auto-tool-choice",
-            "--tool-call-parser",
-            "pythonic",
+            *(
+                ["--runner", "pooling", "--convert", "embed", "--pooler-config", '{"pooling_type": "MEAN"}']
+                if self.pooling
+                else ["--enable-auto-tool-choice", "--tool-call-parser", "pythonic"]
+            ),
         ]
         env = {
             **os.environ,

@@ -83,6 +83,12 @@ def _harvest_lines(s: dict[str, Any], config: DistillConfig) -> None:
         render.result(f"  warning: {warning}")
     if s["failed"]:
         render.result(f"  {s['failed']} requests failed after retries; the next `synthdistill harvest` retries them")
+    if e := s.get("embeddings"):
+        render.result(
+            f"  embeddings ({e['model']}, {e['dimensions'] or '?'} dims): {e['embedded']} stored, "
+            f"{e['already_done']} already, {e['failed']} failed ({e['requests_sent']} requests)"
+            + (f"; stopped by the budget, {e['not_sent']} not asked" if e["stopped"] else "")
+        )
     if s.get("tool_calls"):
         render.result(f"  {s['tool_calls']} answers called a tool")
     if s.get("schema_retries") or s.get("schema_invalid"):

@@ -27,7 +27,14 @@ from synthdistill.policy.format import (
     load_policy_file,
     load_policy_folder,
 )
-from synthdistill.policy.gate import AnsweringModelGate, gate, read_decision, recheck_use, write_decision
+from synthdistill.policy.gate import (
+    AnsweringModelGate,
+    gate,
+    gate_embeddings,
+    read_decision,
+    recheck_use,
+    write_decision,
+)
 from synthdistill.policy.matching import host_of, model_names, normalise_segment, same_model
 from synthdistill.policy.obligations import (
     enforce_obligations,
@@ -51,6 +58,7 @@ __all__ = [
     "evaluate",
     "find_policy",
     "gate",
+    "gate_embeddings",
     "host_of",
     "is_statement",
     "load_policies",

@@ -73,6 +73,16 @@ class AnsweringModel(_Strict):
     reason: str
 
 
+class EmbeddingModelDecision(_Strict):
+    """The embedding model of `harvest.embeddings` where it is not the teacher at its hosts: the gate's own decision."""
+
+    model: str
+    hosts: list[str] = Field(default_factory=list)
+    outcome: Outcome
+    policy_ids: list[str] = Field(default_factory=list)
+    reason: str
+
+
 class Decision(_Strict):
     """What the gate decided, why, and what passes on; written to harvest/decision.json."""
 
@@ -104,6 +114,9 @@ class Decision(_Strict):
     teacher_host: str | None = None
     teacher_hosts: list[str] = Field(default_factory=list)
     answering_models: list[AnsweringModel] = Field(default_factory=list)
+    embedding_model: EmbeddingModelDecision | None = Field(
+        None, description="harvest.embeddings' model, decided on its own (null: none, or the teacher itself)"
+    )
     licence: dict[str, str] | None = None
     document: dict[str, Any] | None = None
     notes: str = ""

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 from synthdistill.config import DistillConfig, UseConfig
 from synthdistill.errors import AnsweringModelRefused, ConfigError, InputError, PolicyDenied
 from synthdistill.policy.decision import evaluate, refusal_message
-from synthdistill.policy.decision_record import AnsweringModel, Decision, DecisionObligation
+from synthdistill.policy.decision_record import AnsweringModel, Decision, DecisionObligation, EmbeddingModelDecision
 from synthdistill.policy.format import LoadedPolicy, load_policies
-from synthdistill.policy.matching import loose_matches, same_model
+from synthdistill.policy.matching import host_of, loose_matches, same_model
 from synthdistill.run_layout import RunLayout
 from synthdistill.safe_write import write_text
 from synthdistill.yaml_source import load_yaml
@@ -67,13 +67,14 @@ def decide_for(
     model: str | None = None,
     policies: list[LoadedPolicy] | None = None,
     policy_choice: str | None = None,
+    base_urls: list[str] | None = None,
 ) -> Decision:
-    """The gate's decision for the configured teacher (or `model` at its hosts) and `use`; refusals included."""
+    """The gate's decision for the configured teacher (or `model` at its hosts, or at `base_urls`) and `use`."""
     try:
         return evaluate(
             policies if policies is not None else load_policies(config.project_dir),
             model or config.teacher.model,
-            config.teacher.base_urls,
+            config.teacher.base_urls if base_urls is None else base_urls,
             use or config.use,
             policy_choice or config.teacher.policy,
             student_name=_student_name(config),
@@ -89,6 +90,31 @@ def gate(config: DistillConfig) -> Decision:
     if not decision.allowed:
         raise PolicyDenied(refusal_message(decision))
     return decision
+
+
+def gate_embeddings(config: DistillConfig, decision: Decision, model: str, base_urls: list[str], choice: str):
+    """The run's decision with `harvest.embeddings`' model decided too: an embedding is a teacher output.
+
+    The teacher's own model at the teacher's hosts is covered by its decision; another model or host
+    is decided on its own, for the gated use, and a refusal raises PolicyDenied (exit 3) before any
+    request. An allowed one is recorded in `embedding_model`, its obligations added to the run's.
+    """
+    hosts = sorted({h for h in (host_of(u) for u in base_urls) if h})
+    if same_model(model, config.teacher.model) and hosts == sorted(decision.teacher_hosts):
+        return decision
+    found = decide_for(config, use=decision.gated_use, model=model, policy_choice=choice, base_urls=base_urls)
+    ids = [i for i in [found.policy_id, *(g.policy_id for g in found.also_governed_by)] if i]
+    verdict = EmbeddingModelDecision(
+        model=model, hosts=hosts, outcome=found.outcome, policy_ids=ids, reason=found.reason
+    )
+    if not found.allowed:
+        lead = f"harvest.embeddings: the embedding model '{model}' is decided on its own, and the gate refused it"
+        raise PolicyDenied(refusal_message(found, lead, "Nothing was sent (no answer, no embedding)."))
+    known = {(o.policy_id, o.id) for o in decision.obligations}
+    extra = [o for o in found.obligations if (o.policy_id, o.id) not in known]
+    outcome = "allow-with-obligations" if extra and decision.outcome == "allow" else decision.outcome
+    update = {"embedding_model": verdict, "obligations": [*decision.obligations, *extra], "outcome": outcome}
+    return decision.model_copy(update=update)
 
 
 def broader_use(gated: UseConfig, current: UseConfig) -> list[str]:

@@ -78,6 +78,11 @@ def terms_lines(decision: Decision) -> list[str]:
         lines.append(
             f"- Server answered as `{answered.model}`: {answered.outcome} ({', '.join(answered.policy_ids) or 'no policy'})"
         )
+    if embedding := decision.embedding_model:
+        at = f" at {', '.join(embedding.hosts)}" if embedding.hosts else ""
+        lines.append(
+            f"- Embedding model `{embedding.model}`{at}: {embedding.outcome} ({', '.join(embedding.policy_ids) or 'no policy'})"
+        )
     use = decision.gated_use
     lines.append(
         f"- Gated use: commercial {_yes(use.commercial)}, "

@@ -51,9 +51,9 @@ def sft_token_rows(rows: list[dict[str, Any]], tokenizer, max_length: int) -> li
     return out
 
 
-def kd_token_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """KD rows restricted to the training columns."""
-    return [{key: row[key] for key in KD_COLUMNS} for row in rows]
+def kd_token_rows(rows: list[dict[str, Any]], extra: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """KD rows restricted to the training columns (and `extra` ones, e.g. teacher_embedding)."""
+    return [{key: row[key] for key in (*KD_COLUMNS, *extra)} for row in rows]
 
 
 class PaddingCollator:
@@ -83,6 +83,11 @@ class PaddingCollator:
             batch["kd_ids"] = torch.tensor(ids, dtype=torch.long)
             batch["kd_logprobs"] = torch.tensor(logprobs, dtype=torch.float32)
             batch["kd_mask"] = torch.tensor([_pad(r["kd_mask"], length, 0) for r in rows], dtype=torch.bool)
+        if "teacher_embedding" in rows[0]:  # relations from the harvested embeddings; a row without one is masked
+            vectors = [r["teacher_embedding"] for r in rows]
+            width = next((len(v) for v in vectors if v), 1)
+            batch["teacher_embedding"] = torch.tensor([v or [0.0] * width for v in vectors], dtype=torch.float32)
+            batch["teacher_embedding_mask"] = torch.tensor([bool(v) for v in vectors])
         return batch
 
 

@@ -20,6 +20,7 @@ from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
 from synthdistill.train.loss_parts import (
     FeatureProjections,
     compose,
+    embedding_relation,
     next_token_rows,
     online_kl,
     representation_parts,
@@ -101,9 +102,15 @@ def add_kd_head(model, settings: KDConfig, projections: FeatureProjections | Non
         if teacher is None:
             return KDOutput(loss=loss, **named)
         projections = getattr(self, "kd_feature_projections", None)
-        extra = representation_parts(
-            student_hidden, teacher["hidden"], labels, settings, projections, teacher.get("alignment")
-        )
+        extra = {}
+        if teacher.get("hidden") is not None:
+            extra = representation_parts(
+                student_hidden, teacher["hidden"], labels, settings, projections, teacher.get("alignment")
+            )
+        if teacher.get("embeddings") is not None:  # relations from the harvested embeddings (no local teacher)
+            vectors, present = teacher["embeddings"], teacher["embedding_mask"]
+            kind = settings.relations.loss
+            extra["relation"] = embedding_relation(student_hidden[-1], labels, vectors, present, kind)
         if settings.online:
             rows, head_weight, head_bias = head_input
             rows = rows[next_token_rows(labels.to(rows.device))]

@@ -149,6 +149,13 @@ def load_local_teacher(config: DistillConfig, device, use_gpu: bool) -> LocalTea
     return LocalTeacher(reference, resolve_model(reference, config.project_dir), device, use_gpu)
 
 
+def needs_local_teacher(kd) -> bool:
+    """Feature KD, relations from the teacher's hidden states and online KD run a local teacher; relations from
+    the harvested embeddings (`relations.source: embeddings`) do not."""
+    hidden_relations = kd.relations is not None and kd.relations.source == "teacher-hidden"
+    return kd.features is not None or hidden_relations or kd.online
+
+
 def attach_local_teacher(config: DistillConfig, model, device, use_gpu: bool, cross_tokenizer=None):
     """(teacher, projections) for the feature/relation parts, or (None, None) when neither is configured.
 
@@ -160,10 +167,10 @@ def attach_local_teacher(config: DistillConfig, model, device, use_gpu: bool, cr
 
     student = config.require_student("train")
     kd = student.kd
-    if kd.features is None and kd.relations is None and not kd.online:
-        return None, None
     if kd.relations is not None:
         check_relation_batch(kd.relations.loss, student.batch_size)
+    if not needs_local_teacher(kd):
+        return None, None  # relations from the harvested embeddings need no local teacher
     teacher = load_local_teacher(config, device, use_gpu)
     teacher.cross_tokenizer = cross_tokenizer
     if kd.online:

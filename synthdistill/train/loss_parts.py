@@ -9,7 +9,8 @@ The student's loss is `sum(weight[name] * part[name])` over the parts `ce`, `kl`
   another tokenizer: both mean-pooled over each byte segment both cover, train/teacher_tokens.py);
   `cosine` = mean of 1 − cosine similarity, `mse` = mean squared difference; averaged over the pairs.
 - **relation** (RKD, Park et al. 2019): each example's last hidden state mean-pooled over its answer
-  tokens, student and teacher alike; `distance` compares the pairwise distances, each set divided by
+  tokens, student and teacher alike (or, with `source: embeddings`, the teacher's harvested embedding
+  of each answer: an API teacher's internals); `distance` compares the pairwise distances, each set divided by
   its mean, with a Huber loss; `angle` compares the cosines of the angles of every triplet.
   Relations are taken within one per-device micro-batch: under gradient accumulation each
   micro-batch contributes its own relation loss, averaged like every other part (relations across
@@ -196,12 +197,20 @@ def representation_parts(
     if settings.features is not None:
         kind = settings.features.loss
         parts["feature"] = feature_loss(student_hidden, teacher_hidden, mask, projections, kind, alignment)
-    if settings.relations is not None:
+    if settings.relations is not None and settings.relations.source == "teacher-hidden":
         student = pooled(student_hidden[-1], mask)
         teacher_mask = mask if alignment is None else alignment["teacher_answer"]
         teacher = pooled(teacher_hidden[-1].to(student.device).float(), teacher_mask.to(student.device))
         parts["relation"] = relation_loss(student, teacher, settings.relations.loss)
     return parts
+
+
+def embedding_relation(student_last: torch.Tensor, labels: torch.Tensor, embeddings, present, kind: str):
+    """RKD between the student's pooled answers and the teacher's harvested embeddings [B, D] (`present` [B]:
+    which examples have one; the others are left out of the batch's relations)."""
+    student = pooled(student_last, answer_mask(labels))
+    present = present.to(student.device)
+    return relation_loss(student[present], embeddings.to(student.device)[present], kind)
 
 
 def next_token_rows(labels: torch.Tensor) -> torch.Tensor:

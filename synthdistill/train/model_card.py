@@ -82,7 +82,12 @@ def kd_recipe(kd: KDConfig, summary: dict[str, Any]) -> str:
             f"feature = {kd.features.loss} distance between the student's and the local teacher "
             f"`{teacher.get('model')}`'s hidden states {where}, layers (student→teacher) {layers}"
         )
-    if kd.relations is not None:
+    if kd.relations is not None and kd.relations.source == "embeddings":
+        parts.append(
+            f"relation = RKD {kd.relations.loss} (Huber) between the student's last hidden states mean-pooled over "
+            "each answer and the teacher's harvested embeddings of the answers (teacher_embedding), within each batch"
+        )
+    elif kd.relations is not None:
         parts.append(
             f"relation = RKD {kd.relations.loss} (Huber) between the student's and the teacher "
             f"`{teacher.get('model')}`'s last hidden states mean-pooled over each answer, within each batch"

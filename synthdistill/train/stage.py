@@ -76,7 +76,21 @@ def load_training_rows(config: DistillConfig, method: str, tokenizer) -> list[di
                 f"{layout.dataset_dir('kd')} does not exist: the KD dataset needs logprobs (harvest.top_logprobs > 0) "
                 "and a student; run `synthdistill build`, or train with --method sft"
             )
-        return kd_token_rows(read_rows(layout, "kd", TRAIN_SPLIT))
+        relations = student.kd.relations
+        if relations is None or relations.source != "embeddings":
+            return kd_token_rows(read_rows(layout, "kd", TRAIN_SPLIT))
+        rows = read_rows(layout, "kd", TRAIN_SPLIT)
+        if not any(row.get("teacher_embedding") for row in rows):
+            raise config.key_error(
+                f"student.kd.relations.source is embeddings, but the KD dataset {layout.dataset_dir('kd')} has no "
+                "teacher embeddings: set harvest.embeddings, then run `synthdistill harvest` (it asks only for the "
+                "missing vectors) and `synthdistill build`",
+                "student",
+                "kd",
+                "relations",
+                "source",
+            )
+        return kd_token_rows(rows, extra=("teacher_embedding",))
     return sft_token_rows(read_rows(layout, "sft", TRAIN_SPLIT), tokenizer, student.max_length)
 
 
@@ -97,6 +111,9 @@ def _kd_trainer_class():
             kd = {key: inputs.pop(key) for key in ("kd_ids", "kd_logprobs", "kd_mask")}
             # a teacher with another tokenizer: its own ids of the batch, and the segments both sides cover
             alignment = {key: inputs.pop(key) for key in BATCH_KEYS if key in inputs}
+            embedded = {
+                key: inputs.pop(key) for key in ("teacher_embedding", "teacher_embedding_mask") if key in inputs
+            }
             labels = inputs.pop("labels")
             model_inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
             settings = self.kd_settings
@@ -110,6 +127,9 @@ def _kd_trainer_class():
                     taught = {**teacher.run(ids, mask, labels=None), "alignment": alignment}
                 else:
                     taught = teacher.run(**model_inputs, labels=labels, online_temperature=online)
+                if embedded:  # relations from the harvested embeddings: the teacher side without a local teacher
+                    vectors, present = embedded["teacher_embedding"], embedded["teacher_embedding_mask"]
+                    taught = {**(taught or {}), "embeddings": vectors, "embedding_mask": present}
                 outputs = model(**model_inputs, kd_targets={"labels": labels, **kd}, kd_teacher=taught)
                 loss, parts = outputs.loss, {name: outputs[name] for name in self.loss_part_names}
             else:

@@ -38,7 +38,7 @@ from synthdistill.model_store import resolve_model
 from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.tool_turns import template_messages, template_tools
 from synthdistill.train.data import read_rows
-from synthdistill.train.local_teacher import teacher_reference
+from synthdistill.train.local_teacher import needs_local_teacher, teacher_reference
 
 ROW_COLUMNS = ("teacher_input_ids", "teacher_answer", "segments")
 # the batch keys CrossTokenizerCollator adds; the trainer hands them to the teacher and the loss
@@ -165,7 +165,7 @@ def teacher_token_rows(config: DistillConfig, rows: list[dict[str, Any]], studen
     from transformers import AutoTokenizer
 
     kd = config.require_student("train").kd
-    if kd.features is None and kd.relations is None and not kd.online:
+    if not needs_local_teacher(kd):
         return rows, collator, None
     reference = teacher_reference(config)
     teacher_tokenizer = AutoTokenizer.from_pretrained(resolve_model(reference, config.project_dir))
