@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import yaml
 
 from synthdistill.config import load_config
+from synthdistill.filter_stage import read_kept
 from synthdistill.harvest_embeddings import DTYPE, embedding_spec, pack_vector
 from synthdistill.store import HarvestStore, StoredEmbedding
 
@@ -23,7 +23,7 @@ def add_embeddings(config_path, every: int | None = 1, dims: int = 6):
     data["harvest"]["embeddings"] = {"model": "tiny-embedder", "base_url": "http://127.0.0.1:9/v1"}
     config_path.write_text(yaml.safe_dump(data))
     config = load_config(config_path)
-    kept = [json.loads(line) for line in config.layout.kept.read_text().splitlines()]
+    kept = [r.model_dump() for r in read_kept(config)]
     rows = [
         StoredEmbedding(
             r["request_key"],

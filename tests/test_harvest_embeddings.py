@@ -17,6 +17,7 @@ import yaml
 from synthdistill import build, harvest
 from synthdistill.cli import main
 from synthdistill.config import load_config
+from synthdistill.filter_stage import read_kept
 from synthdistill.harvest_embeddings import embedding_spec
 from tests.embedding_fixtures import add_embeddings, answer_vector
 from tests.harvest_fixtures import FAKE_POLICY, ledger_of, question, write_project
@@ -210,10 +211,7 @@ def test_the_vectors_land_in_the_kd_dataset_and_its_card(tmp_path, tiny_student,
     summary = build.run(config)
 
     assert summary.kd_rows == {"train": 8, "validation": 2}
-    kept = {
-        json.loads(line)["request_key"]: json.loads(line)["text"]
-        for line in config.layout.kept.read_text().splitlines()
-    }
+    kept = {r.request_key: r.text for r in read_kept(config)}
     with_vector = set(list(kept)[::3])
     folder = config.layout.dataset_dir("kd")
     rows = []
