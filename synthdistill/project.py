@@ -188,9 +188,9 @@ class Project:
             return self._done("build", build.run(config).model_dump(), config)
 
     def train(self, *, method: str | None = None, resume: bool = False) -> dict[str, Any]:
-        """Fine-tune the student (method: sft or kd; default student.method)."""
-        if method is not None and method not in ("sft", "kd"):
-            raise ConfigError(f"method must be sft or kd (got '{method}')")
+        """Fine-tune the student (method: sft, kd or on-policy; default student.method)."""
+        if method is not None and method not in ("sft", "kd", "on-policy"):
+            raise ConfigError(f"method must be sft, kd or on-policy (got '{method}')")
         with self._stage("train") as config:
             self._snapshot("train", config)
             with self.reporter.train_progress(config) as progress:

@@ -1,0 +1,117 @@
+"""`teacher_nll_on_student_samples`: how teacher-like what the student says is (eval.json, every method).
+
+Each model (untrained, trained) samples one answer to each of the first `student.on_policy.eval_prompts`
+held-out prompts (temperature and length of `student.on_policy`, seeded: both models answer the
+same prompts with the same seeds), and the teacher scores those answers; the metric is the
+teacher's mean negative log-likelihood per teacher token of them (lower = closer to what the
+teacher would say).
+
+The teacher scores them where it can:
+- its weights are at hand (the in-process `transformers` teacher, or a local folder): a forward
+  pass of the teacher over its own tokenization of prompt and answer (the end-of-turn token
+  included when the student ended its answer);
+- otherwise through `synthdistill.scoring` (gated, ledger-backed) when one probe request shows
+  the server returns prompt logprobs; a server that cannot score leaves the metric null, and
+  `teacher_nll_on_student_samples_note` says why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthdistill.chat_tokens import prompt_token_ids
+from synthdistill.config import DistillConfig
+from synthdistill.digests import file_sha256
+from synthdistill.student_samples import PromptToAnswer, probe_teacher, sample_answers, score_samples
+from synthdistill.tool_turns import template_messages
+
+METRIC = "teacher_nll_on_student_samples"
+EVAL_ROUND = -1  # the seed stream of eval's samples, apart from every training round's
+
+
+def held_out_prompts(held_out_rows: list[dict[str, Any]], count: int) -> list[PromptToAnswer]:
+    """The first `count` distinct held-out prompts, in the split's order."""
+    prompts: dict[str, PromptToAnswer] = {}
+    for row in held_out_rows:
+        if len(prompts) == count:
+            break
+        prompts.setdefault(row["prompt_id"], PromptToAnswer(row["prompt_id"], row["messages"][:-1]))
+    return list(prompts.values())
+
+
+class LocalTeacherJudge:
+    """The teacher's own weights: NLL of a sample by a forward pass."""
+
+    def __init__(self, folder: Path):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.how = f"in-process teacher {folder}"
+
+    def nll(self, config: DistillConfig, samples) -> float | None:
+        import torch
+
+        total, tokens = 0.0, 0
+        for sample in samples:
+            prompt = prompt_token_ids(self.tokenizer, template_messages(sample.messages))
+            answer = list(self.tokenizer(sample.text, add_special_tokens=False)["input_ids"])
+            answer += [self.tokenizer.eos_token_id] if sample.finished else []
+            if not answer:
+                continue
+            with torch.no_grad():
+                logits = self.model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1].float()
+            logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(answer)[:, None])
+            total -= float(logp.sum())
+            tokens += len(answer)
+        return round(total / tokens, 6) if tokens else None
+
+
+class ScoringJudge:
+    """A teacher behind an API that returns prompt logprobs: NLL from its scored token logprobs."""
+
+    how = "teacher scoring endpoint (synthdistill.scoring)"
+
+    def nll(self, config: DistillConfig, samples) -> float | None:
+        scores = score_samples(config, samples)
+        logprobs = [lp for score in scores for lp in score.logprobs.token_logprobs]
+        return round(-sum(logprobs) / len(logprobs), 6) if logprobs else None
+
+
+def judge_for(config: DistillConfig, teacher_folder: Path | None) -> tuple[Any, str | None]:
+    """(judge, None), or (None, why the teacher cannot score)."""
+    if config.require_student("eval").on_policy.eval_prompts == 0:
+        return None, "student.on_policy.eval_prompts is 0"
+    if teacher_folder is not None:
+        return LocalTeacherJudge(teacher_folder), None
+    reason = probe_teacher(config)
+    if reason is not None:
+        return None, f"the teacher cannot score text: {reason}"
+    return ScoringJudge(), None
+
+
+def weights_id(model_dir: Path) -> str:
+    """A short id of a model folder's weights, for the scoring ledger's checkpoint key."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    return "-".join(file_sha256(path)[:12] for path in files) or Path(model_dir).name
+
+
+def student_sample_nll(
+    config: DistillConfig, judge, model, tokenizer, model_dir: Path, prompts: list[PromptToAnswer]
+) -> float | None:
+    """The teacher's NLL per token of `model`'s sampled answers to `prompts`."""
+    settings = config.require_student("eval").on_policy
+    samples = sample_answers(
+        model,
+        tokenizer,
+        prompts,
+        checkpoint=f"eval/{weights_id(model_dir)}",
+        samples_per_prompt=1,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        seed=config.require_student("eval").seed,
+        round_index=EVAL_ROUND,
+    )
+    return judge.nll(config, samples)
