@@ -6,6 +6,7 @@
     datasets/<sft|kd>/data/<split>-00000-of-00001.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
     student/on-policy-samples.jsonl, checkpoints/round-NNNN/ (state.json)   on-policy training
+    train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
     view.html                   `synthdistill view`: one page of the whole run (not hashed by the audit)
@@ -178,6 +179,16 @@ class RunLayout:
     def on_policy_samples(self) -> Path:
         """One line per student sample the teacher scored: round, prompt, text, teacher tokens, targets kept."""
         return self.student_dir / "on-policy-samples.jsonl"
+
+    @property
+    def train_dir(self) -> Path:
+        """What training keeps while it runs (on-policy: the scores ledger)."""
+        return self.run_dir / "train"
+
+    @property
+    def scores(self) -> Path:
+        """The ledger of the teacher's scores of the student's samples (synthdistill/scoring/)."""
+        return self.train_dir / "scores.sqlite"
 
     # -- eval ------------------------------------------------------------------
     @property

@@ -125,6 +125,17 @@ def check_ledger_file(path: Path) -> None:
         )
 
 
+@contextmanager
+def damage_named(path: Path, what: str, hint: str) -> Iterator[None]:
+    """SQLite's "file is not a database" / "disk image is malformed" become one message naming the file."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        raise DamagedFileError(f"{what} is damaged ({exc}); {hint}", file=path) from None
+
+
 class HarvestStore:
     """The ledger at `<run>/harvest/ledger.sqlite`.
 
@@ -151,15 +162,8 @@ class HarvestStore:
             self._db.execute("PRAGMA busy_timeout=10000")
             self._migrate()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        """SQLite's "file is not a database" / "disk image is malformed" become one message naming the file."""
-        try:
-            yield
-        except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise
-            raise DamagedFileError(f"the harvest ledger is damaged ({exc}); {RESTART_HINT}", file=self.path) from None
+    def _guard(self):
+        return damage_named(self.path, "the harvest ledger", RESTART_HINT)
 
     def _check_ours(self) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

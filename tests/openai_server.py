@@ -89,6 +89,9 @@ class Faults(BaseModel):
         description="with a response_format: answers to these seeds break off mid-object (not valid JSON)",
     )
     json_broken_match: str = Field("", description="…only for prompts holding this text ('' = every prompt)")
+    prompt_logprobs_cap: int | None = Field(
+        None, description="scoring: the most alternatives returned per prompt position (a server's max-logprobs)"
+    )
 
     @model_validator(mode="after")
     def _known_kinds(self) -> Faults:
@@ -310,6 +313,81 @@ def build_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = Tr
             "total_tokens": prompt_words + len(tokens),
         },
     }
+
+
+# -- scoring: the logprobs of given text (vLLM `prompt_logprobs`, legacy `echo`) ---------------------
+
+
+def is_scoring_request(body: dict) -> bool:
+    """A request for the logprobs of its own prompt: vLLM's `prompt_logprobs`, or `echo` completions."""
+    return body.get("prompt_logprobs") is not None or bool(body.get("echo"))
+
+
+def chat_prompt_tokens(messages: list[dict], add_generation_prompt: bool) -> list[str]:
+    """The fake chat template, as tokens: `<|role|>` + the content's tokens + `<|end|>` per message."""
+    tokens = []
+    for message in messages:
+        tokens += [f"<|{message['role']}|>", *split_tokens(str(message.get("content") or "")), "<|end|>"]
+    return tokens + (["<|assistant|>"] if add_generation_prompt else [])
+
+
+def prompt_token_logprob(position: int) -> float:
+    """Logprob of prompt token `position` as the fake teacher reads it: -0.5, -1.0, -1.5, -0.5, …"""
+    return -0.5 * (position % 3 + 1)
+
+
+def prompt_alternatives(token: str, position: int, k: int) -> list[tuple[str, float]]:
+    """The top-k at a prompt position: the token itself first, then "alt1", … each 1 nat lower."""
+    lp = prompt_token_logprob(position)
+    return [(token, lp)] + [(f"alt{j}", lp - j) for j in range(1, k)]
+
+
+def scoring_answer(path: str, body: dict, faults: Faults, with_logprobs: bool = True) -> dict:
+    """The answer to a scoring request: vLLM `prompt_logprobs` (chat) or an echoed legacy completion."""
+    chat = path.endswith("/chat/completions")
+    if chat:
+        tokens = chat_prompt_tokens(body["messages"], bool(body.get("add_generation_prompt", True)))
+        k = int(body.get("prompt_logprobs") or 0)
+    else:
+        tokens = split_tokens(_prompt_of(path, body))
+        k = int(body.get("logprobs") or 0)
+    k = min(k, faults.prompt_logprobs_cap) if faults.prompt_logprobs_cap is not None else k
+    tops = [prompt_alternatives(token, p, k) for p, token in enumerate(tokens)]
+    choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
+    answer: dict[str, Any] = {
+        "id": f"score-{zlib.crc32(''.join(tokens).encode('utf-8')):08x}",
+        "object": "chat.completion" if chat else "text_completion",
+        "created": int(time.time()),
+        "model": faults.model or body.get("model", "fake-model"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": len(tokens), "completion_tokens": 1 if chat else 0},
+    }
+    if chat:
+        choice["message"] = {"role": "assistant", "content": "ok"}
+        if with_logprobs:
+            answer["prompt_logprobs"] = [None] + [
+                {
+                    str(token_id(a)): {"logprob": lp, "rank": j + 1, "decoded_token": a}
+                    for j, (a, lp) in enumerate(tops[p])
+                }
+                for p in range(1, len(tokens))
+            ]
+            if body.get("return_token_ids"):
+                answer["prompt_token_ids"] = [token_id(t) for t in tokens]
+        answer["usage"]["total_tokens"] = len(tokens) + 1
+        return answer
+    choice["text"] = "".join(tokens)
+    if with_logprobs:
+        offsets = [sum(len(t) for t in tokens[:p]) for p in range(len(tokens))]
+        choice["logprobs"] = {
+            "tokens": tokens,
+            "token_logprobs": [None] + [prompt_token_logprob(p) for p in range(1, len(tokens))],
+            "top_logprobs": [None] + [dict(tops[p]) for p in range(1, len(tokens))],
+            "text_offset": offsets,
+        }
+    else:
+        choice["logprobs"] = None
+    return answer
 
 
 def _well_formed(path: str, body: Any) -> bool:
@@ -706,7 +784,10 @@ class FakeOpenAIServer:
             if reader.at_eof() or writer.is_closing():
                 self._record("abandoned")  # the client gave up (timed out) while we were slow
                 return False
-        answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        if is_scoring_request(body):
+            answer = scoring_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
+        else:
+            answer = build_answer(req.path, body, f, with_logprobs=kind != "no-logprobs")
         if kind == "surrogate":  # valid JSON whose answer text holds a lone surrogate escape (not UTF-8 text)
             self._record(kind)
             choice = answer["choices"][0]
@@ -715,7 +796,7 @@ class FakeOpenAIServer:
             else:
                 choice["text"] += "\ud800"
             return await self._send(writer, 200, json.dumps(answer).encode(), req.keep_alive, limits)
-        asked = _logprob_request(body)[0] is not None
+        asked = _logprob_request(body)[0] is not None or is_scoring_request(body)
         if kind == "no-logprobs" and asked:
             self._record(kind)
         else:

@@ -331,15 +331,29 @@ class OpenAIHTTPTeacher:
         base_url = self._endpoints.pick()
         if self.style == "auto":
             await self._settle_style(base_url)
-        self._remember(request.request_key, base_url)
+        return await self._tracked(request.request_key, base_url, self._attempt(base_url, request))
+
+    async def post_json(self, key: str, path: str, body: dict) -> tuple[dict, str]:
+        """One attempt at any POST (`path` after the base URL): (the JSON answer, host:port that gave it).
+
+        Failover, fault classes, rate-limit headers and key scrubbing as for `complete`
+        (on-policy scoring sends its own requests through here).
+        """
+        base_url = self._endpoints.pick()
+        payload = await self._tracked(key, base_url, self._post(base_url, path, body))
+        return payload, endpoint_host(base_url)
+
+    async def _tracked(self, key: str, base_url: str, attempt):
+        """Await one attempt at `base_url`, counting its fault (or success) towards the URL's cool-down."""
+        self._remember(key, base_url)
         try:
-            completion = await self._attempt(base_url, request)
+            result = await attempt
         except RetryableTeacherError as exc:
             if exc.kind in ENDPOINT_FAULTS or exc.kind.startswith("5"):
                 self._endpoints.failed(base_url)
             raise
         self._endpoints.succeeded(base_url)
-        return completion
+        return result
 
     async def _attempt(self, base_url: str, request: TeacherRequest) -> Completion:
         host = endpoint_host(base_url)
@@ -347,11 +361,28 @@ class OpenAIHTTPTeacher:
         style = "openai" if self.style == "auto" else self.style
         body = build_body(self.model, request, style, self.endpoint)
         self.knob_warnings.note(request.sampling, style, self.endpoint)
+        payload = await self._post(base_url, endpoint_path(self.endpoint), body)
+        try:
+            return parse_answer(
+                payload,
+                want_logprobs=request.sampling.top_logprobs > 0,
+                fallback_model=self.model,
+                source=f"answer from {host}",
+                endpoint=self.endpoint,
+                top_k=request.sampling.top_logprobs,
+            )
+        except RetryableTeacherError as exc:
+            # the server's own words may be quoted in the message: scrub them
+            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
+
+    async def _post(self, base_url: str, path: str, body: dict):
+        """POST `body` and return the parsed JSON answer; every fault classified (module docstring)."""
+        host = endpoint_host(base_url)
         try:
             # httpx's timeout bounds each read; this bounds the whole request (a server trickling bytes)
             async with asyncio.timeout(self.config.timeout_s):
                 async with self._http() as client:
-                    response = await client.post(f"{base_url}{endpoint_path(self.endpoint)}", json=body)
+                    response = await client.post(f"{base_url}{path}", json=body)
         except (httpx.TimeoutException, TimeoutError) as exc:
             if isinstance(exc, httpx.ConnectTimeout):
                 self._endpoints.mark_down(base_url, "did not accept the connection in time")
@@ -379,18 +410,7 @@ class OpenAIHTTPTeacher:
         if _holds_lone_surrogate(response.text, payload):
             # JSON can spell a lone surrogate ("\\ud800"); it is not text, and no ledger, hash or dataset can hold it
             raise malformed(f"answer from {host} holds a lone surrogate escape (not valid Unicode text)")
-        try:
-            return parse_answer(
-                payload,
-                want_logprobs=request.sampling.top_logprobs > 0,
-                fallback_model=self.model,
-                source=f"answer from {host}",
-                endpoint=self.endpoint,
-                top_k=request.sampling.top_logprobs,
-            )
-        except RetryableTeacherError as exc:
-            # the server's own words may be quoted in the message: scrub them
-            raise RetryableTeacherError(exc.kind, self._scrub(str(exc)[len(exc.kind) + 2 :])) from None
+        return payload
 
     def _observe_limits(self, headers: httpx.Headers) -> None:
         if self.on_rate_limits is not None:
