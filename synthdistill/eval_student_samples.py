@@ -6,13 +6,10 @@ same prompts with the same seeds), and the teacher scores those answers; the met
 teacher's mean negative log-likelihood per teacher token of them (lower = closer to what the
 teacher would say).
 
-The teacher scores them where it can:
-- its weights are at hand (the in-process `transformers` teacher, or a local folder): a forward
-  pass of the teacher over its own tokenization of prompt and answer (the end-of-turn token
-  included when the student ended its answer);
-- otherwise through `synthdistill.scoring` (gated, ledger-backed) when one probe request shows
-  the server returns prompt logprobs; a server that cannot score leaves the metric null, and
-  `teacher_nll_on_student_samples_note` says why.
+The teacher scores them through `synthdistill.scoring` (gated, ledger-backed; the end-of-turn
+token counts where the student ended its answer): the in-process teacher always can; a server
+only when one probe request shows it returns prompt logprobs. A teacher that cannot score
+leaves the metric null, and `teacher_nll_on_student_samples_note` says why.
 """
 
 from __future__ import annotations
@@ -20,11 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.digests import file_sha256
 from synthdistill.student_samples import PromptToAnswer, probe_teacher, sample_answers, score_samples
-from synthdistill.tool_turns import template_messages
 
 METRIC = "teacher_nll_on_student_samples"
 EVAL_ROUND = -1  # the seed stream of eval's samples, apart from every training round's
@@ -40,52 +35,19 @@ def held_out_prompts(held_out_rows: list[dict[str, Any]], count: int) -> list[Pr
     return list(prompts.values())
 
 
-class LocalTeacherJudge:
-    """The teacher's own weights: NLL of a sample by a forward pass."""
-
-    def __init__(self, folder: Path):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-        self.how = f"in-process teacher {folder}"
-
-    def nll(self, config: DistillConfig, samples) -> float | None:
-        import torch
-
-        total, tokens = 0.0, 0
-        for sample in samples:
-            prompt = prompt_token_ids(self.tokenizer, template_messages(sample.messages))
-            answer = list(self.tokenizer(sample.text, add_special_tokens=False)["input_ids"])
-            answer += [self.tokenizer.eos_token_id] if sample.finished else []
-            if not answer:
-                continue
-            with torch.no_grad():
-                logits = self.model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1].float()
-            logp = torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(answer)[:, None])
-            total -= float(logp.sum())
-            tokens += len(answer)
-        return round(total / tokens, 6) if tokens else None
-
-
 class ScoringJudge:
-    """A teacher behind an API that returns prompt logprobs: NLL from its scored token logprobs."""
-
-    how = "teacher scoring endpoint (synthdistill.scoring)"
+    """The teacher through synthdistill.scoring: NLL from the logprobs it gives each sample's tokens."""
 
     def nll(self, config: DistillConfig, samples) -> float | None:
-        scores = score_samples(config, samples)
+        scores, _ = score_samples(config, samples)
         logprobs = [lp for score in scores for lp in score.logprobs.token_logprobs]
         return round(-sum(logprobs) / len(logprobs), 6) if logprobs else None
 
 
-def judge_for(config: DistillConfig, teacher_folder: Path | None) -> tuple[Any, str | None]:
+def judge_for(config: DistillConfig) -> tuple[Any, str | None]:
     """(judge, None), or (None, why the teacher cannot score)."""
     if config.require_student("eval").on_policy.eval_prompts == 0:
         return None, "student.on_policy.eval_prompts is 0"
-    if teacher_folder is not None:
-        return LocalTeacherJudge(teacher_folder), None
     reason = probe_teacher(config)
     if reason is not None:
         return None, f"the teacher cannot score text: {reason}"

@@ -230,7 +230,7 @@ def run(config: DistillConfig) -> dict[str, Any]:
     packs = verifier_packs(config)
     shaped = [pack for pack in configured_packs(config) if pack.answer_format is not None]  # tools, JSON answers
     generated: dict[str, list[str]] = {}
-    judge, no_judge = judge_for(config, teacher_weights(config))  # teacher_nll_on_student_samples
+    judge, no_judge = judge_for(config)  # teacher_nll_on_student_samples
     judged_prompts = held_out_prompts(held_out_rows, config.require_student("eval").on_policy.eval_prompts)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
         model = load_model(model_dir)  # once: scored, then asked to answer the verifiable and the sampled prompts

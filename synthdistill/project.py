@@ -19,8 +19,6 @@ runs one (a Jupyter notebook), so `project.harvest()` works there as in a script
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -30,6 +28,7 @@ from typing import Any, TypeVar
 
 from synthdistill import audit, build, evaluate, filter_stage, harvest, plan, train
 from synthdistill import view as run_page
+from synthdistill.async_bridge import outside_running_loop
 from synthdistill.config import DistillConfig, load_config
 from synthdistill.digests import file_sha256, json_sha256
 from synthdistill.errors import ConfigError, DamagedFileError, NothingAnswered
@@ -161,7 +160,7 @@ class Project:
             if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's (exit 3)
                 self.reporter.planned(planned, config)
             with self.reporter.harvest_observer(config) as observer:
-                summary = _outside_running_loop(
+                summary = outside_running_loop(
                     lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned)
                 )
             data = summary.model_dump()
@@ -249,13 +248,3 @@ def _as_text(given: Any) -> list[str]:
     if isinstance(given, Mapping):
         return [f"{key}={json.dumps(value)}" for key, value in given.items()]
     return list(given)
-
-
-def _outside_running_loop(work: Callable[[], T]) -> T:
-    """`work()` here, or in a worker thread when this thread runs an event loop (asyncio.run would refuse)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return work()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthdistill") as pool:
-        return pool.submit(work).result()

@@ -7,20 +7,24 @@ it had sent, and the scoring ledger (keyed by checkpoint, prompt and sample) ans
 without a request.
 
 `score_samples` is the one way the teacher scores them: `synthdistill.scoring` (the same
-scheduler, gate and ledger as a harvest). A caller may pass another scorer with the same
-signature (`(config, samples) -> scores in the samples' order`, each score with `logprobs`:
-the teacher's tokens of exactly the sample's text, with their top-k).
+scheduler, gate and ledger as a harvest); each score's `logprobs` are the teacher's tokens of
+exactly the sample's text (and its end-of-turn token last when the student ended the answer),
+with their top-k.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from synthdistill import scoring
+from synthdistill.async_bridge import outside_running_loop
 from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import SynthdistillError
 from synthdistill.records import Message, content_hash
+from synthdistill.scoring import SampleToScore
 from synthdistill.tool_turns import template_messages
 
 
@@ -42,9 +46,6 @@ class StudentSample:
     messages: list[dict[str, Any]]
     text: str
     finished: bool  # the student ended it with its end-of-turn token (not cut at max_new_tokens)
-
-
-Scorer = Callable[[Any, Sequence[StudentSample]], list[Any]]
 
 
 def sample_seed(seed: int, round_index: int, prompt_id: str) -> int:
@@ -97,33 +98,27 @@ def sample_answers(
     return samples
 
 
-def score_samples(config, samples: Sequence[StudentSample]) -> list[Any]:
-    """The teacher's scores of `samples`, in their order, through synthdistill.scoring (gated, ledger-backed)."""
-    from synthdistill.scoring import SampleToScore
-    from synthdistill.scoring import score_samples as score
-
+def score_samples(config, samples: Sequence[StudentSample]) -> tuple[list[Any], Any]:
+    """(the teacher's scores of `samples` in their order, the scoring summary): synthdistill.scoring, gated, ledger-backed."""
     asked = [
         SampleToScore(
             checkpoint=s.checkpoint,
             prompt_id=s.prompt_id,
             sample_index=s.sample_index,
-            messages=[Message.model_validate(m) for m in s.messages],
+            messages=[Message.model_validate({k: v for k, v in m.items() if v is not None}) for m in s.messages],
             text=s.text,
+            ended=s.finished,
         )
         for s in samples
     ]
-    by_key = {scored.score_key: scored for scored in score(config, asked)}
-    return [by_key[a.score_key] for a in asked]
+    result = outside_running_loop(lambda: asyncio.run(scoring.score_async(config, asked)))
+    return result.scored, result.summary
 
 
 def probe_teacher(config) -> str | None:
     """None when the teacher can score text (probed once); otherwise the reason it cannot."""
     try:
-        from synthdistill.scoring import probe_scoring
-    except ImportError:
-        return "this synthdistill has no teacher scoring (synthdistill.scoring)"
-    try:
-        probe_scoring(config)
+        scoring.probe_scoring(config)
     except SynthdistillError as error:
         return str(error)
     return None

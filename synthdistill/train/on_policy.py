@@ -33,7 +33,7 @@ from synthdistill.errors import StageError
 from synthdistill.records import content_hash
 from synthdistill.run_layout import TRAIN_SPLIT
 from synthdistill.safe_write import write_text
-from synthdistill.student_samples import PromptToAnswer, Scorer, sample_answers, score_samples
+from synthdistill.student_samples import PromptToAnswer, sample_answers, score_samples
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows
 from synthdistill.train.on_policy_rows import TargetCounts, scored_rows
 
@@ -130,6 +130,7 @@ class RoundState:
         self.step: int = data.get("step", 0)
         self.batches: dict[str, int] = data.get("batches", {ON_POLICY: 0, OFFLINE: 0})
         self.samples: int = data.get("samples", 0)
+        self.requests_sent: int = data.get("requests_sent", 0)  # scoring requests (the ledger answers the rest)
         self.samples_trained: int = data.get("samples_trained", 0)
         self.teacher_tokens: int = data.get("teacher_tokens", 0)
         self.prompt_tokens: int = data.get("prompt_tokens", 0)
@@ -209,14 +210,12 @@ def train_on_policy(
     decision=None,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
-    scorer: Scorer | None = None,
 ) -> tuple[Any, Any, dict[str, Any]]:
     """Run the rounds; returns (model, tokenizer, the summary's fields). The caller saves the student."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_settings(config)
-    scorer = scorer or score_samples
     student = config.require_student("train")
     settings = student.on_policy
     layout = config.layout
@@ -258,10 +257,11 @@ def train_on_policy(
             seed=student.seed,
             round_index=round_index,
         )
-        scores = scorer(config, samples)
+        scores, scoring = score_samples(config, samples)
         rows, records = scored_rows(samples, scores, tokenizer, student.max_length, state.targets)
         _append_samples(layout, records, round_index, fresh=round_index == 0)
         state.samples += len(samples)
+        state.requests_sent += scoring.requests_sent
         state.samples_trained += len(rows)
         state.teacher_tokens += sum(len(score.logprobs.tokens) for score in scores)
         state.prompt_tokens += sum(getattr(score, "prompt_tokens_scored", 0) or 0 for score in scores)
@@ -325,6 +325,7 @@ def summary_fields(config: DistillConfig, state: RoundState, resumed_from: str |
             "max_new_tokens": settings.max_new_tokens,
             "scoring_top_k": settings.scoring_top_k,
             "samples_scored": state.samples,
+            "scoring_requests_sent": state.requests_sent,
             "samples_trained": state.samples_trained,
             "teacher_tokens_scored": state.teacher_tokens,
             "prompt_tokens_scored": state.prompt_tokens,

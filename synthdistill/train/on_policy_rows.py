@@ -1,7 +1,8 @@
 """A scored student sample → a training row on the student's tokens, with the teacher's top-k as targets.
 
 The row is the student's own tokenization of its answer text (the canonical one, as the KD
-dataset's), so the targets mean the same thing whoever tokenized it:
+dataset's) and its end-of-turn token where it ended the answer, so the targets mean the same
+thing whoever tokenized it:
 
 - same tokenizer (the teacher's scored token ids spell the student's ids exactly): the
   teacher's top-k ids are copied position by position (`exact_targets`);
@@ -50,11 +51,31 @@ class TargetCounts:
         return {**self.__dict__, "share": self.share}
 
 
-def sample_targets(sample: StudentSample, logprobs, tokenizer) -> tuple[AnswerTargets, bool]:
-    """The teacher's targets on the student's tokens of the sample's text; (targets, mapped by id)."""
+def _cut(logprobs, count: int):
+    """The first `count` positions of a TokenLogprobs."""
+    return logprobs.model_copy(
+        update={
+            key: getattr(logprobs, key)[:count]
+            for key in ("tokens", "token_ids", "token_logprobs", "top_tokens", "top_ids", "top_logprobs")
+            if getattr(logprobs, key) is not None
+        }
+    )
+
+
+def sample_targets(sample: StudentSample, score, tokenizer) -> tuple[AnswerTargets, bool]:
+    """The teacher's targets on the student's tokens of the sample (+ its end-of-turn token); (targets, by id).
+
+    When the student ended its answer the teacher scored its own end-of-turn token last; with the
+    same tokenizer it is the student's and its top-k becomes that position's target, otherwise it
+    is cut off and the student's end-of-turn token has no target.
+    """
+    logprobs = score.logprobs
     student_ids = list(tokenizer(sample.text, add_special_tokens=False)["input_ids"])
-    if logprobs.token_ids is not None and logprobs.top_ids is not None and list(logprobs.token_ids) == student_ids:
+    wanted = student_ids + ([tokenizer.eos_token_id] if sample.finished else [])
+    if logprobs.token_ids is not None and logprobs.top_ids is not None and list(logprobs.token_ids) == wanted:
         return exact_targets(logprobs.token_ids, logprobs.token_logprobs, logprobs.top_ids, logprobs.top_logprobs), True
+    if getattr(score, "ended", False) and logprobs.tokens:
+        logprobs = _cut(logprobs, len(logprobs.tokens) - 1)
     targets = align_answer(
         sample.text,
         logprobs.tokens,
@@ -64,23 +85,28 @@ def sample_targets(sample: StudentSample, logprobs, tokenizer) -> tuple[AnswerTa
         tokenizer,
         max_unmapped_mass=MAX_UNMAPPED_MASS,
     )
+    if sample.finished:
+        targets.student_ids.append(tokenizer.eos_token_id)
+        targets.kd_ids.append([])
+        targets.kd_logprobs.append([])
+        targets.masked["end-of-turn-of-another-tokenizer"] = 1 + targets.masked.get(
+            "end-of-turn-of-another-tokenizer", 0
+        )
     return targets, False
 
 
 def on_policy_row(sample: StudentSample, targets: AnswerTargets, tokenizer, max_length: int) -> dict[str, Any] | None:
-    """input_ids (prompt + answer, + end-of-turn when the student ended it) and the KD columns; None if no target fits."""
+    """input_ids (prompt + answer tokens, the end-of-turn one included when the student ended it) and the KD columns.
+
+    None when no position with a target fits in `max_length`.
+    """
     prompt_ids = prompt_token_ids(tokenizer, template_messages(sample.messages))
-    answer_ids, kd_ids, kd_logprobs = list(targets.student_ids), list(targets.kd_ids), list(targets.kd_logprobs)
-    if sample.finished:  # the teacher scored the text alone: the end-of-turn token has no target
-        answer_ids.append(tokenizer.eos_token_id)
-        kd_ids.append([])
-        kd_logprobs.append([])
-    input_ids = (prompt_ids + answer_ids)[:max_length]
+    input_ids = (prompt_ids + list(targets.student_ids))[:max_length]
     answer_len = len(input_ids) - len(prompt_ids)
     if answer_len <= 0:
         return None
-    kd_ids = [[] for _ in prompt_ids] + kd_ids[:answer_len]
-    kd_logprobs = [[] for _ in prompt_ids] + kd_logprobs[:answer_len]
+    kd_ids = [[] for _ in prompt_ids] + list(targets.kd_ids[:answer_len])
+    kd_logprobs = [[] for _ in prompt_ids] + list(targets.kd_logprobs[:answer_len])
     kd_mask = [1 if ids else 0 for ids in kd_ids]
     if not any(kd_mask):
         return None
@@ -99,7 +125,7 @@ def scored_rows(
     """Training rows of the scored samples (those with at least one target) and one record per sample."""
     rows, records = [], []
     for sample, score in zip(samples, scores):
-        targets, exact = sample_targets(sample, score.logprobs, tokenizer)
+        targets, exact = sample_targets(sample, score, tokenizer)
         counts.add(targets, exact)
         row = on_policy_row(sample, targets, tokenizer, max_length)
         if row is not None:

@@ -177,19 +177,15 @@ def run(
     method: str | None = None,
     resume: bool = False,
     progress: Callable[[dict], None] | None = None,
-    scorer: Callable | None = None,
 ) -> TrainSummary:
-    """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json.
-
-    `scorer` (on-policy only) scores the student's samples; default the teacher through synthdistill.scoring.
-    """
+    """Fine-tune the student on the built datasets; saves weights, tokenizer, model card and train.json."""
     student = config.require_student("train")
     method = method or student.method
     # before any heavy import: a refusal is instant
     decision = recheck_use(config, "train")
     enforce_obligations(decision, student_name(config))
     if method == "on-policy":
-        return _run_on_policy(config, decision, resume, progress, scorer)
+        return _run_on_policy(config, decision, resume, progress)
 
     import torch
     from accelerate import PartialState
@@ -277,13 +273,13 @@ def _write_summary(config: DistillConfig, summary: TrainSummary, decision) -> No
     write_model_card(config, summary.model_dump(), decision)
 
 
-def _run_on_policy(config: DistillConfig, decision, resume: bool, progress, scorer) -> TrainSummary:
+def _run_on_policy(config: DistillConfig, decision, resume: bool, progress) -> TrainSummary:
     """method on-policy (train/on_policy.py): rounds of sample → score → train; saves the student like the others."""
     import torch
 
     quiet_model_loading()
     start = prepare_student(config)
-    model, tokenizer, fields = train_on_policy(config, str(start), decision, resume, progress, scorer)
+    model, tokenizer, fields = train_on_policy(config, str(start), decision, resume, progress)
     template_note = _add_generation_markers(tokenizer)
     out = config.layout.student_dir
     model.save_pretrained(out)

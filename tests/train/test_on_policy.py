@@ -1,4 +1,4 @@
-"""On-policy distillation on tiny real models: the student samples, a real tiny teacher scores, the student learns."""
+"""On-policy distillation on a tiny real student: it samples, the in-process SmolLM2 teacher scores, it learns."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import pytest
 from synthdistill import build, train
 from synthdistill.config import load_config
 from synthdistill.errors import ConfigError
+from synthdistill.scoring.store import ScoreStore
 from synthdistill.train.on_policy import OFFLINE, ON_POLICY, round_prompts, step_kinds
-from tests.on_policy_fixtures import LocalScorer, write_sharp_teacher
 from tests.training_fixtures import load_weights, write_kept_project
 
 SMALL = {"rounds": 2, "steps_per_round": 4, "prompts_per_round": 3, "samples_per_prompt": 2, "max_new_tokens": 8}
 
 
-@pytest.fixture(scope="module")
-def teacher_scorer(smollm2_dir, tmp_path_factory):
-    return LocalScorer(write_sharp_teacher(tmp_path_factory.mktemp("teacher"), smollm2_dir, sharpness=20.0))
+def _scored_rows(config) -> int:
+    with ScoreStore(config.layout.scores) as store:
+        return store.counts()["done"]
 
 
 def _project(tmp_path, tiny_student, tokenizer, **on_policy):
@@ -30,23 +30,21 @@ def _project(tmp_path, tiny_student, tokenizer, **on_policy):
     return path, config
 
 
-def test_on_policy_training_changes_every_parameter_and_lowers_the_divergence(
-    tmp_path, tiny_student, tokenizer, teacher_scorer
-):
+def test_on_policy_training_changes_every_parameter_and_lowers_the_divergence(tmp_path, tiny_student, tokenizer):
+    """The in-process SmolLM2 teacher scores the tiny student's samples through synthdistill.scoring."""
     _, config = _project(tmp_path, tiny_student, tokenizer, rounds=3)
-    before_forwards = teacher_scorer.forwards
 
-    summary = train.run(config, scorer=teacher_scorer)
+    summary = train.run(config)
 
     assert summary.method == "on-policy" and summary.steps == 12
     info = summary.on_policy
     assert info["rounds"] == 3 and info["samples_scored"] == 3 * 3 * 2
-    assert teacher_scorer.forwards - before_forwards == 18  # every sample scored once
+    assert _scored_rows(config) == 18 and info["scoring_requests_sent"] == 18  # every sample scored once
     assert info["batches"] == {ON_POLICY: 12, OFFLINE: 0}
     assert info["teacher_tokens_scored"] > 0
     # the teacher has the student's tokenizer: every answer token gets the teacher's top-k
     assert summary.teacher_target_share == 1.0 and info["teacher_targets"]["exact"] == 18
-    assert info["scoring_endpoints"] == ["in-process test teacher"]
+    assert info["scoring_endpoints"] == []  # in-process: no host
     assert info["decision"] == "allow-with-obligations" and info["policy_id"] == "smollm2"
     assert all(entry["batch"] == ON_POLICY and set(entry["parts"]) == {"jsd"} for entry in summary.loss_history)
     jsd = [entry["parts"]["jsd"] for entry in summary.loss_history]
@@ -68,11 +66,8 @@ def test_on_policy_training_changes_every_parameter_and_lowers_the_divergence(
     assert "Method: on-policy" in card and "teacher tokens scored" in card
 
 
-def test_lambda_half_mixes_batches_and_a_resumed_round_scores_nothing_again(
-    tmp_path, tiny_student, tokenizer, teacher_scorer
-):
+def test_lambda_half_mixes_batches_and_a_resumed_round_scores_nothing_again(tmp_path, tiny_student, tokenizer):
     path, config = _project(tmp_path, tiny_student, tokenizer, **{"lambda": 0.5})
-    start = teacher_scorer.forwards
 
     class Killed(Exception):
         pass
@@ -82,14 +77,16 @@ def test_lambda_half_mixes_batches_and_a_resumed_round_scores_nothing_again(
             raise Killed
 
     with pytest.raises(Killed):
-        train.run(config, progress=kill_in_round_one, scorer=teacher_scorer)
-    assert teacher_scorer.forwards - start == 12  # rounds 0 and 1: 3 prompts × 2 samples each
+        train.run(config, progress=kill_in_round_one)
+    assert _scored_rows(config) == 12  # rounds 0 and 1: 3 prompts × 2 samples each
     assert [p.name for p in config.layout.on_policy_round_dirs()] == ["round-0000"]
 
-    resumed = train.run(load_config(path), resume=True, scorer=teacher_scorer)
+    resumed = train.run(load_config(path), resume=True)
 
-    # round 1 was sampled again from round 0's checkpoint: the same samples, answered by the ledger
-    assert teacher_scorer.forwards - start == 12
+    # round 1 was sampled again from round 0's checkpoint: the same samples (the same score keys),
+    # answered by the ledger without a request
+    assert _scored_rows(config) == 12
+    assert resumed.on_policy["scoring_requests_sent"] == 6  # round 0's, restored; round 1 sent none again
     assert resumed.steps == 8 and resumed.resumed_from.endswith("round-0000")
     assert resumed.on_policy["batches"] == {ON_POLICY: 4, OFFLINE: 4}
     assert [entry["step"] for entry in resumed.loss_history] == [float(s) for s in range(1, 9)]
