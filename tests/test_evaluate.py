@@ -172,5 +172,6 @@ def test_a_teacher_that_cannot_score_leaves_the_student_sample_nll_null_and_says
     judge, why = judge_for(load_config(path))
 
     assert judge is None
-    assert why.startswith("the teacher cannot score text: on-policy scoring needs a teacher that returns the logprobs")
+    assert why.startswith("the teacher cannot score text: ")
+    assert "on-policy scoring needs a teacher that returns the logprobs of given text" in why
     assert "api.openai.com returns no prompt logprobs" in why

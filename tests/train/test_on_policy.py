@@ -119,3 +119,13 @@ def test_on_policy_settings_are_checked(tmp_path, tiny_student, tokenizer):
     path.write_text(path.read_text().replace("lambda: 1.5", "lamda: 0.5"))
     with pytest.raises(ConfigError, match="lamda"):
         load_config(path)
+
+
+def test_the_on_policy_example_is_a_valid_cpu_config():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[2] / "examples" / "on-policy" / "distill.yaml")
+    student = config.student
+    assert student.method == "on-policy" and config.teacher.backend == "transformers"
+    assert (student.on_policy.lambda_, student.on_policy.beta, student.on_policy.rounds) == (0.5, 0.5, 4)
+    assert config.harvest.top_logprobs == 20  # lambda < 1: its offline batches need the KD dataset
