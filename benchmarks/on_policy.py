@@ -110,7 +110,9 @@ def measure(config, model_dir: Path, label: str) -> dict:
     judge, why = judge_for(config)
     if judge is None:
         raise SystemExit(f"{label}: the teacher cannot score: {why}")
-    metrics["teacher_nll_on_student_samples"] = student_sample_nll(config, judge, model, tokenizer, model_dir, prompts)
+    metrics["teacher_nll_on_student_samples"], _ = student_sample_nll(
+        config, judge, model, tokenizer, model_dir, prompts
+    )
     metrics["eval_prompts"] = len(prompts)
     metrics["measure_seconds"] = round(time.perf_counter() - started, 1)
     return metrics

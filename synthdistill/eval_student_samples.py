@@ -19,6 +19,7 @@ from typing import Any
 
 from synthdistill.config import DistillConfig
 from synthdistill.digests import file_sha256
+from synthdistill.errors import SynthdistillError
 from synthdistill.student_samples import PromptToAnswer, probe_teacher, sample_answers, score_samples
 
 METRIC = "teacher_nll_on_student_samples"
@@ -62,8 +63,10 @@ def weights_id(model_dir: Path) -> str:
 
 def student_sample_nll(
     config: DistillConfig, judge, model, tokenizer, model_dir: Path, prompts: list[PromptToAnswer]
-) -> float | None:
-    """The teacher's NLL per token of `model`'s sampled answers to `prompts`."""
+) -> tuple[float | None, str | None]:
+    """(the teacher's NLL per token of `model`'s sampled answers to `prompts`, None) or (None, why not)."""
+    if judge is None:
+        return None, None
     settings = config.require_student("eval").on_policy
     samples = sample_answers(
         model,
@@ -76,4 +79,7 @@ def student_sample_nll(
         seed=config.require_student("eval").seed,
         round_index=EVAL_ROUND,
     )
-    return judge.nll(config, samples)
+    try:
+        return judge.nll(config, samples), None
+    except SynthdistillError as error:  # scoring failed (a refusal, errors past their retries): eval goes on
+        return None, f"scoring the student's samples failed: {error}"

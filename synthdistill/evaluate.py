@@ -245,9 +245,8 @@ def run(config: DistillConfig) -> dict[str, Any]:
                 packs, model, tokenizer, held_out, config.harvest.max_tokens
             )
         generated[label] = sample_answers(config, samples, answers)
-        metrics[METRIC] = (
-            student_sample_nll(config, judge, model, tokenizer, model_dir, judged_prompts) if judge else None
-        )
+        metrics[METRIC], why = student_sample_nll(config, judge, model, tokenizer, model_dir, judged_prompts)
+        no_judge = no_judge or why
         result[label] = metrics
         del model, answers
     del judge
