@@ -377,12 +377,58 @@ class KDConfig(_Strict):
         return weights
 
 
+class OnPolicyConfig(_Strict):
+    """On-policy distillation (GKD, Agarwal et al. 2024; TRL's GKDTrainer): the student samples, the teacher scores."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    lambda_: float = Field(
+        1.0,
+        alias="lambda",
+        ge=0.0,
+        le=1.0,
+        description="Share of the steps that train on the student's own scored samples (TRL's lmbda); the rest are "
+        "offline KD batches of the KD dataset. 1 = on-policy only (no KD dataset needed), 0 = offline KD only",
+    )
+    beta: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Generalised JSD interpolation (TRL's beta): 0 = forward KL(teacher||student), "
+        "1 = reverse KL(student||teacher), between = JSD with the mixture beta·teacher + (1−beta)·student",
+    )
+    samples_per_prompt: int = Field(
+        1, ge=1, le=64, description="Answers the student samples for each prompt of a round"
+    )
+    prompts_per_round: int = Field(
+        8, ge=1, description="Training prompts the student answers each round (the next slice of the SFT train split)"
+    )
+    max_new_tokens: int = Field(128, ge=1, description="Longest answer the student samples, in student tokens")
+    temperature: float = Field(0.9, gt=0.0, le=2.0, description="Sampling temperature of the student's answers")
+    rounds: int = Field(4, ge=1, description="Rounds of sample → score → train; train --resume continues at a round")
+    steps_per_round: int = Field(
+        4, ge=1, description="Optimizer steps per round (a total of rounds × steps_per_round; max_steps/epochs unused)"
+    )
+    scoring_top_k: int = Field(
+        20, ge=1, le=100, description="Teacher candidates per token asked of the scoring endpoint (the KD support)"
+    )
+    eval_prompts: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="Held-out prompts whose sampled student answers eval has the teacher score "
+        "(teacher_nll_on_student_samples, for every method); 0 = off",
+    )
+
+
 class StudentConfig(_Strict):
     model: str = Field(description="The student's starting weights: a folder or an embedded model id")
     name: str | None = Field(None, description="Name of the trained student (checked against name-prefix obligations)")
     init: StudentInit | None = Field(None, description="How the starting weights are prepared (e.g. pruned)")
-    method: Literal["sft", "kd"] = Field(
-        "kd", description="sft: train on the answers' text; kd: also match the teacher's top-k logprobs"
+    method: Literal["sft", "kd", "on-policy"] = Field(
+        "kd",
+        description="sft: train on the answers' text; kd: also match the teacher's top-k logprobs; on-policy: the "
+        "teacher scores the student's own samples (student.on_policy)",
     )
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters instead of every weight; null = full")
     epochs: float = Field(1, gt=0, description="Passes over the SFT/KD training split (fractions allowed)")
@@ -397,7 +443,12 @@ class StudentConfig(_Strict):
     )
     max_length: int = Field(1024, ge=8, description="Longest training example in student tokens (longer are cut)")
     seed: int = Field(0, description="Seed of the training run (shuffling, initialisation of adapters)")
-    kd: KDConfig = Field(default_factory=KDConfig, description="The KD loss (used when method is kd)")
+    kd: KDConfig = Field(
+        default_factory=KDConfig, description="The KD loss (method kd, and on-policy's offline batches)"
+    )
+    on_policy: OnPolicyConfig = Field(
+        default_factory=OnPolicyConfig, description="On-policy distillation (used when method is on-policy)"
+    )
     eval_samples: int = Field(
         8,
         ge=0,

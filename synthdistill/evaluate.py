@@ -9,7 +9,9 @@ Metrics, each over the teacher's held-out answers:
   answers to held-out prompts that pass it; after a thinking teacher's traces were kept, also
   `verifier_pass_rate_by_mode` with thinking on and off (synthdistill/eval_thinking.py);
 - for tool packs `tool_call_match` (the student's greedy calls against the teacher's) and for
-  packs with a response_format `schema_valid_rate` (synthdistill/eval_tools.py).
+  packs with a response_format `schema_valid_rate` (synthdistill/eval_tools.py);
+- `teacher_nll_on_student_samples`: the teacher's NLL per token of the student's own sampled
+  answers to held-out prompts, wherever a teacher can score (synthdistill/eval_student_samples.py).
 
 Where the teacher's weights are at hand (the in-process `transformers` teacher, or a teacher
 model that is a local folder), the teacher is scored the same way (`teacher`) and
@@ -32,6 +34,7 @@ from typing import Any
 from synthdistill.chat_tokens import IGNORE_INDEX, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.errors import StageError
+from synthdistill.eval_student_samples import METRIC, held_out_prompts, judge_for, student_sample_nll
 from synthdistill.eval_thinking import has_traces, pass_rates_by_mode
 from synthdistill.eval_tools import answer_format_shares
 from synthdistill.model_store import quiet_model_loading, resolve_model
@@ -227,6 +230,8 @@ def run(config: DistillConfig) -> dict[str, Any]:
     packs = verifier_packs(config)
     shaped = [pack for pack in configured_packs(config) if pack.answer_format is not None]  # tools, JSON answers
     generated: dict[str, list[str]] = {}
+    judge, no_judge = judge_for(config)  # teacher_nll_on_student_samples
+    judged_prompts = held_out_prompts(held_out_rows, config.require_student("eval").on_policy.eval_prompts)
     for label, model_dir in (("untrained", untrained_dir), ("trained", trained_dir)):
         model = load_model(model_dir)  # once: scored, then asked to answer the verifiable and the sampled prompts
         metrics = score_model(model, rows, pad, has_kd)
@@ -240,8 +245,13 @@ def run(config: DistillConfig) -> dict[str, Any]:
                 packs, model, tokenizer, held_out, config.harvest.max_tokens
             )
         generated[label] = sample_answers(config, samples, answers)
+        metrics[METRIC], why = student_sample_nll(config, judge, model, tokenizer, model_dir, judged_prompts)
+        no_judge = no_judge or why
         result[label] = metrics
         del model, answers
+    del judge
+    if no_judge is not None:
+        result[f"{METRIC}_note"] = no_judge
     result.update(teacher_comparison(config, rows, has_kd, tokenizer, packs, held_out, result))
     result["untrained_model"] = str(untrained_dir)
     result["trained_model"] = str(trained_dir)

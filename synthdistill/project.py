@@ -20,8 +20,6 @@ runs one (a Jupyter notebook), so `project.harvest()` works there as in a script
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -31,6 +29,7 @@ from typing import Any, TypeVar
 
 from synthdistill import audit, build, evaluate, filter_stage, harvest, merge, plan, train
 from synthdistill import view as run_page
+from synthdistill.async_bridge import outside_running_loop
 from synthdistill.config import DistillConfig, load_config
 from synthdistill.digests import file_sha256, json_sha256
 from synthdistill.errors import ConfigError, DamagedFileError, NothingAnswered
@@ -167,7 +166,7 @@ class Project:
             if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's (exit 3)
                 self.reporter.planned(planned, config)
             with self.reporter.harvest_observer(config) as observer:
-                summary = _outside_running_loop(
+                summary = outside_running_loop(
                     lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned, shard=shard)
                 )
             data = summary.model_dump()
@@ -194,9 +193,9 @@ class Project:
             return self._done("build", build.run(config, workers=workers).model_dump(), config)
 
     def train(self, *, method: str | None = None, resume: bool = False) -> dict[str, Any]:
-        """Fine-tune the student (method: sft or kd; default student.method)."""
-        if method is not None and method not in ("sft", "kd"):
-            raise ConfigError(f"method must be sft or kd (got '{method}')")
+        """Fine-tune the student (method: sft, kd or on-policy; default student.method)."""
+        if method is not None and method not in ("sft", "kd", "on-policy"):
+            raise ConfigError(f"method must be sft, kd or on-policy (got '{method}')")
         with self._stage("train") as config:
             self._snapshot("train", config)
             with self.reporter.train_progress(config) as progress:
@@ -260,13 +259,3 @@ def _as_text(given: Any) -> list[str]:
     if isinstance(given, Mapping):
         return [f"{key}={json.dumps(value)}" for key, value in given.items()]
     return list(given)
-
-
-def _outside_running_loop(work: Callable[[], T]) -> T:
-    """`work()` here, or in a worker thread when this thread runs an event loop (asyncio.run would refuse)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return work()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthdistill") as pool:
-        return pool.submit(work).result()

@@ -5,6 +5,7 @@
     filtered/kept.parquet, dropped.parquet, modified.jsonl, report.json  (kept.jsonl: before 12/2026)
     datasets/<sft|kd>/data/<split>-<shard>-of-<shards>.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
+    student/on-policy-samples.jsonl, checkpoints/round-NNNN/ (state.json)   on-policy training
     train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
@@ -180,6 +181,24 @@ class RunLayout:
     @property
     def checkpoints_dir(self) -> Path:
         return self.student_dir / "checkpoints"
+
+    def on_policy_round_dir(self, round_index: int) -> Path:
+        """On-policy training's checkpoint after round `round_index` (0-based): weights, optimizer, state.json."""
+        return self.checkpoints_dir / f"round-{round_index:04d}"
+
+    def on_policy_round_dirs(self) -> list[Path]:
+        """The finished rounds' checkpoints (each with its state.json), in round order."""
+        return sorted(p.parent for p in self.checkpoints_dir.glob("round-[0-9][0-9][0-9][0-9]/state.json"))
+
+    @staticmethod
+    def on_policy_round_state(round_dir: Path) -> Path:
+        """A round checkpoint's state.json: written last, so a checkpoint without it is unfinished."""
+        return Path(round_dir) / "state.json"
+
+    @property
+    def on_policy_samples(self) -> Path:
+        """One line per student sample the teacher scored: round, prompt, text, teacher tokens, targets kept."""
+        return self.student_dir / "on-policy-samples.jsonl"
 
     @property
     def train_dir(self) -> Path:

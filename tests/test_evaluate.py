@@ -52,6 +52,10 @@ def test_eval_reports_lower_nll_after_training(tmp_path, smollm2_dir):
     assert result["nll_gap_closed"] == pytest.approx((untrained - trained) / (untrained - teacher), abs=1e-5)
     assert 0 < result["nll_gap_closed"] < 1
     assert result["teacher"]["answer_tokens"] == result["untrained"]["answer_tokens"]  # the same tokens
+    # the in-process teacher scores each student's own sampled answers to the held-out prompts
+    judged = [result[m]["teacher_nll_on_student_samples"] for m in ("untrained", "trained")]
+    assert all(isinstance(nll, float) and nll > 0 for nll in judged)
+    assert "teacher_nll_on_student_samples_note" not in result
     assert len(result["samples"]) == 2 and all(s["trained"] is not None for s in result["samples"])
     assert json.loads((config.run_dir / "eval.json").read_text()) == result
     assert (config.run_dir / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,7 +120,8 @@ def test_a_teacher_that_is_the_starting_weights_scores_like_the_untrained_studen
     result = evaluate.run(config)
 
     assert result["teacher_model"] == str(tiny_student)
-    assert result["teacher"] == result["untrained"]  # same weights, same rows: the same numbers
+    untrained = {k: v for k, v in result["untrained"].items() if k != "teacher_nll_on_student_samples"}
+    assert result["teacher"] == untrained  # same weights, same rows: the same numbers
     assert result["nll_gap_closed"] is None  # no gap to close
 
 
@@ -152,3 +157,21 @@ def _greedy(model_dir, tokenizer, messages, max_new_tokens: int) -> str:
             torch.tensor([ids]), max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id
         )
     return tokenizer.decode(output[0, len(ids) :], skip_special_tokens=True)
+
+
+def test_a_teacher_that_cannot_score_leaves_the_student_sample_nll_null_and_says_why(tmp_path, tiny_student, tokenizer):
+    import yaml
+
+    from synthdistill.eval_student_samples import judge_for
+
+    path = write_kept_project(tmp_path, tiny_student, tokenizer, method="sft")
+    data = yaml.safe_load(path.read_text())
+    data["teacher"] = {"backend": "openai", "model": "gpt-4o-mini", "base_url": "https://api.openai.com/v1"}
+    path.write_text(yaml.safe_dump(data))
+
+    judge, why = judge_for(load_config(path))
+
+    assert judge is None
+    assert why.startswith("the teacher cannot score text: ")
+    assert "on-policy scoring needs a teacher that returns the logprobs of given text" in why
+    assert "api.openai.com returns no prompt logprobs" in why

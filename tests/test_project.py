@@ -104,7 +104,7 @@ def test_errors_are_the_typed_errors(tmp_path):
         Project(tmp_path / "missing.yaml")
     with pytest.raises(ConfigError, match="until must be one of"):
         Project(path).run(until="deploy")
-    with pytest.raises(ConfigError, match="method must be sft or kd"):
+    with pytest.raises(ConfigError, match="method must be sft, kd or on-policy"):
         Project(path).train(method="dpo")
 
 

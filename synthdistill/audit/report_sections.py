@@ -327,19 +327,35 @@ def datasets_section(manifest: dict[str, Any]) -> list[Block]:
                     f"loss {train.get('train_loss_first')} → {train.get('train_loss_last')}",
                 ]
             )
+        if train.get("on_policy"):
+            rows.append(["On-policy", on_policy_text(train)])
         blocks.append(Block("kv", rows=rows))
     if evaluation:
         rows = []
         for label in ("untrained", "trained"):
             m = evaluation.get(label) or {}
-            rows.append([label, str(m.get("nll_per_token")), str(m.get("top1_agreement")), str(m.get("kd_kl"))])
+            metrics = ("nll_per_token", "top1_agreement", "kd_kl", "teacher_nll_on_student_samples")
+            rows.append([label, *(str(m.get(key)) for key in metrics)])
         blocks.append(
             Block(
                 "text", text=f"Evaluation ({evaluation.get('method')}, {evaluation.get('examples')} held-out examples):"
             )
         )
-        blocks.append(Block("table", headers=["student", "NLL / token", "top-1 agreement", "KD KL"], rows=rows))
+        headers = ["student", "NLL / token", "top-1 agreement", "KD KL", "teacher NLL of own samples"]
+        blocks.append(Block("table", headers=headers, rows=rows))
     return blocks
+
+
+def on_policy_text(train: dict[str, Any]) -> str:
+    """An on-policy run in one line: rounds, samples, teacher tokens scored, the scoring endpoint and decision."""
+    info = train["on_policy"]
+    endpoints = ", ".join(info.get("scoring_endpoints") or []) or "in-process teacher"
+    return (
+        f"{info.get('rounds')} rounds, {info.get('samples_scored')} student samples scored by {info.get('teacher')} "
+        f"({info.get('teacher_tokens_scored')} teacher tokens, {info.get('scoring_requests_sent')} requests) at "
+        f"{endpoints}; gate {info.get('decision')} (policy {info.get('policy_id')}); batches {info.get('batches')}; "
+        f"share of student tokens with teacher targets {train.get('teacher_target_share')}"
+    )
 
 
 def _override_rows(stage: str, entry: dict[str, Any]) -> list[list[Cell]]:

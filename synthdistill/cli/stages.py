@@ -252,13 +252,15 @@ def register_stage_commands(app: typer.Typer) -> None:
     @app.command("train")
     def train_command(
         config: ConfigOption = Path("distill.yaml"),
-        method: Annotated[str | None, typer.Option("--method", help="sft or kd (default: student.method).")] = None,
+        method: Annotated[
+            str | None, typer.Option("--method", help="sft, kd or on-policy (default: student.method).")
+        ] = None,
         resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
         overrides: SetOption = None,
     ) -> None:
-        """Fine-tune the student with TRL (SFT or offline logit KD)."""
-        if method is not None and method not in ("sft", "kd"):
-            raise InputError(f"--method must be sft or kd (got '{method}')")
+        """Fine-tune the student with TRL (SFT or offline logit KD), or on its own samples scored by the teacher (on-policy)."""
+        if method is not None and method not in ("sft", "kd", "on-policy"):
+            raise InputError(f"--method must be sft, kd or on-policy (got '{method}')")
         render.emit_json(project(config, overrides).train(method=method, resume=resume))
 
     @app.command("eval")

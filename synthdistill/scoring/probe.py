@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 
+from synthdistill.async_bridge import outside_running_loop as _outside_running_loop
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherAuthError, TeacherError
 from synthdistill.harvest import read_api_key
 from synthdistill.policy import gate
-from synthdistill.project import _outside_running_loop
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Message
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy

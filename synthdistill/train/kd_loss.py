@@ -56,6 +56,21 @@ def _kl_rows(teacher_logp: torch.Tensor, student_logp: torch.Tensor) -> torch.Te
     return terms.sum(-1)
 
 
+def divergence_rows(teacher: torch.Tensor, student: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """Generalised JSD per row between two log-distributions over the same support (GKD; TRL's `beta`).
+
+    beta 0 = forward KL(teacher || student); beta 1 = reverse KL(student || teacher); between, with
+    the mixture m = beta·teacher + (1 − beta)·student: beta·KL(teacher || m) + (1 − beta)·KL(student || m).
+    Where the teacher gives an entry no mass, the reverse KL floors it at 1e-12 (else it is infinite).
+    """
+    if beta == 0.0:
+        return _kl_rows(teacher, student)
+    if beta == 1.0:
+        return _kl_rows(student, torch.clamp(teacher, min=math.log(_TINY_MASS)))
+    mixture = torch.logsumexp(torch.stack([student + math.log(1.0 - beta), teacher + math.log(beta)]), dim=0)
+    return beta * _kl_rows(teacher, mixture) + (1.0 - beta) * _kl_rows(student, mixture)
+
+
 def sparse_kl(
     student_logits_at_ids: torch.Tensor,
     student_lse: torch.Tensor,
@@ -63,25 +78,27 @@ def sparse_kl(
     valid: torch.Tensor,
     temperature: float,
     tail: Literal["bucket", "zero"],
+    beta: float = 0.0,
 ) -> torch.Tensor:
     """KL(teacher || student) per row over the top-k ids (+ tail bucket), both at `temperature`.
 
     `student_logits_at_ids` [N, K] are raw logits, `student_lse` [N] is logsumexp(logits / T) over
     the vocabulary, `teacher_logprobs` [N, K] are stored at T = 1, `valid` [N, K] marks real
-    candidates (every row needs at least one).
+    candidates (every row needs at least one). `beta` > 0 takes the generalised JSD over the same
+    support instead (`divergence_rows`; 1 = reverse KL), as on-policy distillation does.
     """
     neg_inf = torch.tensor(float("-inf"), dtype=student_lse.dtype, device=student_lse.device)
     student = torch.where(valid, student_logits_at_ids / temperature - student_lse[:, None], neg_inf)
     teacher = torch.where(valid, teacher_logprobs.to(student.dtype), neg_inf)
     student_top = torch.logsumexp(student, dim=-1)
     if tail == "zero":
-        return _kl_rows(torch.log_softmax(teacher / temperature, dim=-1), student - student_top[:, None])
+        return divergence_rows(torch.log_softmax(teacher / temperature, dim=-1), student - student_top[:, None], beta)
     # Teacher: mass outside the stored top-k (0 when it is rounding noise or the sum passed 1).
     teacher_tail = _log_tail(torch.logsumexp(teacher, dim=-1), 0.0)
     teacher_tail = torch.where(teacher_tail > math.log(_TAIL_NOISE), teacher_tail, neg_inf)
     teacher = torch.log_softmax(torch.cat([teacher, teacher_tail[:, None]], dim=-1) / temperature, dim=-1)
     student = torch.cat([student, _log_tail(student_top, _TINY_MASS)[:, None]], dim=-1)
-    return _kl_rows(teacher, student)
+    return divergence_rows(teacher, student, beta)
 
 
 def _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, vocab: int) -> dict[str, torch.Tensor]:
@@ -100,7 +117,7 @@ def _shifted_targets(labels, kd_ids, kd_logprobs, kd_mask, vocab: int) -> dict[s
     }
 
 
-def _combine(gathered, lse, targets, scored, weights: dict[str, float], temperature: float, tail: str):
+def _combine(gathered, lse, targets, scored, weights: dict[str, float], temperature: float, tail: str, beta=0.0):
     """The loss from per-row student logits at the target ids and log-sum-exps (rows = `scored` positions)."""
     label_pos, kd_pos = targets["label_pos"][scored], targets["kd_pos"][scored]
     zero = gathered.sum() * 0.0  # keeps the graph connected when a term has no positions
@@ -109,7 +126,7 @@ def _combine(gathered, lse, targets, scored, weights: dict[str, float], temperat
     kd_tokens = int(kd_pos.sum())
     if kd_tokens:
         teacher, valid = targets["teacher"][scored][kd_pos], targets["valid"][scored][kd_pos]
-        kl = sparse_kl(gathered[kd_pos, :-1], lse[kd_pos, -1], teacher, valid, temperature, tail).mean()
+        kl = sparse_kl(gathered[kd_pos, :-1], lse[kd_pos, -1], teacher, valid, temperature, tail, beta).mean()
     else:
         kl = zero
     loss = compose({"ce": ce, "kl": kl}, weights)
@@ -144,8 +161,11 @@ def kd_loss(
     tail: Literal["bucket", "zero"] = "bucket",
     chunk_size: int = 1024,
     weights: dict[str, float] | None = None,
+    beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
     """`alpha * CE + (1 - alpha) * T^2 * KL` for a batch (or `weights["ce"]·CE + weights["kl"]·KL`); returns (loss, parts).
+
+    `beta` > 0 replaces the KL by the generalised JSD (`divergence_rows`; the part keeps the name kl).
 
     Shapes: `student_logits` [B, T, V] (any float dtype), `labels` [B, T] (-100 = no CE target),
     `kd_ids` [B, T, K] (teacher top-k ids for the token AT position t), `kd_logprobs` [B, T, K]
@@ -160,7 +180,7 @@ def kd_loss(
     gathered, lse = gather_logsumexp(student_logits, padded_ids, _temperatures(temperature), chunk_size)
     scored = targets["label_pos"] | targets["kd_pos"]
     weights = logit_weights(alpha, temperature, weights)
-    return _combine(gathered[:, :-1][scored], lse[:, :-1][scored], targets, scored, weights, temperature, tail)
+    return _combine(gathered[:, :-1][scored], lse[:, :-1][scored], targets, scored, weights, temperature, tail, beta)
 
 
 def kd_loss_from_hidden(
@@ -175,6 +195,7 @@ def kd_loss_from_hidden(
     temperature: float = 1.0,
     tail: Literal["bucket", "zero"] = "bucket",
     weights: dict[str, float] | None = None,
+    beta: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor | int]]:
     """`kd_loss` of the logits `hidden @ weight.T + bias`, without ever building them for the batch.
 
@@ -188,4 +209,5 @@ def kd_loss_from_hidden(
     gathered, lse = linear_gather_logsumexp(
         hidden[:, :-1][scored], weight, bias, targets["ids"][scored], _temperatures(temperature)
     )
-    return _combine(gathered, lse, targets, scored, logit_weights(alpha, temperature, weights), temperature, tail)
+    weights = logit_weights(alpha, temperature, weights)
+    return _combine(gathered, lse, targets, scored, weights, temperature, tail, beta)

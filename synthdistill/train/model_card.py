@@ -29,6 +29,10 @@ METRICS = {
     "nll_per_token": ("nll_per_token", "NLL per token of the teacher's held-out answers (nats; lower is better)"),
     "top1_agreement": ("top1_agreement", "Top-1 agreement with the teacher"),
     "kd_kl": ("kl_divergence", "KL(teacher top-k + tail || student) on KD positions"),
+    "teacher_nll_on_student_samples": (
+        "teacher_nll_on_student_samples",
+        "Teacher's NLL per token of the student's own sampled answers to held-out prompts (nats; lower is better)",
+    ),
 }
 
 
@@ -93,6 +97,27 @@ def kd_recipe(kd: KDConfig, summary: dict[str, Any]) -> str:
             f"`{teacher.get('model')}`'s last hidden states mean-pooled over each answer, within each batch"
         )
     return f" (loss = {terms}; " + "; ".join(parts) + ")"
+
+
+def on_policy_recipe(summary: dict[str, Any]) -> list[str]:
+    """The card's account of an on-policy run: rounds, samples, teacher tokens scored, endpoint, decision."""
+    info = summary.get("on_policy") or {}
+    batches = info.get("batches", {})
+    share = summary.get("teacher_target_share")
+    return [
+        f"- On-policy rounds: {info.get('rounds')} × {info.get('steps_per_round')} steps; each round the student "
+        f"sampled {info.get('samples_per_prompt')} answer(s) to each of {info.get('prompts_per_round')} training "
+        f"prompts (temperature {info.get('temperature')}, at most {info.get('max_new_tokens')} tokens) and the "
+        f"teacher scored them (top-{info.get('scoring_top_k')})",
+        f"- Samples scored: {info.get('samples_scored')} ({info.get('samples_trained')} with teacher targets); "
+        f"teacher tokens scored: {info.get('teacher_tokens_scored')} (prompt tokens: {info.get('prompt_tokens_scored')}); "
+        f"share of the student's tokens with teacher targets: {share}",
+        f"- Loss: generalised JSD with beta {info.get('beta')} over the teacher's top-k + tail on "
+        f"{batches.get('on-policy', 0)} on-policy batches; lambda {info.get('lambda')}: "
+        f"{batches.get('offline', 0)} offline KD batches",
+        f"- Scoring endpoint(s): {', '.join(info.get('scoring_endpoints') or []) or 'none'}; gate decision: "
+        f"{info.get('decision')} (policy {info.get('policy_id')})",
+    ]
 
 
 def _named(reference: str, project_dir: Path) -> str:
@@ -189,6 +214,14 @@ def _eval_lines(evaluation: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _method_recipe(kd: KDConfig, summary: dict[str, Any]) -> str:
+    if summary["method"] == "kd":
+        return kd_recipe(kd, summary)
+    if summary["method"] == "on-policy":
+        return " (the teacher scored the student's own samples; see below)"
+    return " (cross-entropy on the teacher's answers)"
+
+
 def write_model_card(
     config: DistillConfig, summary: dict[str, Any], decision: Decision, evaluation: dict[str, Any] | None = None
 ) -> Path:
@@ -207,13 +240,12 @@ def write_model_card(
         f"for the training answers: {_teacher_cost(layout.dataset_provenance(kind))}",
         f"- Training data: {', '.join(f'`{d}`' for d in datasets)} (`{layout.relative(layout.datasets_dir)}/`; "
         "prompt packs: " + ", ".join(f"`{p}`" for p in config.harvest.packs) + ")",
-        f"- Method: {summary['method']}"
-        + (
-            kd_recipe(student.kd, summary) if summary["method"] == "kd" else " (cross-entropy on the teacher's answers)"
-        ),
+        f"- Method: {summary['method']}" + _method_recipe(student.kd, summary),
         f"- Steps: {summary['steps']} ({summary['examples']} training rows, {summary['epochs']:.2f} epochs), "
         f"loss {summary['train_loss_first']:.4f} → {summary['train_loss_last']:.4f}",
     ]
+    if summary["method"] == "on-policy":
+        lineage.extend(on_policy_recipe(summary))
     if student.lora:
         lineage.append(
             f"- LoRA r={student.lora.r}, alpha={student.lora.alpha}"

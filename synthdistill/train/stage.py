@@ -27,6 +27,7 @@ from synthdistill.train.chat_template import training_chat_template
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows, sft_token_rows
 from synthdistill.train.local_teacher import attach_local_teacher, restore_projections, save_projections
 from synthdistill.train.model_card import write_model_card
+from synthdistill.train.on_policy import train_on_policy
 from synthdistill.train.student_init import prepare_student
 from synthdistill.train.teacher_tokens import BATCH_KEYS, teacher_token_rows
 from synthdistill.train.trainer_args import training_args
@@ -58,6 +59,10 @@ class TrainSummary(BaseModel):
     # one entry per logged step: step, epoch, loss, learning_rate, grad_norm and `parts` {name: value}
     # the saved tokenizer's chat template: generation markers added for TRL's assistant_only_loss, or why not
     chat_template: str | None = None
+    # on-policy: the share of the student's sampled answer tokens that got teacher targets
+    teacher_target_share: float | None = None
+    # on-policy: rounds, samples, teacher tokens scored, batches by kind, scoring endpoints, the decision
+    on_policy: dict[str, Any] | None = None
     loss_history: list[dict[str, Any]]
 
 
@@ -208,6 +213,8 @@ def run(
     # before any heavy import: a refusal is instant
     decision = recheck_use(config, "train")
     enforce_obligations(decision, student_name(config))
+    if method == "on-policy":
+        return _run_on_policy(config, decision, resume, progress)
 
     import torch
     from accelerate import PartialState
@@ -293,8 +300,44 @@ def run(
         loss_history=history,
     )
     if trainer.is_world_process_zero():  # under `accelerate launch` every process gets here; one writes
-        write_text(config.layout.train_summary, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
-        write_model_card(config, summary.model_dump(), decision)
+        _write_summary(config, summary, decision)
+    return summary
+
+
+def _write_summary(config: DistillConfig, summary: TrainSummary, decision) -> None:
+    write_text(config.layout.train_summary, summary.model_dump_json(indent=2) + "\n", inside=config.run_dir)
+    write_model_card(config, summary.model_dump(), decision)
+
+
+def _run_on_policy(config: DistillConfig, decision, resume: bool, progress) -> TrainSummary:
+    """method on-policy (train/on_policy.py): rounds of sample → score → train; saves the student like the others."""
+    import torch
+
+    quiet_model_loading()
+    start = prepare_student(config)
+    model, tokenizer, fields = train_on_policy(config, str(start), decision, resume, progress)
+    template_note = _add_generation_markers(tokenizer)
+    out = config.layout.student_dir
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    history = fields["loss_history"]
+    losses = [entry["loss"] for entry in history]
+    summary = TrainSummary(
+        method="on-policy",
+        epochs=0.0,
+        examples=fields["on_policy"]["samples_trained"],
+        train_loss_first=losses[0] if losses else None,
+        train_loss_last=losses[-1] if losses else None,
+        start_model=str(start),
+        output_dir=str(out),
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        kd_loss_path="logits",
+        loss_parts=first_and_last_parts(history),
+        loss_weights=fields.pop("loss_weights"),
+        chat_template=template_note,
+        **fields,
+    )
+    _write_summary(config, summary, decision)
     return summary
 
 
