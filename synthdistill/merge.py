@@ -4,7 +4,8 @@
     → refuse ledgers that asked different things (teacher, policy decision, harvest digest)
     → copy every answer the target lacks (the same request key once; a different answer for a
       key the target holds is a conflict: the first kept, the conflict reported), then the
-      failures of requests the target does not know, the refused models and schema failures
+      failures of requests the target does not know, the refused models, schema failures and
+      the teacher embeddings (harvest.embeddings) the target lacks
     → the merge (inputs, shards, counts, conflicts) recorded in the target ledger for the audit.
 
 The target is `-o OUT` or the first run folder. Merging the same folders again adds nothing.
@@ -38,6 +39,7 @@ class MergeInput(BaseModel):
     duplicates: int = Field(0, description="answers the target already held, the same")
     conflicts: int = Field(0, description="answers the target held differently (the target's kept)")
     failures_added: int = 0
+    embeddings_added: int = Field(0, description="teacher embeddings (harvest.embeddings) the target did not hold")
     open_batches: int = Field(0, description="Batch API batches not collected yet (harvest that shard again)")
 
 
@@ -131,6 +133,9 @@ def _copy(
             target.refuse_model(model, reason)
         for row in source.schema_failures():
             target.put_schema_failure(row["request_key"], row["attempt"], row["seed"], row["reason"], row["answer"])
+    # each spec's vectors in one transaction of their own; a vector the target holds is kept as it is
+    for spec, rows in source.embeddings_by_spec().items():
+        item.embeddings_added += target.put_embeddings(spec, rows)
 
 
 def merge(run_dirs: list[str | Path], output: str | Path | None = None) -> MergeSummary:

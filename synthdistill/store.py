@@ -485,6 +485,15 @@ class HarvestStore:
         return added
 
     @_guarded
+    def embeddings_by_spec(self) -> dict[str, list[StoredEmbedding]]:
+        """Every stored vector, grouped by embedding spec, in the order they were stored (merge copies them)."""
+        grouped: dict[str, list[StoredEmbedding]] = {}
+        sql = "SELECT spec, request_key, model, dims, dtype, vector, tokens, attempts, endpoint FROM embeddings"
+        for spec, *fields in self._db.execute(sql + " ORDER BY rowid"):
+            grouped.setdefault(spec, []).append(StoredEmbedding(*fields))
+        return grouped
+
+    @_guarded
     def put_embedding_failures(self, spec: str, keys: list[str], kind: str, error: str, attempts: int) -> None:
         """Record answers whose embedding request gave up (the next harvest asks again)."""
         now = utc_now()

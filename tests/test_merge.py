@@ -143,3 +143,25 @@ def test_a_ledger_from_before_the_merge_migrations_is_migrated_then_merged(tmp_p
     assert summary["answered"] == N and summary["shards"] == ["1/2", "2/2"]
     with LedgerReader(old) as reader:
         assert reader.merges() == []  # migrated: the table exists, empty
+
+
+def test_the_teacher_embeddings_of_every_shard_are_merged_once(tmp_path, capsys):
+    with FakeOpenAIServer() as server:
+        projects = _shards(tmp_path, capsys, server, count=2, embeddings={"batch_size": 4})
+    stored = {}
+    for project in projects:
+        with HarvestStore(ledger_of(project)) as store:
+            stored.update({(spec, e.request_key): e for spec, rows in store.embeddings_by_spec().items() for e in rows})
+    assert len(stored) == N and len({spec for spec, _ in stored}) == 1  # one vector per answer, one spec
+
+    out = tmp_path / "merged"
+    argv = ["merge", *(_run_dir(p) for p in projects), "-o", str(out)]
+    first = _run(capsys, argv)
+    assert [i["embeddings_added"] for i in first["inputs"]] == [
+        sum(spec_key[1] in _answers(ledger_of(p)) for spec_key in stored) for p in projects
+    ]
+    with HarvestStore(RunLayout(out).ledger) as store:
+        merged = {(spec, e.request_key): e for spec, rows in store.embeddings_by_spec().items() for e in rows}
+    assert merged == stored  # the same vectors, bytes and all, nothing asked again
+    again = _run(capsys, argv)
+    assert [i["embeddings_added"] for i in again["inputs"]] == [0, 0, 0]  # the target, then the two shards
