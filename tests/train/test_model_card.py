@@ -44,6 +44,8 @@ def test_cards_and_bom_name_models_by_hub_id_and_carry_the_eval_results(tmp_path
         "top1_agreement": result["trained"]["top1_agreement"],
         "kl_divergence": result["trained"]["kd_kl"],
         "nll_gap_closed": result["nll_gap_closed"],  # the in-process teacher was scored too
+        # the in-process teacher can score: its NLL of the student's own samples is reported too
+        "teacher_nll_on_student_samples": result["trained"]["teacher_nll_on_student_samples"],
     }
     for r in card.data.eval_results:
         assert (r.task_type, r.dataset_type, r.dataset_split) == ("text-generation", "tiny-kd", "validation")
