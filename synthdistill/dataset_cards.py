@@ -224,3 +224,72 @@ def _embedding_lines(note: dict[str, Any]) -> list[str]:
         f"({note['dimensions']} float32 numbers; {note['rows_with']} rows have one, {note['rows_without']} are null), "
         "the teacher side of relational KD with `student.kd.relations.source: embeddings`.",
     ]
+
+
+def write_on_policy_card(config: DistillConfig, summary: dict[str, Any], decision: Decision | None) -> None:
+    """The dataset card of an on-policy run's scored samples (student/on-policy-samples.jsonl), beside them."""
+    layout = config.layout
+    info = summary.get("on_policy") or {}
+    packs = [
+        {
+            "name": p.name,
+            "version": p.version,
+            "licence": p.licence,
+            "source": p.source,
+            "language": list(p.spec.language),
+        }
+        for p in configured_packs(config)
+    ]
+    lines = layout.on_policy_samples.read_text().splitlines() if layout.on_policy_samples.exists() else []
+    langs = languages(packs)
+    endpoints = ", ".join(info.get("scoring_endpoints") or []) or f"in-process (`{config.teacher.backend}` backend)"
+    metadata = {
+        "pretty_name": f"{config.name}: the student's on-policy samples, scored by {config.teacher.model}",
+        **({"language": langs} if langs else {}),
+        **_hf_licence(packs),
+        "annotations_creators": ["machine-generated"],
+        "language_creators": ["machine-generated"],
+        "source_datasets": [f"synthdistill-pack:{p['name']}@{p['version']}" for p in packs],
+        "task_categories": ["text-generation"],
+        "tags": ["synthetic", "distillation", "synthdistill", "on-policy-dataset"],
+        "size_categories": [size_category(len(lines))],
+        "configs": [
+            {"config_name": "default", "data_files": [{"split": "train", "path": layout.on_policy_samples.name}]}
+        ],
+    }
+    body = [
+        f"# {config.name}: on-policy samples",
+        "",
+        f"The student's own answers to training prompts, sampled during on-policy distillation and scored "
+        f"token by token by the teacher `{config.teacher.model}` ({config.teacher.backend} backend); the student "
+        f"was trained to match the teacher's top-{info.get('scoring_top_k')} "
+        f"distribution on them (generalised JSD, beta {info.get('beta')}). One line per sample in "
+        f"`{layout.on_policy_samples.name}`: the round, the student checkpoint that sampled it, the prompt, the text, "
+        "the teacher tokens scored, the student tokens that got teacher targets, how they were mapped, the "
+        "scoring endpoint and whether it was trained on. The teacher's logprobs are in the scores ledger "
+        f"(`{layout.scores.relative_to(layout.run_dir).as_posix()}`), not in this file.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| rounds | {info.get('rounds')} × {info.get('steps_per_round')} steps (lambda {info.get('lambda')}: "
+        f"{(info.get('batches') or {}).get('on-policy', 0)} on-policy and {(info.get('batches') or {}).get('offline', 0)} "
+        "offline KD batches) |",
+        f"| sampling | {info.get('samples_per_prompt')} per prompt, {info.get('prompts_per_round')} prompts per round, "
+        f"temperature {info.get('temperature')}, at most {info.get('max_new_tokens')} tokens |",
+        f"| samples | {info.get('samples_scored')} scored, {info.get('samples_trained')} with teacher targets; "
+        f"{len(lines)} lines in this file |",
+        f"| teacher tokens scored | {info.get('teacher_tokens_scored')} answer, {info.get('prompt_tokens_scored')} prompt; "
+        f"scoring requests sent: {info.get('scoring_requests_sent')} |",
+        f"| student tokens with teacher targets | {summary.get('teacher_target_share')} |",
+        f"| scoring endpoint(s) | {endpoints} |",
+        f"| gate decision | {info.get('decision')} (policy `{info.get('policy_id')}`) |",
+        f"| student checkpoints | {', '.join(f'`{c}`' for c in info.get('checkpoints') or [])} |",
+        "",
+        "## Prompts",
+        "",
+        *[f"- pack `{p['name']}` {p['version']}, licence {p['licence']}, source: {p['source']}" for p in packs],
+        "",
+        *([obligations_markdown(decision)] if decision is not None else []),
+    ]
+    text = "---\n" + yaml.safe_dump(metadata, sort_keys=False) + "---\n\n" + "\n".join(body).rstrip() + "\n"
+    write_text(layout.on_policy_card, text, inside=config.run_dir)

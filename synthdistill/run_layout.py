@@ -5,7 +5,7 @@
     filtered/kept.parquet, dropped.parquet, modified.jsonl, report.json  (kept.jsonl: before 12/2026)
     datasets/<sft|kd>/data/<split>-<shard>-of-<shards>.parquet, README.md, provenance.json (kd: build.json, tokenizer/)
     student-init/ (init.json)   student/ (train.json, README.md, checkpoints/)
-    student/on-policy-samples.jsonl, checkpoints/round-NNNN/ (state.json)   on-policy training
+    student/on-policy-samples.jsonl + .md (card), checkpoints/round-NNNN/ (state.json)   on-policy training
     train/scores.sqlite         on-policy: the teacher's scores of the student's samples (scoring/)
     eval.json, eval.png
     audit/manifest.json, manifest.sha256, manifest.hmac, report.md, report.html, bom.cdx.json
@@ -199,6 +199,11 @@ class RunLayout:
     def on_policy_samples(self) -> Path:
         """One line per student sample the teacher scored: round, prompt, text, teacher tokens, targets kept."""
         return self.student_dir / "on-policy-samples.jsonl"
+
+    @property
+    def on_policy_card(self) -> Path:
+        """The dataset card of the on-policy samples (Hub metadata and what made them)."""
+        return self.student_dir / "on-policy-samples.md"
 
     @property
     def train_dir(self) -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.config import DistillConfig
+from synthdistill.dataset_cards import write_on_policy_card
 from synthdistill.errors import ConfigError, StageError
 from synthdistill.model_store import quiet_model_loading
 from synthdistill.policy import enforce_obligations, recheck_use
@@ -338,6 +339,7 @@ def _run_on_policy(config: DistillConfig, decision, resume: bool, progress) -> T
         **fields,
     )
     _write_summary(config, summary, decision)
+    write_on_policy_card(config, summary.model_dump(), decision)
     return summary
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from synthdistill import build, train
 from synthdistill.config import load_config
@@ -64,6 +65,16 @@ def test_on_policy_training_changes_every_parameter_and_lowers_the_divergence(tm
     assert sum(line["teacher_tokens"] for line in lines) == info["teacher_tokens_scored"]
     card = config.layout.student_card.read_text()
     assert "Method: on-policy" in card and "teacher tokens scored" in card
+    samples_card = config.layout.on_policy_card.read_text()
+    metadata = yaml.safe_load(samples_card.split("---\n")[1])
+    assert metadata["tags"][-1] == "on-policy-dataset" and metadata["size_categories"] == ["n<1K"]
+    assert metadata["configs"][0]["data_files"] == [{"split": "train", "path": "on-policy-samples.jsonl"}]
+    assert "| rounds | 3 × 4 steps (lambda 1.0: 12 on-policy and 0 offline KD batches) |" in samples_card
+    assert "| samples | 18 scored, 18 with teacher targets; 18 lines in this file |" in samples_card
+    assert f"| teacher tokens scored | {info['teacher_tokens_scored']} answer," in samples_card
+    assert "| scoring endpoint(s) | in-process (`transformers` backend) |" in samples_card
+    assert "| gate decision | allow-with-obligations (policy `smollm2`) |" in samples_card
+    assert "## Teacher terms" in samples_card and "train/scores.sqlite" in samples_card
 
 
 def test_lambda_half_mixes_batches_and_a_resumed_round_scores_nothing_again(tmp_path, tiny_student, tokenizer):
