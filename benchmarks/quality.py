@@ -69,6 +69,9 @@ def write_project(source_yaml: Path, root: Path, split_seed: int, eval_fraction:
     data["datasets"] = {**data.get("datasets", {}), "seed": split_seed, "eval_fraction": eval_fraction}
     data["student"]["seed"] = split_seed
     data["student"]["eval_samples"] = 0  # the greedy sample answers are for the view; they take minutes on a CPU
+    # nor does the report read teacher_nll_on_student_samples (benchmarks/on_policy.py measures it): each
+    # model would sample 16 answers of up to 128 tokens for the teacher to score, minutes per pair
+    data["student"]["on_policy"] = {**data["student"].get("on_policy", {}), "eval_prompts": 0}
     extra = extra or {}
     if extra.get("epochs") is not None:
         data["student"]["epochs"] = extra["epochs"]

@@ -16,7 +16,11 @@ expect_in() { grep -qF -- "$2" <<<"$1" || fail "$3: expected '$2' in:\n$1"; }
 
 # -- build: the sdist, then the wheel from the sdist (python -m build's default) ------------------
 "$BUILDER" -m pip install -q --disable-pip-version-check "build>=1.2"
-"$BUILDER" -m build --outdir "$WORK/dist" . >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "build failed"; }
+# from a copy of the tree: .ci/run runs this beside scripts/setup.sh, whose editable install writes
+# synthdistill.egg-info into the tree while setuptools' sdist would read it
+mkdir "$WORK/src"
+tar --exclude=./.venv --exclude=./.git --exclude='./*.egg-info' -cf - . | tar -xf - -C "$WORK/src"
+"$BUILDER" -m build --outdir "$WORK/dist" "$WORK/src" >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; fail "build failed"; }
 wheel=$(ls "$WORK"/dist/synthdistill-*-py3-none-any.whl)
 sdist=$(ls "$WORK"/dist/synthdistill-*.tar.gz)
 version=$(basename "$wheel" | cut -d- -f2)

@@ -16,7 +16,6 @@ stops sending, cleanly, before the next request could exceed it.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -26,8 +25,9 @@ from typing import Protocol
 from pydantic import BaseModel
 
 from synthdistill import harvest_embeddings
+from synthdistill.api_keys import read_api_key
 from synthdistill.config import DistillConfig
-from synthdistill.errors import AnsweringModelRefused, MissingSecretError, RetryableTeacherError
+from synthdistill.errors import AnsweringModelRefused, RetryableTeacherError
 from synthdistill.harvest_batches import drive_batches
 from synthdistill.harvest_embeddings import EmbeddingSummary
 from synthdistill.harvest_structured import StructuredOutcome, ask_until_valid
@@ -132,20 +132,6 @@ def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedR
             )
             planned.append(PlannedRequest(prompt, request))
     return planned
-
-
-def read_api_key(config: DistillConfig) -> str | None:
-    """The key from the environment variable that `teacher.api_key_env` names (never from a file)."""
-    name = config.teacher.api_key_env
-    if not name:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise MissingSecretError(
-            f"teacher.api_key_env names the environment variable {name}, which is not set; export it first",
-            file=config.path,
-        )
-    return value
 
 
 def estimated_tokens(item: PlannedRequest) -> int:

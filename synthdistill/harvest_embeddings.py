@@ -19,15 +19,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import struct
 from collections import deque
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from synthdistill.api_keys import embeddings_api_key
 from synthdistill.config import DistillConfig, EmbeddingsConfig
-from synthdistill.errors import AnsweringModelRefused, MissingSecretError
+from synthdistill.errors import AnsweringModelRefused
 from synthdistill.policy import gate_embeddings, refusal_message, same_model
 from synthdistill.policy.gate import decide_for
 from synthdistill.pricing import Budget, Price, check_budget_priced, load_price_table, quote
@@ -111,21 +111,8 @@ def prepare(config: DistillConfig, decision):
     else:
         price = quote(model, urls, load_price_table(config.project_dir)).price
     check_budget_priced(price, config.harvest.budget_usd, model, config.path)
-    setup = EmbeddingSetup(settings, model, urls, embedding_spec(config), price, _api_key(config, settings))
+    setup = EmbeddingSetup(settings, model, urls, embedding_spec(config), price, embeddings_api_key(config, settings))
     return setup, decision
-
-
-def _api_key(config: DistillConfig, settings: EmbeddingsConfig) -> str | None:
-    name = settings.api_key_env or config.teacher.api_key_env
-    if not name or config.teacher.backend == "transformers" and settings.base_url is None:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise MissingSecretError(
-            f"harvest.embeddings uses the API key in the environment variable {name}, which is not set; export it",
-            file=config.path,
-        )
-    return value
 
 
 def spent_usd(setup: EmbeddingSetup | None, store: HarvestStore) -> float:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
+from synthdistill.api_keys import read_api_key
 from synthdistill.async_bridge import outside_running_loop as _outside_running_loop
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, RetryableTeacherError, TeacherAuthError, TeacherError
-from synthdistill.harvest import read_api_key
 from synthdistill.policy import gate
 from synthdistill.rate_limit import RateLimiter
 from synthdistill.records import Message

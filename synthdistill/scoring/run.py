@@ -17,10 +17,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from synthdistill.api_keys import read_api_key
 from synthdistill.async_bridge import outside_running_loop as _outside_running_loop
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, ConfigError, StageError
-from synthdistill.harvest import HarvestRun, _Silent, read_api_key, teacher_price
+from synthdistill.harvest import HarvestRun, _Silent, teacher_price
 from synthdistill.policy import gate
 from synthdistill.pricing import Budget, check_budget_priced, prompt_tokens_upper_bound
 from synthdistill.records import utc_now
