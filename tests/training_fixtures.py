@@ -113,3 +113,23 @@ def write_kept_project(root: Path, student_dir: Path, tokenizer, *, method: str 
     loaded = load_config(path)
     write_decision(loaded.layout, gate(loaded))
     return path
+
+
+# Gemma's turn markers, as a teacher with a chat template of its own renders a conversation
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def write_gemma_teacher(folder: Path) -> Path:
+    """A tiny random Llama (3 layers, width 32) with Gemma 3's tokenizer and a chat template: another tokenizer."""
+    from transformers import AutoTokenizer
+
+    from synthdistill.model_store import resolve_tokenizer
+
+    write_tiny_llama(folder, resolve_tokenizer("google/gemma-3-270m"), layers=3, hidden=32, seed=2)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.chat_template = GEMMA_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -19,7 +19,7 @@ import yaml
 from synthdistill import build
 from synthdistill.config import load_config
 from synthdistill.run_layout import RunLayout
-from tests.training_fixtures import load_weights, write_kept_project, write_tiny_llama
+from tests.training_fixtures import load_weights, write_gemma_teacher, write_kept_project, write_tiny_llama
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "accelerate"
@@ -140,3 +140,25 @@ def test_two_processes_train_with_a_local_teacher_and_resume(tmp_path, smollm2_d
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     again = json.loads(resumed.stdout[resumed.stdout.index("{\n") :])
     assert again["resumed_from"].endswith("checkpoint-2") and again["steps"] == 3
+
+
+def test_two_processes_train_from_a_teacher_with_another_tokenizer(tmp_path, smollm2_dir, tokenizer):
+    """Cross-tokenizer feature + relation parts under DDP: each rank reads its own shard's teacher tokens."""
+    tiny = write_tiny_llama(tmp_path / "tiny-llama", smollm2_dir, tie=False)
+    teacher = write_gemma_teacher(tmp_path / "gemma-teacher")
+    project = tmp_path / "project"
+    project.mkdir()
+    kd = {"teacher": str(teacher), "features": {"layers": [[1, 2]]}, "relations": {"loss": "distance"}}
+    path = write_kept_project(project, tiny, tokenizer, method="kd", max_steps=2, kd=kd)
+    build.run(load_config(path))
+
+    done = _torchrun(path, tmp_path)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert summary["steps"] == 2 and set(summary["loss_parts"]) == {"ce", "kl", "feature", "relation"}
+    local = summary["local_teacher"]
+    assert local["forwards"] == 2 and 0.5 < local["cross_tokenizer"]["matched_share"] <= 1.0
+    trained = load_weights(project / "outputs" / "tiny" / "student" / "model.safetensors")
+    before = load_weights(tiny / "model.safetensors")
+    assert set(trained) == set(before) and all(not before[name].equal(trained[name]) for name in before)

@@ -21,13 +21,7 @@ from synthdistill.train.kd_head import add_kd_head
 from synthdistill.train.local_teacher import LocalTeacher
 from synthdistill.train.loss_parts import FeatureProjections
 from synthdistill.train.teacher_tokens import BATCH_KEYS, common_segments, teacher_row, teacher_token_rows
-from tests.training_fixtures import ANSWERS, load_weights, write_kept_project, write_tiny_llama
-
-# Gemma's turn markers, as a teacher with a chat template of its own renders a conversation
-GEMMA_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
-    "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
-)
+from tests.training_fixtures import ANSWERS, load_weights, write_gemma_teacher, write_kept_project, write_tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +39,8 @@ def gemma(gemma_dir):
 
 
 @pytest.fixture(scope="module")
-def gemma_teacher(gemma_dir, tmp_path_factory):
-    """3 layers, width 32, Gemma 3's tokenizer with a chat template (the GGUF's base model has none)."""
-    from transformers import AutoTokenizer
-
-    folder = write_tiny_llama(tmp_path_factory.mktemp("gemma-teacher"), gemma_dir, layers=3, hidden=32, seed=2)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    tokenizer.chat_template = GEMMA_TEMPLATE
-    tokenizer.save_pretrained(folder)
-    return folder
+def gemma_teacher(tmp_path_factory):
+    return write_gemma_teacher(tmp_path_factory.mktemp("gemma-teacher"))
 
 
 @pytest.fixture(scope="module")
