@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from synthdistill.config import KDConfig
+from synthdistill.student_config import KDConfig
 from synthdistill.train.kd_loss import kd_loss, kd_loss_from_hidden
 from synthdistill.train.loss_parts import (
     FeatureProjections,

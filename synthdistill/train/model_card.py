@@ -16,13 +16,14 @@ from typing import Any
 
 import yaml
 
-from synthdistill.config import DistillConfig, KDConfig
+from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import HF_LICENCES, dataset_name
 from synthdistill.model_store import embedded_model, hub_id
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.pricing import describe_cost
 from synthdistill.run_layout import HELD_OUT_SPLIT
 from synthdistill.safe_write import write_text
+from synthdistill.student_config import KDConfig
 
 # eval.json metric → (model-index metric type, a readable name)
 METRICS = {

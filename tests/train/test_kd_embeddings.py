@@ -12,7 +12,8 @@ import torch
 
 from synthdistill import build, train
 from synthdistill.cli import main
-from synthdistill.config import KDConfig, load_config
+from synthdistill.config import load_config
+from synthdistill.student_config import KDConfig
 from synthdistill.train.data import PaddingCollator
 from synthdistill.train.kd_head import add_kd_head
 from synthdistill.train.loss_parts import relation_loss

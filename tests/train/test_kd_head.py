@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from synthdistill.config import KDConfig
+from synthdistill.student_config import KDConfig
 from synthdistill.train.kd_head import add_kd_head, supports_kd_head
 from synthdistill.train.kd_loss import kd_loss
 

@@ -14,8 +14,9 @@ import yaml
 
 from synthdistill import build, train
 from synthdistill.cli import main
-from synthdistill.config import KDConfig, load_config
+from synthdistill.config import load_config
 from synthdistill.errors import ConfigError
+from synthdistill.student_config import KDConfig
 from synthdistill.train.kd_head import add_kd_head
 from synthdistill.train.local_teacher import LocalTeacher, teacher_reference
 from synthdistill.train.loss_parts import FeatureProjections, evenly_spaced_pairs, layer_pairs, relation_loss

@@ -15,7 +15,8 @@ import torch
 from synthdistill import build, train
 from synthdistill.alignment import student_tokens
 from synthdistill.cli import main
-from synthdistill.config import KDConfig, load_config
+from synthdistill.config import load_config
+from synthdistill.student_config import KDConfig
 from synthdistill.train.data import PaddingCollator, kd_token_rows, read_rows
 from synthdistill.train.kd_head import add_kd_head
 from synthdistill.train.local_teacher import LocalTeacher
