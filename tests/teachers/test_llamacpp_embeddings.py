@@ -8,8 +8,6 @@ vector per token. The harvest must say so, once per batch and without retrying, 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
@@ -20,30 +18,15 @@ pytest.importorskip(
 from synthdistill import harvest
 from synthdistill.config import load_config
 from tests.harvest_fixtures import ledger_of, write_project
+from tests.llamacpp_server import MODEL, llamacpp_server
 from tests.openai_server import FakeOpenAIServer
-from tests.teachers.test_llamacpp_server import MODEL, _free_port, _gguf, _wait_ready
 
 
 @pytest.fixture(scope="module")
 def llamacpp_embedding_url(tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("llamacpp-embed") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(_gguf()), "--model_alias", MODEL]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--n_threads", "2"]
-    command += ["--embedding", "true"]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_ready(process, base_url, log)
+    with llamacpp_server(log, "--embedding", "true", n_ctx=512) as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def test_a_server_that_does_not_pool_is_refused_per_batch_with_how_to_fix_it(tmp_path, llamacpp_embedding_url):

