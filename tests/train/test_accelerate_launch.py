@@ -19,6 +19,7 @@ import yaml
 from synthdistill import build
 from synthdistill.config import load_config
 from synthdistill.run_layout import RunLayout
+from tests.server_process import free_port
 from tests.training_fixtures import load_weights, write_gemma_teacher, write_kept_project, write_tiny_llama
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,18 +64,10 @@ def test_example_accelerate_configs_parse(name):
 def _torchrun(path: Path, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
     launcher = Path(sys.executable).with_name("torchrun")
     return subprocess.run(
-        [str(launcher), "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        [str(launcher), "--nproc_per_node", "2", "--master_port", str(free_port()),
          "-m", "synthdistill", "--json", "train", "-c", str(path), *extra],
         check=False, capture_output=True, text=True, timeout=300, cwd=cwd,
     )  # fmt: skip
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("method", ["kd", "sft"])
