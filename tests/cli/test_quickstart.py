@@ -100,5 +100,7 @@ def test_init_then_run_goes_from_nothing_to_a_trained_student_and_eval(tmp_path,
     assert out.rstrip().endswith(f"view      {run_dir / 'view.html'}")
     assert 'data-view-ready="no"' in (run_dir / "view.html").read_text()
     assert [s["pack"] for s in result["samples"]] == ["quickstart-chat"] * 3  # every held-out prompt (cap 8)
-    assert json.loads((run_dir / "student" / "train.json").read_text())["loss_parts"].keys() == {"ce", "kl"}
+    trained = json.loads((run_dir / "student" / "train.json").read_text())
+    assert trained["loss_parts"].keys() == {"ce", "kl", "feature"}  # the quickstart's kd + features
+    assert trained["local_teacher"]["forwards"] == 4  # the teacher's hidden states, once per step
     assert main(["audit", "verify", str(run_dir)]) == 0
