@@ -77,7 +77,7 @@ def exact_targets(
     """Targets when the teacher's ids are the student's: top-k as given, plus the sampled token."""
     kd_ids, kd_logprobs = [], []
     for position, token in enumerate(token_ids):
-        ids, logprobs = list(top_ids[position]), [float(x) for x in top_logprobs[position]]
+        ids, logprobs = list(top_ids[position]), list(map(float, top_logprobs[position]))
         # Keep the sampled token beside the top-k: it lowers the bias of top-k caching.
         if token not in ids:
             ids.append(token)

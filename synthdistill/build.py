@@ -101,8 +101,7 @@ def kd_row(
 ) -> dict[str, Any] | None:
     """A KD row: kd arrays aligned with `input_ids` (index t holds the targets of token t itself)."""
     answer_ids = list(targets.student_ids)
-    targets_ids = [list(ids) for ids in targets.kd_ids]
-    targets_logprobs = [list(lps) for lps in targets.kd_logprobs]
+    targets_ids, targets_logprobs = list(targets.kd_ids), list(targets.kd_logprobs)  # rows are never changed
     if not answer_ids or answer_ids[-1] != eos_id:
         answer_ids.append(eos_id)  # API teachers do not return their stop token: learn it by CE only
         targets_ids.append([])
@@ -131,7 +130,8 @@ def same_tokenizer(record: HarvestRecord, tokenizer, eos_id: int) -> bool:
     if not record.token_ids or record.top_ids is None:
         return False
     vocab = len(tokenizer)  # ids of a larger vocabulary cannot be the student's
-    if any(not 0 <= t < vocab for row in [record.token_ids, *record.top_ids] for t in row):
+    rows = [row for row in [record.token_ids, *record.top_ids] if row]
+    if rows and (min(map(min, rows)) < 0 or max(map(max, rows)) >= vocab):
         return False
     ids = [t for t in record.token_ids if t != eos_id]
     return tokenizer.decode(ids, skip_special_tokens=False) == record.text

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from synthdistill.arrow_lists import table_from_rows
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import RecordFacts
 from synthdistill.filter_stage import BATCH, kept_batches
@@ -94,7 +95,6 @@ class ShardedSplits:
             self._flush(split)
 
     def _flush(self, split: str) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         rows, self.buffers[split] = self.buffers[split], []
@@ -105,7 +105,7 @@ class ShardedSplits:
                 self.shards[split].append(path)
                 writer = pq.ParquetWriter(path, self.stored_as or self.schema)
             take, rows = rows[: SHARD_ROWS - held], rows[SHARD_ROWS - held :]
-            table = pa.Table.from_pylist(take, schema=self.schema)
+            table = table_from_rows(take, self.schema)
             writer.write_table(table.cast(self.stored_as) if self.stored_as is not None else table)
             held += len(take)
             if held >= SHARD_ROWS:

@@ -50,10 +50,12 @@ def run(config: DistillConfig, workers: int = 1) -> dict:
         refused = store.refused_models()
     current_ids = {prompt.prompt_id for prompt in configured_prompts(config)}
 
+    arrays = any(step.reads_arrays for step in steps)  # else they stay encoded, and are written from it
+
     def load(task: tuple[int, int]):
         with LedgerReader(ledger) as reader:
             try:
-                stored = reader.records_in(*task)
+                stored = reader.records_in(*task, arrays=arrays)
             except LedgerReadError as exc:
                 raise DamagedFileError(f"cannot read the ledger: {exc}", file=ledger) from None
         records = [r for r in stored if r.prompt_id in current_ids]

@@ -219,13 +219,21 @@ class _Reader:
 
 def decode(blob: bytes) -> dict[str, Any]:
     """The six fields of a blob (absent ones None), as the Python lists a record holds; ValueError if damaged."""
+    return {name: None if flat is None else _rows(*flat) for name, flat in decode_flat(blob).items()}
+
+
+def decode_flat(blob: bytes) -> dict[str, tuple[Any, list[int] | None] | None]:
+    """The six fields of a blob as (1-D numpy array, row lengths of a 2-D field or None), absent ones None.
+
+    Ids and logprobs stay in their stored dtypes; strings are an object array. ValueError if damaged.
+    """
     try:
         return _decode(blob)
     except (struct.error, zlib.error, IndexError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"damaged logprobs blob ({exc})") from None
 
 
-def _decode(blob: bytes) -> dict[str, Any]:
+def _decode(blob: bytes) -> dict[str, tuple[Any, list[int] | None] | None]:
     import numpy as np
 
     reader = _Reader(blob)
@@ -233,25 +241,25 @@ def _decode(blob: bytes) -> dict[str, Any]:
     if version != VERSION:
         raise ValueError(f"unknown logprobs blob version {version}")
     fields: dict[str, Any] = dict.fromkeys(LOGPROB_FIELDS)
-    arrays: dict[str, tuple] = {}
     for name in ("token_ids", "token_logprobs", "top_ids", "top_logprobs"):
         if mask & (1 << LOGPROB_FIELDS.index(name)):
             count, lengths = reader.shape(two_d=name.startswith("top_"))
-            arrays[name] = (reader.array(count), lengths)
-            fields[name] = _rows(arrays[name][0].tolist(), lengths)
+            fields[name] = (reader.array(count), lengths)
     wanted = [(s, i) for s, i in (("tokens", "token_ids"), ("top_tokens", "top_ids")) if mask & _bit(s)]
     if flags & STRINGS_BY_ID:
         table = np.asarray(reader.strings(), dtype=object)
-        ids = np.concatenate([arrays[i][0] for _, i in wanted] or [np.zeros(0, dtype=np.int64)])
-        distinct = np.unique(ids)
+        ids = np.concatenate([fields[i][0] for _, i in wanted] or [np.zeros(0, dtype=np.int64)])
+        positions = np.unique(ids, return_inverse=True)[1]  # each id's place among the distinct ids
+        at = 0
         for strings, ids_name in wanted:
-            values, lengths = arrays[ids_name]
-            fields[strings] = _rows(table[np.searchsorted(distinct, values)].tolist(), lengths)
+            values, lengths = fields[ids_name]
+            fields[strings] = (table[positions[at : at + len(values)]], lengths)
+            at += len(values)
     else:
         table = np.asarray(reader.strings(), dtype=object)
         for strings, _ in wanted:
             count, lengths = reader.shape(two_d=strings == "top_tokens")
-            fields[strings] = _rows(table[reader.array(count)].tolist(), lengths)
+            fields[strings] = (table[reader.array(count)], lengths)
     return fields
 
 
@@ -259,11 +267,14 @@ def _bit(name: str) -> int:
     return 1 << LOGPROB_FIELDS.index(name)
 
 
-def _rows(flat: list, lengths: list[int] | None) -> list:
+def _rows(flat, lengths: list[int] | None) -> list:
+    """A 1-D numpy array as the list (or, with row `lengths`, the list of lists) a record holds."""
     if lengths is None:
-        return flat
-    rows, at = [], 0
+        return flat.tolist()
+    if lengths and lengths.count(lengths[0]) == len(lengths) and lengths[0]:
+        return flat.reshape(len(lengths), lengths[0]).tolist()  # k per position, the usual case: one C call
+    values, rows, at = flat.tolist(), [], 0
     for length in lengths:
-        rows.append(flat[at : at + length])
+        rows.append(values[at : at + length])
         at += length
     return rows

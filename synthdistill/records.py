@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
 
 from synthdistill.thinking import locate_spans
 
@@ -253,6 +253,10 @@ class HarvestRecord(BaseModel):
     top_tokens: list[list[str]] | None = None
     top_ids: list[list[int]] | None = None
     top_logprobs: list[list[float]] | None = None
+    # The six fields above as flat numpy arrays (ledger_codec.decode_flat), while they are None: the
+    # filter stage carries answers this way when no step reads the arrays, and writes them to
+    # Parquet from it, never as Python lists. A step that replaces a record drops it (filters.apply_step).
+    _flat_arrays: dict[str, Any] | None = PrivateAttr(None)
     # token spans [start, end) of trace and answer inside the logprobs (which cover both); with a
     # trace and logprobs but no spans, `span_note` says why (KD leaves such a record out)
     reasoning_span: list[int] | None = None
@@ -343,7 +347,19 @@ class HarvestRecord(BaseModel):
 
     @property
     def has_logprobs(self) -> bool:
+        if self._flat_arrays is not None:
+            return self._flat_arrays["token_logprobs"] is not None and self._flat_arrays["top_logprobs"] is not None
         return self.token_logprobs is not None and self.top_logprobs is not None
+
+    @property
+    def flat_arrays(self) -> dict[str, Any] | None:
+        """The token arrays as flat numpy arrays (they are then None as fields), else None."""
+        return self._flat_arrays
+
+    def with_flat_arrays(self, flat: dict[str, Any] | None) -> HarvestRecord:
+        """This record (its six array fields None) carrying them flat; `None` drops what it carried."""
+        self._flat_arrays = flat
+        return self
 
 
 def tool_calls_span(tokens: list[str] | None, spans, text: str) -> list[int] | None:

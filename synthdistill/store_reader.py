@@ -245,8 +245,12 @@ class LedgerReader:
             ranges.append((first, last))
         return ranges
 
-    def records_in(self, first: int, last: int) -> list[HarvestRecord]:
-        """The answered records with row ids from `first` to `last`, in insertion order, validated."""
+    def records_in(self, first: int, last: int, arrays: bool = True) -> list[HarvestRecord]:
+        """The answered records with row ids from `first` to `last`, in insertion order, validated.
+
+        Without `arrays` the token arrays are not made Python lists: each record carries them
+        as flat numpy arrays (`HarvestRecord.flat_arrays`), the filter stage's way when no step reads them.
+        """
         sql = (
             f"SELECT request_key, record, {self._blob} AS blob FROM requests "
             "WHERE status = 'done' AND rowid BETWEEN ? AND ? ORDER BY rowid"
@@ -257,7 +261,11 @@ class LedgerReader:
         for key, payload, blob in rows:
             try:
                 record = HarvestRecord.model_validate_json(payload)
-                records.append(record if blob is None else record.model_copy(update=ledger_codec.decode(blob)))
+                if blob is not None and not arrays:
+                    record.with_flat_arrays(ledger_codec.decode_flat(blob))
+                elif blob is not None:
+                    record = record.model_copy(update=ledger_codec.decode(blob))
+                records.append(record)
             except ValueError:  # pydantic's ValidationError included
                 raise DamagedFileError(
                     f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path

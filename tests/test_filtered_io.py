@@ -76,3 +76,31 @@ def test_a_failed_write_leaves_no_file_and_a_truncated_one_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(DamagedFileError, match="not a complete Parquet file .*; run filter"):
         next(read_batches(path, "run filter"))
+
+
+def test_a_file_whose_arrays_have_other_types_is_validated_and_named(tmp_path):
+    """Arrays typed as the schema says are trusted as read; a rewritten file with strings for ids is refused."""
+    import pyarrow as pa
+
+    path = tmp_path / "kept.parquet"
+    with RecordsWriter(path) as writer:
+        writer.write(_records())
+    table = pq.read_table(path)
+    edited = table.set_column(
+        table.schema.get_field_index("top_ids"),
+        pa.field("top_ids", pa.list_(pa.list_(pa.string()))),
+        pa.array([None, [["x", "y"], ["z"], ["a", "b", "c"]], None], pa.list_(pa.list_(pa.string()))),
+    )
+    pq.write_table(edited, path)
+    with pytest.raises(DamagedFileError) as caught:
+        list(read_batches(path, "run filter again"))
+    assert caught.value.file == str(path) and "edited" in str(caught.value)
+    # the same file with a null inside a top list: also checked, also refused
+    nulls = table.set_column(
+        table.schema.get_field_index("top_ids"),
+        table.schema.field("top_ids"),
+        pa.array([None, [[9906, None], [385], [0, 13, 30]], None], pa.list_(pa.list_(pa.uint32()))),
+    )
+    pq.write_table(nulls, path)
+    with pytest.raises(DamagedFileError):
+        list(read_batches(path, "run filter again"))

@@ -71,18 +71,23 @@ class RegisteredFilter:
     # it must), or "whole" (it sees every record at once: `select`, and plug-ins).
     mode: str = "whole"
     stream: Callable[[Any], FilterFunction] | None = None
+    # Whether it reads the token arrays (tokens, ids, logprobs). When no step does, the filter stage
+    # leaves them flat numpy arrays (HarvestRecord.flat_arrays). Plug-ins: True.
+    reads_arrays: bool = True
 
 
 FILTERS: dict[str, RegisteredFilter] = {
-    "finished": RegisteredFilter(FinishedParams, finished, mode="record"),
-    "refusal": RegisteredFilter(RefusalParams, refusal, mode="record"),
+    "finished": RegisteredFilter(FinishedParams, finished, mode="record", reads_arrays=False),
+    "refusal": RegisteredFilter(RefusalParams, refusal, mode="record", reads_arrays=False),
     "length": RegisteredFilter(LengthParams, length, mode="record"),
-    "repetition": RegisteredFilter(RepetitionParams, repetition, mode="record"),
-    "dedup": RegisteredFilter(DedupParams, dedup, mode="stream", stream=Deduplicator),
+    "repetition": RegisteredFilter(RepetitionParams, repetition, mode="record", reads_arrays=False),
+    "dedup": RegisteredFilter(DedupParams, dedup, mode="stream", stream=Deduplicator, reads_arrays=False),
     "confidence": RegisteredFilter(ConfidenceParams, confidence, mode="record"),
-    "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers, mode="record"),
-    "decontaminate": RegisteredFilter(DecontaminateParams, decontaminate, prepare=load_references, mode="record"),
-    "pii": RegisteredFilter(PiiParams, pii, mode="record"),
+    "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers, mode="record", reads_arrays=False),
+    "decontaminate": RegisteredFilter(
+        DecontaminateParams, decontaminate, prepare=load_references, mode="record", reads_arrays=False
+    ),
+    "pii": RegisteredFilter(PiiParams, pii, mode="record", reads_arrays=False),
     "select": RegisteredFilter(SelectParams, select, prepare=load_select_verifiers),
 }
 
@@ -158,6 +163,7 @@ class FilterStep:
     config_params: dict[str, Any]
     mode: str = "whole"  # RegisteredFilter.mode
     stream: Callable[[Any], FilterFunction] | None = None
+    reads_arrays: bool = True  # RegisteredFilter.reads_arrays
 
 
 def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
@@ -166,7 +172,15 @@ def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
     params = validate_params(spec.name, registered, spec.params)
     if context is not None and registered.prepare is not None:
         params = registered.prepare(params, context)
-    return FilterStep(spec.name, params, registered.function, dict(spec.params), registered.mode, registered.stream)
+    return FilterStep(
+        spec.name,
+        params,
+        registered.function,
+        dict(spec.params),
+        registered.mode,
+        registered.stream,
+        registered.reads_arrays,
+    )
 
 
 @dataclass
@@ -225,6 +239,9 @@ def apply_step(
             report.reasons[category] = report.reasons.get(category, 0) + 1
             result.dropped.append(DroppedRecord(filter=step.name, reason=reason, record=original))
             continue
+        if record is not original:
+            # a changed record's arrays are what it holds (pii sets them None), never the ledger's
+            record = record.model_copy().with_flat_arrays(None) if record.flat_arrays is not None else record
         survivors.append(record)
         if record is not original:
             category = reason_category(note or "modified")

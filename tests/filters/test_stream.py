@@ -112,3 +112,31 @@ def test_the_cli_takes_workers_for_filter(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert (report["input"], report["kept"], report["dropped"]) == (30, 6, 24)
     assert main(["filter", "-c", str(config.path), "--workers", "0"]) == 2  # at least one
+
+
+def test_arrays_no_step_reads_are_written_from_the_ledger_as_a_step_reading_them_would(tmp_path):
+    """Without an array-reading step the arrays stay numpy from the ledger to Parquet: the same files.
+
+    `confidence` reads the sampled tokens' logprobs (so records carry Python lists); with its
+    bar at -100 it drops nothing, so both configs must keep, drop and redact the same records.
+    """
+    light = "filters:\n  - finished\n  - dedup: {exact: true, near_threshold: 0.9}\n  - pii: {action: redact}\n"
+    reading = light + "  - confidence: {min_mean_logprob: -100.0}\n"
+    outputs = []
+    for name, filters in (("light", light), ("reading", reading)):
+        config = project(tmp_path / name, filters)
+        steps = [filter_stage._prepared(spec, None, config) for spec in config.filters]
+        assert any(step.reads_arrays for step in steps) is (name == "reading")
+        # every other record with token ids too: both of the ledger's ways of storing the strings
+        ids = {"token_ids": [7, 8, 7, 9, 7], "top_ids": [[7], [8], [7], [9], [7]]}
+        harvest(config, [r.model_copy(update=ids) if i % 2 else r for i, r in enumerate(_many())])
+        filter_stage.run(config, workers=2 if name == "light" else 1)
+        outputs.append((config.layout.kept.read_bytes(), config.layout.dropped.read_bytes()))
+        kept = kept_records(config.run_dir)
+        redacted = [r for r in kept if "[EMAIL]" in r["text"]]
+        assert len(redacted) == 3 and all(r["token_logprobs"] is None and r["top_tokens"] is None for r in redacted)
+        untouched = [r for r in kept if "[EMAIL]" not in r["text"]]
+        assert len(untouched) == 12 and all(len(r["top_logprobs"]) == 5 for r in untouched)
+        assert {round(r["top_logprobs"][0][0], 2) for r in untouched} == {-0.2, -3.0}  # float16 in Parquet
+        assert {tuple(r["token_ids"] or ()) for r in untouched} == {(), (7, 8, 7, 9, 7)}
+    assert outputs[0] == outputs[1]
