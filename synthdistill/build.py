@@ -27,16 +27,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from synthdistill.alignment import AnswerTargets, align_answer, exact_targets, single_token_mapper
+from synthdistill.arrow_lists import FlatRows
 from synthdistill.batches import ordered_map
 from synthdistill.build_shards import KdStats, ShardedSplits, count, record_tasks, survey
 from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
 from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
+from synthdistill.flat_targets import FlatTargets, exact_flat_targets, target_rows
 from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
-from synthdistill.records import HarvestRecord
+from synthdistill.records import HarvestRecord, with_array_lists
 from synthdistill.run_layout import HELD_OUT_SPLIT, TRAIN_SPLIT
 from synthdistill.safe_write import write_text
 from synthdistill.tool_turns import (
@@ -97,21 +99,19 @@ def sft_row(record: HarvestRecord, traces: str = "drop", tools: bool = False) ->
 
 
 def kd_row(
-    record: HarvestRecord, prompt_ids: list[int], targets: AnswerTargets, eos_id: int, max_length: int
+    record: HarvestRecord, prompt_ids: list[int], targets: AnswerTargets | FlatTargets, eos_id: int, max_length: int
 ) -> dict[str, Any] | None:
     """A KD row: kd arrays aligned with `input_ids` (index t holds the targets of token t itself)."""
     answer_ids = list(targets.student_ids)
-    targets_ids, targets_logprobs = list(targets.kd_ids), list(targets.kd_logprobs)  # rows are never changed
+    lengths, ids, logprobs = target_rows(targets)
     if not answer_ids or answer_ids[-1] != eos_id:
         answer_ids.append(eos_id)  # API teachers do not return their stop token: learn it by CE only
-        targets_ids.append([])
-        targets_logprobs.append([])
+        lengths = [*lengths, 0]
     input_ids = (prompt_ids + answer_ids)[:max_length]
     if len(input_ids) <= len(prompt_ids):
         return None
-    answer_len = len(input_ids) - len(prompt_ids)
-    kd_ids = [[] for _ in prompt_ids] + targets_ids[:answer_len]
-    kd_logprobs = [[] for _ in prompt_ids] + targets_logprobs[:answer_len]
+    lengths = [0] * len(prompt_ids) + lengths[: len(input_ids) - len(prompt_ids)]
+    used = sum(lengths)
     return {
         "row_id": record.request_key,
         "prompt_id": record.prompt_id,
@@ -119,30 +119,48 @@ def kd_row(
         "pack": record.pack,
         "input_ids": input_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + input_ids[len(prompt_ids) :],
-        "kd_ids": kd_ids,
-        "kd_logprobs": kd_logprobs,
-        "kd_mask": [1 if ids else 0 for ids in kd_ids],
+        # flat, with the candidates per position: the Parquet list<list<>> layout (arrow_lists)
+        "kd_ids": FlatRows(ids[:used], lengths),
+        "kd_logprobs": FlatRows(logprobs[:used], lengths),
+        "kd_mask": [1 if n else 0 for n in lengths],
     }
 
 
 def same_tokenizer(record: HarvestRecord, tokenizer, eos_id: int) -> bool:
     """True when the record's token ids decode, with the student's tokenizer, to its exact text."""
-    if not record.token_ids or record.top_ids is None:
-        return False
+    flat = record.flat_arrays
+    if flat is not None:
+        if flat["token_ids"] is None or flat["top_ids"] is None:
+            return False
+        token_ids = flat["token_ids"][0].tolist()
+        bounds = [(int(a.min()), int(a.max())) for a in (flat["token_ids"][0], flat["top_ids"][0]) if len(a)]
+    else:
+        if record.token_ids is None or record.top_ids is None:
+            return False
+        token_ids = record.token_ids
+        rows = [row for row in [record.token_ids, *record.top_ids] if row]
+        bounds = [(min(map(min, rows)), max(map(max, rows)))] if rows else []
     vocab = len(tokenizer)  # ids of a larger vocabulary cannot be the student's
-    rows = [row for row in [record.token_ids, *record.top_ids] if row]
-    if rows and (min(map(min, rows)) < 0 or max(map(max, rows)) >= vocab):
+    if not token_ids or any(low < 0 or high >= vocab for low, high in bounds):
         return False
-    ids = [t for t in record.token_ids if t != eos_id]
+    ids = [t for t in token_ids if t != eos_id]
     return tokenizer.decode(ids, skip_special_tokens=False) == record.text
 
 
-def record_targets(record: HarvestRecord, tokenizer, eos_id: int, single_token_id) -> AnswerTargets | None:
+def record_targets(
+    record: HarvestRecord, tokenizer, eos_id: int, single_token_id
+) -> AnswerTargets | FlatTargets | None:
     """KD targets on the student's tokens: exact ids when the tokenizer is the teacher's, else aligned."""
-    if not record.has_logprobs or record.tokens is None or record.top_tokens is None:
-        return None
     if record.reasoning is not None:
         return None  # a thinking teacher's logprobs cover its trace too: turn_targets aligns both parts
+    flat = record.flat_arrays
+    if flat is not None and record.has_logprobs and flat["tokens"] is not None and flat["top_tokens"] is not None:
+        targets = exact_flat_targets(flat) if same_tokenizer(record, tokenizer, eos_id) else None
+        if targets is not None:
+            return targets
+    record = with_array_lists(record)
+    if not record.has_logprobs or record.tokens is None or record.top_tokens is None:
+        return None
     if same_tokenizer(record, tokenizer, eos_id):
         return exact_targets(record.token_ids, record.token_logprobs, record.top_ids, record.top_logprobs)
     return align_answer(
@@ -253,6 +271,8 @@ class KdMaker:
     def row(self, record: HarvestRecord, stats: KdStats) -> dict[str, Any] | None:
         """The record's KD row, or None (counted in `stats.dropped`)."""
         tokenizer = self.tokenizer
+        if record.reasoning is not None or record.tool_calls:
+            record = with_array_lists(record)  # traces and tool calls take the list paths
         if record.reasoning is not None and record.has_logprobs:
             targets, parts = turn_targets(
                 record, sft_row(record, self.traces)["messages"], tokenizer, self.mapper, MAX_UNMAPPED_MASS
@@ -293,7 +313,7 @@ class KdMaker:
                 stats.embedding_sizes.add(len(vector))
         stats.rows += 1
         stats.with_targets += sum(row["kd_mask"])
-        stats.max_candidates = max(stats.max_candidates, max((len(ids) for ids in row["kd_ids"]), default=0))
+        stats.max_candidates = max(stats.max_candidates, max(row["kd_ids"].lengths, default=0))
         return row
 
     def finish(self, stats: KdStats, decision, info: dict, counts: dict[str, int]) -> None:

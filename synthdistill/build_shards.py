@@ -70,7 +70,7 @@ def record_tasks(config: DistillConfig) -> tuple[list, Callable[[Any], list[Harv
     hint = _hint(config)
     if layout.kept.exists():
         path = layout.kept
-        return list(range(row_groups(path, hint))), lambda group: read_row_group(path, hint, group)
+        return list(range(row_groups(path, hint))), lambda group: read_row_group(path, hint, group, flat=True)
     return kept_batches(config, BATCH), lambda records: records  # legacy JSON lines: batches read here
 
 

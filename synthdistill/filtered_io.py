@@ -90,6 +90,41 @@ def from_batch(batch) -> list[HarvestRecord]:
     ]
 
 
+def from_batch_flat(batch) -> list[HarvestRecord]:
+    """As `from_batch`, the token arrays left flat numpy arrays (`HarvestRecord.flat_arrays`): the build's read."""
+    if not _typed_arrays(batch):
+        return from_batch(batch)  # checked value by value, and refused if wrong
+    keys = {name: batch.column(name).to_pylist() for name in (*KEY_FIELDS, "record")}
+    arrays = {name: _flat(batch.column(name)) for name in ARRAY_FIELDS}
+    return [
+        _record({name: keys[name][i] for name in keys}, {}, typed=True).with_flat_arrays(
+            {name: arrays[name][i] for name in ARRAY_FIELDS}
+        )
+        for i in range(batch.num_rows)
+    ]
+
+
+def _flat(column) -> list:
+    """Each row of a list (or list-of-lists) column as (1-D numpy array, inner lengths or None), None where null."""
+    import pyarrow as pa
+
+    valid = column.is_valid().to_numpy(zero_copy_only=False).tolist()
+    outer = column.offsets.to_numpy()
+    outer = (outer - outer[0]).tolist()
+    inner = column.flatten()
+    if pa.types.is_list(inner.type):
+        bounds = inner.offsets.to_numpy()
+        bounds = bounds - bounds[0]
+        leaves = inner.flatten().to_numpy(zero_copy_only=False)
+        lengths = (bounds[1:] - bounds[:-1]).tolist()
+        return [
+            (leaves[bounds[a] : bounds[b]], lengths[a:b]) if ok else None
+            for a, b, ok in zip(outer[:-1], outer[1:], valid)
+        ]
+    leaves = inner.to_numpy(zero_copy_only=False)
+    return [(leaves[a:b], None) if ok else None for a, b, ok in zip(outer[:-1], outer[1:], valid)]
+
+
 def _typed_arrays(batch) -> bool:
     """Whether the batch's array columns have `schema`'s types and no null inside a list (then they need no check)."""
     import pyarrow as pa
@@ -249,13 +284,16 @@ def row_groups(path: Path, hint: str) -> int:
     return _open(path, hint).metadata.num_row_groups
 
 
-def read_row_group(path: Path, hint: str, group: int) -> list[HarvestRecord]:
-    """The records of one row group, in order."""
+def read_row_group(path: Path, hint: str, group: int, flat: bool = False) -> list[HarvestRecord]:
+    """The records of one row group, in order; with `flat` their token arrays as numpy (`from_batch_flat`)."""
     try:
         table = _open(path, hint).read_row_group(group)
-    except (OSError, ValueError):
+        read = from_batch_flat if flat else from_batch
+        return [record for batch in table.to_batches() for record in read(batch)]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, DamagedFileError):
+            raise
         raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None
-    return [record for batch in table.to_batches() for record in from_batch(batch)]
 
 
 def light_batches(path: Path, hint: str, batch_size: int = 5000) -> Iterator[list[tuple[HarvestRecord, bool]]]:

@@ -219,7 +219,7 @@ class _Reader:
 
 def decode(blob: bytes) -> dict[str, Any]:
     """The six fields of a blob (absent ones None), as the Python lists a record holds; ValueError if damaged."""
-    return {name: None if flat is None else _rows(*flat) for name, flat in decode_flat(blob).items()}
+    return {name: None if flat is None else rows_of(*flat) for name, flat in decode_flat(blob).items()}
 
 
 def decode_flat(blob: bytes) -> dict[str, tuple[Any, list[int] | None] | None]:
@@ -267,7 +267,7 @@ def _bit(name: str) -> int:
     return 1 << LOGPROB_FIELDS.index(name)
 
 
-def _rows(flat, lengths: list[int] | None) -> list:
+def rows_of(flat, lengths: list[int] | None) -> list:
     """A 1-D numpy array as the list (or, with row `lengths`, the list of lists) a record holds."""
     if lengths is None:
         return flat.tolist()

@@ -362,6 +362,17 @@ class HarvestRecord(BaseModel):
         return self
 
 
+def with_array_lists(record: HarvestRecord) -> HarvestRecord:
+    """The record with its token arrays as the Python lists the fields hold (a copy when it carried them flat)."""
+    flat = record.flat_arrays
+    if flat is None:
+        return record
+    from synthdistill.ledger_codec import rows_of
+
+    lists = {name: None if value is None else rows_of(*value) for name, value in flat.items()}
+    return record.model_copy(update=lists).with_flat_arrays(None)
+
+
 def tool_calls_span(tokens: list[str] | None, spans, text: str) -> list[int] | None:
     """The token span of a tool-calling answer's calls: every token after the text (and trace) to the end.
 
