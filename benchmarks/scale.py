@@ -1,7 +1,7 @@
 """Benchmark: filter and build at scale (10k, 100k, … records), and a harvest against the loopback teacher.
 
     .venv/bin/python benchmarks/scale.py --records 10000            # appends to benchmarks/results/scale-<date>.{md,json}
-    .venv/bin/python benchmarks/scale.py --records 100000 --workers 2
+    .venv/bin/python benchmarks/scale.py --records 100000 --workers 1,2   # the same ledger, filtered and built by each
     .venv/bin/python benchmarks/scale.py --harvest 20000           # harvest N requests from tests/openai_server.py
 
 Records (benchmarks/scale_records.py): 128 answer tokens, top-20 logprobs, SmolLM2's own tokens (the
@@ -137,7 +137,8 @@ def row(stage: str, n: int, wall: float, rss: int | None, disk: int | None, toke
     }
 
 
-def scale_run(records: int, workers: int, keep: Path | None, write: bool = True) -> list[dict]:
+def scale_run(records: int, workers: list[int], keep: Path | None, write: bool = True) -> list[dict]:
+    """Generate `records` into a ledger, then filter and build it with each number of `workers` in turn."""
     work = Path(tempfile.mkdtemp(prefix="scale-", dir=keep))
     try:
         config_path = write_project(work, records)
@@ -147,10 +148,11 @@ def scale_run(records: int, workers: int, keep: Path | None, write: bool = True)
         tokens = records * TOKENS
         rows = [row("ledger (generate)", records, made, None, size(layout.ledger), tokens)]
         save(rows[-1:], write)  # each row as soon as it is measured: a long run that is stopped keeps them
-        for stage, out in (("filter", layout.filtered_dir), ("build", layout.datasets_dir)):
-            wall, rss = run_measured([stage, "-c", str(config_path), "--workers", str(workers)], work)
-            rows.append(row(stage, records, wall, rss, size(out), tokens, workers))
-            save(rows[-1:], write)
+        for n in workers:
+            for stage, out in (("filter", layout.filtered_dir), ("build", layout.datasets_dir)):
+                wall, rss = run_measured([stage, "-c", str(config_path), "--workers", str(n)], work)
+                rows.append(row(stage, records, wall, rss, size(out), tokens, n))
+                save(rows[-1:], write)
         kd = layout.dataset_dir("kd")
         rows.append(row("  of which datasets/kd", records, 0, None, size(kd) if kd.exists() else 0, tokens))
         save(rows[-1:], write)
@@ -190,7 +192,7 @@ def save(rows: list[dict], write: bool = True) -> None:
     path = RESULTS / f"scale-{day}.json"
     data = json.loads(path.read_text()) if path.exists() else {"rows": []}
     data["machine"] = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared with other jobs), "
+        f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
     data["date"] = day
@@ -201,7 +203,7 @@ def save(rows: list[dict], write: bool = True) -> None:
         "",
         f"Machine: {data['machine']}. Records: {TOKENS} answer tokens, top-{TOP_K} logprobs, SmolLM2's tokens, "
         "~2 % near-duplicates (benchmarks/scale.py). Peak RSS: the child's whole process tree. "
-        "Seconds are noisy (shared CPU, load average in the JSON); RSS and bytes are what to read.",
+        "Each row's 1-minute load average is in the JSON (above the core count: the machine was shared).",
         "",
         "| stage | records | workers | batch | wall s | peak RSS MiB | bytes on disk | B / answer token |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -225,13 +227,13 @@ def save(rows: list[dict], write: bool = True) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=0, help="generate this many records, then time filter and build")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--workers", default="1", help="filter and build with each of these (e.g. 1,2)")
     parser.add_argument("--harvest", type=int, default=0, help="harvest this many requests from the loopback teacher")
     parser.add_argument("--keep", type=Path, default=None, help="make the run folder under this folder, and keep it")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     args = parser.parse_args()
     if args.records:
-        scale_run(args.records, args.workers, args.keep, not args.no_write)
+        scale_run(args.records, [int(n) for n in args.workers.split(",")], args.keep, not args.no_write)
     if args.harvest:
         save(harvest_run(args.harvest), not args.no_write)
 

@@ -292,6 +292,8 @@ def _convert_atomically(model: EmbeddedModel, target: Path, write, what: str = "
             f"{model.id}{what}\nconverted from {model.gguf} in PyPI package {model.package} "
             f"{model.version or importlib.metadata.version(model.package)}\nlicence: {model.licence}\n"
         )
+        if (target / "SOURCE.txt").exists():
+            return target  # another process finished the same conversion first: keep it (it may be in use)
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_serializer
 
+from synthdistill.ledger_codec import rows_of
 from synthdistill.thinking import locate_spans
 
 
@@ -367,8 +368,6 @@ def with_array_lists(record: HarvestRecord) -> HarvestRecord:
     flat = record.flat_arrays
     if flat is None:
         return record
-    from synthdistill.ledger_codec import rows_of
-
     lists = {name: None if value is None else rows_of(*value) for name, value in flat.items()}
     return record.model_copy(update=lists).with_flat_arrays(None)
 

@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on CI's 2 cores: one torch thread each (and in the CLIs they start). With torch's
+    # default of one per core the training tests oversubscribed the cores and ran ~4x slower.
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+# Files whose tests share one session-scoped server: under xdist they run in the same worker,
+# so the server starts once (a vLLM server takes ~50 s and ~4 GiB).
+SHARED_SERVER_FILES = {"test_vllm_server.py": "vllm", "test_vllm_scoring.py": "vllm"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under `-n N --dist loadgroup` each test file runs whole in one worker (its module fixtures run once)."""
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_SERVER_FILES.get(name, str(item.path))))
 
 
 @pytest.fixture(autouse=True)

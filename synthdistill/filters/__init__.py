@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 
 from synthdistill.filters.confidence import ConfidenceParams, confidence
 from synthdistill.filters.decontaminate import DecontaminateParams, decontaminate, load_references
-from synthdistill.filters.dedup import Deduplicator, DedupParams, dedup
+from synthdistill.filters.dedup import Deduplicator, DedupParams, dedup, fingerprints
 from synthdistill.filters.finished import FinishedParams, finished
 from synthdistill.filters.length import LengthParams, length
 from synthdistill.filters.outcome import FilterFunction, FilterOutcome, FilterSpec
@@ -71,6 +71,9 @@ class RegisteredFilter:
     # it must), or "whole" (it sees every record at once: `select`, and plug-ins).
     mode: str = "whole"
     stream: Callable[[Any], FilterFunction] | None = None
+    # A stream's per-record work, done where the per-record steps run (in the workers):
+    # `stream_inputs(records, params)` → what the stream is then called with beside the records.
+    stream_inputs: Callable[[list[HarvestRecord], Any], Any] | None = None
     # Whether it reads the token arrays (tokens, ids, logprobs). When no step does, the filter stage
     # leaves them flat numpy arrays (HarvestRecord.flat_arrays). Plug-ins: True.
     reads_arrays: bool = True
@@ -81,7 +84,9 @@ FILTERS: dict[str, RegisteredFilter] = {
     "refusal": RegisteredFilter(RefusalParams, refusal, mode="record", reads_arrays=False),
     "length": RegisteredFilter(LengthParams, length, mode="record"),
     "repetition": RegisteredFilter(RepetitionParams, repetition, mode="record", reads_arrays=False),
-    "dedup": RegisteredFilter(DedupParams, dedup, mode="stream", stream=Deduplicator, reads_arrays=False),
+    "dedup": RegisteredFilter(
+        DedupParams, dedup, mode="stream", stream=Deduplicator, stream_inputs=fingerprints, reads_arrays=False
+    ),
     "confidence": RegisteredFilter(ConfidenceParams, confidence, mode="record"),
     "verify": RegisteredFilter(VerifyParams, verify, prepare=load_verifiers, mode="record", reads_arrays=False),
     "decontaminate": RegisteredFilter(
@@ -164,6 +169,7 @@ class FilterStep:
     mode: str = "whole"  # RegisteredFilter.mode
     stream: Callable[[Any], FilterFunction] | None = None
     reads_arrays: bool = True  # RegisteredFilter.reads_arrays
+    stream_inputs: Callable[[list[HarvestRecord], Any], Any] | None = None  # RegisteredFilter.stream_inputs
 
 
 def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
@@ -180,6 +186,7 @@ def resolve_step(spec, context: FilterContext | None = None) -> FilterStep:
         registered.mode,
         registered.stream,
         registered.reads_arrays,
+        registered.stream_inputs,
     )
 
 
@@ -225,12 +232,15 @@ def run_filters(records: list[HarvestRecord], specs: list) -> FilterResult:
 
 
 def apply_step(
-    step: FilterStep, records: list[HarvestRecord], result: FilterResult, report: StepReport, stream=None
+    step: FilterStep, records: list[HarvestRecord], result: FilterResult, report: StepReport, stream=None, inputs=None
 ) -> list[HarvestRecord]:
-    """Run one step (or, given, its `stream`) on `records`: the survivors; drops, changes and counts go to
-    `result` and (added to what it holds) `report`."""
+    """Run one step (or, given, its `stream`, with its `stream_inputs` where made) on `records`: the
+    survivors; drops, changes and counts go to `result` and (added to what it holds) `report`."""
     started = time.perf_counter()
-    output = step.function(records, step.params) if stream is None else stream(records)
+    if stream is None:
+        output = step.function(records, step.params)
+    else:
+        output = stream(records) if inputs is None else stream(records, inputs)
     verdicts, replaced, notes = _outcome(step, output, records)
     survivors: list[HarvestRecord] = []
     for original, record, reason, note in zip(records, replaced, verdicts, notes):

@@ -10,7 +10,7 @@ import functools
 import hashlib
 import re
 import unicodedata
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,23 +64,52 @@ class Deduplicator:
         self.first_seen: dict[tuple[str, bytes], str] = {}
         self.near = NearDuplicates(params.near_threshold) if params.near_threshold is not None else None
 
-    def __call__(self, records: list[HarvestRecord]) -> list[str | None]:
+    def __call__(
+        self, records: list[HarvestRecord], computed: dict[str, Fingerprint] | None = None
+    ) -> list[str | None]:
+        """The batch's verdicts; `computed` (by request key) holds fingerprints made elsewhere (in a worker)."""
+        computed = computed or {}
+        prints = [computed.get(r.request_key) or fingerprint(r, self.params) for r in records]
         verdicts: list[str | None] = [None] * len(records)
         same_prompt = self.params.scope == "prompt"
         if self.params.exact:
             for i, record in enumerate(records):
-                digest = hashlib.sha256(normalise(written(record)).encode()).digest()[:16]
-                key = (record.prompt_id if same_prompt else "", digest)
+                key = (record.prompt_id if same_prompt else "", prints[i].digest)
                 if key in self.first_seen:
                     verdicts[i] = f"exact-duplicate: of {self.first_seen[key]}"
                 else:
                     self.first_seen[key] = record.request_key
         if self.near is not None:
-            near = self.near.verdicts(records, skip=verdicts, same_prompt=same_prompt)
+            near = self.near.verdicts(records, skip=verdicts, same_prompt=same_prompt, prints=prints)
             for i, reason in enumerate(near):
                 if verdicts[i] is None and reason is not None:
                     verdicts[i] = reason
         return verdicts
+
+
+class Fingerprint(NamedTuple):
+    """What dedup compares of an answer: its normalised text's hash and (near-duplicates) its MinHash values."""
+
+    digest: bytes
+    minhash: Any  # numpy uint32 array, or None without near-duplicate detection
+
+
+def fingerprint(record: HarvestRecord, params: DedupParams) -> Fingerprint:
+    """A record's fingerprint: pure, so the filter stage makes them in its worker processes."""
+    text = written(record)
+    digest = hashlib.sha256(normalise(text).encode()).digest()[:16] if params.exact else b""
+    if params.near_threshold is None:
+        return Fingerprint(digest, None)
+    from datasketch import MinHash
+
+    signature = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=_permutations(NUM_PERM), scheme=SCHEME)
+    signature.update_batch(list(shingles(text)))
+    return Fingerprint(digest, signature.hashvalues)
+
+
+def fingerprints(records: list[HarvestRecord], params: DedupParams) -> dict[str, Fingerprint]:
+    """Each record's fingerprint by request key (`RegisteredFilter.stream_inputs`)."""
+    return {record.request_key: fingerprint(record, params) for record in records}
 
 
 def shingles(text: str, n: int = 3) -> set[bytes]:
@@ -103,7 +132,8 @@ def near_duplicate_verdicts(
     records: list[HarvestRecord], threshold: float, skip: list[str | None], same_prompt: bool = False
 ) -> list[str | None]:
     """'near-duplicate: like <request_key>' for each record within `threshold` (estimated Jaccard) of an earlier kept one."""
-    return NearDuplicates(threshold).verdicts(records, skip, same_prompt)
+    params = DedupParams(exact=False, near_threshold=threshold)
+    return NearDuplicates(threshold).verdicts(records, skip, same_prompt, [fingerprint(r, params) for r in records])
 
 
 class NearDuplicates:
@@ -118,7 +148,9 @@ class NearDuplicates:
         self.kept: dict[int, tuple[object, str, str]] = {}
         self.count = 0
 
-    def verdicts(self, records: list[HarvestRecord], skip: list[str | None], same_prompt: bool) -> list[str | None]:
+    def verdicts(
+        self, records: list[HarvestRecord], skip: list[str | None], same_prompt: bool, prints: list[Fingerprint]
+    ) -> list[str | None]:
         from datasketch import MinHash
 
         permutations = _permutations(NUM_PERM)
@@ -127,9 +159,10 @@ class NearDuplicates:
             index, self.count = self.count, self.count + 1
             if skip[i] is not None:
                 continue
-            signature = MinHash(num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME)
-            signature.update_batch(list(shingles(written(record))))
-            values = signature.hashvalues  # affine32: uint32
+            values = prints[i].minhash  # affine32: uint32
+            signature = MinHash(
+                num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME, hashvalues=values
+            )
             hits = [
                 j
                 for j in map(int, self.lsh.query(signature))

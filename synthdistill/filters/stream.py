@@ -35,11 +35,14 @@ class BatchOutput:
     counts: dict[str, int] = field(default_factory=dict)  # what `load` counted (e.g. stale records)
 
 
-def _run_steps(steps: list[FilterStep], records: list[HarvestRecord], streams=None) -> tuple[FilterResult, list]:
+def _run_steps(
+    steps: list[FilterStep], records: list[HarvestRecord], streams=None, first_inputs=None
+) -> tuple[FilterResult, list]:
     result = FilterResult(kept=[], dropped=[], steps=[])
     for i, step in enumerate(steps):
         report = StepReport(step.name, step.config_params, 0, 0, 0)
-        records = apply_step(step, records, result, report, None if streams is None else streams[i])
+        stream = None if streams is None else streams[i]
+        records = apply_step(step, records, result, report, stream, first_inputs if i == 0 else None)
         result.steps.append(report)
     result.kept = records
     return result, result.steps
@@ -72,10 +75,10 @@ class StreamingPipeline:
 
     def run(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[BatchOutput]:
         held: list[HarvestRecord] = []
-        for result, dropped, counts in self._per_record_results(tasks, load):
+        for result, dropped, counts, inputs in self._per_record_results(tasks, load):
             out = BatchOutput(dropped=dropped + result.dropped, modified=result.modified, counts=counts)
             self._add(0, result.steps)
-            streamed, reports = _run_steps(self.streamed, result.kept, self.streams)
+            streamed, reports = _run_steps(self.streamed, result.kept, self.streams, inputs)
             self._add(len(self.per_record), reports)
             out.dropped += streamed.dropped
             out.modified += streamed.modified
@@ -90,9 +93,15 @@ class StreamingPipeline:
             yield BatchOutput(final.kept, final.dropped, final.modified)
 
     def _per_record_results(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[tuple]:
-        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int]]:
+        first = self.streamed[0] if self.streamed else None
+
+        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int], object]:
             records, dropped, counts = load(task)
-            return _run_steps(self.per_record, records)[0], dropped, counts
+            result = _run_steps(self.per_record, records)[0]
+            # the first stream's per-record work (dedup's fingerprints) is done here, in the workers:
+            # its records are exactly these survivors
+            inputs = first.stream_inputs(result.kept, first.params) if first and first.stream_inputs else None
+            return result, dropped, counts, inputs
 
         return ordered_map(load_and_filter, tasks, self.workers)
 
