@@ -90,12 +90,16 @@ def fill_ledger(path: Path, records: int) -> float:
     return time.perf_counter() - started
 
 
-def run_measured(args: list[str], cwd: Path) -> tuple[float, int]:
-    """(wall seconds, peak RSS of the process tree in bytes) of a CLI command; exits on failure."""
+def run_measured(args: list[str], cwd: Path, code: Path | None = None) -> tuple[float, int]:
+    """(wall seconds, peak RSS of the process tree in bytes) of a CLI command; exits on failure.
+
+    `code`: run the synthdistill package of that source tree instead of this one (a baseline).
+    """
     import psutil
 
+    env = {**os.environ, "PYTHONPATH": str(code)} if code is not None else None
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-m", "synthdistill", *args], cwd=cwd, stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([sys.executable, "-m", "synthdistill", *args], cwd=cwd, stdout=subprocess.DEVNULL, env=env)
     peak = 0
     done = threading.Event()
 

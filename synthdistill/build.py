@@ -154,14 +154,17 @@ def record_targets(
     if record.reasoning is not None:
         return None  # a thinking teacher's logprobs cover its trace too: turn_targets aligns both parts
     flat = record.flat_arrays
-    if flat is not None and record.has_logprobs and flat["tokens"] is not None and flat["top_tokens"] is not None:
-        targets = exact_flat_targets(flat) if same_tokenizer(record, tokenizer, eos_id) else None
-        if targets is not None:
-            return targets
-    record = with_array_lists(record)
-    if not record.has_logprobs or record.tokens is None or record.top_tokens is None:
+    tokens, top_tokens = (
+        (flat["tokens"], flat["top_tokens"]) if flat is not None else (record.tokens, record.top_tokens)
+    )
+    if not record.has_logprobs or tokens is None or top_tokens is None:
         return None
-    if same_tokenizer(record, tokenizer, eos_id):
+    same = same_tokenizer(record, tokenizer, eos_id)
+    targets = exact_flat_targets(flat) if same and flat is not None else None
+    if targets is not None:
+        return targets
+    record = with_array_lists(record)  # ragged top lists or another tokenizer: the list paths
+    if same:
         return exact_targets(record.token_ids, record.token_logprobs, record.top_ids, record.top_logprobs)
     return align_answer(
         record.text,
