@@ -71,8 +71,20 @@ def write_project(root: Path, records: int, teacher: dict | None = None) -> Path
     return path
 
 
-def fill_ledger(path: Path, records: int) -> float:
-    """`records` answers, one per prompt, written through HarvestStore; returns the seconds it took."""
+_MAKING: dict = {}  # what fill_ledger's forked workers read: the record maker and the prompts
+
+
+def _encoded(start: int) -> list[tuple]:
+    from synthdistill.store import encoded_answer
+
+    maker, prompts = _MAKING["maker"], _MAKING["prompts"]
+    return [encoded_answer(maker.make(i, prompts[i])) for i in range(start, min(start + 1000, len(prompts)))]
+
+
+def fill_ledger(path: Path, records: int, processes: int = 1) -> float:
+    """`records` answers, one per prompt, made in `processes` and stored through HarvestStore; returns the seconds."""
+    import multiprocessing
+
     from scale_records import RecordMaker
     from transformers import AutoTokenizer
 
@@ -80,12 +92,19 @@ def fill_ledger(path: Path, records: int) -> float:
 
     started = time.perf_counter()
     config = load_config(path)
-    maker = RecordMaker(AutoTokenizer.from_pretrained(resolve_tokenizer(MODEL)), TOKENS, TOP_K)
-    with HarvestStore(config.layout.ledger) as store:
-        for i, prompt in enumerate(configured_prompts(config)):
-            store.put_done(maker.make(i, prompt))
-            if i % 10_000 == 9_999:
-                print(f"  {i + 1:,} records in the ledger ({time.perf_counter() - started:.0f} s)", flush=True)
+    _MAKING["maker"] = RecordMaker(AutoTokenizer.from_pretrained(resolve_tokenizer(MODEL)), TOKENS, TOP_K)
+    _MAKING["prompts"] = configured_prompts(config)
+    starts = range(0, len(_MAKING["prompts"]), 1000)
+    with (
+        HarvestStore(config.layout.ledger) as store,
+        multiprocessing.get_context("fork").Pool(processes) as pool,
+    ):
+        for chunk, rows in enumerate(pool.imap(_encoded, starts)):
+            with store.transaction():
+                store.put_done_encoded(rows)
+            if chunk % 10 == 9:
+                print(f"  {(chunk + 1) * 1000:,} records in the ledger ({time.perf_counter() - started:.0f} s)", flush=True)
+    _MAKING.clear()
     write_decision(config.layout, gate(config))
     return time.perf_counter() - started
 
@@ -141,28 +160,38 @@ def row(stage: str, n: int, wall: float, rss: int | None, disk: int | None, toke
     }
 
 
-def scale_run(records: int, workers: list[int], keep: Path | None, write: bool = True) -> list[dict]:
-    """Generate `records` into a ledger, then filter and build it with each number of `workers` in turn."""
-    work = Path(tempfile.mkdtemp(prefix="scale-", dir=keep))
+def scale_run(
+    records: int, workers: list[int], keep: Path | None, write: bool = True, processes: int = 1, project: Path | None = None
+) -> list[dict]:
+    """Generate `records` into a ledger, then filter and build it with each number of `workers` in turn.
+
+    With `project` (a folder an earlier `--keep` run left), a ledger already generated there is reused.
+    """
+    work = project or Path(tempfile.mkdtemp(prefix="scale-", dir=keep))
     try:
-        config_path = write_project(work, records)
-        layout = load_config(config_path).layout
-        print(f"{records:,} records into {layout.ledger}", flush=True)
-        made = fill_ledger(config_path, records)
+        config_path = work / "distill.yaml"
+        rows = []
         tokens = records * TOKENS
-        rows = [row("ledger (generate)", records, made, None, size(layout.ledger), tokens)]
-        save(rows[-1:], write)  # each row as soon as it is measured: a long run that is stopped keeps them
+        if not (work / "distill.yaml").exists():
+            config_path = write_project(work, records)
+            layout = load_config(config_path).layout
+            print(f"{records:,} records into {layout.ledger}", flush=True)
+            made = fill_ledger(config_path, records, processes)
+            rows.append(row("ledger (generate)", records, made, None, size(layout.ledger), tokens, processes))
+            save(rows[-1:], write)  # each row as soon as it is measured: a long run that is stopped keeps them
+        layout = load_config(config_path).layout
         for n in workers:
             for stage, out in (("filter", layout.filtered_dir), ("build", layout.datasets_dir)):
                 wall, rss = run_measured([stage, "-c", str(config_path), "--workers", str(n)], work)
                 rows.append(row(stage, records, wall, rss, size(out), tokens, n))
                 save(rows[-1:], write)
         kd = layout.dataset_dir("kd")
-        rows.append(row("  of which datasets/kd", records, 0, None, size(kd) if kd.exists() else 0, tokens))
-        save(rows[-1:], write)
+        if workers:
+            rows.append(row("  of which datasets/kd", records, 0, None, size(kd) if kd.exists() else 0, tokens))
+            save(rows[-1:], write)
         return rows
     finally:
-        if keep is None:
+        if keep is None and project is None:
             shutil.rmtree(work, ignore_errors=True)
 
 
@@ -231,13 +260,16 @@ def save(rows: list[dict], write: bool = True) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=0, help="generate this many records, then time filter and build")
-    parser.add_argument("--workers", default="1", help="filter and build with each of these (e.g. 1,2)")
+    parser.add_argument("--workers", default="1", help="filter and build with each of these (e.g. 1,2; 0: none)")
     parser.add_argument("--harvest", type=int, default=0, help="harvest this many requests from the loopback teacher")
     parser.add_argument("--keep", type=Path, default=None, help="make the run folder under this folder, and keep it")
+    parser.add_argument("--processes", type=int, default=1, help="make the ledger's records in this many processes")
+    parser.add_argument("--project", type=Path, default=None, help="a folder `--keep` left: reuse its ledger")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     args = parser.parse_args()
     if args.records:
-        scale_run(args.records, [int(n) for n in args.workers.split(",")], args.keep, not args.no_write)
+        workers = [int(n) for n in args.workers.split(",") if int(n)]
+        scale_run(args.records, workers, args.keep, not args.no_write, args.processes, args.project)
     if args.harvest:
         save(harvest_run(args.harvest), not args.no_write)
 

@@ -19,9 +19,9 @@ and `load_dataset("parquet", data_files={"train": ..., "validation": ...})` all 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
+from array import array
 from typing import Any
 
 from pydantic import BaseModel
@@ -36,6 +36,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
 from synthdistill.flat_targets import FlatTargets, exact_flat_targets, target_rows
 from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
+from synthdistill.held_out import HeldOut
 from synthdistill.model_store import resolve_tokenizer
 from synthdistill.policy import recheck_use
 from synthdistill.records import HarvestRecord, with_array_lists
@@ -65,15 +66,6 @@ class BuildSummary(BaseModel):
     kd_dropped: dict[str, int]
     sft_dir: str
     kd_dir: str | None
-
-
-def eval_prompt_ids(prompt_ids: list[str], eval_fraction: float, seed: int) -> set[str]:
-    """The prompts held out for eval: a seeded, order-independent choice of round(n * fraction)."""
-    unique = sorted(set(prompt_ids), key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
-    if eval_fraction <= 0 or len(unique) < 2:
-        return set()
-    count = min(len(unique) - 1, max(1, round(len(unique) * eval_fraction)))
-    return set(unique[:count])
 
 
 def sft_row(record: HarvestRecord, traces: str = "drop", tools: bool = False) -> dict[str, Any]:
@@ -186,8 +178,8 @@ def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
     """
     decision = recheck_use(config, "build")
     found = survey(config)
-    held_out = eval_prompt_ids(found.prompt_ids, config.datasets.eval_fraction, config.datasets.seed)
-    found.prompt_ids = []
+    held_out = HeldOut(found.prompt_ranks, config.datasets.eval_fraction, config.datasets.seed)
+    found.prompt_ranks = array("Q")
     layout = config.layout
     info = provenance(config, found.facts, decision)
 
@@ -248,7 +240,7 @@ def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
     )
 
 
-def split_of(record: HarvestRecord, held_out: set[str]) -> str:
+def split_of(record: HarvestRecord, held_out: HeldOut) -> str:
     """The split a record's rows go to (by prompt: never the same prompt in both)."""
     return HELD_OUT_SPLIT if record.prompt_id in held_out else TRAIN_SPLIT
 

@@ -1,7 +1,7 @@
 """The build's I/O: a survey of the kept records, their batches, and the datasets' sharded Parquet splits.
 
 The build reads `filtered/kept.parquet` twice: once for what it must know before writing a
-row (every prompt id, for the held-out choice; whether any record has a trace, tools,
+row (every prompt's rank, for the held-out choice; whether any record has a trace, tools,
 logprobs; provenance sums), reading no token arrays; then a row group at a time to make the
 rows. Each split is written in shards of `SHARD_ROWS` rows, `<split>-00000-of-00003.parquet`
 (the Hub's names), so `load_dataset("parquet", data_files=...)` and the card's `configs`
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import RecordFacts
 from synthdistill.filter_stage import BATCH, kept_batches
 from synthdistill.filtered_io import light_batches, read_row_group, row_groups
+from synthdistill.held_out import prompt_rank
 from synthdistill.records import HarvestRecord
 from synthdistill.run_layout import SHARD_ROWS, SPLITS, RunLayout
 from synthdistill.tool_turns import has_tools
@@ -32,14 +34,15 @@ WRITE_ROWS = 1000  # rows buffered per split before they are written (one row gr
 class Survey:
     """What the build knows of the kept records before it writes a row."""
 
-    prompt_ids: list[str] = field(default_factory=list)
+    seed: int = 0  # datasets.seed: the prompts' ranks for the held-out choice (synthdistill/held_out.py)
+    prompt_ranks: array = field(default_factory=lambda: array("Q"))  # 8 bytes a record
     facts: RecordFacts = field(default_factory=RecordFacts)
     with_reasoning: list[HarvestRecord] = field(default_factory=list)  # the first record with a trace, if any
     tools: bool = False
     logprobs: bool = False
 
     def add(self, records: list[HarvestRecord], with_logprobs: list[bool]) -> None:
-        self.prompt_ids += [r.prompt_id for r in records]
+        self.prompt_ranks.extend(prompt_rank(r.prompt_id, self.seed) for r in records)
         self.facts.add(records)
         if not self.with_reasoning:
             self.with_reasoning = [r for r in records if r.reasoning is not None][:1]
@@ -53,7 +56,7 @@ def _hint(config: DistillConfig) -> str:
 
 def survey(config: DistillConfig) -> Survey:
     """Pass one over the kept records (their token arrays are not read from Parquet)."""
-    found = Survey()
+    found = Survey(seed=config.datasets.seed)
     layout = config.layout
     if layout.kept.exists():
         for batch in light_batches(layout.kept, _hint(config)):

@@ -18,7 +18,7 @@ import yaml
 from synthdistill.config import DistillConfig
 from synthdistill.digests import file_sha256
 from synthdistill.filter_stage import read_report
-from synthdistill.packs import configured_packs
+from synthdistill.packs import configured_pack_infos
 from synthdistill.policy import Decision, obligations_markdown, override_lines
 from synthdistill.pricing import describe_cost, teacher_quote
 from synthdistill.records import HarvestRecord
@@ -65,7 +65,7 @@ def provenance(config: DistillConfig, facts: RecordFacts, decision: Decision) ->
             "sha256": pack.content_sha256(),
             "language": list(pack.spec.language),
         }
-        for pack in configured_packs(config)
+        for pack in configured_pack_infos(config)
     ]
     teacher = config.teacher
     price, source = teacher_quote(teacher.backend, teacher.model, teacher.base_urls, config.project_dir)
@@ -238,7 +238,7 @@ def write_on_policy_card(config: DistillConfig, summary: dict[str, Any], decisio
             "source": p.source,
             "language": list(p.spec.language),
         }
-        for p in configured_packs(config)
+        for p in configured_pack_infos(config)
     ]
     lines = layout.on_policy_samples.read_text().splitlines() if layout.on_policy_samples.exists() else []
     langs = languages(packs)

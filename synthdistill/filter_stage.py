@@ -22,7 +22,7 @@ from synthdistill.errors import ConfigError, DamagedFileError, StageError
 from synthdistill.filtered_io import RecordsWriter, read_batches
 from synthdistill.filters import FilterContext, reason_category, resolve_step
 from synthdistill.filters.stream import StreamingPipeline
-from synthdistill.packs import configured_packs, configured_prompts
+from synthdistill.packs import configured_pack_infos, configured_prompt_ids
 from synthdistill.policy import recheck_use
 from synthdistill.records import DroppedRecord, HarvestRecord
 from synthdistill.safe_write import write_lines, write_text
@@ -44,11 +44,13 @@ def run(config: DistillConfig, workers: int = 1) -> dict:
     if not ledger.exists():
         raise StageError(f"no harvest at {ledger}; run `synthdistill harvest -c {config.path.name}` first")
     recheck_use(config, "filter")
-    context = FilterContext(project_dir=config.project_dir, config_path=config.path, packs=configured_packs(config))
+    context = FilterContext(
+        project_dir=config.project_dir, config_path=config.path, packs=configured_pack_infos(config)
+    )
     steps = [_prepared(spec, context, config) for spec in config.filters]
     with HarvestStore(ledger) as store:  # checks the file is a ledger (and migrates it) before it is read
         refused = store.refused_models()
-    current_ids = {prompt.prompt_id for prompt in configured_prompts(config)}
+    current_ids = configured_prompt_ids(config)  # 8 bytes a prompt, however many there are
 
     arrays = any(step.reads_arrays for step in steps)  # else they stay encoded, and are written from it
 
@@ -58,7 +60,8 @@ def run(config: DistillConfig, workers: int = 1) -> dict:
                 stored = reader.records_in(*task, arrays=arrays)
             except LedgerReadError as exc:
                 raise DamagedFileError(f"cannot read the ledger: {exc}", file=ledger) from None
-        records = [r for r in stored if r.prompt_id in current_ids]
+        current = current_ids.contains([r.prompt_id for r in stored])
+        records = [r for r, is_current in zip(stored, current) if is_current]
         records, refused_rows = split_refused(records, refused)
         records, invalid_rows = split_schema_invalid(records)
         screened = len(records) + len(refused_rows) + len(invalid_rows)

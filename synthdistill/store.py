@@ -95,6 +95,18 @@ def damage_named(path: Path, what: str, hint: str) -> Iterator[None]:
         raise DamagedFileError(f"{what} is damaged ({exc}); {hint}", file=path) from None
 
 
+def encoded_answer(record: HarvestRecord) -> tuple:
+    """An answer as the ledger's row stores it (pure: bulk writers make these in worker processes)."""
+    return (
+        record.request_key,
+        record.prompt_id,
+        record.pack,
+        record.sample_index,
+        *ledger_codec.split_model(record),
+        record.attempts,
+    )
+
+
 class HarvestStore:
     """The ledger at `<run>/harvest/ledger.sqlite`.
 
@@ -191,7 +203,13 @@ class HarvestStore:
     @_guarded
     def put_done(self, record: HarvestRecord) -> bool:
         """Store an answer; False (and nothing written) if the request was already done."""
-        cursor = self._db.execute(
+        return self.put_done_encoded([encoded_answer(record)]) == 1
+
+    @_guarded
+    def put_done_encoded(self, rows: list[tuple]) -> int:
+        """Store answers already split by `encoded_answer` (made in other processes); how many were new."""
+        now = utc_now()
+        cursor = self._db.executemany(
             """
             INSERT INTO requests (request_key, prompt_id, pack, sample_index, status, record, logprobs, attempts, updated_at)
             VALUES (?, ?, ?, ?, 'done', ?, ?, ?, ?)
@@ -200,17 +218,9 @@ class HarvestStore:
                 attempts = requests.attempts + excluded.attempts, updated_at = excluded.updated_at
             WHERE requests.status != 'done'
             """,
-            (
-                record.request_key,
-                record.prompt_id,
-                record.pack,
-                record.sample_index,
-                *ledger_codec.split_model(record),
-                record.attempts,
-                utc_now(),
-            ),
+            [(*row, now) for row in rows],
         )
-        return cursor.rowcount == 1
+        return cursor.rowcount
 
     @_guarded
     def put_failed(

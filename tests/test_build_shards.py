@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from synthdistill import build, build_shards
-from synthdistill.build import eval_prompt_ids
 from synthdistill.config import load_config
 from synthdistill.filtered_io import RecordsWriter
+from synthdistill.held_out import HeldOut
 from synthdistill.run_layout import RunLayout
 from tests.records_fixtures import make_record
 from tests.training_fixtures import teacher_logprobs, write_kept_project
@@ -41,8 +41,8 @@ def test_workers_write_the_same_shards_with_rows_in_record_order(tmp_path, smoll
     one = build.run(config, workers=1)
     files = _files(config)
     # the split is by prompt, as before: eval_fraction 0.2 of 14 prompts
-    held_out = eval_prompt_ids([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
-    assert one.sft_rows == one.kd_rows == {"train": 11, "validation": 3} and len(held_out) == 3
+    held_out = HeldOut.of_prompts([r.prompt_id for r in records], config.datasets.eval_fraction, config.datasets.seed)
+    assert one.sft_rows == one.kd_rows == {"train": 11, "validation": 3} and held_out.count == 3
     assert sorted(files) == [
         *[f"kd/data/train-0000{i}-of-00003.parquet" for i in range(3)],
         "kd/data/validation-00000-of-00001.parquet",

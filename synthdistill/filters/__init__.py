@@ -48,17 +48,17 @@ from synthdistill.filters.refusal import RefusalParams, refusal
 from synthdistill.filters.repetition import RepetitionParams, repetition
 from synthdistill.filters.select import SelectParams, load_select_verifiers, select
 from synthdistill.filters.verify import VerifyParams, load_verifiers, verify
-from synthdistill.packs import Pack
+from synthdistill.packs import PackInfo
 from synthdistill.records import DroppedRecord, HarvestRecord
 
 
 @dataclass(frozen=True)
 class FilterContext:
-    """What `prepare` hooks may read: the project folder and the config's packs (loaded `packs.Pack`s)."""
+    """What `prepare` hooks may read: the project folder and the config's packs (`packs.PackInfo`: no prompts)."""
 
     project_dir: Path
     config_path: Path
-    packs: list[Pack] = field(default_factory=list)
+    packs: list[PackInfo] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

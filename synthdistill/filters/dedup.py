@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from synthdistill.filters.dedup_index import BandIndex, ExactIndex
 from synthdistill.records import HarvestRecord
 
 _SPACE = re.compile(r"\s+")
@@ -55,13 +56,14 @@ def dedup(records: list[HarvestRecord], params: DedupParams) -> list[str | None]
 class Deduplicator:
     """`dedup` over a stream of batches: called batch after batch, it gives the verdicts one call on all would.
 
-    It keeps only what later answers are compared with: a 16-byte hash per distinct answer
-    (exact) and, for near-duplicates, the LSH index and a uint32 MinHash signature per kept answer.
+    It keeps only what later answers are compared with (synthdistill/filters/dedup_index.py): a
+    16-byte digest per distinct answer (exact) and, for near-duplicates, the LSH bands and the
+    uint32 MinHash signature of each kept answer, with the request keys the verdicts name.
     """
 
     def __init__(self, params: DedupParams):
         self.params = params
-        self.first_seen: dict[tuple[str, bytes], str] = {}
+        self.exact = ExactIndex() if params.exact else None
         self.near = NearDuplicates(params.near_threshold) if params.near_threshold is not None else None
 
     def __call__(
@@ -71,16 +73,15 @@ class Deduplicator:
         computed = computed or {}
         prints = [computed.get(r.request_key) or fingerprint(r, self.params) for r in records]
         verdicts: list[str | None] = [None] * len(records)
-        same_prompt = self.params.scope == "prompt"
-        if self.params.exact:
+        if self.exact is not None:
             for i, record in enumerate(records):
-                key = (record.prompt_id if same_prompt else "", prints[i].digest)
-                if key in self.first_seen:
-                    verdicts[i] = f"exact-duplicate: of {self.first_seen[key]}"
+                first = self.exact.first(prints[i].digest)
+                if first is not None:
+                    verdicts[i] = f"exact-duplicate: of {first}"
                 else:
-                    self.first_seen[key] = record.request_key
+                    self.exact.add(prints[i].digest, record.request_key)
         if self.near is not None:
-            near = self.near.verdicts(records, skip=verdicts, same_prompt=same_prompt, prints=prints)
+            near = self.near.verdicts(records, skip=verdicts, same_prompt=self.params.scope == "prompt", prints=prints)
             for i, reason in enumerate(near):
                 if verdicts[i] is None and reason is not None:
                     verdicts[i] = reason
@@ -97,7 +98,9 @@ class Fingerprint(NamedTuple):
 def fingerprint(record: HarvestRecord, params: DedupParams) -> Fingerprint:
     """A record's fingerprint: pure, so the filter stage makes them in its worker processes."""
     text = written(record)
-    digest = hashlib.sha256(normalise(text).encode()).digest()[:16] if params.exact else b""
+    # with scope "prompt" the prompt is part of what is hashed: equal answers to two prompts differ
+    scope = f"{record.prompt_id}\0" if params.scope == "prompt" else ""
+    digest = hashlib.sha256((scope + normalise(text)).encode()).digest()[:16] if params.exact else b""
     if params.near_threshold is None:
         return Fingerprint(digest, None)
     from datasketch import MinHash
@@ -143,35 +146,24 @@ class NearDuplicates:
         from datasketch import MinHashLSH
 
         self.threshold = threshold
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
-        # LSH buckets only propose candidates; the signatures confirm them. Per kept answer: (signature, key, prompt)
-        self.kept: dict[int, tuple[object, str, str]] = {}
-        self.count = 0
+        # datasketch chooses the bands (b) and rows per band (r) for the threshold; the index is ours
+        chosen = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+        self.index = BandIndex(chosen.b, chosen.r, NUM_PERM)
 
     def verdicts(
         self, records: list[HarvestRecord], skip: list[str | None], same_prompt: bool, prints: list[Fingerprint]
     ) -> list[str | None]:
-        from datasketch import MinHash
-
-        permutations = _permutations(NUM_PERM)
         verdicts: list[str | None] = [None] * len(records)
+        index = self.index
         for i, record in enumerate(records):
-            index, self.count = self.count, self.count + 1
             if skip[i] is not None:
                 continue
             values = prints[i].minhash  # affine32: uint32
-            signature = MinHash(
-                num_perm=NUM_PERM, seed=SEED, permutations=permutations, scheme=SCHEME, hashvalues=values
-            )
-            hits = [
-                j
-                for j in map(int, self.lsh.query(signature))
-                if (not same_prompt or self.kept[j][2] == record.prompt_id)
-                and (self.kept[j][0] == values).mean() >= self.threshold
-            ]
+            bands = index.band_keys(values, f"{record.prompt_id}\0".encode() if same_prompt else b"")
+            # LSH buckets only propose candidates; the signatures confirm them
+            hits = [j for j in index.candidates(bands) if (index.signatures[j] == values).mean() >= self.threshold]
             if hits:
-                verdicts[i] = f"near-duplicate: like {self.kept[min(hits)][1]}"
+                verdicts[i] = f"near-duplicate: like {index.request_keys[min(hits)]}"
             else:
-                self.lsh.insert(str(index), signature)
-                self.kept[index] = (values, record.request_key, record.prompt_id if same_prompt else "")
+                index.add(bands, values, record.request_key)
         return verdicts

@@ -6,7 +6,8 @@ hashes the pack name and the rendered messages, so editing one row changes only 
 row's id. Everything is checked without sending a request; every problem is a
 `PackError` naming the file and line and what to fix.
 
-    loading.py    find, load and validate a pack (this package's public functions)
+    loading.py    find, load (once per process) and validate a pack
+    reading.py    read one pack folder: its info without rows, or its prompts one at a time
     configured.py the packs a config names, loaded once per process for every stage
     format.py     the pack.yaml format: pydantic models, JSON Schema, the starter pack
     rows.py       rows and variable combinations → rendered `Prompt`s (sandboxed jinja2)
@@ -16,10 +17,16 @@ row's id. Everything is checked without sending a request; every problem is a
 
 from __future__ import annotations
 
-from synthdistill.packs.configured import configured_pack, configured_packs, configured_prompts
+from synthdistill.packs.configured import (
+    PromptIds,
+    configured_pack,
+    configured_pack_infos,
+    configured_packs,
+    configured_prompt_ids,
+    configured_prompts,
+)
 from synthdistill.packs.format import create_pack
 from synthdistill.packs.loading import (
-    Pack,
     ValidationReport,
     discover_packs,
     expand_references,
@@ -28,12 +35,17 @@ from synthdistill.packs.loading import (
     shipped_pack_names,
     validate_pack,
 )
+from synthdistill.packs.reading import Pack, PackInfo
 
 __all__ = [
     "Pack",
+    "PackInfo",
+    "PromptIds",
     "ValidationReport",
     "configured_pack",
+    "configured_pack_infos",
     "configured_packs",
+    "configured_prompt_ids",
     "configured_prompts",
     "create_pack",
     "discover_packs",

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from array import array
 from typing import TYPE_CHECKING
 
-from synthdistill.packs.loading import Pack, load_pack, resolve_pack_path
+import numpy as np
+
+from synthdistill.packs.loading import cached_pack, load_pack, resolve_pack_path
+from synthdistill.packs.reading import Pack, PackInfo, iter_prompts, read_pack_info
 from synthdistill.records import Prompt
 
 if TYPE_CHECKING:
@@ -14,6 +18,55 @@ if TYPE_CHECKING:
 def configured_packs(config: DistillConfig) -> list[Pack]:
     """Every pack of `harvest.packs`, whole, in config order (cards, audit, verifiers, eval)."""
     return [configured_pack(config, reference) for reference in config.harvest.packs]
+
+
+def configured_pack_infos(config: DistillConfig) -> list[PackInfo]:
+    """Every pack of `harvest.packs` without its rows, in config order (provenance, cards, verifiers)."""
+    return [read_pack_info(resolve_pack_path(reference, config.project_dir)) for reference in config.harvest.packs]
+
+
+class PromptIds:
+    """A set of prompt ids (16 hex digits: `records.prompt_id_for`) held as one sorted uint64 array, 8 bytes each."""
+
+    def __init__(self, ids: list[str] | array):
+        numbers = ids if isinstance(ids, array) else array("Q", (n for n in map(_number, ids) if n is not None))
+        self.sorted = np.unique(np.frombuffer(numbers, dtype=np.uint64) if len(numbers) else np.empty(0, np.uint64))
+
+    def __len__(self) -> int:
+        return len(self.sorted)
+
+    def contains(self, prompt_ids: list[str]) -> list[bool]:
+        """Whether each id is in the set (an id not of that form never is)."""
+        numbers = [_number(p) for p in prompt_ids]
+        wanted = np.array([0 if n is None else n for n in numbers], dtype=np.uint64)
+        at = np.minimum(np.searchsorted(self.sorted, wanted), max(len(self.sorted) - 1, 0))
+        found = (self.sorted[at] == wanted) if len(self.sorted) else np.zeros(len(wanted), dtype=bool)
+        return [bool(hit) and n is not None for hit, n in zip(found, numbers)]
+
+
+def _number(prompt_id: str) -> int | None:
+    """The id as a number, or None when it is not 16 lower-case hex digits (no prompt of ours has such an id)."""
+    try:
+        number = int(prompt_id, 16)
+    except ValueError:
+        return None
+    return number if len(prompt_id) == 16 and f"{number:016x}" == prompt_id else None
+
+
+def configured_prompt_ids(config: DistillConfig) -> PromptIds:
+    """The ids of the prompts `configured_prompts` gives, rendered one at a time and not kept (8 bytes a prompt)."""
+    limit = config.harvest.limit
+    numbers = array("Q")
+    for reference in config.harvest.packs:
+        path = resolve_pack_path(reference, config.project_dir)
+        # a pack this process already rendered (the harvest, in one process with the filter) is not rendered again
+        cached = cached_pack(path, max_prompt_chars=config.harvest.max_prompt_chars)
+        prompts = cached.prompts if cached is not None else iter_prompts(path, config.harvest.max_prompt_chars)
+        for prompt in prompts:
+            if limit is not None and len(numbers) >= limit:
+                return PromptIds(numbers)
+            numbers.append(int(prompt.prompt_id, 16))
+    return PromptIds(numbers)
 
 
 def configured_prompts(config: DistillConfig, limit: int | None = None) -> list[Prompt]:

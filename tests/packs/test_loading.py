@@ -155,22 +155,46 @@ def test_a_pack_is_rendered_once_until_one_of_its_files_changes(tmp_path):
 
 
 def test_one_process_renders_each_pack_once_across_the_stages(tmp_path, monkeypatch):
-    """harvest, filter (current prompts and the verify filter), build's cards and the audit share one reading."""
+    """harvest, filter (current prompts and the verify filter), build's cards and the audit share one rendering."""
     from synthdistill import audit
-    from synthdistill.packs import loading
+    from synthdistill.packs import reading
     from tests.audit_fixtures import make_run
 
-    builds: list[Path] = []
-    real_build = loading._build
+    renders: list[Path] = []
+    real_rendered = reading._rendered
 
-    def counting_build(path, *args, **kwargs):  # counts, then builds as usual
-        builds.append(Path(path))
-        return real_build(path, *args, **kwargs)
+    def counting(info, *args, **kwargs):  # counts each pass over a pack's rows, then renders as usual
+        renders.append(Path(info.path))
+        return real_rendered(info, *args, **kwargs)
 
-    monkeypatch.setattr(loading, "_build", counting_build)
+    monkeypatch.setattr(reading, "_rendered", counting)
     run = make_run(tmp_path)
     audit.run(run.run_dir, run.config)
-    assert [path.name for path in builds] == ["audit-demo"]
+    assert [path.name for path in renders] == ["audit-demo"]
+
+
+def test_a_new_process_streams_prompt_ids_and_holds_no_prompt(tmp_path):
+    """The filter in its own process: ids from one streamed pass, 8 bytes each; nothing cached."""
+    from synthdistill.config import load_config
+    from synthdistill.packs import configured_prompt_ids, configured_prompts, loading
+
+    folder = write_pack(tmp_path / "prompts")
+    (tmp_path / "distill.yaml").write_text(
+        "name: t\nteacher: {backend: openai, model: m, base_url: 'http://127.0.0.1:1/v1'}\n"
+        "harvest: {packs: [prompts/demo]}\n"
+    )
+    config = load_config(tmp_path / "distill.yaml")
+    loading._LOADED.clear()
+    ids = configured_prompt_ids(config)
+    assert not loading._LOADED  # streamed: no pack kept
+    expected = [p.prompt_id for p in configured_prompts(config)]
+    assert len(ids) == len(set(expected)) == len(expected) >= 2 and ids.sorted.nbytes == 8 * len(expected)
+    assert ids.contains([*expected, "0" * 16, "not-an-id", expected[0].upper()]) == [True] * len(expected) + [
+        False,
+        False,
+        False,  # ids are lower-case hex: another spelling of the same number is another id
+    ]
+    assert folder.is_dir()
 
 
 # --- validation: every problem with file and line ------------------------------------------
@@ -454,4 +478,4 @@ def test_starter_pack_commented_options_are_valid_when_uncommented(tmp_path):
 
 def test_message_model_is_the_record_message():
     # Rows carry records.Message turns; the pack format adds no second message type.
-    assert packs.loading.Prompt.model_fields["messages"].annotation == list[Message]
+    assert packs.reading.Prompt.model_fields["messages"].annotation == list[Message]
