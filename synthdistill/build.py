@@ -196,22 +196,24 @@ def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
         reason = "no `student` section in the config: KD rows are tokenized for the student"
     kd = KdMaker(config, traces) if reason is None else None
 
-    def rows_of(task) -> tuple[list, list, KdStats]:
-        records = load(task)
-        sft = [(split_of(r, held_out), sft_row(r, traces, tools)) for r in records]
-        stats = KdStats()
-        made = [] if kd is None else [(split_of(r, held_out), kd.row(r, stats)) for r in records]
-        return sft, [(split, row) for split, row in made if row is not None], stats
-
     tasks, load = record_tasks(config)
     sft_out = ShardedSplits(layout, "sft", *_sft_schemas(tools))
     kd_out = ShardedSplits(layout, "kd", _kd_schema(kd.id_type, kd.vectors is not None)) if kd is not None else None
+
+    def tables_of(task) -> tuple[dict, dict, KdStats]:
+        """One batch's rows as Arrow tables per split (in a worker: this process only writes them)."""
+        records = load(task)
+        sft = sft_out.tables([(split_of(r, held_out), sft_row(r, traces, tools)) for r in records])
+        stats = KdStats()
+        made = [] if kd is None else [(split_of(r, held_out), kd.row(r, stats)) for r in records]
+        kd_tables = kd_out.tables([(split, row) for split, row in made if row is not None]) if kd_out else {}
+        return sft, kd_tables, stats
+
     stats = KdStats()
-    for sft_rows, kd_rows, batch_stats in ordered_map(rows_of, tasks, workers):
-        for split, row in sft_rows:
-            sft_out.add(split, row)
-        for split, row in kd_rows:
-            kd_out.add(split, row)
+    for sft_tables, kd_tables, batch_stats in ordered_map(tables_of, tasks, workers):
+        sft_out.add(sft_tables)
+        if kd_out is not None:
+            kd_out.add(kd_tables)
         stats.merge(batch_stats)
     sft_counts = sft_out.close()
     write_card("sft", config, decision, info, sft_counts)

@@ -86,31 +86,52 @@ class ShardedSplits:
         if self.data.exists():
             shutil.rmtree(self.data)
         self.data.mkdir(parents=True)
-        self.buffers: dict[str, list[dict]] = {split: [] for split in SPLITS}
+        self.buffers: dict[str, list] = {split: [] for split in SPLITS}  # Arrow tables not written yet
+        self.buffered = {split: 0 for split in SPLITS}
         self.shards: dict[str, list] = {split: [] for split in SPLITS}  # temp paths of finished shards
         self.counts = {split: 0 for split in SPLITS}
         self._open: dict[str, tuple[Any, int]] = {}  # split → (writer of its current shard, rows in it)
 
-    def add(self, split: str, row: dict) -> None:
-        self.buffers[split].append(row)
-        self.counts[split] += 1
-        if len(self.buffers[split]) >= WRITE_ROWS:
-            self._flush(split)
+    def tables(self, rows: list[tuple[str, dict]]) -> dict[str, Any]:
+        """(split, row) pairs as one Arrow table per split, as stored: pure, so the build's workers make them."""
+        by_split: dict[str, list[dict]] = {}
+        for split, row in rows:
+            by_split.setdefault(split, []).append(row)
+        tables = {split: table_from_rows(rows, self.schema) for split, rows in by_split.items()}
+        return {split: t.cast(self.stored_as) if self.stored_as is not None else t for split, t in tables.items()}
 
-    def _flush(self, split: str) -> None:
+    def add(self, tables: dict[str, Any]) -> None:
+        """Append each split's table (from `tables`); every `WRITE_ROWS` rows of a split are written as a row group."""
+        for split, table in tables.items():
+            self.buffers[split].append(table)
+            self.buffered[split] += len(table)
+            self.counts[split] += len(table)
+            while self.buffered[split] >= WRITE_ROWS:
+                self._flush(split, WRITE_ROWS)
+
+    def _flush(self, split: str, limit: int | None = None) -> None:
+        """Write the first `limit` buffered rows of `split` (all with None) into its shards."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        rows, self.buffers[split] = self.buffers[split], []
-        while rows or split not in self._open and not self.shards[split]:
+        buffered = pa.concat_tables(self.buffers[split]) if self.buffers[split] else None
+        limit = self.buffered[split] if limit is None else limit
+        rows = buffered.slice(0, limit).combine_chunks() if buffered is not None else None
+        rest = buffered.slice(limit) if buffered is not None else None
+        self.buffers[split] = [rest] if rest is not None and len(rest) else []
+        self.buffered[split] -= limit
+        while rows is not None and len(rows) or split not in self._open and not self.shards[split]:
             writer, held = self._open.get(split) or (None, 0)
             if writer is None:
                 path = self.data / f".{split}-{len(self.shards[split]):05d}.parquet.tmp"
                 self.shards[split].append(path)
                 writer = pq.ParquetWriter(path, self.stored_as or self.schema)
-            take, rows = rows[: SHARD_ROWS - held], rows[SHARD_ROWS - held :]
-            table = table_from_rows(take, self.schema)
-            writer.write_table(table.cast(self.stored_as) if self.stored_as is not None else table)
-            held += len(take)
+            if rows is None:  # a split without rows still gets its (empty) shard
+                writer.write_table((self.stored_as or self.schema).empty_table())
+            else:
+                take, rows = rows.slice(0, SHARD_ROWS - held), rows.slice(SHARD_ROWS - held)
+                writer.write_table(take)
+                held += len(take)
             if held >= SHARD_ROWS:
                 writer.close()
                 self._open.pop(split, None)

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from synthdistill import build
-from synthdistill.build import eval_prompt_ids
 from synthdistill.config import load_config
+from synthdistill.held_out import HeldOut
 from tests.filtered_fixtures import write_kept
 from tests.records_fixtures import make_record
 from tests.test_alignment import GEMMA_ANSWER, GEMMA_TEXT
@@ -59,7 +59,7 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
 
     summary = build.run(config)
 
-    held_out = eval_prompt_ids([exact.prompt_id, aligned.prompt_id, plain.prompt_id], 0.2, 0)
+    held_out = HeldOut.of_prompts([exact.prompt_id, aligned.prompt_id, plain.prompt_id], 0.2, 0)
     expected_eval = sum(1 for r in (exact, aligned) if r.prompt_id in held_out)
     assert summary.kd_rows == {"train": 2 - expected_eval, "validation": expected_eval}
     assert summary.kd_dropped == {"no-logprobs": 1}
