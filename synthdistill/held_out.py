@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-import numpy as np
-
 
 def prompt_rank(prompt_id: str, seed: int) -> int:
     """The first 64 bits of sha256(f"{seed}:{prompt_id}"): ordering by it orders by the hex digest."""
@@ -21,7 +19,9 @@ def prompt_rank(prompt_id: str, seed: int) -> int:
 class HeldOut:
     """Which prompts are held out: those whose rank is at most the `count`-th lowest rank of the distinct prompts."""
 
-    def __init__(self, ranks: Iterable[int] | np.ndarray, eval_fraction: float, seed: int):
+    def __init__(self, ranks: Iterable[int], eval_fraction: float, seed: int):
+        import numpy as np  # not at import: the CLI's fast paths import this module's importers
+
         self.seed = seed
         unique = np.unique(np.asarray(ranks, dtype=np.uint64))
         self.count = (

@@ -14,7 +14,6 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from synthdistill.filters.dedup_index import BandIndex, ExactIndex
 from synthdistill.records import HarvestRecord
 
 _SPACE = re.compile(r"\s+")
@@ -62,6 +61,8 @@ class Deduplicator:
     """
 
     def __init__(self, params: DedupParams):
+        from synthdistill.filters.dedup_index import ExactIndex  # numpy: not at import (the CLI's fast paths)
+
         self.params = params
         self.exact = ExactIndex() if params.exact else None
         self.near = NearDuplicates(params.near_threshold) if params.near_threshold is not None else None
@@ -144,6 +145,8 @@ class NearDuplicates:
 
     def __init__(self, threshold: float):
         from datasketch import MinHashLSH
+
+        from synthdistill.filters.dedup_index import BandIndex
 
         self.threshold = threshold
         # datasketch chooses the bands (b) and rows per band (r) for the threshold; the index is ours

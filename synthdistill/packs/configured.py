@@ -5,8 +5,6 @@ from __future__ import annotations
 from array import array
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from synthdistill.packs.loading import cached_pack, load_pack, resolve_pack_path
 from synthdistill.packs.reading import Pack, PackInfo, iter_prompts, read_pack_info
 from synthdistill.records import Prompt
@@ -29,6 +27,8 @@ class PromptIds:
     """A set of prompt ids (16 hex digits: `records.prompt_id_for`) held as one sorted uint64 array, 8 bytes each."""
 
     def __init__(self, ids: list[str] | array):
+        import numpy as np  # not at import: `packs` is on the CLI's fast paths
+
         numbers = ids if isinstance(ids, array) else array("Q", (n for n in map(_number, ids) if n is not None))
         self.sorted = np.unique(np.frombuffer(numbers, dtype=np.uint64) if len(numbers) else np.empty(0, np.uint64))
 
@@ -37,6 +37,8 @@ class PromptIds:
 
     def contains(self, prompt_ids: list[str]) -> list[bool]:
         """Whether each id is in the set (an id not of that form never is)."""
+        import numpy as np
+
         numbers = [_number(p) for p in prompt_ids]
         wanted = np.array([0 if n is None else n for n in numbers], dtype=np.uint64)
         at = np.minimum(np.searchsorted(self.sorted, wanted), max(len(self.sorted) - 1, 0))
