@@ -6,7 +6,7 @@ One ledger of `--records` scale records (benchmarks/scale_records.py); then, rou
 the baseline's and this tree's `filter` and `build` with 1 and 2 workers, the order of the two
 alternating between rounds, so both see the same machine. The baseline runs from a
 `git worktree` of the commit with this venv. Prints a table (best wall time of each over the
-rounds, its peak RSS) and writes benchmarks/results/scale_baseline-<date>.{md,json}.
+rounds, its peak RSS) and writes benchmarks/results/scale_baseline-<date>-<baseline>.{md,json}.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def main() -> None:
         project = work / "project"
         project.mkdir()
         config = write_project(project, args.records)
-        fill_ledger(config, args.records)
+        fill_ledger(config, args.records, processes=2)
         runs = []
         for round_ in range(args.rounds):
             order = [("baseline", baseline), ("this tree", None)]
@@ -96,11 +96,12 @@ def report(args, runs: list[dict]) -> None:
         old = min(best[(stage, w, "baseline")]["wall_s"] for w in (1, 2))
         new = min(best[(stage, w, "this tree")]["wall_s"] for w in (1, 2))
         lines.append(f"\n{stage}, each at its best number of workers: {old} s vs {new} s ({old / new:.2f}x).")
-    (RESULTS / f"scale_baseline-{day}.json").write_text(
+    name = f"scale_baseline-{day}-{args.baseline}"
+    (RESULTS / f"{name}.json").write_text(
         json.dumps({"machine": machine, "baseline": args.baseline, "records": args.records, "runs": runs}, indent=2)
         + "\n"
     )
-    (RESULTS / f"scale_baseline-{day}.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
