@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthdistill.errors import DamagedFileError
-from synthdistill.filtered_io import BatchTables, RecordsWriter, read_batches, read_row_group, read_rows_at, row_groups
+from synthdistill.filtered_io import RecordsWriter, read_batches, read_row_group, read_rows_at, row_groups
 from synthdistill.records import DroppedRecord, ToolCall
 from tests.records_fixtures import make_record
 
@@ -104,30 +104,3 @@ def test_a_file_whose_arrays_have_other_types_is_validated_and_named(tmp_path):
     pq.write_table(nulls, path)
     with pytest.raises(DamagedFileError):
         list(read_batches(path, "run filter again"))
-
-
-def test_a_worker_encoded_batch_writes_the_same_files_as_the_records(tmp_path):
-    """BatchTables: survivors encoded in a worker, then cut by a later step's drops, equal encoding the results."""
-    records = _records() + [make_record("Say bye.", "Bye", logprobs=LOGPROBS)]
-    early = [DroppedRecord(filter="finished", reason="truncated", record=records[0])]
-    survivors = records[1:]
-    encoded = BatchTables.of(survivors, early)
-    later = [DroppedRecord(filter="dedup", reason=f"exact-duplicate: of {records[1].request_key}", record=records[3])]
-    kept_table, dropped_table = encoded.finish(survivors, survivors[:2], later)
-    for name, table, items, dropped in (
-        ("kept", kept_table, survivors[:2], False),
-        ("dropped", dropped_table, early + later, True),
-    ):
-        by_records, by_tables = tmp_path / f"{name}-records.parquet", tmp_path / f"{name}-tables.parquet"
-        with RecordsWriter(by_records, dropped=dropped) as writer:
-            writer.write(items)
-        with RecordsWriter(by_tables, dropped=dropped) as writer:
-            writer.write_table(table)
-        assert by_tables.read_bytes() == by_records.read_bytes(), name
-    assert [r["reason"] for r in read_rows_at(tmp_path / "dropped-tables.parquet", "hint", [0, 1])] == [
-        "truncated",
-        f"exact-duplicate: of {records[1].request_key}",
-    ]
-    # a step that replaced a record (pii's redaction) leaves a record the worker never encoded: no tables
-    redacted = survivors[0].model_copy(update={"text": "[REDACTED]"})
-    assert encoded.finish(survivors, [redacted, *survivors[1:]], []) is None

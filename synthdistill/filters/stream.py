@@ -33,7 +33,6 @@ class BatchOutput:
     dropped: list[DroppedRecord] = field(default_factory=list)
     modified: list[ModifiedRecord] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # what `load` counted (e.g. stale records)
-    tables: tuple | None = None  # (kept, dropped) as Arrow tables when a worker encoded them (`run`'s `encode`)
 
 
 def _run_steps(
@@ -74,14 +73,9 @@ class StreamingPipeline:
         self.reports = [StepReport(s.name, s.config_params, 0, 0, 0) for s in steps]
         self.workers = max(1, workers)
 
-    def run(
-        self, tasks: Iterable, load: Callable[..., Loaded], encode: Callable | None = None
-    ) -> Iterator[BatchOutput]:
-        """With `encode(survivors, dropped)` (filtered_io.BatchTables.of), each worker also encodes its batch as
-        Arrow, and the output carries the tables (`BatchOutput.tables`): this process only writes them."""
+    def run(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[BatchOutput]:
         held: list[HarvestRecord] = []
-        encode = encode if not self.whole else None  # steps that see every record give records, not batches
-        for result, dropped, counts, inputs, encoded in self._per_record_results(tasks, load, encode):
+        for result, dropped, counts, inputs in self._per_record_results(tasks, load):
             out = BatchOutput(dropped=dropped + result.dropped, modified=result.modified, counts=counts)
             self._add(0, result.steps)
             streamed, reports = _run_steps(self.streamed, result.kept, self.streams, inputs)
@@ -92,25 +86,22 @@ class StreamingPipeline:
                 held += streamed.kept
             else:
                 out.kept = streamed.kept
-                if encoded is not None:
-                    out.tables = encoded.finish(result.kept, streamed.kept, streamed.dropped)
             yield out
         if self.whole:
             final, reports = _run_steps(self.whole, held)
             self._add(len(self.per_record) + len(self.streamed), reports)
             yield BatchOutput(final.kept, final.dropped, final.modified)
 
-    def _per_record_results(self, tasks: Iterable, load: Callable[..., Loaded], encode) -> Iterator[tuple]:
+    def _per_record_results(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[tuple]:
         first = self.streamed[0] if self.streamed else None
 
-        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int], object, object]:
+        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int], object]:
             records, dropped, counts = load(task)
             result = _run_steps(self.per_record, records)[0]
             # the first stream's per-record work (dedup's fingerprints) is done here, in the workers:
             # its records are exactly these survivors
             inputs = first.stream_inputs(result.kept, first.params) if first and first.stream_inputs else None
-            encoded = encode(result.kept, dropped + result.dropped) if encode is not None else None
-            return result, dropped, counts, inputs, encoded
+            return result, dropped, counts, inputs
 
         return ordered_map(load_and_filter, tasks, self.workers)
 
