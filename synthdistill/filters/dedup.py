@@ -132,14 +132,6 @@ def _permutations(num_perm: int):
     return MinHash(num_perm=num_perm, seed=SEED, scheme=SCHEME).permutations
 
 
-def near_duplicate_verdicts(
-    records: list[HarvestRecord], threshold: float, skip: list[str | None], same_prompt: bool = False
-) -> list[str | None]:
-    """'near-duplicate: like <request_key>' for each record within `threshold` (estimated Jaccard) of an earlier kept one."""
-    params = DedupParams(exact=False, near_threshold=threshold)
-    return NearDuplicates(threshold).verdicts(records, skip, same_prompt, [fingerprint(r, params) for r in records])
-
-
 class NearDuplicates:
     """The MinHash LSH index of the answers kept so far; `verdicts` checks a batch against it and adds its keepers."""
 

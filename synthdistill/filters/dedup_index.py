@@ -35,13 +35,11 @@ class MultiMap:
 
     def get(self, key: int) -> list[int]:
         """Every value stored under `key`, oldest first."""
-        start = int(np.searchsorted(self.keys, key, side="left"))
-        found = (
-            self.values[start : int(np.searchsorted(self.keys, key, side="right"))].tolist()
-            if start < len(self.keys)
-            else []
-        )
-        return found + self.recent.get(key, [])
+        # a numpy uint64, not the Python int: with an int numpy compares every key as float64 (O(n), inexact)
+        wanted = np.uint64(key)
+        start = int(np.searchsorted(self.keys, wanted, side="left"))
+        end = int(np.searchsorted(self.keys, wanted, side="right"))
+        return self.values[start:end].tolist() + self.recent.get(key, [])
 
     def add(self, key: int, value: int) -> None:
         self.recent.setdefault(key, []).append(value)

@@ -28,6 +28,16 @@ def test_multimap_keeps_every_value_in_insertion_order_across_merges(monkeypatch
     assert values.get(5) == []
 
 
+def test_multimap_tells_apart_keys_a_float64_cannot(monkeypatch):
+    # 2**62 + 1 and 2**62 + 2 are one float64: a lookup by Python int would compare as float64 and mix them
+    monkeypatch.setattr(dedup_index, "MERGE_AT", 2)
+    values = MultiMap()
+    for offset in range(6):
+        values.add(2**62 + offset, offset)
+    assert values.recent_count == 0 and len(values.keys) == 6
+    assert [values.get(2**62 + offset) for offset in range(6)] == [[offset] for offset in range(6)]
+
+
 def test_strings_and_rows_grow_and_give_back_what_was_stored():
     keys = Strings()
     assert [keys.append(f"key-{i}" * (i % 3)) for i in range(3000)] == list(range(3000))
