@@ -52,7 +52,7 @@ def _number(prompt_id: str) -> int | None:
         number = int(prompt_id, 16)
     except ValueError:
         return None
-    return number if len(prompt_id) == 16 and f"{number:016x}" == prompt_id else None
+    return number if len(prompt_id) == 16 and number >= 0 and f"{number:016x}" == prompt_id else None
 
 
 def configured_prompt_ids(config: DistillConfig) -> PromptIds:
