@@ -21,7 +21,7 @@ from synthdistill.arrow_lists import table_from_rows
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import RecordFacts
 from synthdistill.filter_stage import BATCH, kept_batches
-from synthdistill.filtered_io import light_batches, read_row_group, row_groups
+from synthdistill.filtered_io import any_logprobs, light_batches, read_row_group, row_groups
 from synthdistill.held_out import prompt_rank
 from synthdistill.records import HarvestRecord
 from synthdistill.run_layout import SHARD_ROWS, SPLITS, RunLayout
@@ -41,13 +41,13 @@ class Survey:
     tools: bool = False
     logprobs: bool = False
 
-    def add(self, records: list[HarvestRecord], with_logprobs: list[bool]) -> None:
+    def add(self, records: list[HarvestRecord], logprobs: bool = False) -> None:
         self.prompt_ranks.extend(prompt_rank(r.prompt_id, self.seed) for r in records)
         self.facts.add(records)
         if not self.with_reasoning:
             self.with_reasoning = [r for r in records if r.reasoning is not None][:1]
         self.tools = self.tools or has_tools(records)
-        self.logprobs = self.logprobs or any(with_logprobs)
+        self.logprobs = self.logprobs or logprobs
 
 
 def _hint(config: DistillConfig) -> str:
@@ -59,11 +59,12 @@ def survey(config: DistillConfig) -> Survey:
     found = Survey(seed=config.datasets.seed)
     layout = config.layout
     if layout.kept.exists():
-        for batch in light_batches(layout.kept, _hint(config)):
-            found.add([record for record, _ in batch], [flag for _, flag in batch])
+        for records in light_batches(layout.kept, _hint(config)):
+            found.add(records)
+        found.logprobs = any_logprobs(layout.kept, _hint(config))
     else:  # a run filtered before the output was Parquet (kept.jsonl), or none: kept_batches says so
         for records in kept_batches(config):
-            found.add(records, [r.has_logprobs for r in records])
+            found.add(records, any(r.has_logprobs for r in records))
     return found
 
 

@@ -296,17 +296,32 @@ def read_row_group(path: Path, hint: str, group: int, flat: bool = False) -> lis
         raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None
 
 
-def light_batches(path: Path, hint: str, batch_size: int = 5000) -> Iterator[list[tuple[HarvestRecord, bool]]]:
-    """(record without its token arrays, whether it has logprobs) for every row: what the build surveys first."""
-    columns = [*KEY_FIELDS, "record", "token_logprobs", "top_logprobs"]
+def light_batches(path: Path, hint: str) -> Iterator[list[HarvestRecord]]:
+    """Every row's record without its token arrays, a row group at a time: what the build surveys first.
+
+    A row group at a time, not `iter_batches`: over a 1M-row file it kept ~0.8 GB of decoded columns
+    alive after 150k rows (measured with the logprob columns); read one by one, nothing stays.
+    """
     parquet = _open(path, hint)
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
-        with_logprobs = [
-            a and b
-            for a, b in zip(
-                batch.column("token_logprobs").is_valid().to_pylist(),
-                batch.column("top_logprobs").is_valid().to_pylist(),
-            )
-        ]
+    for group in range(parquet.metadata.num_row_groups):
+        batch = _read_group(parquet, path, group, [*KEY_FIELDS, "record"], hint)
         keys = {name: batch.column(name).to_pylist() for name in (*KEY_FIELDS, "record")}
-        yield [(_record({name: keys[name][i] for name in keys}, {}), with_logprobs[i]) for i in range(batch.num_rows)]
+        yield [_record({name: keys[name][i] for name in keys}, {}) for i in range(batch.num_rows)]
+
+
+def any_logprobs(path: Path, hint: str) -> bool:
+    """Whether any row has both token and top-k logprobs (row groups read until one does: usually the first)."""
+    parquet = _open(path, hint)
+    for group in range(parquet.metadata.num_row_groups):
+        batch = _read_group(parquet, path, group, ["token_logprobs", "top_logprobs"], hint)
+        token, top = batch.column("token_logprobs").is_valid(), batch.column("top_logprobs").is_valid()
+        if any(a and b for a, b in zip(token.to_pylist(), top.to_pylist())):
+            return True
+    return False
+
+
+def _read_group(parquet, path: Path, group: int, columns: list[str], hint: str):
+    try:
+        return parquet.read_row_group(group, columns=columns)
+    except (OSError, ValueError):
+        raise DamagedFileError(f"not a complete Parquet file (truncated or edited); {hint}", file=path) from None

@@ -7,7 +7,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from synthdistill.errors import DamagedFileError
-from synthdistill.filtered_io import RecordsWriter, read_batches, read_row_group, read_rows_at, row_groups
+from synthdistill.filtered_io import (
+    RecordsWriter,
+    any_logprobs,
+    light_batches,
+    read_batches,
+    read_row_group,
+    read_rows_at,
+    row_groups,
+)
 from synthdistill.records import DroppedRecord, ToolCall
 from tests.records_fixtures import make_record
 
@@ -104,3 +112,22 @@ def test_a_file_whose_arrays_have_other_types_is_validated_and_named(tmp_path):
     pq.write_table(nulls, path)
     with pytest.raises(DamagedFileError):
         list(read_batches(path, "run filter again"))
+
+
+def test_the_build_survey_reads_records_without_arrays_and_finds_logprobs_in_any_row_group(tmp_path):
+    plain, with_logprobs, tools = _records()
+    path = tmp_path / "kept.parquet"
+    with RecordsWriter(path) as writer:
+        writer.write([plain, tools])  # row group 0: no logprobs
+        writer.write([with_logprobs])  # row group 1
+    batches = list(light_batches(path, "hint"))
+    assert [[r.request_key for r in batch] for batch in batches] == [
+        [plain.request_key, tools.request_key],
+        [with_logprobs.request_key],
+    ]
+    assert batches[1][0].text == "Hello!" and batches[1][0].token_ids is None  # the arrays are not read
+    assert any_logprobs(path, "hint") is True
+    only_plain = tmp_path / "plain.parquet"
+    with RecordsWriter(only_plain) as writer:
+        writer.write([plain, tools])
+    assert any_logprobs(only_plain, "hint") is False
