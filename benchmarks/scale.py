@@ -103,7 +103,10 @@ def fill_ledger(path: Path, records: int, processes: int = 1) -> float:
             with store.transaction():
                 store.put_done_encoded(rows)
             if chunk % 10 == 9:
-                print(f"  {(chunk + 1) * 1000:,} records in the ledger ({time.perf_counter() - started:.0f} s)", flush=True)
+                print(
+                    f"  {(chunk + 1) * 1000:,} records in the ledger ({time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
     _MAKING.clear()
     write_decision(config.layout, gate(config))
     return time.perf_counter() - started
@@ -161,7 +164,12 @@ def row(stage: str, n: int, wall: float, rss: int | None, disk: int | None, toke
 
 
 def scale_run(
-    records: int, workers: list[int], keep: Path | None, write: bool = True, processes: int = 1, project: Path | None = None
+    records: int,
+    workers: list[int],
+    keep: Path | None,
+    write: bool = True,
+    processes: int = 1,
+    project: Path | None = None,
 ) -> list[dict]:
     """Generate `records` into a ledger, then filter and build it with each number of `workers` in turn.
 
