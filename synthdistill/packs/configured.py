@@ -26,10 +26,10 @@ def configured_pack_infos(config: DistillConfig) -> list[PackInfo]:
 class PromptIds:
     """A set of prompt ids (16 hex digits: `records.prompt_id_for`) held as one sorted uint64 array, 8 bytes each."""
 
-    def __init__(self, ids: list[str] | array):
+    def __init__(self, numbers: array):
+        """`numbers`: the ids as an `array("Q")` (`int(prompt_id, 16)` each)."""
         import numpy as np  # not at import: `packs` is on the CLI's fast paths
 
-        numbers = ids if isinstance(ids, array) else array("Q", (n for n in map(_number, ids) if n is not None))
         self.sorted = np.unique(np.frombuffer(numbers, dtype=np.uint64) if len(numbers) else np.empty(0, np.uint64))
 
     def __len__(self) -> int:
