@@ -19,7 +19,7 @@ from dataclasses import asdict
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import ConfigError, DamagedFileError, StageError
-from synthdistill.filtered_io import RecordsWriter, read_batches
+from synthdistill.filtered_io import BatchTables, RecordsWriter, read_batches
 from synthdistill.filters import FilterContext, reason_category, resolve_step
 from synthdistill.filters.stream import StreamingPipeline
 from synthdistill.packs import configured_pack_infos, configured_prompt_ids
@@ -80,9 +80,13 @@ def run(config: DistillConfig, workers: int = 1) -> dict:
         RecordsWriter(layout.kept, inside=config.run_dir) as kept,
         RecordsWriter(layout.dropped, dropped=True, inside=config.run_dir) as dropped,
     ):
-        for out in pipeline.run(ranges, load):
-            kept.write(out.kept)
-            dropped.write(out.dropped)
+        for out in pipeline.run(ranges, load, BatchTables.encode):
+            if out.tables is not None:  # encoded in a worker
+                kept.write_table(out.tables[0])
+                dropped.write_table(out.tables[1])
+            else:
+                kept.write(out.kept)
+                dropped.write(out.dropped)
             modified += out.modified
             for key in ("input", "stale"):
                 totals[key] += out.counts.get(key, 0)

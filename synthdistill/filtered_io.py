@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,45 @@ def to_table(items: list[HarvestRecord] | list[DroppedRecord], dropped: bool = F
     """Records (or, with `dropped`, DroppedRecords) as one Arrow table of `schema(dropped)`."""
     rows = [_row(item.record, item) if dropped else _row(item) for item in items]
     return table_from_rows(rows, schema(dropped))
+
+
+@dataclass
+class BatchTables:
+    """A batch encoded in a worker: the records that passed the per-record steps and those dropped so far."""
+
+    survivors: Any  # Arrow table of `schema()`, a row per survivor, in order
+    dropped: Any  # Arrow table of `schema(dropped=True)`
+
+    @classmethod
+    def encode(
+        cls, survivors: list[HarvestRecord], dropped: list[DroppedRecord]
+    ) -> tuple[BatchTables, list[HarvestRecord], list[DroppedRecord]]:
+        """The tables, and the records without their token arrays: the bulk of what a worker would send back."""
+        light_dropped = [DroppedRecord(filter=d.filter, reason=d.reason, record=light(d.record)) for d in dropped]
+        return cls(to_table(survivors), to_table(dropped, dropped=True)), [light(r) for r in survivors], light_dropped
+
+    def finish(
+        self, survivors: list[HarvestRecord], kept: list[HarvestRecord], dropped: list[DroppedRecord]
+    ) -> tuple[Any, Any]:
+        """(kept, dropped) tables after steps that only dropped survivors (`dropped`: the streaming steps)."""
+        import pyarrow as pa
+
+        row = {id(record): i for i, record in enumerate(survivors)}
+        kept_rows = [row.get(id(record)) for record in kept]
+        dropped_rows = [row.get(id(item.record)) for item in dropped]
+        if None in kept_rows or None in dropped_rows:
+            # the records came back without their arrays (`light`): one a step made cannot be written
+            raise RuntimeError("a streaming filter step replaced a record; only per-record steps may")
+        later = self.survivors.take(pa.array(dropped_rows, pa.int64()))
+        later = later.add_column(len(KEY_FIELDS), "filter", pa.array([d.filter for d in dropped], pa.string()))
+        later = later.add_column(len(KEY_FIELDS) + 1, "reason", pa.array([d.reason for d in dropped], pa.string()))
+        all_dropped = pa.concat_tables([self.dropped, later.cast(schema(dropped=True))]).combine_chunks()
+        return self.survivors.take(pa.array(kept_rows, pa.int64())), all_dropped
+
+
+def light(record: HarvestRecord) -> HarvestRecord:
+    """A copy without the token arrays, for a process that only counts and compares records another encoded."""
+    return record.model_copy(update=dict.fromkeys(ARRAY_FIELDS)).with_flat_arrays(None)
 
 
 def from_rows(rows: list[dict[str, Any]]) -> list[HarvestRecord]:
@@ -199,13 +239,17 @@ class RecordsWriter:
         self._writer = None
 
     def write(self, items: list[HarvestRecord] | list[DroppedRecord]) -> None:
+        self.write_table(to_table(items, self.dropped) if items else None)
+
+    def write_table(self, table) -> None:
+        """Append a table of this file's schema (a worker's `BatchTables`) as one row group; None: nothing."""
         import pyarrow.parquet as pq
 
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, schema(self.dropped), compression=COMPRESSION)
-        if items:
-            self._writer.write_table(to_table(items, self.dropped))
-            self.rows += len(items)
+        if table is not None and len(table):
+            self._writer.write_table(table)
+            self.rows += len(table)
 
     def close(self) -> None:
         self.write([])  # an empty file still has the schema

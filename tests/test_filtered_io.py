@@ -8,6 +8,7 @@ import pytest
 
 from synthdistill.errors import DamagedFileError
 from synthdistill.filtered_io import (
+    BatchTables,
     RecordsWriter,
     any_logprobs,
     light_batches,
@@ -131,3 +132,39 @@ def test_the_build_survey_reads_records_without_arrays_and_finds_logprobs_in_any
     with RecordsWriter(only_plain) as writer:
         writer.write([plain, tools])
     assert any_logprobs(only_plain, "hint") is False
+
+
+def test_a_worker_encoded_batch_writes_the_same_files_as_the_records(tmp_path):
+    """BatchTables: survivors encoded in a worker, then cut by a later step's drops, equal encoding the results."""
+    records = _records() + [make_record("Say bye.", "Bye", logprobs=LOGPROBS)]
+    early = [DroppedRecord(filter="finished", reason="truncated", record=records[0])]
+    survivors = records[1:]
+    encoded, light_survivors, light_early = BatchTables.encode(survivors, early)
+    # what goes back to the main process: the same records without their token arrays
+    assert [r.request_key for r in light_survivors] == [r.request_key for r in survivors]
+    assert [r.text for r in light_survivors] == [r.text for r in survivors]
+    assert all(r.token_ids is None and r.top_logprobs is None and not r.has_logprobs for r in light_survivors)
+    assert survivors[-1].has_logprobs  # the originals are untouched
+    assert [(d.filter, d.reason, d.record.request_key) for d in light_early] == [
+        ("finished", "truncated", records[0].request_key)
+    ]
+    later = [DroppedRecord(filter="dedup", reason=f"exact-duplicate: of {records[1].request_key}", record=records[3])]
+    kept_table, dropped_table = encoded.finish(survivors, survivors[:2], later)
+    for name, table, items, dropped in (
+        ("kept", kept_table, survivors[:2], False),
+        ("dropped", dropped_table, early + later, True),
+    ):
+        by_records, by_tables = tmp_path / f"{name}-records.parquet", tmp_path / f"{name}-tables.parquet"
+        with RecordsWriter(by_records, dropped=dropped) as writer:
+            writer.write(items)
+        with RecordsWriter(by_tables, dropped=dropped) as writer:
+            writer.write_table(table)
+        assert by_tables.read_bytes() == by_records.read_bytes(), name
+    assert [r["reason"] for r in read_rows_at(tmp_path / "dropped-tables.parquet", "hint", [0, 1])] == [
+        "truncated",
+        f"exact-duplicate: of {records[1].request_key}",
+    ]
+    # only per-record steps (run before the encoding) may replace a record: a later one that did is refused
+    redacted = survivors[0].model_copy(update={"text": "[REDACTED]"})
+    with pytest.raises(RuntimeError, match="streaming filter step replaced a record"):
+        encoded.finish(survivors, [redacted, *survivors[1:]], [])

@@ -33,6 +33,7 @@ class BatchOutput:
     dropped: list[DroppedRecord] = field(default_factory=list)
     modified: list[ModifiedRecord] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)  # what `load` counted (e.g. stale records)
+    tables: tuple | None = None  # (kept, dropped) as Arrow tables when a worker encoded them (`run`'s `encode`)
 
 
 def _run_steps(
@@ -73,9 +74,17 @@ class StreamingPipeline:
         self.reports = [StepReport(s.name, s.config_params, 0, 0, 0) for s in steps]
         self.workers = max(1, workers)
 
-    def run(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[BatchOutput]:
+    def run(
+        self, tasks: Iterable, load: Callable[..., Loaded], encode: Callable | None = None
+    ) -> Iterator[BatchOutput]:
+        """With `encode(survivors, dropped)` (filtered_io.BatchTables.encode), each worker also encodes its batch as
+        Arrow and sends the records back lighter; the output carries the tables (`BatchOutput.tables`)."""
         held: list[HarvestRecord] = []
-        for result, dropped, counts, inputs in self._per_record_results(tasks, load):
+        # the records come back without their arrays, so only streams (dedup: it drops, reads none) may follow;
+        # a per-record step after one may read them or replace a record, and whole steps give records, not batches
+        if self.whole or any(step.mode != "stream" for step in self.streamed):
+            encode = None
+        for result, dropped, counts, inputs, encoded in self._per_record_results(tasks, load, encode):
             out = BatchOutput(dropped=dropped + result.dropped, modified=result.modified, counts=counts)
             self._add(0, result.steps)
             streamed, reports = _run_steps(self.streamed, result.kept, self.streams, inputs)
@@ -86,22 +95,28 @@ class StreamingPipeline:
                 held += streamed.kept
             else:
                 out.kept = streamed.kept
+                if encoded is not None:
+                    out.tables = encoded.finish(result.kept, streamed.kept, streamed.dropped)
             yield out
         if self.whole:
             final, reports = _run_steps(self.whole, held)
             self._add(len(self.per_record) + len(self.streamed), reports)
             yield BatchOutput(final.kept, final.dropped, final.modified)
 
-    def _per_record_results(self, tasks: Iterable, load: Callable[..., Loaded]) -> Iterator[tuple]:
+    def _per_record_results(self, tasks: Iterable, load: Callable[..., Loaded], encode) -> Iterator[tuple]:
         first = self.streamed[0] if self.streamed else None
 
-        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int], object]:
+        def load_and_filter(task) -> tuple[FilterResult, list[DroppedRecord], dict[str, int], object, object]:
             records, dropped, counts = load(task)
             result = _run_steps(self.per_record, records)[0]
             # the first stream's per-record work (dedup's fingerprints) is done here, in the workers:
             # its records are exactly these survivors
             inputs = first.stream_inputs(result.kept, first.params) if first and first.stream_inputs else None
-            return result, dropped, counts, inputs
+            encoded = None
+            if encode is not None:  # `encode` gives the tables and what is left of the records to count and compare
+                encoded, result.kept, dropped = encode(result.kept, dropped + result.dropped)
+                result.dropped = []
+            return result, dropped, counts, inputs, encoded
 
         return ordered_map(load_and_filter, tasks, self.workers)
 

@@ -140,3 +140,46 @@ def test_arrays_no_step_reads_are_written_from_the_ledger_as_a_step_reading_them
         assert {round(r["top_logprobs"][0][0], 2) for r in untouched} == {-0.2, -3.0}  # float16 in Parquet
         assert {tuple(r["token_ids"] or ()) for r in untouched} == {(), (7, 8, 7, 9, 7)}
     assert outputs[0] == outputs[1]
+
+
+def test_workers_encode_the_batches_when_dedup_ends_the_pipeline_and_the_files_are_the_same(tmp_path, monkeypatch):
+    """With only streams (dedup) after the per-record steps the workers write Arrow tables and send the
+    records back without arrays; the files equal those written from the records, arrays included."""
+    from synthdistill.filters.stream import StreamingPipeline
+
+    filters = "filters:\n  - finished\n  - refusal\n  - dedup: {exact: true, near_threshold: 0.9}\n"
+    config = project(tmp_path, filters)
+    harvest(config, _many())
+    filter_stage.run(config)  # one batch
+    kept_whole = kept_records(config.run_dir)
+    monkeypatch.setattr(filter_stage, "BATCH", 4)  # 8 batches
+    encoded, encode_on = [], [False]
+    run = StreamingPipeline.run
+
+    def recording_run(self, tasks, load, encode=None):
+        for out in run(self, tasks, load, encode if encode_on[0] else None):
+            encoded.append(out.tables is not None)
+            yield out
+
+    monkeypatch.setattr(StreamingPipeline, "run", recording_run)
+    filter_stage.run(config, workers=1)  # written from the records, batch after batch
+    from_records = _output(config)
+    assert encoded == [False] * 8 and kept_records(config.run_dir) == kept_whole
+    encode_on[0] = True
+    for workers in (1, 2):
+        encoded.clear()
+        filter_stage.run(config, workers=workers)
+        assert _output(config) == from_records, workers  # byte for byte
+        assert encoded == [True] * 8  # every batch came as tables
+    kept, dropped = kept_records(config.run_dir), dropped_rows(config.run_dir)
+    assert [step["dropped"] for step in from_records["report"]["steps"]] == [4, 3, 9]
+    assert len(kept) == 14 and all(len(r["top_logprobs"]) == 5 for r in kept)
+    by_dedup = [d for d in dropped if d["filter"] == "dedup"]
+    assert len(by_dedup) == 9 and all(len(d["record"]["top_logprobs"]) == 5 for d in by_dedup)
+
+    # a per-record step after dedup (pii may redact) takes the records' way: no tables
+    config = project(tmp_path / "pii", filters + "  - pii: {action: redact}\n")
+    harvest(config, _many())
+    encoded.clear()
+    filter_stage.run(config, workers=2)
+    assert encoded == [False] * 8
