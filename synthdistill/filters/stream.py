@@ -82,7 +82,8 @@ class StreamingPipeline:
         held: list[HarvestRecord] = []
         # the records come back without their arrays, so only streams (dedup: it drops, reads none) may follow;
         # a per-record step after one may read them or replace a record, and whole steps give records, not batches
-        if self.whole or any(step.mode != "stream" for step in self.streamed):
+        # (in one process there is nothing to send back: the records are written as they are)
+        if self.workers == 1 or self.whole or any(step.mode != "stream" for step in self.streamed):
             encode = None
         for result, dropped, counts, inputs, encoded in self._per_record_results(tasks, load, encode):
             out = BatchOutput(dropped=dropped + result.dropped, modified=result.modified, counts=counts)
