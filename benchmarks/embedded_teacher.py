@@ -35,7 +35,8 @@ def child(batch_size: int, prompts: int) -> dict:
     import asyncio
 
     from synthdistill.config import load_config
-    from synthdistill.harvest import configured_prompts, plan_requests
+    from synthdistill.harvest_plan import plan_requests
+    from synthdistill.packs import configured_prompts
     from synthdistill.teachers import make_teacher
 
     config = load_config(PROJECT)

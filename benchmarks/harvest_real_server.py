@@ -61,7 +61,7 @@ def write_project(root: Path, base_url: str, concurrency: int, limit: int | None
 def rendered_bodies(config_path: Path) -> list[dict]:
     """The chat bodies the harvester sends for this project (vLLM dialect), built by its own code."""
     from synthdistill.config import load_config
-    from synthdistill.harvest import plan_requests
+    from synthdistill.harvest_plan import plan_requests
     from synthdistill.packs import configured_prompts
     from synthdistill.teachers.openai_dialects import build_chat_body
 

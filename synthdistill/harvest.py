@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -30,8 +29,8 @@ from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, RetryableTeacherError
 from synthdistill.harvest_batches import drive_batches
 from synthdistill.harvest_embeddings import EmbeddingSummary
+from synthdistill.harvest_plan import PendingQueue, PlannedRequest, RequestPlan
 from synthdistill.harvest_structured import StructuredOutcome, ask_until_valid
-from synthdistill.packs import configured_prompts
 from synthdistill.policy import AnsweringModelGate, gate, write_decision
 from synthdistill.pricing import (
     Budget,
@@ -41,14 +40,14 @@ from synthdistill.pricing import (
     teacher_quote,
 )
 from synthdistill.rate_limit import RateLimiter
-from synthdistill.records import Completion, HarvestRecord, Prompt, TeacherRequest, Usage, request_key_for, utc_now
+from synthdistill.records import Completion, HarvestRecord, Usage, utc_now
 from synthdistill.retrying import FailureBrake, RequestFailed, RetryPolicy, until_first_failure
 from synthdistill.safe_write import write_text
 from synthdistill.shards import Shard, harvest_digest
 from synthdistill.stall_watch import StallWatch
 from synthdistill.store import HarvestStore
 from synthdistill.teachers import BatchTeacher, Teacher, make_teacher
-from synthdistill.teachers.answer_formats import check_supported, structured_problem
+from synthdistill.teachers.answer_formats import structured_problem
 
 
 class HarvestObserver(Protocol):
@@ -75,13 +74,6 @@ class _Silent:
 
     def retrying(self, kind: str) -> None:
         pass
-
-
-@dataclass
-class PlannedRequest:
-    prompt: Prompt
-    request: TeacherRequest
-    request_sent: TeacherRequest | None = None  # a structured answer's re-ask (another seed, the same key)
 
 
 class HarvestSummary(BaseModel):
@@ -112,26 +104,6 @@ class HarvestSummary(BaseModel):
     ledger: str
     shard: str | None = None  # "i/N" when this run harvested one shard (`harvest --shard`)
     config_digest: str | None = None  # what was asked (shards.harvest_digest): merge refuses ledgers that differ
-
-
-def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
-    """One request per (prompt, sample); each sample gets its own seed so samples differ."""
-    planned = []
-    for prompt in prompts:
-        for sample_index in range(config.harvest.samples_per_prompt):
-            sampling = config.harvest.sampling(prompt.sampling_overrides, config.teacher.chat_template_kwargs)
-            if sampling.seed is not None:
-                sampling = sampling.model_copy(update={"seed": sampling.seed + sample_index})
-            key = request_key_for(config.teacher.model, prompt.messages, sampling, sample_index, prompt.answer_format)
-            request = TeacherRequest(
-                request_key=key,
-                messages=prompt.messages,
-                sampling=sampling,
-                sample_index=sample_index,
-                answer_format=prompt.answer_format,
-            )
-            planned.append(PlannedRequest(prompt, request))
-    return planned
 
 
 def estimated_tokens(item: PlannedRequest) -> int:
@@ -208,15 +180,14 @@ class HarvestRun:
         if paused is not None:
             paused(seconds, reason)
 
-    async def run(self, teacher: Teacher, pending: list[PlannedRequest]) -> None:
+    async def run(self, teacher: Teacher, queue: PendingQueue) -> None:
         """Send every pending request with `teacher` (returns early on a budget stop; raises on 401/403)."""
         self.teacher = teacher
         if hasattr(teacher, "on_rate_limits"):
             teacher.on_rate_limits = self.limiter.observe
-        queue = deque(pending)
         workers = [
             asyncio.create_task(self._worker(queue))
-            for _ in range(min(self.config.teacher.max_concurrency, len(pending)))
+            for _ in range(min(self.config.teacher.max_concurrency, len(queue)))
         ]
         if self.config.teacher.backend == "openai":  # an in-process model is slow, not stuck, while it loads
             workers.append(asyncio.create_task(self._watch(workers[:])))
@@ -240,12 +211,14 @@ class HarvestRun:
             self.watch.check(self.tally.errors_by_kind, self.tally.answered, hosts)
             await asyncio.sleep(step)
 
-    async def _worker(self, queue: deque[PlannedRequest]) -> None:
+    async def _worker(self, queue: PendingQueue) -> None:
         while queue and not self.budget.exhausted:
-            item = queue.popleft()
+            item = queue.take()
+            if item is None:
+                return
             reserved = self.reserve(item)
             if reserved is None:
-                queue.appendleft(item)  # not sent: left for a later run with more budget
+                queue.put_back(item)  # not sent: left for a later run with more budget
                 return
             self.retried_failures += item.request.request_key in self.failed_before
             try:
@@ -389,11 +362,8 @@ async def run_async(
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
     embeddings, decision = harvest_embeddings.prepare(config, decision)  # the embedding model is gated too
-    prompts = configured_prompts(config, limit)
-    check_supported(prompts, config.teacher.backend, config.teacher.endpoint, config.path)
-    planned = plan_requests(config, prompts)
-    if shard is not None:
-        planned = list(shard.select(planned))
+    # every prompt rendered and checked (pack errors, what the teacher cannot take) before anything is sent
+    checked = RequestPlan.make(config, limit=limit, shard=shard)
     api_key = read_api_key(config)
     price = teacher_price(config)
     check_budget_priced(price, config.harvest.budget_usd, config.teacher.model, config.path)
@@ -410,22 +380,22 @@ async def run_async(
         spent_before += harvest_embeddings.spent_usd(embeddings, store)
         budget = Budget(price, config.harvest.budget_usd, spent_before)
         run_id = store.start_run()
-        done = store.done_keys()
+        # the ledger's answers looked up a chunk at a time: 8 bytes are kept per request still to send
+        requests = checked if fresh else RequestPlan.make(config, limit=limit, shard=shard, done_among=store.done_among)
         failed_before = {f["request_key"] for f in store.failures()}
-        pending = [item for item in planned if item.request.request_key not in done]
-        observer.planned(len(planned), len(planned) - len(pending))
+        observer.planned(requests.requests, requests.held)
         run = HarvestRun(config, store, decision, budget, observer, failed_before)
         try:
-            await _send(run, pending, api_key)
+            await _send(run, requests, api_key)
             embedded = await harvest_embeddings.harvest_embeddings(run, embeddings) if embeddings else None
         finally:
             if run.decision is not decision:  # the server answered as other models: the decision records them
                 write_decision(config.layout, run.decision)
         tally = run.tally
         summary = HarvestSummary(
-            prompts=len(prompts),
-            requests_planned=len(planned),
-            already_done=len(planned) - len(pending),
+            prompts=requests.prompts,
+            requests_planned=requests.requests,
+            already_done=requests.held,
             answered=tally.answered,
             failed=tally.failed,
             retried_failures=run.retried_failures,
@@ -455,15 +425,15 @@ async def run_async(
     return summary
 
 
-async def _send(run: HarvestRun, pending: list[PlannedRequest], api_key: str | None) -> None:
-    if not pending:
+async def _send(run: HarvestRun, requests: RequestPlan, api_key: str | None) -> None:
+    if not requests.to_send:
         return
     teacher = make_teacher(run.config.teacher, api_key=api_key, project_dir=run.config.project_dir)
     try:
-        if isinstance(teacher, BatchTeacher):
-            await run.run_batches(teacher, pending)
+        if isinstance(teacher, BatchTeacher):  # batches are cut at the provider's limits from the whole list
+            await run.run_batches(teacher, list(requests.pending()))
         else:
-            await run.run(teacher, pending)
+            await run.run(teacher, PendingQueue(requests.pending(), requests.to_send))
     finally:
         run.warnings = list(getattr(getattr(teacher, "knob_warnings", None), "messages", []))
         await teacher.aclose()

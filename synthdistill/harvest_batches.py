@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from synthdistill.teachers import BatchFailure, BatchTeacher
 
 if TYPE_CHECKING:  # for annotations only: harvest.py imports this module
-    from synthdistill.harvest import HarvestRun, PlannedRequest
+    from synthdistill.harvest import HarvestRun
+    from synthdistill.harvest_plan import PlannedRequest
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """`synthdistill plan`: the gate's verdict, the size, the cost and the time of a harvest, before a single request.
 
-    gate (decided, not raised) → prompts × samples and their request keys (harvest.plan_requests)
-    → what the ledger already holds (read-only) → prompt tokens → output tokens → cost → disk → time
+    gate (decided, not raised) → prompts × samples and their request keys, one at a time
+    (harvest_plan.RequestPlan, as harvest plans) → what the ledger already holds (read-only, a chunk at a time) → prompt tokens → output tokens → cost → disk → time
 
 Nothing is sent and nothing is written: no teacher is built (so no model listing is probed),
 the ledger is opened read-only. `harvest` computes the same plan, prints its one line and keeps
@@ -24,15 +24,17 @@ Where each number comes from (every estimate says so in the plan itself):
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from synthdistill.config import DistillConfig
 from synthdistill.errors import DamagedFileError
-from synthdistill.harvest import PlannedRequest, plan_requests
-from synthdistill.packs import configured_prompts
+from synthdistill.harvest import estimated_tokens
+from synthdistill.harvest_plan import PlannedRequest, RequestPlan
 from synthdistill.plan_size import DiskPlan, LedgerUse, TimePlan, disk_plan, time_plan
 from synthdistill.policy import refusal_message
 from synthdistill.policy.gate import decide_for
@@ -118,15 +120,20 @@ def _gate(config: DistillConfig) -> GatePlan:
     )
 
 
-def _ledger_use(config: DistillConfig, fresh: bool) -> LedgerUse:
-    """What the ledger holds (nothing with `fresh`, which deletes it); a damaged ledger is refused as harvest does."""
+@contextmanager
+def _ledger_use(config: DistillConfig, fresh: bool) -> Iterator[tuple[LedgerUse, Callable | None]]:
+    """What the ledger holds and `done_among` to look keys up in it (neither with `fresh`, which deletes it).
+
+    A damaged ledger is refused as harvest refuses it.
+    """
     path = config.layout.ledger
     if fresh or not path.exists():
-        return LedgerUse(done=set(), packs={})
+        yield LedgerUse(packs={}), None
+        return
     check_ledger_file(path)
     try:
         with LedgerReader(path) as ledger:
-            return LedgerUse(done=ledger.done_keys(), packs=ledger.pack_usage())
+            yield LedgerUse(packs=ledger.pack_usage()), ledger.done_among
     except LedgerReadError as exc:
         raise DamagedFileError(
             f"not a readable synthdistill harvest ledger ({exc}); {RESTART_HINT}", file=path
@@ -144,27 +151,50 @@ def _cost(quote_: PriceQuote | None, tokens: TokenRange, out_expected: int | Non
     )
 
 
-def _counts(
-    items: list[PlannedRequest],
-    done: set[str],
-    counter: PromptCounter,
-    expected_per_request: float | None,
-    quotes: tuple[PriceQuote, PriceQuote | None],
-) -> dict:
-    to_send = [item for item in items if item.request.request_key not in done]
-    low = value = high = 0
-    for item in to_send:
-        count = counter.count(item.prompt)
-        low, value, high = low + count[0], value + count[1], high + count[2]
+@dataclass
+class _PackSums:
+    """A pack's planned requests, added up one at a time (`RequestPlan.make`'s visit)."""
+
+    prompts: int = 0
+    last_prompt: str | None = None
+    requests: int = 0
+    held: int = 0
+    max_tokens: int = 0
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0])  # prompt tokens to send: low, value, high
+    output_tokens_max: int = 0  # of the requests to send
+    bytes_to_send: int = 0  # UTF-8 bytes of the prompts of the requests to send
+    bytes_all: int = 0  # of every planned request
+    charged: int = 0  # what the tokens-per-minute limiter charges the requests to send
+
+    def add(self, item: PlannedRequest, done: bool, counter: PromptCounter, tokens_per_minute: int | None) -> None:
+        if item.prompt.prompt_id != self.last_prompt:  # a prompt's samples come one after another
+            self.prompts, self.last_prompt = self.prompts + 1, item.prompt.prompt_id
+        self.requests += 1
+        self.max_tokens = max(self.max_tokens, item.request.sampling.max_tokens)
+        size = _utf8_bytes(item)
+        self.bytes_all += size
+        if done:
+            self.held += 1
+            return
+        self.tokens = [total + n for total, n in zip(self.tokens, counter.count(item.prompt))]
+        self.output_tokens_max += item.request.sampling.max_tokens
+        self.bytes_to_send += size
+        if tokens_per_minute:
+            self.charged += min(estimated_tokens(item), tokens_per_minute)
+
+
+def _counts(sums: _PackSums, expected_per_request: float | None, quotes: tuple[PriceQuote, PriceQuote | None]) -> dict:
+    to_send = sums.requests - sums.held
+    low, value, high = sums.tokens
     tokens = TokenRange(low=low, value=value, high=high)
-    out_max = sum(item.request.sampling.max_tokens for item in to_send)
-    out_expected = round(expected_per_request * len(to_send)) if expected_per_request is not None else None
+    out_max = sums.output_tokens_max
+    out_expected = round(expected_per_request * to_send) if expected_per_request is not None else None
     standard, batch = quotes
     return {
-        "prompts": len({item.prompt.prompt_id for item in items}),
-        "requests": len(items),
-        "held": len(items) - len(to_send),
-        "to_send": len(to_send),
+        "prompts": sums.prompts,
+        "requests": sums.requests,
+        "held": sums.held,
+        "to_send": to_send,
         "prompt_tokens": tokens,
         "output_tokens_max": out_max,
         "output_tokens_expected": out_expected,
@@ -239,18 +269,15 @@ def _budget_warning(config: DistillConfig, total: Counts, applies: str, spent: f
     ]
 
 
-def _pack_plan(
-    pack: str, items: list[PlannedRequest], ledger: LedgerUse, counter: PromptCounter, quotes: tuple
-) -> PackPlan:
-    max_tokens = max(item.request.sampling.max_tokens for item in items)
+def _pack_plan(pack: str, sums: _PackSums, ledger: LedgerUse, quotes: tuple) -> PackPlan:
     mean_out = ledger.mean(pack, "tokens_out")
-    expected = min(mean_out, max_tokens) if mean_out is not None else None
+    expected = min(mean_out, sums.max_tokens) if mean_out is not None else None
     used = ledger.packs.get(pack)
     return PackPlan(
         pack=pack,
-        max_tokens=max_tokens,
+        max_tokens=sums.max_tokens,
         expected_from=used["answers"] if used else 0,
-        **_counts(items, ledger.done, counter, expected, quotes),
+        **_counts(sums, expected, quotes),
     )
 
 
@@ -270,20 +297,18 @@ def run(
     standard, batch, applies = _quotes(config)
     if gate.allowed:  # harvest's order: a refusal (exit 3) first, then a budget without a price (exit 2)
         check_budget_priced(standard.price, config.harvest.budget_usd, config.teacher.model, config.path)
-    planned = plan_requests(config, configured_prompts(config, limit))
-    if shard is not None:
-        planned = list(shard.select(planned))
-    ledger = _ledger_use(config, fresh)
     counter, warnings = prompt_counter(config)
+    sums: dict[str, _PackSums] = {}
+    tokens_per_minute = config.teacher.tokens_per_minute
 
-    by_pack: dict[str, list[PlannedRequest]] = defaultdict(list)
-    for item in planned:
-        by_pack[item.prompt.pack].append(item)
-    packs = [_pack_plan(pack, items, ledger, counter, (standard, batch)) for pack, items in by_pack.items()]
-    pending = [item for item in planned if item.request.request_key not in ledger.done]
-    prompt_bytes: dict[str, int] = defaultdict(int)
-    for item in pending:
-        prompt_bytes[item.prompt.pack] += _utf8_bytes(item)
+    def visit(item: PlannedRequest, done: bool) -> None:
+        sums.setdefault(item.prompt.pack, _PackSums()).add(item, done, counter, tokens_per_minute)
+
+    with _ledger_use(config, fresh) as (ledger, done_among):  # one pass: 8 bytes kept per request to send
+        requests = RequestPlan.make(config, limit=limit, shard=shard, done_among=done_among, visit=visit)
+    packs = [_pack_plan(pack, pack_sums, ledger, (standard, batch)) for pack, pack_sums in sums.items()]
+    prompt_bytes = {pack: pack_sums.bytes_to_send for pack, pack_sums in sums.items()}
+    charged = sum(pack_sums.charged for pack_sums in sums.values())
     paid = batch if applies == "batch" else standard
     spent = round(paid.price.cost(*ledger.tokens()), 6) if paid.price is not None else None
     total = _sum_counts(packs)
@@ -300,8 +325,8 @@ def run(
         cost_applies=applies,
         spent_usd=spent,
         budget_usd=config.harvest.budget_usd,
-        disk=disk_plan(config, packs, ledger, prompt_bytes, sum(_utf8_bytes(item) for item in planned)),
-        time=time_plan(config, packs, pending, ledger),
+        disk=disk_plan(config, packs, ledger, prompt_bytes, sum(pack_sums.bytes_all for pack_sums in sums.values())),
+        time=time_plan(config, packs, requests.to_send, charged, ledger),
         warnings=warnings + _warnings(config) + _budget_warning(config, total, applies, spent),
         shard=str(shard) if shard is not None else None,
     )

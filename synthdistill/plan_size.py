@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from synthdistill.config import DistillConfig
-from synthdistill.harvest import PlannedRequest, estimated_tokens
 from synthdistill.rate_limit import least_seconds
 
 PackPlan = Any  # plan.PackPlan (plan.py imports this module)
@@ -42,9 +41,8 @@ BATCH_WINDOW_S = 24 * 3600  # the Batch API's completion window (openai_batch.py
 
 @dataclass
 class LedgerUse:
-    """What the ledger holds: the answered request keys and, per pack, sums of its answers (store.pack_usage)."""
+    """What the ledger holds: per pack, sums of its answers (store.pack_usage)."""
 
-    done: set[str]
     packs: dict[str, dict]
 
     def tokens(self) -> tuple[int, int]:
@@ -120,12 +118,13 @@ def disk_plan(
     )
 
 
-def time_plan(
-    config: DistillConfig, packs: list[PackPlan], pending: list[PlannedRequest], ledger: LedgerUse
-) -> TimePlan:
-    """How long sending `pending` takes: the slowest of the rate limits and the measured latency, or unknown."""
+def time_plan(config: DistillConfig, packs: list[PackPlan], to_send: int, charged: int, ledger: LedgerUse) -> TimePlan:
+    """How long sending `to_send` requests takes: the slowest of the rate limits and the measured latency, or unknown.
+
+    `charged`: what the tokens-per-minute limiter charges them (each `estimated_tokens`, at most the limit).
+    """
     teacher = config.teacher
-    if not pending:
+    if not to_send:
         return TimePlan(seconds=0.0, bound="about", because=["nothing to send"])
     if teacher.backend == "openai-batch":
         return TimePlan(
@@ -134,14 +133,13 @@ def time_plan(
     floors: list[tuple[float, str]] = []  # the rate limiter's own rule: a burst, then per_minute / 60 a second
     if teacher.requests_per_minute:
         rpm = teacher.requests_per_minute
-        floors.append((least_seconds(rpm, len(pending)), f"requests_per_minute={rpm:g}"))
+        floors.append((least_seconds(rpm, to_send), f"requests_per_minute={rpm:g}"))
     if teacher.tokens_per_minute:
         tpm = teacher.tokens_per_minute
-        charged = sum(min(estimated_tokens(item), tpm) for item in pending)  # what the limiter charges
         floors.append((least_seconds(tpm, charged), f"tokens_per_minute={tpm:g}"))
     latency = [(p.to_send, ledger.mean(p.pack, "latency_ms")) for p in packs if p.to_send]
     if all(mean is not None for _, mean in latency):
-        in_flight = min(teacher.max_concurrency, len(pending))
+        in_flight = min(teacher.max_concurrency, to_send)
         busy_s = sum(n * mean / 1000 for n, mean in latency)
         floors.append((busy_s / in_flight, f"latency measured in the ledger, {in_flight} in flight"))
         bound = "about"

@@ -29,6 +29,7 @@ from synthdistill.store_reader import (
     StoredEmbedding,
     _counts,
     checkpoint,
+    done_among,
     wal_path,
 )
 from synthdistill.store_schema import MIGRATION_BATCH, MIGRATIONS
@@ -418,6 +419,11 @@ class HarvestStore:
     @_guarded
     def done_keys(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT request_key FROM requests WHERE status = 'done'")}
+
+    @_guarded
+    def done_among(self, keys: list[str]) -> set[str]:
+        """Which of `keys` the ledger holds an answer for (a chunk of a plan: harvest_plan.py)."""
+        return done_among(self._db, keys)
 
     def records(self, keys: set[str] | None = None) -> Iterator[HarvestRecord]:
         """Answered records in the order they were first requested (insertion order)."""

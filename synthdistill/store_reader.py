@@ -182,6 +182,10 @@ class LedgerReader:
         """The request keys the ledger holds an answer for."""
         return {row["request_key"] for row in self._dicts("SELECT request_key FROM requests WHERE status = 'done'")}
 
+    def done_among(self, keys: list[str]) -> set[str]:
+        """Which of `keys` the ledger holds an answer for (a chunk of a plan: harvest_plan.py)."""
+        return done_among(self._db, keys)
+
     def pack_usage(self) -> dict[str, dict]:
         """Per pack, what its stored answers took: {answers, tokens_in, tokens_out, latency_ms, record_bytes} (sums)."""
         rows = self._dicts(
@@ -271,3 +275,13 @@ class LedgerReader:
                     f"the stored answer of request {key} is not a valid record; {RESTART_HINT}", file=self.path
                 ) from None
         return records
+
+
+def done_among(db, keys: list[str]) -> set[str]:
+    """Which of `keys` have an answer in the ledger `db` (an sqlite3 connection); one query per 500 keys."""
+    done: set[str] = set()
+    for start in range(0, len(keys), 500):
+        part = keys[start : start + 500]
+        sql = f"SELECT request_key FROM requests WHERE status = 'done' AND request_key IN ({','.join('?' * len(part))})"
+        done.update(row[0] for row in db.execute(sql, part))
+    return done

@@ -9,7 +9,7 @@ import pytest
 from synthdistill.cli import main
 from synthdistill.config import load_config
 from synthdistill.errors import InputError
-from synthdistill.harvest import plan_requests
+from synthdistill.harvest_plan import plan_requests
 from synthdistill.packs import configured_prompts
 from synthdistill.run_layout import RunLayout
 from synthdistill.shards import Shard

@@ -23,6 +23,7 @@ from synthdistill.packs.configured import (
     configured_pack_infos,
     configured_packs,
     configured_prompt_ids,
+    configured_prompt_stream,
     configured_prompts,
 )
 from synthdistill.packs.format import create_pack
@@ -46,6 +47,7 @@ __all__ = [
     "configured_pack_infos",
     "configured_packs",
     "configured_prompt_ids",
+    "configured_prompt_stream",
     "configured_prompts",
     "create_pack",
     "discover_packs",

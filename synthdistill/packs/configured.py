@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from synthdistill.errors import PackError
 from synthdistill.packs.loading import cached_pack, load_pack, resolve_pack_path
 from synthdistill.packs.reading import Pack, PackInfo, iter_prompts, read_pack_info
+from synthdistill.packs.rows import combination_count
 from synthdistill.records import Prompt
 
 if TYPE_CHECKING:
     from synthdistill.config import DistillConfig
+
+
+# A rows file larger than this is streamed: its prompts are rendered again in each pass, never held
+# (~2 KB a rendered prompt in memory); a smaller pack is rendered once per process and kept.
+STREAM_ABOVE_BYTES = 4 * 2**20
+STREAM_ABOVE_PROMPTS = 10_000  # a `variables:` pack's combinations
 
 
 def configured_packs(config: DistillConfig) -> list[Pack]:
@@ -69,6 +79,52 @@ def configured_prompt_ids(config: DistillConfig) -> PromptIds:
                 return PromptIds(numbers)
             numbers.append(int(prompt.prompt_id, 16))
     return PromptIds(numbers)
+
+
+def configured_prompt_stream(config: DistillConfig, limit: int | None = None) -> Iterator[Prompt]:
+    """`configured_prompts` one at a time, held by no one (8 bytes a prompt, to find repeats).
+
+    A pack's problem is raised as `load_pack` words it; a prompt that repeats an earlier one of its
+    pack is found only at the end of that pack, so act on the prompts once the stream has ended
+    (the harvest plans in a first pass: harvest_plan.py).
+    """
+    import numpy as np
+
+    limit = limit if limit is not None else config.harvest.limit
+    made = 0
+    for reference in config.harvest.packs:
+        if limit is not None and made >= limit:
+            return
+        left = None if limit is None else limit - made
+        path = resolve_pack_path(reference, config.project_dir)
+        if _kept_whole(path):  # rendered once, then every pass and stage of this process reads the cache
+            prompts = configured_pack(config, reference, left).prompts
+        else:
+            cached = cached_pack(path, max_prompt_chars=config.harvest.max_prompt_chars)
+            prompts = cached.prompts if cached is not None else iter_prompts(path, config.harvest.max_prompt_chars)
+        ids = array("Q")
+        try:
+            for prompt in prompts:
+                if left is not None and len(ids) >= left:
+                    break
+                ids.append(int(prompt.prompt_id, 16))
+                yield prompt
+        except PackError:
+            configured_pack(config, reference, left)  # every problem of the pack, as the harvest always said them
+            raise
+        made += len(ids)
+        if len(np.unique(np.frombuffer(ids, dtype=np.uint64))) < len(ids):
+            configured_pack(config, reference, left)  # raises: names the repeated row
+            raise PackError("a prompt repeats an earlier one of its pack", file=path)
+
+
+def _kept_whole(path: Path) -> bool:
+    """Whether a pack is small enough to hold rendered."""
+    spec = read_pack_info(path).spec
+    if spec.rows is None:
+        return combination_count(spec.variables) <= STREAM_ABOVE_PROMPTS
+    rows = path / spec.rows
+    return not rows.is_file() or rows.stat().st_size <= STREAM_ABOVE_BYTES  # a missing file: load_pack says so
 
 
 def configured_prompts(config: DistillConfig, limit: int | None = None) -> list[Prompt]:

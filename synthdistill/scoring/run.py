@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from synthdistill.api_keys import read_api_key
@@ -22,6 +21,7 @@ from synthdistill.async_bridge import outside_running_loop as _outside_running_l
 from synthdistill.config import DistillConfig
 from synthdistill.errors import AnsweringModelRefused, ConfigError, StageError
 from synthdistill.harvest import HarvestRun, _Silent, teacher_price
+from synthdistill.harvest_plan import PendingQueue
 from synthdistill.policy import gate
 from synthdistill.pricing import Budget, check_budget_priced, prompt_tokens_upper_bound
 from synthdistill.records import utc_now
@@ -93,12 +93,14 @@ class ScoringRun(HarvestRun):
         self.top_k = top_k
         self.prompt_tokens = 0
 
-    async def _worker(self, queue: deque[SampleToScore]) -> None:
+    async def _worker(self, queue: PendingQueue) -> None:
         while queue and not self.budget.exhausted:
-            sample = queue.popleft()
+            sample = queue.take()
+            if sample is None:
+                return
             reserved = self.budget.reserve(prompt_tokens_upper_bound(sample.conversation()), 1)
             if reserved is None:
-                queue.appendleft(sample)  # left for a later run with more budget
+                queue.put_back(sample)  # left for a later run with more budget
                 return
             key = sample.score_key
             self.retried_failures += key in self.failed_before
@@ -193,7 +195,7 @@ async def score_async(config: DistillConfig, samples: list[SampleToScore], *, ob
         if pending:
             scorer = make_scorer(config, api_key)
             try:
-                await run.run(scorer, pending)
+                await run.run(scorer, PendingQueue(iter(pending), len(pending)))
             finally:
                 await scorer.aclose()
         stored = store.scored([s.score_key for s in unique])
