@@ -8,7 +8,7 @@ alike. A variant is a code tree (this one, or a baseline checkout given by --bas
 `teacher.batch_size`. Each run is its own process; the model load is not timed.
 
     python benchmarks/embedded_teacher.py --baseline /tmp/base --prompts 64 --rounds 3 \\
-        --variant base:8 --variant base:32 --variant new:8 --variant new:32 --json out.json
+        --variant base:8 --variant base:32 --variant new:8 --variant new:32 --variant new:64:bfloat16 --json out.json
 
 Prints answer tokens per second per run, the median per variant, and whether each variant's
 answers are the same as the first variant's (per-row reproducibility: a row's sample must not
@@ -30,18 +30,23 @@ REPO = Path(__file__).resolve().parent.parent
 PROJECT = REPO / "examples" / "quickstart" / "distill.yaml"
 
 
-def child(batch_size: int, prompts: int) -> dict:
+def child(batch_size: int, prompts: int, dtype: str | None = None) -> dict:
     """Answer the first `prompts` requests of the quickstart with this tree's teacher; timings and answers."""
     import asyncio
 
     from synthdistill.config import load_config
-    from synthdistill.harvest_plan import plan_requests
     from synthdistill.packs import configured_prompts
+
+    try:
+        from synthdistill.harvest_plan import plan_requests
+    except ImportError:  # a baseline from before harvest_plan.py
+        from synthdistill.harvest import plan_requests
     from synthdistill.teachers import make_teacher
 
     config = load_config(PROJECT)
     requests = [item.request for item in plan_requests(config, configured_prompts(config, prompts))]
-    teacher = make_teacher(config.teacher.model_copy(update={"batch_size": batch_size}), project_dir=config.project_dir)
+    update = {"batch_size": batch_size, **({"dtype": dtype} if dtype else {})}
+    teacher = make_teacher(config.teacher.model_copy(update=update), project_dir=config.project_dir)
     teacher._load()
 
     async def ask_all():
@@ -57,10 +62,12 @@ def child(batch_size: int, prompts: int) -> dict:
     return {"seconds": seconds, "answer_tokens": tokens, "texts": [a.text for a in answers]}
 
 
-def run_variant(tree: Path, batch_size: int, prompts: int) -> dict:
+def run_variant(tree: Path, batch_size: int, prompts: int, dtype: str | None = None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    dtype_args = ["--dtype", dtype] if dtype else []
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", str(batch_size), "--prompts", str(prompts)],
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(batch_size), "--prompts", str(prompts)]
+        + dtype_args,
         env=env,
         capture_output=True,
         text=True,
@@ -78,20 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--dtype", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.prompts)))
+        print(json.dumps(child(args.child, args.prompts, args.dtype)))
         return 0
-    variants = [(v.split(":")[0], int(v.split(":")[1])) for v in (args.variant or ["new:8"])]
+    # tree:batch_size[:dtype] (dtype: teacher.dtype, this tree only; the baseline may not know it)
+    variants = [(v.split(":") + [None])[:3] for v in (args.variant or ["new:8"])]
     trees = {"new": REPO, "base": args.baseline}
-    runs: dict[str, list[dict]] = {f"{t}:{b}": [] for t, b in variants}
+    runs: dict[str, list[dict]] = {":".join(filter(None, v)): [] for v in variants}
     for round_index in range(args.rounds):
-        for tree, batch in variants:
-            result = run_variant(trees[tree], batch, args.prompts)
-            runs[f"{tree}:{batch}"].append(result)
+        for tree, batch, dtype in variants:
+            name = ":".join(filter(None, (tree, batch, dtype)))
+            result = run_variant(trees[tree], int(batch), args.prompts, dtype)
+            runs[name].append(result)
             rate = result["answer_tokens"] / result["seconds"]
             print(
-                f"round {round_index} {tree}:{batch}: {result['answer_tokens']} tokens in {result['seconds']:.1f} s = {rate:.1f} tok/s",
+                f"round {round_index} {name}: {result['answer_tokens']} tokens in {result['seconds']:.1f} s = {rate:.1f} tok/s",
                 flush=True,
             )
     first = next(iter(runs.values()))[0]["texts"]

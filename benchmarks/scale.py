@@ -170,6 +170,7 @@ def scale_run(
     write: bool = True,
     processes: int = 1,
     project: Path | None = None,
+    stages: tuple[str, ...] = ("filter", "build"),
 ) -> list[dict]:
     """Generate `records` into a ledger, then filter and build it with each number of `workers` in turn.
 
@@ -190,6 +191,8 @@ def scale_run(
         layout = load_config(config_path).layout
         for n in workers:
             for stage, out in (("filter", layout.filtered_dir), ("build", layout.datasets_dir)):
+                if stage not in stages:
+                    continue
                 wall, rss = run_measured([stage, "-c", str(config_path), "--workers", str(n)], work)
                 rows.append(row(stage, records, wall, rss, size(out), tokens, n))
                 save(rows[-1:], write)
@@ -255,7 +258,7 @@ def save(rows: list[dict], write: bool = True) -> None:
             f"{r['records']:,}",
             str(r["workers"]),
             str(r.get("batch", "-")),
-            f"{r['wall_s']:,}",
+            f"{r['wall_s']:,}" if r["wall_s"] is not None else "-",
             f"{r['peak_rss_mib']:,}" if r["peak_rss_mib"] else "-",
             f"{r['bytes']:,}" if r["bytes"] else "-",
             f"{r['bytes_per_answer_token']}" if r["bytes_per_answer_token"] else "-",
@@ -274,10 +277,12 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="make the ledger's records in this many processes")
     parser.add_argument("--project", type=Path, default=None, help="a folder `--keep` left: reuse its ledger")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
+    parser.add_argument("--stages", default="filter,build", help="which to time (build alone: on a filtered --project)")
     args = parser.parse_args()
     if args.records:
         workers = [int(n) for n in args.workers.split(",") if int(n)]
-        scale_run(args.records, workers, args.keep, not args.no_write, args.processes, args.project)
+        stages = tuple(args.stages.split(","))
+        scale_run(args.records, workers, args.keep, not args.no_write, args.processes, args.project, stages)
     if args.harvest:
         save(harvest_run(args.harvest), not args.no_write)
 

@@ -96,6 +96,11 @@ class TeacherConfig(_Strict):
         "(the OpenAI Batch API takes up to 200 MB)",
     )
     device: str = Field("auto", description="transformers backend: auto | cpu | cuda | cuda:N")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="transformers backend: the weights' precision; auto = bfloat16 on a GPU, float32 on a CPU "
+        "(bfloat16 there is faster where the CPU has AMX or AVX-512 BF16, at bfloat16's logprob precision)",
+    )
     chat_template_kwargs: dict[str, Any] | None = Field(
         None,
         description="Arguments for the teacher's chat template, e.g. {enable_thinking: false} for a hybrid thinking "

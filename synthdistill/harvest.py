@@ -1,8 +1,9 @@
 """The harvest scheduler: gate, plan, send with bounded concurrency, store, resume.
 
-    gate (a refusal sends nothing) → plan one request per (prompt, sample) → skip those
-    the ledger holds → `max_concurrency` workers, each: reserve budget → wait for the
-    rate limiter → ask with retries (retrying.py) → commit the answer or the failure.
+    gate (a refusal sends nothing) → plan one request per (prompt, sample), skipping those
+    the ledger holds (harvest_plan.py: streamed, 8 bytes kept per pending request) →
+    `max_concurrency` workers, each: reserve budget → wait for the rate limiter → ask with
+    retries (retrying.py) → commit the answer or the failure.
 
 A batch teacher (`teachers.BatchTeacher`, the OpenAI Batch API) is driven batch by
 batch instead (harvest_batches.py), through the same budget, ledger and tallies.
@@ -352,18 +353,20 @@ async def run_async(
     observer=None,
     plan: BaseModel | None = None,
     shard: Shard | None = None,
+    requests: RequestPlan | None = None,
 ) -> HarvestSummary:
     """Run the harvest stage: the policy gate first (a refusal sends nothing), then every pending request.
 
     `plan` (plan.run's summary for the same limit and fresh) is kept in the run folder for the audit;
-    `shard` keeps only that shard's share of the requests (shards.py).
+    `shard` keeps only that shard's share of the requests (shards.py); `requests`, the plan's pass over
+    them (plan.run_with_requests, same limit, fresh and shard, under the same lock), saves planning again.
     """
     observer = observer or _Silent()
     started = time.perf_counter()
     decision = gate(config)  # raises PolicyDenied before a single request
     embeddings, decision = harvest_embeddings.prepare(config, decision)  # the embedding model is gated too
     # every prompt rendered and checked (pack errors, what the teacher cannot take) before anything is sent
-    checked = RequestPlan.make(config, limit=limit, shard=shard)
+    checked = requests or RequestPlan.make(config, limit=limit, shard=shard)
     api_key = read_api_key(config)
     price = teacher_price(config)
     check_budget_priced(price, config.harvest.budget_usd, config.teacher.model, config.path)
@@ -381,7 +384,9 @@ async def run_async(
         budget = Budget(price, config.harvest.budget_usd, spent_before)
         run_id = store.start_run()
         # the ledger's answers looked up a chunk at a time: 8 bytes are kept per request still to send
-        requests = checked if fresh else RequestPlan.make(config, limit=limit, shard=shard, done_among=store.done_among)
+        if not fresh and requests is None:
+            requests = RequestPlan.make(config, limit=limit, shard=shard, done_among=store.done_among)
+        requests = requests or checked
         failed_before = {f["request_key"] for f in store.failures()}
         observer.planned(requests.requests, requests.held)
         run = HarvestRun(config, store, decision, budget, observer, failed_before)
@@ -447,6 +452,9 @@ def run(
     observer=None,
     plan: BaseModel | None = None,
     shard: Shard | None = None,
+    requests: RequestPlan | None = None,
 ) -> HarvestSummary:
     """Synchronous entry point of the harvest stage."""
-    return asyncio.run(run_async(config, limit=limit, fresh=fresh, observer=observer, plan=plan, shard=shard))
+    return asyncio.run(
+        run_async(config, limit=limit, fresh=fresh, observer=observer, plan=plan, shard=shard, requests=requests)
+    )

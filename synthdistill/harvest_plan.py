@@ -144,21 +144,29 @@ class RequestPlan:
 
 class PendingQueue:
     """The senders' queue over `RequestPlan.pending()` (or any work items: samples to score): taken one at a time,
-    an item not sent put back; `count` is how many the iterator gives."""
+    an item not sent put back. `count` (how many the iterator gives) sizes it for reports; the queue ends
+    when the iterator does."""
 
     def __init__(self, items: Iterator, count: int):
-        self._items, self._left, self._back = items, count, []
+        self._items, self._left, self._back, self._ended = items, count, [], False
 
     def __len__(self) -> int:
-        return self._left
+        """How many are left, as far as the plan counted them."""
+        return 0 if self._ended and not self._back else max(self._left, len(self._back))
+
+    def __bool__(self) -> bool:
+        return bool(self._back) or not self._ended
 
     def take(self):
-        """The next request, or None when none is left."""
+        """The next item, or None when none is left."""
         if self._back:
             self._left -= 1
             return self._back.pop()
-        item = next(self._items, None)
-        self._left = max(0, self._left - 1) if item is not None else 0  # fewer: a pack was edited since the plan
+        item = next(self._items, None) if not self._ended else None
+        if item is None:
+            self._ended, self._left = True, 0
+            return None
+        self._left = max(0, self._left - 1)
         return item
 
     def put_back(self, item) -> None:

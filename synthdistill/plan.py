@@ -165,6 +165,7 @@ class _PackSums:
     bytes_to_send: int = 0  # UTF-8 bytes of the prompts of the requests to send
     bytes_all: int = 0  # of every planned request
     charged: int = 0  # what the tokens-per-minute limiter charges the requests to send
+    counted: tuple | None = None  # (prompt id, its token count): the last prompt counted
 
     def add(self, item: PlannedRequest, done: bool, counter: PromptCounter, tokens_per_minute: int | None) -> None:
         if item.prompt.prompt_id != self.last_prompt:  # a prompt's samples come one after another
@@ -176,7 +177,9 @@ class _PackSums:
         if done:
             self.held += 1
             return
-        self.tokens = [total + n for total, n in zip(self.tokens, counter.count(item.prompt))]
+        if self.counted is None or self.counted[0] != item.prompt.prompt_id:  # a prompt's samples: counted once
+            self.counted = (item.prompt.prompt_id, counter.count(item.prompt))
+        self.tokens = [total + n for total, n in zip(self.tokens, self.counted[1])]
         self.output_tokens_max += item.request.sampling.max_tokens
         self.bytes_to_send += size
         if tokens_per_minute:
@@ -293,6 +296,13 @@ def run(
     A gate refusal is part of the plan (`gate.allowed` False, `gate.refusal` the message);
     the CLI turns it into exit 3. A budget without a known price is refused (exit 2) as harvest refuses it.
     """
+    return run_with_requests(config, limit=limit, fresh=fresh, shard=shard)[0]
+
+
+def run_with_requests(
+    config: DistillConfig, *, limit: int | None = None, fresh: bool = False, shard: Shard | None = None
+) -> tuple[PlanSummary, RequestPlan]:
+    """`run`, and the pass over the requests it made: a harvest that follows at once sends from it (project.py)."""
     gate = _gate(config)
     standard, batch, applies = _quotes(config)
     if gate.allowed:  # harvest's order: a refusal (exit 3) first, then a budget without a price (exit 2)
@@ -312,7 +322,7 @@ def run(
     paid = batch if applies == "batch" else standard
     spent = round(paid.price.cost(*ledger.tokens()), 6) if paid.price is not None else None
     total = _sum_counts(packs)
-    return PlanSummary(
+    summary = PlanSummary(
         teacher=config.teacher.model,
         backend=config.teacher.backend,
         gate=gate,
@@ -330,3 +340,4 @@ def run(
         warnings=warnings + _warnings(config) + _budget_warning(config, total, applies, spent),
         shard=str(shard) if shard is not None else None,
     )
+    return summary, requests

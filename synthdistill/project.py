@@ -159,15 +159,23 @@ class Project:
         shard = as_shard(shard)
         with self._stage("harvest") as config:
             self._snapshot("harvest", config)
-            try:
-                planned = plan.run(config, limit=limit, fresh=fresh, shard=shard)
+            try:  # the plan's pass over the requests is the harvest's too (the lock keeps the ledger as it read it)
+                planned, requests = plan.run_with_requests(config, limit=limit, fresh=fresh, shard=shard)
             except DamagedFileError:  # a damaged ledger is harvest's to report (after it records the decision)
-                planned = None
+                planned = requests = None
             if planned is not None and planned.gate.allowed:  # a refusal, too, is harvest's (exit 3)
                 self.reporter.planned(planned, config)
             with self.reporter.harvest_observer(config) as observer:
                 summary = outside_running_loop(
-                    lambda: harvest.run(config, limit=limit, fresh=fresh, observer=observer, plan=planned, shard=shard)
+                    lambda: harvest.run(
+                        config,
+                        limit=limit,
+                        fresh=fresh,
+                        observer=observer,
+                        plan=planned,
+                        shard=shard,
+                        requests=requests,
+                    )
                 )
             data = summary.model_dump()
             self.reporter.stage_done("harvest", data, config)

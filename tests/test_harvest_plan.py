@@ -103,8 +103,48 @@ def test_the_queue_takes_the_requests_in_order_and_puts_back_what_was_not_sent(t
     # a plan that counted more than the packs now give (edited since): the queue ends when they do
     short = PendingQueue(iter(items[:2]), 4)
     assert [short.take(), short.take(), short.take()] == [items[0], items[1], None] and len(short) == 0
+    # ... or fewer (a key's first 64 bits shared with an answered one): every item is still given
+    more = PendingQueue(iter(items), 2)
+    taken = []
+    while more:
+        item = more.take()
+        if item is not None:
+            taken.append(item)
+    assert taken == items and len(more) == 0
 
 
 def test_key_numbers_are_the_first_64_bits_of_the_key():
     assert key_number("ffffffffffffffff" + "0" * 16) == 2**64 - 1
     assert key_number("0000000000000001" + "f" * 16) == 1
+
+
+def test_a_streamed_pack_is_rendered_twice_per_harvest_and_resumes_without_duplicates(tmp_path, monkeypatch):
+    """A pack too big to keep: the plan's pass (which the harvest reuses) and the senders' pass, nothing held."""
+    from synthdistill.packs import configured, reading
+    from synthdistill.project import Project
+
+    monkeypatch.setattr(configured, "STREAM_ABOVE_BYTES", 0)  # every rows file counts as big
+    renders: list[str] = []
+    real_rendered = reading._rendered
+
+    def counting(info, *args, **kwargs):
+        renders.append(info.name)
+        return real_rendered(info, *args, **kwargs)
+
+    monkeypatch.setattr(reading, "_rendered", counting)
+    with FakeOpenAIServer() as server:
+        project = Project(write_project(tmp_path, server.base_url, 30))
+        first = project.harvest(limit=10)
+        assert (first["requests_planned"], first["already_done"], first["answered"]) == (10, 0, 10)
+        assert renders == ["tiny", "tiny"]
+        renders.clear()
+        second = project.harvest()
+        assert (second["requests_planned"], second["already_done"], second["answered"]) == (30, 10, 20)
+        assert renders == ["tiny", "tiny"]
+        renders.clear()
+        third = project.harvest()  # nothing left: only the plan's pass
+        assert (third["already_done"], third["answered"], third["requests_sent"]) == (30, 0, 0)
+        assert renders == ["tiny"]
+        assert server.stats()["requests"] == 30
+    with HarvestStore(tmp_path / "outputs" / "run" / "harvest" / "ledger.sqlite") as store:
+        assert len(store.done_keys()) == 30

@@ -72,7 +72,9 @@ class TransformersTeacher:
                 tokenizer.padding_side = "left"
                 if tokenizer.pad_token_id is None:
                     tokenizer.pad_token = tokenizer.eos_token
-                dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+                dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(self.config.dtype)
+                if dtype is None:  # auto
+                    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
                 torch.set_num_threads(max(1, torch.get_num_threads()))
                 # what an API's system_fingerprint says: the software and numerics that answered

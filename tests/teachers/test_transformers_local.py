@@ -91,6 +91,26 @@ def test_a_sampled_answer_does_not_depend_on_its_batch(smollm2_dir):
     assert [c.text for c in other_seed] != [c.text for c in together]
 
 
+def test_bfloat16_on_a_cpu_answers_in_bfloat16_and_a_row_does_not_depend_on_its_batch(smollm2_dir):
+    """`teacher.dtype: bfloat16`: the fingerprint says so; logprobs stay logprobs; batching changes no row."""
+    sampling = Sampling(temperature=0.9, max_tokens=16, top_logprobs=3, seed=11)
+    requests = [_request(q, sampling) for q in QUESTIONS]
+
+    def ask(batch_size, batch):
+        config = TeacherConfig(backend="transformers", model=MODEL, batch_size=batch_size, device="cpu")
+        teacher = TransformersTeacher(config.model_copy(update={"dtype": "bfloat16"}))
+        return asyncio.run(_ask_all(teacher, batch))
+
+    together = ask(3, requests)
+    alone = ask(1, requests[1:2])
+    assert together[0].system_fingerprint.endswith(" bfloat16 cpu")
+    assert alone[0].logprobs.token_ids == together[1].logprobs.token_ids and alone[0].text == together[1].text
+    for completion in together:
+        top = completion.logprobs.top_logprobs
+        assert all(row == sorted(row, reverse=True) and row[0] <= 0.0 for row in top)
+        assert sum(math.exp(v) for v in top[0]) <= 1.0 + 1e-3
+
+
 def test_row_sampler_draws_from_the_tempered_distribution():
     import torch
 
