@@ -73,7 +73,7 @@ class TransformersTeacher:
                 if tokenizer.pad_token_id is None:
                     tokenizer.pad_token = tokenizer.eos_token
                 dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(self.config.dtype)
-                if dtype is None:  # auto
+                if dtype is None:  # auto: a CPU keeps float32, where a row's answer does not depend on its batch
                     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
                 torch.set_num_threads(max(1, torch.get_num_threads()))
