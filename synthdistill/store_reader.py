@@ -282,6 +282,7 @@ def done_among(db, keys: list[str]) -> set[str]:
     done: set[str] = set()
     for start in range(0, len(keys), 500):
         part = keys[start : start + 500]
-        sql = f"SELECT request_key FROM requests WHERE status = 'done' AND request_key IN ({','.join('?' * len(part))})"
-        done.update(row[0] for row in db.execute(sql, part))
+        # by key alone: with `status = 'done'` in the WHERE, SQLite walks the status index (every answer) instead
+        sql = f"SELECT request_key, status FROM requests WHERE request_key IN ({','.join('?' * len(part))})"
+        done.update(key for key, status in db.execute(sql, part) if status == "done")
     return done

@@ -37,6 +37,28 @@ def test_done_record_round_trips_and_is_never_overwritten(tmp_path):
         assert store.counts() == {"done": 1, "failed": 0}
 
 
+def test_done_among_names_the_answered_keys_and_looks_each_up_by_key(tmp_path):
+    """A plan asks 500 keys at a time: each lookup uses the key's index, never a walk over every answer."""
+    from synthdistill.store import encoded_answer
+
+    path = tmp_path / "ledger.sqlite"
+    record = make_record()
+    with HarvestStore(path) as store:
+        store.put_done_encoded(
+            [encoded_answer(record.model_copy(update={"request_key": f"{i:032x}"})) for i in range(4000)]
+        )
+        store.put_failed(f"{4001:032x}", "p", "demo", 0, "server", "boom", 3)
+        asked = [f"{i:032x}" for i in (0, 7, 3999, 4000, 4001)]
+        assert store.done_among(asked) == {f"{i:032x}" for i in (0, 7, 3999)}
+        steps = []
+        store._db.set_progress_handler(lambda: steps.append(1), 100)  # a call per 100 SQLite VM instructions
+        store.done_among(asked)
+        store._db.set_progress_handler(None, 100)
+        assert len(steps) < 20  # walking the 4,000 answers' status index took > 400
+    with LedgerReader(path) as reader:
+        assert reader.done_among(asked * 150) == {f"{i:032x}" for i in (0, 7, 3999)}  # 750 keys: two queries
+
+
 def test_failure_keeps_last_error_and_is_replaced_by_a_later_answer(tmp_path):
     record = make_record()
     with HarvestStore(tmp_path / "ledger.sqlite") as store:
