@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 # A rows file larger than this is streamed: its prompts are rendered again in each pass, never held
-# (~2 KB a rendered prompt in memory); a smaller pack is rendered once per process and kept.
+# (each rendered prompt is several pydantic objects); a smaller pack is rendered once per process and kept.
 STREAM_ABOVE_BYTES = 4 * 2**20
 STREAM_ABOVE_PROMPTS = 10_000  # a `variables:` pack's combinations
 
