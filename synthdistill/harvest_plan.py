@@ -53,7 +53,7 @@ def planned_requests(config: DistillConfig, prompts: Iterable[Prompt]) -> Iterat
 
 
 def plan_requests(config: DistillConfig, prompts: list[Prompt]) -> list[PlannedRequest]:
-    """`planned_requests` as a list (small plans: tests, the Batch API's by-key table)."""
+    """`planned_requests` as a list (small plans: tests and benchmarks)."""
     return list(planned_requests(config, prompts))
 
 

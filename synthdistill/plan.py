@@ -1,7 +1,8 @@
 """`synthdistill plan`: the gate's verdict, the size, the cost and the time of a harvest, before a single request.
 
     gate (decided, not raised) → prompts × samples and their request keys, one at a time
-    (harvest_plan.RequestPlan, as harvest plans) → what the ledger already holds (read-only, a chunk at a time) → prompt tokens → output tokens → cost → disk → time
+    (harvest_plan.RequestPlan, as harvest plans) → what the ledger already holds (read-only, a chunk
+    at a time) → prompt tokens → output tokens → cost → disk → time
 
 Nothing is sent and nothing is written: no teacher is built (so no model listing is probed),
 the ledger is opened read-only. `harvest` computes the same plan, prints its one line and keeps
