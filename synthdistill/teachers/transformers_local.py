@@ -12,7 +12,6 @@ the student should learn.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from synthdistill.chat_tokens import prompt_token_ids
 from synthdistill.errors import StageError, SynthdistillError
 from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
+from synthdistill.teachers.decode_loop import RowSampler, decode
 from synthdistill.teachers.knobs import KnobWarnings, knob_values
 from synthdistill.thinking import split_inline
 
@@ -87,9 +87,7 @@ class TransformersTeacher:
 
     def generate_batch(self, requests: list[TeacherRequest]) -> list[Completion]:
         """Generate answers for requests that share sampling parameters (blocking)."""
-        import torch
-
-        model, tokenizer, device = self._load()
+        model, tokenizer, _ = self._load()
         sampling = requests[0].sampling
         template_kwargs = sampling.chat_template_kwargs or {}
         self.knob_warnings.ignored(
@@ -98,48 +96,29 @@ class TransformersTeacher:
         prompts = [
             prompt_token_ids(tokenizer, [m.model_dump() for m in r.messages], **template_kwargs) for r in requests
         ]
-        width = max(len(p) for p in prompts)
-        pad = tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
         eos_ids = _eos_ids(model, tokenizer)
-        recorder = TopKRecorder(sampling.top_logprobs) if sampling.top_logprobs > 0 else None
-        processors = row_sampler(sampling, [r.request_key for r in requests])
-        if recorder is not None:
-            processors.insert(0, recorder)  # first: it must see the raw logits, before temperature and top-p
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                max_new_tokens=sampling.max_tokens,
-                # Greedy over warped scores plus per-row Gumbel noise is sampling (see row_sampler).
-                do_sample=False,
-                logits_processor=processors,
-                temperature=None,
-                top_p=None,
-                top_k=None,
-                eos_token_id=eos_ids,
-                pad_token_id=pad,
-                return_dict_in_generate=True,
-            )
-        generated = out.sequences[:, width:].tolist()
-        steps = recorder.finish(out.sequences) if recorder is not None else None
+        rows = decode(
+            model,
+            prompts,
+            max_new_tokens=sampling.max_tokens,
+            eos_ids=eos_ids,
+            pad_id=tokenizer.pad_token_id,
+            top_k=sampling.top_logprobs,
+            sampler=RowSampler(sampling, [r.request_key for r in requests]),
+        )
         completions = []
-        for row, ids in enumerate(generated):
-            length, finish = _answer_length(ids, eos_ids)
-            answer_ids = ids[:length]
+        for row, answer in enumerate(rows):
+            answer_ids, finish = answer.token_ids, answer.finish_reason
             reasoning, text = split_answer(tokenizer, answer_ids, eos_ids, finish)
             token_logprobs = None
-            if steps is not None:
-                chosen, top_values, top_indices = steps
-                top_ids = [top_indices[step][row] for step in range(length)]
+            if sampling.top_logprobs > 0:
                 token_logprobs = TokenLogprobs(
                     tokens=[self._piece(tokenizer, t) for t in answer_ids],
                     token_ids=answer_ids,
-                    token_logprobs=[chosen[step][row] for step in range(length)],
-                    top_tokens=[[self._piece(tokenizer, t) for t in ids_at] for ids_at in top_ids],
-                    top_ids=top_ids,
-                    top_logprobs=[top_values[step][row] for step in range(length)],
+                    token_logprobs=answer.chosen_logprobs,
+                    top_tokens=[[self._piece(tokenizer, t) for t in ids_at] for ids_at in answer.top_ids],
+                    top_ids=answer.top_ids,
+                    top_logprobs=answer.top_logprobs,
                 )
             completions.append(
                 Completion(
@@ -148,7 +127,7 @@ class TransformersTeacher:
                     finish_reason=finish,
                     model=self.model,
                     system_fingerprint=self.fingerprint,
-                    usage=Usage(prompt_tokens=len(prompts[row]), completion_tokens=length),
+                    usage=Usage(prompt_tokens=len(prompts[row]), completion_tokens=len(answer_ids)),
                     logprobs=token_logprobs,
                 )
             )
@@ -238,79 +217,6 @@ def load_failure(model: str, exc: Exception) -> SynthdistillError:
     return error
 
 
-def row_seed(seed: int | None, request_key: str) -> int:
-    """A row's sampling seed: the harvest seed mixed with the request key (which names prompt and sample)."""
-    return int(hashlib.sha256(f"{seed or 0}:{request_key}".encode()).hexdigest()[:15], 16)
-
-
-class TopKRecorder:
-    """A logits processor that keeps, per step, the top-k logprobs of the raw logits and the chosen token's.
-
-    It replaces `output_logits`, which kept every step's full-vocabulary logits until the end
-    (steps × batch × vocab floats) only for us to take k of them and the chosen one.
-    """
-
-    def __init__(self, k: int):
-        self.k = k
-        self.values: list = []  # per step: [batch, k] logprobs
-        self.indices: list = []  # per step: [batch, k] token ids
-        self.chosen: list = []  # per step: [batch] logprob of the token generated at that step
-        self._last = None  # the previous step's logprobs, until the token it chose is known
-
-    def __call__(self, input_ids, scores):
-        if self._last is not None:
-            self.chosen.append(self._last.gather(1, input_ids[:, -1:].to(self._last.device)).squeeze(1))
-        logprobs = scores.float().log_softmax(dim=-1)
-        values, indices = logprobs.topk(self.k, dim=-1)
-        self.values.append(values)
-        self.indices.append(indices)
-        self._last = logprobs
-        return scores
-
-    def finish(self, sequences) -> tuple[list, list, list]:
-        """(chosen [step][row], top values [step][row][k], top ids [step][row][k]) once generation has ended."""
-        import torch
-
-        if self._last is not None and len(self.chosen) < len(self.values):
-            self.chosen.append(self._last.gather(1, sequences[:, -1:].to(self._last.device)).squeeze(1))
-            self._last = None
-        return (
-            torch.stack(self.chosen).tolist(),
-            torch.stack(self.values).tolist(),
-            torch.stack(self.indices).tolist(),
-        )
-
-
-def row_sampler(sampling, request_keys: list[str]):
-    """Logits processors that turn greedy decoding into sampling at `sampling`'s temperature and top-p.
-
-    Gumbel-max: argmax(log p + g) with g ~ Gumbel(0, 1) is a draw from p. Each row's noise comes
-    from its own generator, so a row's answer is the same whatever else is in the batch.
-    Temperature 0 adds no processor: plain greedy decoding.
-    """
-    import torch
-    from transformers import LogitsProcessor, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
-
-    if sampling.temperature <= 0:
-        return LogitsProcessorList()
-
-    class PerRowGumbel(LogitsProcessor):
-        def __init__(self) -> None:
-            self.generators = [torch.Generator().manual_seed(row_seed(sampling.seed, key)) for key in request_keys]
-
-        def __call__(self, input_ids, scores):
-            uniform = torch.stack(
-                [torch.rand(scores.shape[-1], generator=g, dtype=torch.float64) for g in self.generators]
-            )
-            gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
-            return scores + gumbel.to(device=scores.device, dtype=scores.dtype)  # -inf (cut by top-p) stays -inf
-
-    warpers = [TemperatureLogitsWarper(sampling.temperature)]
-    if sampling.top_p is not None and sampling.top_p < 1.0:
-        warpers.append(TopPLogitsWarper(sampling.top_p))
-    return LogitsProcessorList([*warpers, PerRowGumbel()])
-
-
 def split_answer(tokenizer, answer_ids: list[int], eos_ids: list[int], finish: str) -> tuple[str | None, str]:
     """(trace, answer) of generated ids: a thinking model's inline <think>…</think> split as a server's parser would."""
     text = tokenizer.decode([t for t in answer_ids if t not in eos_ids], skip_special_tokens=False)
@@ -323,11 +229,3 @@ def _eos_ids(model, tokenizer) -> list[int]:
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
-
-
-def _answer_length(ids: list[int], eos_ids: list[int]) -> tuple[int, str]:
-    """Tokens that belong to the answer (through the first end token) and the finish reason."""
-    for i, token in enumerate(ids):
-        if token in eos_ids:
-            return i + 1, "stop"
-    return len(ids), "length"

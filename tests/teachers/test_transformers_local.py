@@ -109,18 +109,18 @@ def test_bfloat16_can_be_asked_for_on_a_cpu_and_gives_logprobs(smollm2_dir):
 def test_row_sampler_draws_from_the_tempered_distribution():
     import torch
 
-    from synthdistill.teachers.transformers_local import row_sampler
+    from synthdistill.teachers.decode_loop import RowSampler
 
     probs = torch.tensor([0.6, 0.3, 0.1])
     keys = [f"{i:064x}" for i in range(6000)]
-    processors = row_sampler(Sampling(temperature=1.0, seed=0), keys)
-    scores = processors(torch.zeros(len(keys), 1, dtype=torch.long), probs.log().repeat(len(keys), 1))
-    counts = torch.bincount(scores.argmax(-1), minlength=3) / len(keys)
+    rows = list(range(len(keys)))
+    chosen = RowSampler(Sampling(temperature=1.0, seed=0), keys)(probs.log().repeat(len(keys), 1), rows)
+    counts = torch.bincount(chosen, minlength=3) / len(keys)
     assert torch.allclose(counts, probs, atol=0.02)  # 3 sigma of a binomial at n = 6000 is ~0.019
 
-    halved = row_sampler(Sampling(temperature=0.5, seed=0), keys)(
-        torch.zeros(len(keys), 1, dtype=torch.long), probs.log().repeat(len(keys), 1)
-    )
+    halved = RowSampler(Sampling(temperature=0.5, seed=0), keys)(probs.log().repeat(len(keys), 1), rows)
     sharpened = probs**2 / (probs**2).sum()  # temperature 0.5 squares the probabilities
-    assert torch.allclose(torch.bincount(halved.argmax(-1), minlength=3) / len(keys), sharpened, atol=0.02)
-    assert len(row_sampler(Sampling(temperature=0.0), keys)) == 0
+    assert torch.allclose(torch.bincount(halved, minlength=3) / len(keys), sharpened, atol=0.02)
+    greedy = RowSampler(Sampling(temperature=0.0), keys)
+    assert greedy.greedy and greedy.generators == []
+    assert greedy(probs.log().repeat(2, 1), [0, 1]).tolist() == [0, 0]

@@ -1,0 +1,138 @@
+"""The teacher's own decoding loop against `model.generate`: the same tokens and logprobs, row for row."""
+
+from __future__ import annotations
+
+import pytest
+
+from synthdistill.chat_tokens import prompt_token_ids
+from synthdistill.records import Sampling
+from synthdistill.teachers.decode_loop import RowSampler, decode
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "Write one long sentence about the history of the bicycle in Europe.",
+    "Say hi.",
+    "List three prime numbers.",
+    "Explain in detail why the sky is blue, with examples.",
+]
+KEYS = [f"{i:064x}" for i in range(len(QUESTIONS))]
+
+
+@pytest.fixture(scope="module")
+def smollm2(smollm2_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype="float32").eval()
+    prompts = [prompt_token_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
+    return model, tokenizer, prompts
+
+
+def _generate(model, tokenizer, prompts, sampling, keys, top_k):
+    """The oracle: transformers' generate() with the same per-row sampler as a logits processor."""
+    import torch
+    from transformers import LogitsProcessor
+
+    sampler = RowSampler(sampling, keys)
+    steps = []
+
+    class Record(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            steps.append(scores.float().log_softmax(-1))
+            if sampler.greedy:
+                return scores
+            chosen = sampler(scores, list(range(len(keys))))  # every row draws every step, as before
+            return torch.full_like(scores, float("-inf")).scatter(1, chosen[:, None], 0.0)
+
+    width = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id
+    out = model.generate(
+        input_ids=torch.tensor([[pad] * (width - len(p)) + p for p in prompts]),
+        attention_mask=torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts]),
+        max_new_tokens=sampling.max_tokens,
+        do_sample=False,
+        logits_processor=[Record()],
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=pad,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    answers = []
+    for row, ids in enumerate(out[:, width:].tolist()):
+        length = ids.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in ids else len(ids)
+        answers.append(
+            (
+                ids[:length],
+                [steps[i][row].topk(top_k).indices.tolist() for i in range(length)],
+                [steps[i][row].topk(top_k).values.tolist() for i in range(length)],
+                [steps[i][row][ids[i]].item() for i in range(length)],
+            )
+        )
+    return answers
+
+
+def _flat(nested: list[list[float]]) -> list[float]:
+    return [value for inner in nested for value in inner]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, temperature):
+    model, tokenizer, prompts = smollm2
+    sampling = Sampling(temperature=temperature, max_tokens=40, top_logprobs=4, seed=5)
+    expected = _generate(model, tokenizer, prompts, sampling, KEYS, top_k=4)
+    rows = decode(
+        model,
+        prompts,
+        max_new_tokens=40,
+        eos_ids=[tokenizer.eos_token_id],
+        pad_id=tokenizer.pad_token_id,
+        top_k=4,
+        sampler=RowSampler(sampling, KEYS),
+    )
+    lengths = [len(r.token_ids) for r in rows]
+    assert len(set(lengths)) > 1, lengths  # rows leave the batch at different steps: the loop drops them
+    for row, (ids, top_ids, top_values, own) in zip(rows, expected):
+        assert row.token_ids == ids
+        assert row.finish_reason == ("stop" if ids[-1] == tokenizer.eos_token_id else "length")
+        assert row.top_ids == top_ids
+        # a row's float32 logits move in the 6th digit as the batch around it shrinks; its tokens do not
+        assert _flat(row.top_logprobs) == pytest.approx(_flat(top_values), abs=1e-4)
+        assert row.chosen_logprobs == pytest.approx(own, abs=1e-4)
+
+
+def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(smollm2):
+    model, tokenizer, prompts = smollm2
+    sampling = Sampling(temperature=1.0, max_tokens=30, top_logprobs=2, seed=9)
+
+    def run(indices):
+        return decode(
+            model,
+            [prompts[i] for i in indices],
+            max_new_tokens=30,
+            eos_ids=[tokenizer.eos_token_id],
+            pad_id=tokenizer.pad_token_id,
+            top_k=2,
+            sampler=RowSampler(sampling, [KEYS[i] for i in indices]),
+        )
+
+    together = run(range(len(prompts)))
+    for i in (1, 2):
+        (alone,) = run([i])
+        assert alone.token_ids == together[i].token_ids
+        assert alone.top_ids == together[i].top_ids
+
+
+def test_without_top_k_only_tokens_are_kept(smollm2):
+    model, tokenizer, prompts = smollm2
+    (row,) = decode(
+        model,
+        prompts[:1],
+        max_new_tokens=5,
+        eos_ids=[tokenizer.eos_token_id],
+        pad_id=tokenizer.pad_token_id,
+        top_k=0,
+        sampler=RowSampler(Sampling(temperature=0.0), KEYS[:1]),
+    )
+    assert 1 <= len(row.token_ids) <= 5
+    assert row.top_ids == row.top_logprobs == row.chosen_logprobs == []
