@@ -97,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     for round_index in range(args.rounds):
         for tree, batch, dtype in variants:
             name = ":".join(filter(None, (tree, batch, dtype)))
+            load_before = os.getloadavg()[0]
             result = run_variant(trees[tree], int(batch), args.prompts, dtype)
+            result["load_1min"] = [load_before, os.getloadavg()[0]]  # before and after: the machine's other work
             runs[name].append(result)
             rate = result["answer_tokens"] / result["seconds"]
             print(
-                f"round {round_index} {name}: {result['answer_tokens']} tokens in {result['seconds']:.1f} s = {rate:.1f} tok/s",
+                f"round {round_index} {name}: {result['answer_tokens']} tokens in {result['seconds']:.1f} s = {rate:.1f} tok/s"
+                f" (load {result['load_1min'][0]:.1f} -> {result['load_1min'][1]:.1f})",
                 flush=True,
             )
     first = next(iter(runs.values()))[0]["texts"]
