@@ -14,6 +14,7 @@ QUESTIONS = [
     "Say hi.",
     "List three prime numbers.",
     "Explain in detail why the sky is blue, with examples.",
+    "Say hi.",  # the same prompt twice (samples_per_prompt 2): its whole prompt is a prefix of the other
 ]
 KEYS = [f"{i:064x}" for i in range(len(QUESTIONS))]
 
@@ -76,8 +77,9 @@ def _flat(nested: list[list[float]]) -> list[float]:
     return [value for inner in nested for value in inner]
 
 
-@pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, temperature):
+@pytest.mark.parametrize(("temperature", "prefill_group"), [(0.0, 16), (0.8, 16), (0.8, 2)])
+def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, temperature, prefill_group):
+    """Prompts prefilled as one group or as three groups of two (shared prefix once, the rest padded per group)."""
     model, tokenizer, prompts = smollm2
     sampling = Sampling(temperature=temperature, max_tokens=40, top_logprobs=4, seed=5)
     expected = _generate(model, tokenizer, prompts, sampling, KEYS, top_k=4)
@@ -89,6 +91,7 @@ def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, tempera
         pad_id=tokenizer.pad_token_id,
         top_k=4,
         sampler=RowSampler(sampling, KEYS),
+        prefill_group=prefill_group,
     )
     lengths = [len(r.token_ids) for r in rows]
     assert len(set(lengths)) > 1, lengths  # rows leave the batch at different steps: the loop drops them
@@ -136,3 +139,22 @@ def test_without_top_k_only_tokens_are_kept(smollm2):
     )
     assert 1 <= len(row.token_ids) <= 5
     assert row.top_ids == row.top_logprobs == row.chosen_logprobs == []
+
+
+def test_a_batch_of_one_prompt_sampled_three_times_matches_generate(smollm2):
+    """Every prompt the same (samples_per_prompt 3): all but its last token are shared and run once."""
+    model, tokenizer, prompts = smollm2
+    sampling = Sampling(temperature=1.0, max_tokens=20, top_logprobs=3, seed=2)
+    same = [prompts[1]] * 3
+    expected = _generate(model, tokenizer, same, sampling, KEYS[:3], top_k=3)
+    rows = decode(
+        model,
+        same,
+        max_new_tokens=20,
+        eos_ids=[tokenizer.eos_token_id],
+        pad_id=tokenizer.pad_token_id,
+        top_k=3,
+        sampler=RowSampler(sampling, KEYS[:3]),
+    )
+    assert [r.token_ids for r in rows] == [ids for ids, *_ in expected]
+    assert len({tuple(r.token_ids) for r in rows}) == 3  # three different samples
