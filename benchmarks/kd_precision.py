@@ -7,11 +7,12 @@ only: alpha = 0, T = 1, tail bucket) and its gradient with respect to the studen
 compared with float32. The student is a stand-in: SmolLM2's own logits, scaled by 0.8, plus
 Gaussian noise (sigma 1), so the KL is that of a student part way to the teacher.
 
-Precisions:
-- float32, float16 (today's `kd_logprobs`);
-- int8-grid: uint8 codes of (row max - logprob) on a fixed grid of 1/16 nat (to 15.9 nats
-  below the row's best), the row max in float16, the appended sampled token's logprob in
-  float16 beside them (exact to float16, as the sampled token's own logprob).
+Stored as:
+- float32, and float16 with pyarrow's defaults (dictionary, snappy): the build until 2026-12-02;
+- float16 as the build writes it now (`build_shards.parquet_options`: zstd, the top-k ids and
+  logprobs byte-stream-split without a dictionary);
+- the same with `datasets.kd_logprob_step` 1/32, 1/16 and 1/8: the logprobs rounded to that grid,
+  each position's sampled token's own kept as it was (`flat_targets.logprobs_on_grid`).
 
     .venv/bin/python benchmarks/kd_precision.py [--limit 20]
 """
@@ -31,61 +32,55 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.kd_storage import TOP_K, build_rows, machine  # noqa: E402
 
-STEP = 1 / 16
+# (name, value type, kd_logprob_step, writer options: "defaults" = pyarrow's, "build" = parquet_options)
+VARIANTS = [
+    ("float32, pyarrow defaults", "float32", None, "defaults"),
+    ("float16, pyarrow defaults (before)", "float16", None, "defaults"),
+    ("float16 (the build now)", "float16", None, "build"),
+    ("float16, step 1/32", "float16", 1 / 32, "build"),
+    ("float16, step 1/16", "float16", 1 / 16, "build"),
+    ("float16, step 1/8", "float16", 1 / 8, "build"),
+]
 
 
-def quantise(rows: list[dict]) -> list[dict]:
-    """int8-grid columns of each row: codes, row max, the appended sampled logprob (None when not appended)."""
+def on_grid(rows: list[dict], step: float | None) -> list[dict]:
+    """The rows' logprobs as `kd_row(..., logprob_step=step)` stores them."""
+    from synthdistill.arrow_lists import FlatRows
+    from synthdistill.flat_targets import logprobs_on_grid
+
+    if step is None:
+        return rows
     out = []
     for row in rows:
-        codes, maxima, sampled = [], [], []
-        for lps in row["kd_logprobs"]:
-            top = lps[:TOP_K]
-            best = max(top) if top else 0.0
-            codes.append([min(255, round((best - x) / STEP)) for x in top])
-            maxima.append(best)
-            sampled.append(lps[TOP_K] if len(lps) > TOP_K else None)
-        out.append({**row, "kd_logprobs": codes, "kd_logprob_max": maxima, "kd_sampled_logprob": sampled})
+        lengths = [n for n, label in zip(row["kd_ids"].lengths, row["labels"]) if label != -100]
+        answer = [t for t, label in zip(row["input_ids"], row["labels"]) if label != -100]
+        values = logprobs_on_grid(row["kd_ids"].values, row["kd_logprobs"].values, lengths, answer, step)
+        out.append({**row, "kd_logprobs": FlatRows(values, row["kd_logprobs"].lengths)})
     return out
 
 
-def dequantise(rows: list[dict]) -> list[dict]:
-    import numpy as np
-
-    out = []
-    for row in rows:
-        back = []
-        for codes, best, sampled in zip(row["kd_logprobs"], row["kd_logprob_max"], row["kd_sampled_logprob"]):
-            values = [float(np.float16(best)) - c * STEP for c in codes]
-            back.append(values + ([float(np.float16(sampled))] if sampled is not None else []))
-        out.append({**row, "kd_logprobs": back})
-    return out
-
-
-def stored(rows: list[dict], precision: str, folder: Path) -> tuple[list[dict], float]:
-    """The rows as read back after storing them at `precision`, and the Parquet bytes per answer token."""
+def stored(rows: list[dict], variant: tuple, folder: Path) -> tuple[list[dict], float]:
+    """The rows as read back after storing them as `variant` says, and the Parquet bytes per answer token."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from synthdistill.arrow_lists import table_from_rows
     from synthdistill.build import _kd_schema
+    from synthdistill.build_shards import parquet_options
 
+    name, value_type, step, options = variant
     schema = _kd_schema("uint16")
-    if precision == "int8-grid":
-        rows = quantise(rows)
+    if value_type != "float16":
         schema = schema.set(
-            schema.get_field_index("kd_logprobs"), pa.field("kd_logprobs", pa.list_(pa.list_(pa.uint8())))
+            schema.get_field_index("kd_logprobs"),
+            pa.field("kd_logprobs", pa.list_(pa.list_(getattr(pa, value_type)()))),
         )
-        schema = schema.append(pa.field("kd_logprob_max", pa.list_(pa.float16())))
-        schema = schema.append(pa.field("kd_sampled_logprob", pa.list_(pa.float16())))
-    else:
-        value = pa.float16() if precision == "float16" else pa.float32()
-        schema = schema.set(schema.get_field_index("kd_logprobs"), pa.field("kd_logprobs", pa.list_(pa.list_(value))))
-    path = folder / f"{precision}.parquet"
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+    path = folder / "kd.parquet"
+    pq.write_table(
+        table_from_rows(on_grid(rows, step), schema), path, **(parquet_options(schema) if options == "build" else {})
+    )
     back = pq.read_table(path).to_pylist()
     answer = sum(1 for row in back for label in row["labels"] if label != -100)
-    if precision == "int8-grid":
-        back = dequantise(back)
     return back, path.stat().st_size / answer
 
 
@@ -123,7 +118,7 @@ def student_logits(rows: list[dict]) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=20, help="use only the first N answers")
+    parser.add_argument("--limit", type=int, default=40, help="use only the first N answers")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     import torch
@@ -132,10 +127,10 @@ def main() -> None:
     student = student_logits(rows)
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for precision in ("float32", "float16", "int8-grid"):
-            back, size = stored(rows, precision, Path(scratch))
-            results[precision] = (size, losses(back, student))
-    reference = results["float32"][1]
+        for variant in VARIANTS:
+            back, size = stored(rows, variant, Path(scratch))
+            results[variant[0]] = (size, losses(back, student))
+    reference = results[VARIANTS[0][0]][1]
     total = sum(loss for loss, _ in reference)
     lines = [
         f"# KD dataset logprob precision, k = {TOP_K} ({dt.date.today().isoformat()})",
@@ -146,7 +141,7 @@ def main() -> None:
         "sampled at T = 1). KD loss: KL only (alpha 0, T 1, tail bucket), summed over the rows; the",
         "student is SmolLM2's logits x 0.8 + N(0, 1) noise. Errors relative to float32.",
         "",
-        "| kd_logprobs | Parquet B/answer token | KD loss | loss error | worst row's loss error | gradient error |",
+        "| kd_logprobs stored as | Parquet B/answer token | KD loss | loss error | worst row's loss error | gradient error |",
         "|---|---|---|---|---|---|",
     ]
     for precision, (size, got) in results.items():

@@ -34,7 +34,7 @@ from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
 from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
-from synthdistill.flat_targets import FlatTargets, exact_flat_targets, target_rows
+from synthdistill.flat_targets import FlatTargets, exact_flat_targets, logprobs_on_grid, target_rows
 from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
 from synthdistill.held_out import HeldOut
 from synthdistill.model_store import resolve_tokenizer
@@ -91,11 +91,18 @@ def sft_row(record: HarvestRecord, traces: str = "drop", tools: bool = False) ->
 
 
 def kd_row(
-    record: HarvestRecord, prompt_ids: list[int], targets: AnswerTargets | FlatTargets, eos_id: int, max_length: int
+    record: HarvestRecord,
+    prompt_ids: list[int],
+    targets: AnswerTargets | FlatTargets,
+    eos_id: int,
+    max_length: int,
+    logprob_step: float | None = None,
 ) -> dict[str, Any] | None:
     """A KD row: kd arrays aligned with `input_ids` (index t holds the targets of token t itself)."""
     answer_ids = list(targets.student_ids)
     lengths, ids, logprobs = target_rows(targets)
+    if logprob_step:
+        logprobs = logprobs_on_grid(ids, logprobs, lengths, answer_ids, logprob_step)
     if not answer_ids or answer_ids[-1] != eos_id:
         answer_ids.append(eos_id)  # API teachers do not return their stop token: learn it by CE only
         lengths = [*lengths, 0]
@@ -299,7 +306,14 @@ class KdMaker:
             template_messages([m.model_dump() for m in record.messages]),
             **({"tools": record.answer_format.tools} if record.answer_format and record.answer_format.tools else {}),
         )
-        row = kd_row(record, prompt_ids, targets, self.eos_id, self.config.student.max_length)
+        row = kd_row(
+            record,
+            prompt_ids,
+            targets,
+            self.eos_id,
+            self.config.student.max_length,
+            self.config.datasets.kd_logprob_step,
+        )
         if row is None:
             count(stats.dropped, "prompt-longer-than-max-length")
             return None
@@ -324,6 +338,7 @@ class KdMaker:
             "top_k": config.harvest.top_logprobs,
             "max_candidates": stats.max_candidates,
             "kd_ids_dtype": self.id_type,
+            "kd_logprob_step": self.config.datasets.kd_logprob_step,
             "logprob_mode": "raw (teacher temperature 1)",
             "max_unmapped_mass": MAX_UNMAPPED_MASS,
             "coverage": stats.coverage(),

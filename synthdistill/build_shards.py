@@ -28,6 +28,29 @@ from synthdistill.run_layout import SHARD_ROWS, SPLITS, RunLayout
 from synthdistill.tool_turns import has_tools
 
 WRITE_ROWS = 1000  # rows buffered per split before they are written (one row group)
+# Byte-stream-split, without a dictionary, under zstd: the KD targets' top-k ids and float16 logprobs take
+# ~61 B per answer token at k = 20 where pyarrow's defaults (dictionary, snappy) took ~82 (SmolLM2's real
+# top-20: benchmarks/results/kd_precision-2026-12-02.md). Any Parquet reader reads them as before.
+BYTE_STREAM_SPLIT = ("kd_ids", "kd_logprobs")
+
+
+def parquet_options(schema) -> dict[str, Any]:
+    """ParquetWriter options of a dataset: zstd; numbers without a dictionary; the KD targets byte-stream-split."""
+    import pyarrow as pa
+
+    def leaf(value_type):
+        while pa.types.is_list(value_type):
+            value_type = value_type.value_type
+        return value_type
+
+    numeric = {f.name for f in schema if pa.types.is_integer(leaf(f.type)) or pa.types.is_floating(leaf(f.type))}
+    return {
+        "compression": "zstd",
+        "use_dictionary": [f.name for f in schema if f.name not in numeric],
+        "use_byte_stream_split": [
+            f"{f.name}.list.element.list.element" for f in schema if f.name in BYTE_STREAM_SPLIT and f.name in numeric
+        ],
+    }
 
 
 @dataclass
@@ -126,7 +149,8 @@ class ShardedSplits:
             if writer is None:
                 path = self.data / f".{split}-{len(self.shards[split]):05d}.parquet.tmp"
                 self.shards[split].append(path)
-                writer = pq.ParquetWriter(path, self.stored_as or self.schema)
+                stored = self.stored_as or self.schema
+                writer = pq.ParquetWriter(path, stored, **parquet_options(stored))
             if rows is None:  # a split without rows still gets its (empty) shard
                 writer.write_table((self.stored_as or self.schema).empty_table())
             else:

@@ -60,3 +60,13 @@ def target_rows(targets: AnswerTargets | FlatTargets) -> tuple[list[int], Any, A
         return targets.lengths, targets.ids, targets.logprobs
     flat_ids = list(itertools.chain.from_iterable(targets.kd_ids))
     return [len(ids) for ids in targets.kd_ids], flat_ids, list(itertools.chain.from_iterable(targets.kd_logprobs))
+
+
+def logprobs_on_grid(ids: Any, logprobs: Any, lengths: list[int], sampled_ids: list[int], step: float) -> Any:
+    """KD logprobs rounded to multiples of `step` nats (`datasets.kd_logprob_step`), each position's sampled
+    token's own kept as it was: zstd then stores a position's top-20 in fewer bytes."""
+    import numpy as np
+
+    values = np.asarray(logprobs, dtype=np.float64)
+    sampled = np.repeat(np.asarray(sampled_ids[: len(lengths)], dtype=np.int64), lengths)
+    return np.where(np.asarray(ids) == sampled, values, np.round(values / step) * step)

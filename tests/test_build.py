@@ -94,8 +94,23 @@ def test_build_mixes_exact_and_aligned_records_and_reports_coverage(tmp_path, sm
     assert build_info["alignment"] == {"exact": 1, "partial": 1, "none": 0}
 
 
+def test_kd_logprob_step_puts_the_kd_datasets_logprobs_on_a_grid(tmp_path, smollm2_dir, tokenizer):
+    aligned = make_record("Say hello.", GEMMA_TEXT, model="gemma-api", logprobs=api_logprobs(GEMMA_ANSWER))
+    config = _project(tmp_path, smollm2_dir, tokenizer, [aligned])
+    config = config.model_copy(update={"datasets": config.datasets.model_copy(update={"kd_logprob_step": 0.7})})
+    build.run(config)
+    kd_dir = tmp_path / "outputs" / "tiny" / "datasets" / "kd"
+    row = _rows(kd_dir)[aligned.request_key]
+    prompt = len(_prompt_ids(tokenizer, aligned))
+    # harvested -0.4 and -1.2 rounded to multiples of 0.7 nats; -1.5 is the sampled token's own (id 17): kept
+    assert row["kd_ids"][prompt + 4] == [30, 28, 17] and row["labels"][prompt + 4] == 17
+    assert row["kd_logprobs"][prompt + 4] == pytest.approx([-0.7, -1.4, -1.5], abs=1e-3)  # float16
+    assert json.loads((kd_dir / "build.json").read_text())["kd_logprob_step"] == 0.7
+
+
 def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, tokenizer):
     import datasets
+    import pyarrow.parquet as pq
 
     aligned = [
         make_record(f"Say hello {i}.", GEMMA_TEXT, model="gemma-api", logprobs=api_logprobs(GEMMA_ANSWER))
@@ -117,6 +132,13 @@ def test_kd_dataset_loads_with_the_datasets_library(tmp_path, smollm2_dir, token
     assert features["kd_ids"] == datasets.List(datasets.List(datasets.Value("uint16")))
     assert features["kd_logprobs"] == datasets.List(datasets.List(datasets.Value("float16")))
     assert by_card["train"][0]["kd_ids"][-10:] == EXPECTED_GEMMA_KD_IDS + [[]]
+    # stored compactly (zstd; the top-k ids and logprobs byte-stream-split, no dictionary), read as plain lists
+    meta = pq.ParquetFile(files["train"]).metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i) for i in range(meta.num_columns)}
+    for path in ("kd_ids.list.element.list.element", "kd_logprobs.list.element.list.element"):
+        assert "BYTE_STREAM_SPLIT" in encodings[path].encodings and encodings[path].compression == "ZSTD"
+        assert not any("DICTIONARY" in e for e in encodings[path].encodings)
+    assert by_card["train"][0]["kd_logprobs"][-3] == pq.read_table(files["train"])["kd_logprobs"][0][-3].as_py()
 
     by_files.save_to_disk(str(tmp_path / "on-disk"))
     reloaded = datasets.load_from_disk(str(tmp_path / "on-disk"))

@@ -91,3 +91,21 @@ def test_records_read_flat_are_the_records_read_as_lists(tmp_path):
     assert all(r.flat_arrays is not None and r.token_ids is None for r in flat)
     assert [r.has_logprobs for r in flat] == [True, True, True, False]
     assert [with_array_lists(r) for r in flat] == from_batch(batch)
+
+
+def test_kd_logprob_step_rounds_every_candidate_but_the_sampled_tokens_own():
+    record = make_record("Q?", "A")
+    arrays = _arrays(n=17, k=4, seed=2)
+    targets = exact_flat_targets(_flat(arrays))
+    exact = kd_row(record, [5, 6, 7], targets, EOS, 64)
+    rounded = kd_row(record, [5, 6, 7], targets, EOS, 64, logprob_step=1 / 32)
+    ids = np.asarray(exact["kd_ids"].values)
+    before, after = np.asarray(exact["kd_logprobs"].values), np.asarray(rounded["kd_logprobs"].values)
+    sampled = np.repeat(exact["input_ids"][3:], exact["kd_ids"].lengths[3:])  # each candidate's position's token
+    own = ids == sampled
+    assert own.sum() == 17  # one per position: in the top-4 or appended beside it
+    assert after[own].tolist() == before[own].tolist()  # the sampled token's logprob as harvested
+    assert (after[~own] * 32 == np.round(after[~own] * 32)).all()  # the rest on the 1/32-nat grid
+    assert np.abs(after[~own] - before[~own]).max() <= 1 / 64
+    assert (after[~own] != before[~own]).sum() == (~own).sum()  # harvested values are not on the grid already
+    assert rounded["kd_ids"].values.tolist() == exact["kd_ids"].values.tolist()
