@@ -99,7 +99,7 @@ class TeacherConfig(_Strict):
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto",
         description="transformers backend: the weights' precision; auto = bfloat16 on a GPU, float32 on a CPU. "
-        "bfloat16 on a CPU with AMX / AVX-512 BF16 answers ~1.4x faster, but a row's answer then depends on the "
+        "bfloat16 on a CPU with AMX / AVX-512 BF16 answers ~1.8x faster, but a row's answer then depends on the "
         "batch it shared (float32's does not)",
     )
     chat_template_kwargs: dict[str, Any] | None = Field(
