@@ -197,10 +197,10 @@ class HarvestRun:
         finally:
             self.not_sent = len(queue)
 
-    async def run_batches(self, teacher: BatchTeacher, pending: list[PlannedRequest]) -> None:
+    async def run_batches(self, teacher: BatchTeacher, plan: RequestPlan) -> None:
         """Answer every pending request with a batch teacher: resume open batches, submit the rest, collect."""
         self.teacher = teacher
-        self.not_sent = await drive_batches(self, teacher, pending)
+        self.not_sent = await drive_batches(self, teacher, plan)
 
     async def _watch(self, senders: list[asyncio.Task]) -> None:
         """Raise TeacherStuck once the teacher has been silent (or paused) too long; end with the senders."""
@@ -435,8 +435,8 @@ async def _send(run: HarvestRun, requests: RequestPlan, api_key: str | None) -> 
         return
     teacher = make_teacher(run.config.teacher, api_key=api_key, project_dir=run.config.project_dir)
     try:
-        if isinstance(teacher, BatchTeacher):  # batches are cut at the provider's limits from the whole list
-            await run.run_batches(teacher, list(requests.pending()))
+        if isinstance(teacher, BatchTeacher):  # files cut at the provider's limits as the plan's walk fills them
+            await run.run_batches(teacher, requests)
         else:
             await run.run(teacher, PendingQueue(requests.pending(), requests.to_send))
     finally:

@@ -14,6 +14,10 @@ before the first poll. So a run killed at any point resumes on the next run: a b
 but never written to the ledger is found by its metadata, a file uploaded without its batch
 gets one, and the requests are collected, never sent twice. Only requests in no open batch
 go into a new one. A failure is retried by the next run, like every harvest failure.
+
+No list of the pending requests is held: the plan is walked (`RequestPlan.pending()`) to cut the
+input files as they fill, once to reserve the budget of requests already in open batches, and
+once per batch collected, to find that batch's requests (at most `batch_max_requests`).
 """
 
 from __future__ import annotations
@@ -21,36 +25,40 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from synthdistill.records import TeacherRequest
 from synthdistill.teachers import BatchFailure, BatchTeacher
 
 if TYPE_CHECKING:  # for annotations only: harvest.py imports this module
     from synthdistill.harvest import HarvestRun
-    from synthdistill.harvest_plan import PlannedRequest
+    from synthdistill.harvest_plan import PlannedRequest, RequestPlan
 
 log = logging.getLogger(__name__)
 
 
-async def drive_batches(run: HarvestRun, teacher: BatchTeacher, pending: list[PlannedRequest]) -> int:
-    """Resume the open batches, submit the rest in a new one, collect every open batch; the requests not sent."""
-    batches = _Batches(run, teacher, pending)
+async def drive_batches(run: HarvestRun, teacher: BatchTeacher, plan: RequestPlan) -> int:
+    """Resume the open batches, submit the rest in new ones, collect every open batch; the requests not sent."""
+    batches = _Batches(run, teacher, plan)
     await batches.resume_intents()
     batches.reserve_open()
-    not_sent = await batches.submit_pending(pending)
+    not_sent = await batches.submit_pending()
     for row in run.store.open_batches():
         await batches.collect(row)
     return not_sent
 
 
 class _Batches:
-    """The pending requests by key and what each has reserved of the budget, across the batches of one run."""
+    """The plan's pending requests and what each in flight has reserved of the budget, across one run's batches."""
 
-    def __init__(self, run: HarvestRun, teacher: BatchTeacher, pending: list[PlannedRequest]):
-        self.run, self.teacher = run, teacher
-        self.by_key = {item.request.request_key: item for item in pending}
-        self.requests = {key: item.request for key, item in self.by_key.items()}
-        self.reserved: dict[str, float] = {}
+    def __init__(self, run: HarvestRun, teacher: BatchTeacher, plan: RequestPlan):
+        self.run, self.teacher, self.plan = run, teacher, plan
+        self.reserved: dict[str, float] = {}  # only requests with a non-zero reservation
+
+    def _among(self, keys: set[str]) -> Iterator[PlannedRequest]:
+        """The pending requests whose key is in `keys`, in plan order (one walk of the plan)."""
+        return (item for item in self.plan.pending() if item.request.request_key in keys)
 
     async def resume_intents(self) -> None:
         """Find the batches of intents a killed run recorded without their batch id (never submit them again)."""
@@ -68,35 +76,42 @@ class _Batches:
 
     def reserve_open(self) -> None:
         """Reserve the worst case of requests already in open batches: they are paid for whatever the budget says."""
-        for batch in self.run.store.open_batches():
-            for key in batch["request_keys"]:
-                if key in self.by_key and key not in self.reserved:
-                    self.reserved[key] = self.run.reserve(self.by_key[key]) or 0.0
+        in_open = {key for batch in self.run.store.open_batches() for key in batch["request_keys"]}
+        for item in self._among(in_open) if in_open else ():
+            self._hold(item.request.request_key, self.run.reserve(item) or 0.0)
 
-    async def submit_pending(self, pending: list[PlannedRequest]) -> int:
+    def _hold(self, key: str, amount: float) -> None:
+        if amount:
+            self.reserved[key] = amount
+
+    async def submit_pending(self) -> int:
         """Put the pending requests in no open batch, as many as the budget allows, into new batches
-        (as many as the provider's per-file limits take).
+        (as many as the provider's per-file limits take), each file cut as the plan's walk fills it.
 
         Returns how many the budget left out (not sent, left for a later run).
         """
         in_open = {key for batch in self.run.store.open_batches() for key in batch["request_keys"]}
-        candidates = [item for item in pending if item.request.request_key not in in_open]
-        fresh = []
-        for item in candidates:
-            amount = self.run.reserve(item)
-            if amount is None:
-                break
-            self.reserved[item.request.request_key] = amount
-            fresh.append(item)
-        if not fresh:
-            return len(candidates)
+        candidates = (item for item in self.plan.pending() if item.request.request_key not in in_open)
+        left_out = 0
+
+        def affordable() -> Iterator[TeacherRequest]:
+            nonlocal left_out
+            for item in candidates:
+                amount = self.run.reserve(item)
+                if amount is None:  # the budget is spent: the rest are counted, not sent
+                    left_out = 1 + sum(1 for _ in candidates)
+                    return
+                self._hold(item.request.request_key, amount)
+                yield item.request
+
         store = self.run.store
-        for requests, data in self.teacher.batch_files([item.request for item in fresh]):
+        for requests, data in self.teacher.batch_files(affordable()):
             keys = [request.request_key for request in requests]
             if data is None:
                 limit = self.run.config.teacher.batch_max_bytes
+                (item,) = self._among({keys[0]})
                 self._fail(
-                    keys[0], "batch-line-too-large", f"its batch line is larger than teacher.batch_max_bytes ({limit})"
+                    item, "batch-line-too-large", f"its batch line is larger than teacher.batch_max_bytes ({limit})"
                 )
                 continue
             intent_id = uuid.uuid4().hex
@@ -108,7 +123,7 @@ class _Batches:
             store.put_batch(batch["id"], file_id, keys, batch.get("status", "validating"), intent_id)
             self.run.count_sent(keys)
             log.info("submitted batch %s with %d requests", batch["id"], len(keys))
-        return len(candidates) - len(fresh)
+        return left_out
 
     async def collect(self, row: dict) -> None:
         """Wait for one batch, store its answers and errors, and mark it collected in the ledger."""
@@ -117,19 +132,20 @@ class _Batches:
         batch = await self.teacher.poll(batch_id, lambda status: self.run.store.set_batch_status(batch_id, status))
         latency_ms = (time.perf_counter() - started) * 1000 / max(1, len(row["request_keys"]))
         # answers of requests done earlier or no longer planned (a smaller limit) are not asked for
-        results = await self.teacher.collect(batch, self.requests)
+        by_key = {item.request.request_key: item for item in self._among(set(row["request_keys"]))}
+        results = await self.teacher.collect(batch, {key: item.request for key, item in by_key.items()})
         for key, result in results.items():
             if isinstance(result, BatchFailure):
-                self._fail(key, result.kind, result.message)
+                self._fail(by_key[key], result.kind, result.message)
             else:
-                self.run.store_answer(self.by_key[key], result, 1, latency_ms, self.reserved.pop(key, 0.0))
+                self.run.store_answer(by_key[key], result, 1, latency_ms, self.reserved.pop(key, 0.0))
         status = batch.get("status")
-        for key in row["request_keys"]:
-            if key in self.by_key and key not in results:
+        for key, item in by_key.items():
+            if key not in results:
                 # a batch that failed validation, expired or was cancelled leaves lines unanswered
-                self._fail(key, f"batch-{status}", f"batch {batch_id} ended '{status}' without answering")
+                self._fail(item, f"batch-{status}", f"batch {batch_id} ended '{status}' without answering")
         self.run.store.set_batch_status(batch_id, status, collected=True)
 
-    def _fail(self, key: str, kind: str, message: str) -> None:
-        self.run.release(self.reserved.pop(key, 0.0))
-        self.run.store_failure(self.by_key[key], kind, message, 1)
+    def _fail(self, item: PlannedRequest, kind: str, message: str) -> None:
+        self.run.release(self.reserved.pop(item.request.request_key, 0.0))
+        self.run.store_failure(item, kind, message, 1)
