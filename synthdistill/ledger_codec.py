@@ -249,7 +249,7 @@ def _decode(blob: bytes) -> dict[str, tuple[Any, list[int] | None] | None]:
     if flags & STRINGS_BY_ID:
         table = np.asarray(reader.strings(), dtype=object)
         ids = np.concatenate([fields[i][0] for _, i in wanted] or [np.zeros(0, dtype=np.int64)])
-        positions = np.unique(ids, return_inverse=True)[1]  # each id's place among the distinct ids
+        positions = _ranks(ids)  # each id's place among the distinct ids
         at = 0
         for strings, ids_name in wanted:
             values, lengths = fields[ids_name]
@@ -261,6 +261,20 @@ def _decode(blob: bytes) -> dict[str, tuple[Any, list[int] | None] | None]:
             count, lengths = reader.shape(two_d=strings == "top_tokens")
             fields[strings] = (table[reader.array(count)], lengths)
     return fields
+
+
+def _ranks(ids):
+    """Each id's place among the sorted distinct ids: `np.unique(ids, return_inverse=True)[1]` without its
+    sort (a vocabulary-sized count, ~3x faster on 128 x 21 ids)."""
+    import numpy as np
+
+    if not len(ids):
+        return np.zeros(0, dtype=np.int64)
+    if int(ids.max()) >= 1 << 21 or int(ids.min()) < 0:  # not a vocabulary's ids: no id-sized array
+        return np.unique(ids, return_inverse=True)[1]
+    present = np.zeros(int(ids.max()) + 1, dtype=np.int64)
+    present[ids] = 1
+    return (np.cumsum(present) - 1)[ids]
 
 
 def _bit(name: str) -> int:

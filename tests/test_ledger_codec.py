@@ -109,3 +109,14 @@ def test_an_unknown_version_is_refused():
         decode(bytes(blob))
     with pytest.raises(ValueError, match="damaged"):
         decode(encode(logprob_fields(2, 2))[:7])
+
+
+@pytest.mark.parametrize("top_id", [49_151, 262_143, 3_000_000_000])
+def test_strings_by_id_read_back_exactly_for_small_large_and_absurd_ids(top_id):
+    """Ids up to a big vocabulary take the counting path, an id past any vocabulary the sorting one: same strings."""
+    fields = logprob_fields(8, 3)
+    fields["top_ids"][2][1] = top_id
+    fields["top_tokens"][2][1] = f"tok{top_id}"
+    got = _round_trip(fields)
+    _exact_but_logprobs(got, fields)
+    assert got["top_tokens"][2][1] == f"tok{top_id}"
