@@ -65,11 +65,11 @@ def stored(rows: list[dict], variant: tuple, folder: Path) -> tuple[list[dict], 
     import pyarrow.parquet as pq
 
     from synthdistill.arrow_lists import table_from_rows
-    from synthdistill.build import _kd_schema
     from synthdistill.build_shards import parquet_options
+    from synthdistill.dataset_schemas import kd_schema
 
     name, value_type, step, options = variant
-    schema = _kd_schema("uint16")
+    schema = kd_schema("uint16")
     if value_type != "float16":
         schema = schema.set(
             schema.get_field_index("kd_logprobs"),

@@ -3,7 +3,7 @@
 Real targets: SmolLM2-135M-Instruct reads answers (teacher forcing) and its top-20
 logprobs at every answer position become the KD targets, with the sampled (here: the
 actual) token appended when it is outside the top 20, exactly as `synthdistill build`
-stores them (`exact_targets` → `kd_row` → `_kd_schema`). The answers are the docstrings
+stores them (`exact_targets` → `kd_row` → `kd_schema`). The answers are the docstrings
 of synthdistill's own modules, so the run needs nothing beyond the repository.
 
 Reported per answer token (positions whose label is learned):
@@ -90,9 +90,9 @@ def measure(rows: list[dict], id_type: str, folder: Path) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from synthdistill.build import _kd_schema
+    from synthdistill.dataset_schemas import kd_schema
 
-    table = pa.Table.from_pylist(rows, schema=_kd_schema(id_type))
+    table = pa.Table.from_pylist(rows, schema=kd_schema(id_type))
     id_bytes = pa.type_for_alias(id_type).bit_width // 8
     answer_positions = [len(ids) for row in rows for ids, label in zip(row["kd_ids"], row["labels"]) if label != -100]
     answer = len(answer_positions)

@@ -31,9 +31,10 @@ from synthdistill.arrow_lists import FlatRows
 from synthdistill.batches import ordered_map
 from synthdistill.build_shards import KdStats, ShardedSplits, count, record_tasks, survey
 from synthdistill.build_traces import TRACE_NOTES, trace_style, turn_targets
-from synthdistill.chat_tokens import IGNORE_INDEX, REASONING_KEY, assistant_message, prompt_token_ids
+from synthdistill.chat_tokens import IGNORE_INDEX, assistant_message, prompt_token_ids
 from synthdistill.config import DistillConfig
 from synthdistill.dataset_cards import provenance, write_card
+from synthdistill.dataset_schemas import kd_schema, sft_schemas
 from synthdistill.flat_targets import FlatTargets, exact_flat_targets, logprobs_on_grid, target_rows
 from synthdistill.harvest_embeddings import embeddings_note, stored_vectors
 from synthdistill.held_out import HeldOut
@@ -204,8 +205,8 @@ def run(config: DistillConfig, workers: int = 1) -> BuildSummary:
     kd = KdMaker(config, traces) if reason is None else None
 
     tasks, load = record_tasks(config)
-    sft_out = ShardedSplits(layout, "sft", *_sft_schemas(tools))
-    kd_out = ShardedSplits(layout, "kd", _kd_schema(kd.id_type, kd.vectors is not None)) if kd is not None else None
+    sft_out = ShardedSplits(layout, "sft", *sft_schemas(tools))
+    kd_out = ShardedSplits(layout, "kd", kd_schema(kd.id_type, kd.vectors is not None)) if kd is not None else None
 
     def tables_of(task) -> tuple[dict, dict, KdStats]:
         """One batch's rows as Arrow tables per split (in a worker: this process only writes them)."""
@@ -362,57 +363,3 @@ def alignment_class(targets: AnswerTargets) -> str:
     if targets.kept == len(targets.student_ids) and targets.kept:
         return "exact"
     return "partial" if targets.kept else "none"
-
-
-def _sft_schema(json_type=None):
-    """SFT columns; with `json_type` (a build with tools) the tool keys too, JSON values of that type."""
-    import pyarrow as pa
-
-    fields = [("role", pa.string()), ("content", pa.string()), (REASONING_KEY, pa.string())]
-    if json_type is not None:
-        function = pa.struct([("name", pa.string()), ("arguments", json_type)])
-        call = pa.struct([("id", pa.string()), ("type", pa.string()), ("function", function)])
-        fields += [("tool_calls", pa.list_(call)), ("tool_call_id", pa.string()), ("name", pa.string())]
-    columns = [
-        ("row_id", pa.string()),
-        ("prompt_id", pa.string()),
-        ("request_key", pa.string()),
-        ("pack", pa.string()),
-        ("teacher", pa.string()),
-        ("messages", pa.list_(pa.struct(fields))),
-    ]
-    if json_type is not None:
-        columns.append(("tools", pa.list_(json_type)))
-    return pa.schema(columns)
-
-
-def _sft_schemas(tools: bool) -> tuple[Any, Any]:
-    """(schema rows are built with, schema stored) of the SFT dataset: tool arguments and tools are Arrow JSON,
-    which `datasets.load_dataset` decodes into objects (the shape chat templates and TRL take)."""
-    import pyarrow as pa
-
-    if not tools:
-        return _sft_schema(), None
-    return _sft_schema(pa.string()), _sft_schema(pa.json_())
-
-
-def _kd_schema(id_type: str = "int32", embeddings: bool = False):
-    """KD columns; `id_type` is uint16 for vocabularies that fit (storage: benchmarks/kd_storage.py); with
-    `embeddings`, `teacher_embedding` (float32, null where the answer has no stored vector)."""
-    import pyarrow as pa
-
-    extra = [("teacher_embedding", pa.list_(pa.float32()))] if embeddings else []
-    return pa.schema(
-        [
-            ("row_id", pa.string()),
-            ("prompt_id", pa.string()),
-            ("request_key", pa.string()),
-            ("pack", pa.string()),
-            ("input_ids", pa.list_(pa.int32())),
-            ("labels", pa.list_(pa.int32())),
-            ("kd_ids", pa.list_(pa.list_(getattr(pa, id_type)()))),
-            ("kd_logprobs", pa.list_(pa.list_(pa.float16()))),
-            ("kd_mask", pa.list_(pa.int8())),
-            *extra,
-        ]
-    )
