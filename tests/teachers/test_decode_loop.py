@@ -73,6 +73,21 @@ def _generate(model, tokenizer, prompts, sampling, keys, top_k):
     return answers
 
 
+def _decode(smollm2, prompts, sampling: Sampling, keys: list[str], **options):
+    """The loop under test, with the sampling's max_tokens and top-k."""
+    model, tokenizer, _ = smollm2
+    return decode(
+        model,
+        prompts,
+        max_new_tokens=sampling.max_tokens,
+        eos_ids=[tokenizer.eos_token_id],
+        pad_id=tokenizer.pad_token_id,
+        top_k=sampling.top_logprobs,
+        sampler=RowSampler(sampling, keys),
+        **options,
+    )
+
+
 def _flat(nested: list[list[float]]) -> list[float]:
     return [value for inner in nested for value in inner]
 
@@ -83,16 +98,7 @@ def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, tempera
     model, tokenizer, prompts = smollm2
     sampling = Sampling(temperature=temperature, max_tokens=40, top_logprobs=4, seed=5)
     expected = _generate(model, tokenizer, prompts, sampling, KEYS, top_k=4)
-    rows = decode(
-        model,
-        prompts,
-        max_new_tokens=40,
-        eos_ids=[tokenizer.eos_token_id],
-        pad_id=tokenizer.pad_token_id,
-        top_k=4,
-        sampler=RowSampler(sampling, KEYS),
-        prefill_group=prefill_group,
-    )
+    rows = _decode(smollm2, prompts, sampling, KEYS, prefill_group=prefill_group)
     lengths = [len(r.token_ids) for r in rows]
     assert len(set(lengths)) > 1, lengths  # rows leave the batch at different steps: the loop drops them
     for row, (ids, top_ids, top_values, own) in zip(rows, expected):
@@ -105,19 +111,11 @@ def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, tempera
 
 
 def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(smollm2):
-    model, tokenizer, prompts = smollm2
+    prompts = smollm2[2]
     sampling = Sampling(temperature=1.0, max_tokens=30, top_logprobs=2, seed=9)
 
     def run(indices):
-        return decode(
-            model,
-            [prompts[i] for i in indices],
-            max_new_tokens=30,
-            eos_ids=[tokenizer.eos_token_id],
-            pad_id=tokenizer.pad_token_id,
-            top_k=2,
-            sampler=RowSampler(sampling, [KEYS[i] for i in indices]),
-        )
+        return _decode(smollm2, [prompts[i] for i in indices], sampling, [KEYS[i] for i in indices])
 
     together = run(range(len(prompts)))
     for i in (1, 2):
@@ -127,16 +125,7 @@ def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(smollm2):
 
 
 def test_without_top_k_only_tokens_are_kept(smollm2):
-    model, tokenizer, prompts = smollm2
-    (row,) = decode(
-        model,
-        prompts[:1],
-        max_new_tokens=5,
-        eos_ids=[tokenizer.eos_token_id],
-        pad_id=tokenizer.pad_token_id,
-        top_k=0,
-        sampler=RowSampler(Sampling(temperature=0.0), KEYS[:1]),
-    )
+    (row,) = _decode(smollm2, smollm2[2][:1], Sampling(temperature=0.0, max_tokens=5, top_logprobs=0), KEYS[:1])
     assert 1 <= len(row.token_ids) <= 5
     assert row.top_ids == row.top_logprobs == row.chosen_logprobs == []
 
@@ -147,14 +136,6 @@ def test_a_batch_of_one_prompt_sampled_three_times_matches_generate(smollm2):
     sampling = Sampling(temperature=1.0, max_tokens=20, top_logprobs=3, seed=2)
     same = [prompts[1]] * 3
     expected = _generate(model, tokenizer, same, sampling, KEYS[:3], top_k=3)
-    rows = decode(
-        model,
-        same,
-        max_new_tokens=20,
-        eos_ids=[tokenizer.eos_token_id],
-        pad_id=tokenizer.pad_token_id,
-        top_k=3,
-        sampler=RowSampler(sampling, KEYS[:3]),
-    )
+    rows = _decode(smollm2, same, sampling, KEYS[:3])
     assert [r.token_ids for r in rows] == [ids for ids, *_ in expected]
     assert len({tuple(r.token_ids) for r in rows}) == 3  # three different samples
