@@ -81,50 +81,59 @@ def decode(
     top_k: int,
     sampler,
     prefill_group: int = PREFILL_GROUP,
+    drop_finished: bool = True,
 ) -> list[DecodedRow]:
     """Generate an answer for each prompt (token ids), recording top-k logprobs of the raw logits when top_k > 0.
 
     A row ends at its first end-of-turn token (kept as its last position, finish "stop") or after
-    max_new_tokens (finish "length").
+    max_new_tokens (finish "length"). An ended row leaves the batch where the cache can drop rows
+    (`can_drop_rows`); otherwise it stays, fed padding, its outputs unread.
     """
     import torch
 
     with torch.no_grad():
         cache, mask, position, logits = prefill(model, prompts, pad_id, prefill_group)
-        rows = list(range(len(prompts)))  # the prompt each batch row answers
+        droppable = drop_finished and can_drop_rows(cache)
+        rows: list[int | None] = list(range(len(prompts)))  # the prompt each batch row answers; None: it ended
         decoded = [DecodedRow() for _ in prompts]
         eos = set(eos_ids)
         for step in range(max_new_tokens):
-            chosen = sampler(logits, rows)
+            live = [i for i, prompt in enumerate(rows) if prompt is not None]
+            live_logits = logits if len(live) == len(rows) else logits[live]
+            chosen = sampler(live_logits, [rows[i] for i in live])
             chosen_ids = chosen.tolist()
             if top_k > 0:
-                logprobs = logits.log_softmax(dim=-1)
+                logprobs = live_logits.log_softmax(dim=-1)
                 values, indices = logprobs.topk(top_k, dim=-1)
                 own = logprobs.gather(1, chosen[:, None]).squeeze(1).tolist()
                 values, indices = values.tolist(), indices.tolist()
-            keep = []
-            for batch_row, prompt in enumerate(rows):
-                answer = decoded[prompt]
-                token = chosen_ids[batch_row]
+            ended = []
+            for n, batch_row in enumerate(live):
+                answer = decoded[rows[batch_row]]
+                token = chosen_ids[n]
                 answer.token_ids.append(token)
                 if top_k > 0:
-                    answer.chosen_logprobs.append(own[batch_row])
-                    answer.top_ids.append(indices[batch_row])
-                    answer.top_logprobs.append(values[batch_row])
+                    answer.chosen_logprobs.append(own[n])
+                    answer.top_ids.append(indices[n])
+                    answer.top_logprobs.append(values[n])
                 if token in eos:
                     answer.finish_reason = "stop"
-                else:
-                    keep.append(batch_row)
-            if not keep or step == max_new_tokens - 1:
+                    ended.append(batch_row)
+            if len(ended) == len(live) or step == max_new_tokens - 1:
                 break
-            if len(keep) < len(rows):  # rows that ended leave the cache, so later steps skip them
+            next_ids = chosen.new_full((len(rows),), pad_id)
+            next_ids[live] = chosen
+            for batch_row in ended:
+                rows[batch_row] = None
+            if ended and droppable:  # rows that ended leave the cache, so later steps skip them
+                keep = [i for i, prompt in enumerate(rows) if prompt is not None]
                 selected = torch.tensor(keep, device=mask.device)
                 cache.batch_select_indices(selected)
-                mask, position, chosen = mask[selected], position[selected], chosen[selected]
+                mask, position, next_ids = mask[selected], position[selected], next_ids[selected]
                 rows = [rows[i] for i in keep]
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=-1)
             out = model(
-                input_ids=chosen[:, None],
+                input_ids=next_ids[:, None],
                 attention_mask=mask,
                 position_ids=position,
                 cache=cache,
@@ -134,6 +143,13 @@ def decode(
             logits = out.logits[:, -1, :].float()
             position = position + 1
     return decoded
+
+
+def can_drop_rows(cache) -> bool:
+    """Whether rows can leave this cache: attention layers only (a recurrent layer's state would be left behind)."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in cache.layers)
 
 
 def prefill(model, prompts: list[list[int]], pad_id: int, group_size: int = PREFILL_GROUP):
@@ -167,8 +183,13 @@ def prefill(model, prompts: list[list[int]], pad_id: int, group_size: int = PREF
         cache, mask, _, group_logits = _padded_prefill(model, rest, pad_id, prefix=prefix, shared=shared)
         width = mask.shape[1] - shared
         if merged is None:
-            merged = [(_empty_like(layer.keys, len(prompts), shared + longest),) * 2 for layer in cache.layers]
-            merged = [(keys, keys.clone()) for keys, _ in merged]
+            merged = [
+                (
+                    _empty_like(layer.keys, len(prompts), shared + longest),
+                    _empty_like(layer.values, len(prompts), shared + longest),
+                )
+                for layer in cache.layers
+            ]
             logits = group_logits.new_empty(len(prompts), group_logits.shape[-1])
         rows = torch.tensor(group, device=device)
         for (keys, values), layer in zip(merged, cache.layers):

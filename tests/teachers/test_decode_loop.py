@@ -92,13 +92,17 @@ def _flat(nested: list[list[float]]) -> list[float]:
     return [value for inner in nested for value in inner]
 
 
-@pytest.mark.parametrize(("temperature", "prefill_group"), [(0.0, 16), (0.8, 16), (0.8, 2)])
-def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, temperature, prefill_group):
-    """Prompts prefilled as one group or as three groups of two (shared prefix once, the rest padded per group)."""
+@pytest.mark.parametrize(
+    ("temperature", "prefill_group", "drop_finished"),
+    [(0.0, 16, True), (0.8, 16, True), (0.8, 2, True), (0.8, 16, False)],
+)
+def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, temperature, prefill_group, drop_finished):
+    """Prompts prefilled as one group or as three groups of two (shared prefix once, the rest padded per group);
+    ended rows dropped from the batch or (a cache that cannot drop rows) kept, fed padding."""
     model, tokenizer, prompts = smollm2
     sampling = Sampling(temperature=temperature, max_tokens=40, top_logprobs=4, seed=5)
     expected = _generate(model, tokenizer, prompts, sampling, KEYS, top_k=4)
-    rows = _decode(smollm2, prompts, sampling, KEYS, prefill_group=prefill_group)
+    rows = _decode(smollm2, prompts, sampling, KEYS, prefill_group=prefill_group, drop_finished=drop_finished)
     lengths = [len(r.token_ids) for r in rows]
     assert len(set(lengths)) > 1, lengths  # rows leave the batch at different steps: the loop drops them
     for row, (ids, top_ids, top_values, own) in zip(rows, expected):
@@ -139,3 +143,15 @@ def test_a_batch_of_one_prompt_sampled_three_times_matches_generate(smollm2):
     rows = _decode(smollm2, same, sampling, KEYS[:3])
     assert [r.token_ids for r in rows] == [ids for ids, *_ in expected]
     assert len({tuple(r.token_ids) for r in rows}) == 3  # three different samples
+
+
+def test_rows_leave_attention_caches_but_not_one_with_recurrent_layers():
+    from transformers import DynamicCache, Gemma2Config, Qwen3NextConfig
+
+    from synthdistill.teachers.decode_loop import can_drop_rows
+
+    small = {"hidden_size": 64, "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2}
+    sliding = Gemma2Config(**small, intermediate_size=64, vocab_size=100, head_dim=16)
+    hybrid = Qwen3NextConfig(**small, intermediate_size=64, vocab_size=100)
+    assert can_drop_rows(DynamicCache(config=sliding))  # sliding-window and full attention layers
+    assert not can_drop_rows(DynamicCache(config=hybrid))  # linear-attention (recurrent) layers
