@@ -29,7 +29,7 @@ from synthdistill.tool_turns import has_tools
 
 WRITE_ROWS = 1000  # rows buffered per split before they are written (one row group)
 # Byte-stream-split, without a dictionary, under zstd: the KD targets' top-k ids and float16 logprobs take
-# ~61 B per answer token at k = 20 where pyarrow's defaults (dictionary, snappy) took ~82 (SmolLM2's real
+# 62.4 B per answer token at k = 20 where pyarrow's defaults (dictionary, snappy) took 80.4 (SmolLM2's real
 # top-20: benchmarks/results/kd_precision-2026-12-02.md). Any Parquet reader reads them as before.
 BYTE_STREAM_SPLIT = ("kd_ids", "kd_logprobs")
 
