@@ -22,6 +22,7 @@ from synthdistill.model_store import resolve_model
 from synthdistill.records import Completion, TeacherRequest, TokenLogprobs, Usage
 from synthdistill.teachers.decode_loop import RowSampler, decode
 from synthdistill.teachers.knobs import KnobWarnings, knob_values
+from synthdistill.teachers.onednn_linear import use_onednn_linears
 from synthdistill.thinking import split_inline
 
 GATHER_WINDOW_S = 0.02
@@ -77,10 +78,11 @@ class TransformersTeacher:
                     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
                 model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
                 torch.set_num_threads(max(1, torch.get_num_threads()))
+                kernels = " onednn" if use_onednn_linears(model) else ""
                 # what an API's system_fingerprint says: the software and numerics that answered
                 self.fingerprint = (
                     f"transformers-{transformers.__version__} torch-{torch.__version__} "
-                    f"{str(dtype).removeprefix('torch.')} {torch.device(device).type}"
+                    f"{str(dtype).removeprefix('torch.')} {torch.device(device).type}{kernels}"
                 )
                 self._loaded = (model, tokenizer, device)
         return self._loaded

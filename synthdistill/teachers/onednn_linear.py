@@ -1,0 +1,56 @@
+"""A float32 teacher's linear layers on oneDNN when it runs on a CPU.
+
+PyTorch computes a float32 `nn.Linear` on a CPU with MKL's sgemm. On this project's machines
+(AMD EPYC with AVX-512) oneDNN's kernel for the same product is 2–2.7× as fast at the decoding
+loop's shapes (benchmarks/results/embedded_teacher-2026-12-02.md, session 10), within float32's
+rounding of the exact product. It also leaves a row's result independent of the rows beside it
+for any number of rows from 2 up, where MKL's changes in the last bits below 16 rows; a single
+row is therefore computed as two (tests/teachers/test_onednn_linear.py), so the rows a decoding
+step holds never move a row's logits.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's fused linear (every x86 and arm64 wheel does)."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def onednn_linear(x, weight, bias=None):
+    """`F.linear(x, weight, bias)` through oneDNN: float32 tensors on a CPU, no autograd."""
+    import torch
+
+    if x.numel() == x.shape[-1]:  # one row: oneDNN's single-row kernel rounds otherwise than its many-row one
+        return torch.ops.mkldnn._linear_pointwise(x.expand(2, *x.shape).contiguous(), weight, bias, "none", [], "")[0]
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+
+
+def _forward(module, x):
+    import torch
+
+    if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
+        return torch.nn.functional.linear(x, module.weight, module.bias)
+    return onednn_linear(x, module.weight, module.bias)
+
+
+def use_onednn_linears(model) -> int:
+    """Route the float32 CPU model's `nn.Linear` layers through oneDNN while no gradient is taken; how many."""
+    import torch
+
+    if not onednn_available():
+        return 0
+    swapped = 0
+    for module in model.modules():
+        if (
+            type(module) is torch.nn.Linear
+            and module.weight.dtype == torch.float32
+            and module.weight.device.type == "cpu"
+        ):
+            module.forward = functools.partial(_forward, module)
+            swapped += 1
+    return swapped
