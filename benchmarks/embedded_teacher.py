@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def child(batch_size: int, prompts: int, dtype: str | None = None) -> dict:
     answers = asyncio.run(ask_all())
     seconds = time.perf_counter() - started
     tokens = sum(a.usage.completion_tokens for a in answers)
-    return {"seconds": seconds, "answer_tokens": tokens, "texts": [a.text for a in answers]}
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the model and its answers
+    return {"seconds": seconds, "answer_tokens": tokens, "peak_rss_mib": peak_mib, "texts": [a.text for a in answers]}
 
 
 def run_variant(tree: Path, batch_size: int, prompts: int, dtype: str | None = None) -> dict:
@@ -108,13 +110,18 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     first = next(iter(runs.values()))[0]["texts"]
-    print("\n| variant | runs | answer tokens/s (median) | min–max | answers equal to the first variant's |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| variant | runs | answer tokens/s (median) | min–max | peak RSS MiB (max) "
+        "| answers equal to the first variant's |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, results in runs.items():
         rates = [r["answer_tokens"] / r["seconds"] for r in results]
         same = sum(a == b for a, b in zip(results[0]["texts"], first))
+        peak = max(r["peak_rss_mib"] for r in results)
         print(
-            f"| {name} | {len(rates)} | {statistics.median(rates):.1f} | {min(rates):.1f}–{max(rates):.1f} | {same}/{len(first)} |"
+            f"| {name} | {len(rates)} | {statistics.median(rates):.1f} | {min(rates):.1f}–{max(rates):.1f} | {peak:,.0f} "
+            f"| {same}/{len(first)} |"
         )
     if args.json:
         args.json.write_text(json.dumps({"prompts": args.prompts, "runs": runs}, indent=1) + "\n")

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import functools
 
+# The batch oneDNN is told to expect when it lays a weight out; a row's result does not depend on it (tested).
+PACKED_FOR_ROWS = 64
+
 
 def onednn_available() -> bool:
     """Whether this torch build has oneDNN's fused linear (every x86 and arm64 wheel does)."""
@@ -21,8 +24,15 @@ def onednn_available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def packed_weight(weight):
+    """The weight [out, in] laid out once as oneDNN's kernel reads it (else it is laid out again on every call)."""
+    import torch
+
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACKED_FOR_ROWS)
+
+
 def onednn_linear(x, weight, bias=None):
-    """`F.linear(x, weight, bias)` through oneDNN: float32 tensors on a CPU, no autograd."""
+    """`F.linear(x, weight, bias)` through oneDNN: float32 on a CPU, no autograd; `weight` plain or packed."""
     import torch
 
     if x.numel() == x.shape[-1]:  # one row: oneDNN's single-row kernel rounds otherwise than its many-row one
@@ -30,16 +40,20 @@ def onednn_linear(x, weight, bias=None):
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
 
 
-def _forward(module, x):
+def _forward(module, packed, x):
     import torch
 
     if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
         return torch.nn.functional.linear(x, module.weight, module.bias)
-    return onednn_linear(x, module.weight, module.bias)
+    return onednn_linear(x, packed, module.bias)
 
 
 def use_onednn_linears(model) -> int:
-    """Route the float32 CPU model's `nn.Linear` layers through oneDNN while no gradient is taken; how many."""
+    """Route the float32 CPU model's `nn.Linear` layers through oneDNN while no gradient is taken; how many.
+
+    Each layer keeps a packed copy of its weight, taken now, beside its own: the linear weights take
+    twice their memory, and a weight changed afterwards is not seen without gradients.
+    """
     import torch
 
     if not onednn_available():
@@ -51,6 +65,6 @@ def use_onednn_linears(model) -> int:
             and module.weight.dtype == torch.float32
             and module.weight.device.type == "cpu"
         ):
-            module.forward = functools.partial(_forward, module)
+            module.forward = functools.partial(_forward, module, packed_weight(module.weight))
             swapped += 1
     return swapped

@@ -44,5 +44,15 @@ class RoomyLayer(DynamicLayer):
         return self.keys, self.values
 
     def batch_select_indices(self, indices) -> None:
-        self._buffers = tuple(buffer[indices] for buffer in self._buffers)
+        """Keep the rows `indices` names, in that order; rows that keep their place are not copied."""
+        order = indices.tolist()
+        moves = [(place, row) for place, row in enumerate(order) if row != place]
+        if all(row >= len(order) for _, row in moves):  # each moved row comes from past the rows kept: no overwrite
+            if moves:
+                targets, sources = (torch.tensor(side, device=indices.device) for side in zip(*moves))
+                for buffer in self._buffers:
+                    buffer[targets, :, : self._length] = buffer[sources, :, : self._length]
+            self._buffers = tuple(buffer[: len(order)] for buffer in self._buffers)
+        else:
+            self._buffers = tuple(buffer[indices] for buffer in self._buffers)
         self._view()

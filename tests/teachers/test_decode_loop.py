@@ -114,7 +114,23 @@ def test_decode_gives_generates_tokens_and_logprobs_row_for_row(smollm2, tempera
         assert row.chosen_logprobs == pytest.approx(own, abs=1e-4)
 
 
-def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(smollm2):
+@pytest.fixture(scope="module")
+def smollm2_onednn(smollm2_dir):
+    """SmolLM2 as the embedded teacher runs it on a CPU: its linear layers on oneDNN."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from synthdistill.teachers.onednn_linear import use_onednn_linears
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype="float32").eval()
+    assert use_onednn_linears(model) == 30 * 7 + 1
+    return model, tokenizer, [prompt_token_ids(tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
+
+
+@pytest.mark.parametrize("kernels", ["pytorch", "onednn"])
+def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(request, kernels):
+    """The same tokens; the logprobs move in the 5th digit (attention's sums are not batch-invariant)."""
+    smollm2 = request.getfixturevalue("smollm2" if kernels == "pytorch" else "smollm2_onednn")
     prompts = smollm2[2]
     sampling = Sampling(temperature=1.0, max_tokens=30, top_logprobs=2, seed=9)
 
@@ -122,10 +138,11 @@ def test_a_row_decoded_alone_is_the_row_decoded_in_a_batch(smollm2):
         return _decode(smollm2, [prompts[i] for i in indices], sampling, [KEYS[i] for i in indices])
 
     together = run(range(len(prompts)))
-    for i in (1, 2):
+    for i in (1, 2, 4):
         (alone,) = run([i])
         assert alone.token_ids == together[i].token_ids
         assert alone.top_ids == together[i].top_ids
+        assert _flat(alone.top_logprobs) == pytest.approx(_flat(together[i].top_logprobs), abs=1e-4)
 
 
 def test_without_top_k_only_tokens_are_kept(smollm2):
@@ -155,3 +172,60 @@ def test_rows_leave_attention_caches_but_not_one_with_recurrent_layers():
     hybrid = Qwen3NextConfig(**small, intermediate_size=64, vocab_size=100)
     assert can_drop_rows(DynamicCache(config=sliding))  # sliding-window and full attention layers
     assert not can_drop_rows(DynamicCache(config=hybrid))  # linear-attention (recurrent) layers
+
+
+def test_gumbel_noise_on_the_contenders_chooses_what_noise_on_every_token_chooses():
+    """`gumbel_argmax` skips the logarithms of tokens that cannot win; the winner is the same."""
+    import torch
+
+    from synthdistill.teachers.decode_loop import gumbel, gumbel_argmax
+
+    generator = torch.Generator().manual_seed(3)
+    chosen_elsewhere = 0
+    for trial in range(24):
+        scores = torch.randn(64, 49152, generator=generator) * (1 + trial % 4) / 0.7
+        if trial % 3 == 0:
+            scores[:, ::7] = float("-inf")  # cut by top-p
+        if trial % 4 == 0:
+            scores[:, 10:60] = scores[:, 10:11]  # ties: the first index wins, as argmax has it
+        scores[0, 123] = 1e4  # one certain token
+        uniform = torch.rand(64, 49152, generator=generator, dtype=torch.float64)
+        every = (scores + gumbel(uniform).float()).argmax(dim=-1)
+        assert torch.equal(gumbel_argmax(scores, uniform), every)
+        assert every[0].item() == 123
+        chosen_elsewhere += (every != scores.argmax(dim=-1)).sum().item()
+    assert chosen_elsewhere > 24 * 64 // 4  # the noise does choose: many draws are not the top score
+
+
+def test_the_cache_writes_answers_into_its_room_and_grows_past_it():
+    import torch
+
+    from synthdistill.teachers.roomy_cache import RoomyLayer
+
+    keys, values = torch.randn(4, 2, 3, 8), torch.randn(4, 2, 3, 8)
+    layer = RoomyLayer(torch.cat([keys, torch.zeros(4, 2, 2, 8)], dim=2), torch.cat([values, values[:, :, :2]], 2), 3)
+    expected_keys, expected_values = keys, values
+    for step in range(4):  # two steps in the room, two past it
+        new_keys, new_values = torch.randn(4, 2, 1, 8), torch.randn(4, 2, 1, 8)
+        returned = layer.update(new_keys, new_values)
+        expected_keys = torch.cat([expected_keys, new_keys], dim=2)
+        expected_values = torch.cat([expected_values, new_values], dim=2)
+        assert torch.equal(returned[0], expected_keys) and torch.equal(returned[1], expected_values)
+        assert layer.get_seq_length() == 4 + step
+    layer.batch_select_indices(torch.tensor([0, 3, 2]))  # row 3 moves into row 1's place, the rest stay
+    assert torch.equal(layer.keys, expected_keys[[0, 3, 2]]) and torch.equal(layer.values, expected_values[[0, 3, 2]])
+    layer.batch_select_indices(torch.tensor([2, 0]))  # a reordering: copied
+    assert torch.equal(layer.keys, expected_keys[[2, 0]]) and torch.equal(layer.values, expected_values[[2, 0]])
+    layer.update(torch.ones(2, 2, 1, 8), torch.ones(2, 2, 1, 8))
+    assert layer.keys.shape == (2, 2, 8, 8) and torch.equal(layer.keys[:, :, -1], torch.ones(2, 2, 8))
+    assert torch.equal(layer.keys[:, :, :-1], expected_keys[[2, 0]])
+
+
+def test_the_last_rows_take_the_places_of_rows_that_ended():
+    from synthdistill.teachers.decode_loop import compacted_order
+
+    assert compacted_order([0, None, 2, 3, None, 5]) == [0, 5, 2, 3]
+    assert compacted_order([None, 1, None, 3, 4]) == [4, 1, 3]
+    assert compacted_order([7, 8, None]) == [0, 1]
+    assert compacted_order([None, None, 2]) == [2]
+    assert compacted_order([None, None]) == []

@@ -46,7 +46,9 @@ def test_batched_answers_carry_text_ids_and_top_k_logprobs(teacher, smollm2_dir)
     for completion in completions:
         lp = completion.logprobs
         assert completion.model == MODEL and completion.text.strip()
-        assert re.fullmatch(r"transformers-\S+ torch-\S+ (float32 cpu( onednn)?|bfloat16 cuda)", completion.system_fingerprint)
+        assert re.fullmatch(
+            r"transformers-\S+ torch-\S+ (float32 cpu( onednn)?|bfloat16 cuda)", completion.system_fingerprint
+        )
         assert completion.finish_reason in ("stop", "length")
         length = completion.usage.completion_tokens
         assert len(lp.token_ids) == len(lp.tokens) == len(lp.token_logprobs) == length
