@@ -48,17 +48,17 @@ def child(batch_size: int, prompts: int, dtype: str | None = None) -> dict:
     requests = [item.request for item in plan_requests(config, configured_prompts(config, prompts))]
     update = {"batch_size": batch_size, **({"dtype": dtype} if dtype else {})}
     teacher = make_teacher(config.teacher.model_copy(update=update), project_dir=config.project_dir)
-    teacher._load()
 
     async def ask_all():
+        # loaded as a harvest loads it, off the main thread (where the tree's own teacher does), not timed
+        await getattr(teacher, "in_model_thread", asyncio.to_thread)(teacher._load)
+        started = time.perf_counter()
         try:
-            return await asyncio.gather(*(teacher.complete(r) for r in requests))
+            return await asyncio.gather(*(teacher.complete(r) for r in requests)), time.perf_counter() - started
         finally:
             await teacher.aclose()
 
-    started = time.perf_counter()
-    answers = asyncio.run(ask_all())
-    seconds = time.perf_counter() - started
+    answers, seconds = asyncio.run(ask_all())
     tokens = sum(a.usage.completion_tokens for a in answers)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the model and its answers
     return {"seconds": seconds, "answer_tokens": tokens, "peak_rss_mib": peak_mib, "texts": [a.text for a in answers]}

@@ -9,7 +9,6 @@ records spell them (`tokenizer.decode([id])`).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 
 from synthdistill.chat_tokens import prompt_token_ids
@@ -34,7 +33,7 @@ class LocalScorer:
         return None
 
     async def complete(self, request: ScoreRequest) -> ScoreAnswer:
-        return await asyncio.to_thread(self.score, request.sample, request.top_k)
+        return await self.teacher.in_model_thread(self.score, request.sample, request.top_k)
 
     def score(self, sample: SampleToScore, top_k: int) -> ScoreAnswer:
         """The teacher's logprobs of `sample`'s text (blocking)."""

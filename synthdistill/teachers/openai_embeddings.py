@@ -9,7 +9,6 @@ that is not a list of one finite vector per input, all of one length, is `malfor
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import struct
@@ -101,7 +100,7 @@ class LocalEmbedder:
         return None
 
     async def complete(self, batch: EmbeddingBatch) -> EmbeddingAnswer:
-        return await asyncio.to_thread(self._embed, batch)
+        return await self.teacher.in_model_thread(self._embed, batch)
 
     def _embed(self, batch: EmbeddingBatch) -> EmbeddingAnswer:
         import torch

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class TransformersTeacher:
         self._worker: asyncio.Task | None = None
         self._loaded = None
         self._load_lock = threading.Lock()
+        self._model_thread: ThreadPoolExecutor | None = None
         self._pieces: dict[int, str] = {}
         self.fingerprint: str | None = None  # set when the model loads
         self.knob_warnings = KnobWarnings()  # reasoning effort / budget: an in-process model has no such setting
@@ -142,6 +144,18 @@ class TransformersTeacher:
             piece = self._pieces[token_id] = tokenizer.decode([token_id])
         return piece
 
+    async def in_model_thread(self, function, *args):
+        """`function(*args)` on the one thread that does all of this teacher's torch work (load, decode, score).
+
+        PyTorch's OpenMP (libgomp) keeps a team of threads for each thread that has run a parallel
+        operation; while another thread's team lives, small operations ran ~4× slower here
+        (benchmarks/openmp_threads.py) and the quickstart's decoding ~25 % slower. So the model is
+        loaded and run on one thread, not on whichever thread asyncio's pool offers.
+        """
+        if self._model_thread is None:
+            self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthdistill-model")
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, function, *args)
+
     # -- batching --------------------------------------------------------------
     async def complete(self, request: TeacherRequest) -> Completion:
         if self._queue is None:
@@ -154,7 +168,7 @@ class TransformersTeacher:
     async def _serve(self) -> None:
         assert self._queue is not None
         try:
-            await asyncio.to_thread(self._load)
+            await self.in_model_thread(self._load)
         except Exception as exc:  # the model cannot load: every request, queued or to come, fails with why
             await self._fail_every_request(load_failure(self.model, exc))
             return
@@ -177,7 +191,7 @@ class TransformersTeacher:
                 groups.setdefault(pending.request.sampling.model_dump_json(), []).append(pending)
             for group in groups.values():
                 try:
-                    results = await asyncio.to_thread(self.generate_batch, [p.request for p in group])
+                    results = await self.in_model_thread(self.generate_batch, [p.request for p in group])
                 except Exception as exc:  # a failed batch fails its requests, not the worker
                     for pending in group:
                         if not pending.future.done():
@@ -203,6 +217,9 @@ class TransformersTeacher:
                 pass
         # A closed teacher can be used again (in another event loop): the next request starts a new worker.
         self._queue, self._worker, self._loaded = None, None, None
+        if self._model_thread is not None:  # its thread ends after the work it has (its OpenMP team with it)
+            self._model_thread.shutdown(wait=False)
+            self._model_thread = None
         self._pieces = {}
 
 
