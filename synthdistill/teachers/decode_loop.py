@@ -82,8 +82,8 @@ def gumbel_argmax(scores, uniform):
 
     The noise grows with u, so an entry whose score falls short of the best-scoring entry's total by
     more than the row's largest noise cannot win; the rest (on average 151 of SmolLM2's 49,152 on the
-    quickstart) get the same arithmetic as the whole row would, so the choice is the same, while the
-    logarithms over every token took 11 % of a quickstart harvest.
+    quickstart) get the same arithmetic as the whole row would, so the choice is the same; over every
+    token the logarithms took 11.5 % of the quickstart's decoding (torch profiler, batch 128).
     """
     import torch
 

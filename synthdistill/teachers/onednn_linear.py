@@ -12,6 +12,7 @@ step holds never move a row's logits.
 from __future__ import annotations
 
 import functools
+import weakref
 
 # The batch oneDNN is told to expect when it lays a weight out; a row's result does not depend on it (tested).
 PACKED_FOR_ROWS = 64
@@ -40,9 +41,10 @@ def onednn_linear(x, weight, bias=None):
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
 
 
-def _forward(module, packed, x):
+def _forward(module_ref, packed, x):
     import torch
 
+    module = module_ref()
     if torch.is_grad_enabled() or x.dtype != torch.float32 or x.device.type != "cpu":
         return torch.nn.functional.linear(x, module.weight, module.bias)
     return onednn_linear(x, packed, module.bias)
@@ -65,6 +67,8 @@ def use_onednn_linears(model) -> int:
             and module.weight.dtype == torch.float32
             and module.weight.device.type == "cpu"
         ):
-            module.forward = functools.partial(_forward, module, packed_weight(module.weight))
+            # a weak reference: the module holds its forward, which must not hold the module (a cycle would
+            # keep the model's memory until the garbage collector's next full pass, into the training after)
+            module.forward = functools.partial(_forward, weakref.ref(module), packed_weight(module.weight))
             swapped += 1
     return swapped

@@ -1,7 +1,7 @@
 """The in-process teacher: a transformers model on this machine (the embedded default).
 
 Concurrent `complete` calls are gathered into batches (same sampling parameters)
-and generated together in a worker thread. Sampling draws each row's randomness from
+and generated together on the model's own thread (`in_model_thread`). Sampling draws each row's randomness from
 its own generator, seeded by `harvest.seed` and the request key, so an answer does not
 depend on which requests happened to share its batch. Logprobs are taken from the raw logits
 (before temperature / top-p), as vLLM's default `logprobs-mode` does, and the

@@ -65,3 +65,23 @@ def _onednn_calls(run) -> int:
     with profile() as trace:
         run()
     return sum(event.name == "mkldnn::_linear_pointwise" for event in trace.events())
+
+
+def test_a_model_on_onednn_is_freed_as_soon_as_it_is_dropped(tiny_student):
+    """No reference cycle: the model's memory goes when the teacher lets it go, not at the next full gc pass."""
+    import gc
+    import weakref
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_student, dtype=torch.float32).eval()
+    assert use_onednn_linears(model) > 0
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+    gone = [weakref.ref(model), *(weakref.ref(m) for m in model.modules() if type(m) is torch.nn.Linear)]
+    gc.disable()
+    try:
+        del model
+        assert [ref() for ref in gone] == [None] * len(gone)  # the layers (and their weights) too
+    finally:
+        gc.enable()
