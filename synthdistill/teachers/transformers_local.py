@@ -1,8 +1,8 @@
 """The in-process teacher: a transformers model on this machine (the embedded default).
 
-Concurrent `complete` calls are gathered into batches (same sampling parameters)
-and generated together on the model's own thread (`in_model_thread`). Sampling draws each row's randomness from
-its own generator, seeded by `harvest.seed` and the request key, so an answer does not
+Concurrent `complete` calls are gathered into batches (same sampling parameters) and
+generated together on the model's own thread (`in_model_thread`). Sampling draws each row's
+randomness from its own generator, seeded by `harvest.seed` and the request key, so an answer does not
 depend on which requests happened to share its batch. Logprobs are taken from the raw logits
 (before temperature / top-p), as vLLM's default `logprobs-mode` does, and the
 end-of-turn token is kept as the answer's last position: it is a real prediction
