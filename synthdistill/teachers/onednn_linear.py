@@ -22,7 +22,10 @@ def onednn_available() -> bool:
     """Whether this torch build has oneDNN's fused linear (every x86 and arm64 wheel does)."""
     import torch
 
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    # private operators (PyTorch's compiler uses them): a build without either keeps PyTorch's own linear
+    return torch.backends.mkldnn.is_available() and all(
+        hasattr(torch.ops.mkldnn, name) for name in ("_linear_pointwise", "_reorder_linear_weight")
+    )
 
 
 def packed_weight(weight):
