@@ -1,9 +1,9 @@
 """A float32 teacher's linear layers on oneDNN when it runs on a CPU.
 
-PyTorch computes a float32 `nn.Linear` on a CPU with MKL's sgemm. On this project's machines
-(AMD EPYC with AVX-512) oneDNN's kernel for the same product is 2–2.7× as fast at the decoding
-loop's shapes (benchmarks/results/embedded_teacher-2026-12-02.md, session 10), within float32's
-rounding of the exact product. It also leaves a row's result independent of the rows beside it
+PyTorch computes a float32 `nn.Linear` on a CPU with MKL's sgemm. On the AMD EPYC (AVX-512) the
+benchmarks ran on, oneDNN's kernel for the same product was 2.2–2.7× as fast at the decoding loop's
+shapes (benchmarks/results/embedded_teacher-2026-12-02.md, session 10; not measured on an Intel CPU,
+where MKL may do better), within float32's rounding of the exact product. It also leaves a row's result independent of the rows beside it
 for any number of rows from 2 up, where MKL's changes in the last bits below 16 rows; a single
 row is therefore computed as two (tests/teachers/test_onednn_linear.py), so the rows a decoding
 step holds never move a row's logits.
